@@ -1,0 +1,267 @@
+"""JSON messages: commands (signed), presence, heartbeat, events and time sync.
+
+Every JSON message is a compact object with ``"v": 1``. Field names are short because receivers
+on a paid 4G link pay for every byte of telemetry. ``docs/protocol.md`` has a field table and an
+example for each message; this module is the code both sides run.
+
+Times are integers: milliseconds since the Unix epoch by the head-end's clock ("network time").
+"""
+
+import json
+
+from protocol import PROTOCOL_VERSION
+from protocol.errors import ProtocolError
+from protocol.signing import open_sealed, seal
+from protocol.topics import valid_id
+
+# Bulletin classes, lowest first. A higher class preempts a lower one.
+PRIO_NORMAL = 0
+PRIO_PRIORITY = 1
+PRIO_LIVE = 2
+PRIO_EMERGENCY = 3
+PRIORITY_NAMES = ("normal", "priority", "live", "emergency")
+
+# Command kinds.
+PLAY = "play"          # play a cached (or fetched first) media item at a time
+STREAM = "stream"      # play a live stream of audio frames
+STOP = "stop"          # stop a broadcast, or everything
+VOLUME = "volume"      # set the default volume
+REBOOT = "reboot"
+IDENTIFY = "identify"  # blink the LED / beep so a technician finds the box
+SCHEDULE = "schedule"  # replace the schedule window with the items given
+FETCH = "fetch"        # fetch a media item into the cache ahead of air time
+COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH)
+
+# Event kinds (receiver -> head-end on .../evt).
+EV_ACK = "ack"            # a command was accepted (ok) or refused (with reason)
+EV_REJECTED = "rejected"  # a message failed authentication or validation
+EV_FETCHED = "fetched"    # a media item is in the cache, hash checked
+EV_FETCH_FAILED = "fetch_failed"
+EV_STARTED = "started"    # proof of play: audio started
+EV_ENDED = "ended"        # proof of play: audio ended, with a reason
+EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED)
+
+# Why playback ended.
+END_FINISHED = "finished"
+END_PREEMPTED = "preempted"
+END_CANCELLED = "cancelled"
+END_FAILED = "failed"
+END_REASONS = (END_FINISHED, END_PREEMPTED, END_CANCELLED, END_FAILED)
+
+CODECS = ("mp3", "adpcm")
+MAX_PAYLOAD = 16384  # JSON messages larger than this are refused unread
+MAX_SCHEDULE_ITEMS = 64
+
+
+def encode(obj):
+    """Compact JSON bytes."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def decode(payload):
+    """Parse a JSON message; raise ProtocolError("malformed") for anything but a v1 object."""
+    if payload is None or len(payload) > MAX_PAYLOAD:
+        raise ProtocolError("malformed", "empty or too large")
+    try:
+        obj = json.loads(bytes(payload))
+    except Exception:
+        raise ProtocolError("malformed", "not JSON")
+    if not isinstance(obj, dict):
+        raise ProtocolError("malformed", "not an object")
+    if obj.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("malformed", "unsupported version")
+    return obj
+
+
+# -- validation helpers --------------------------------------------------------------------
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def need_int(obj, key, lo=None, hi=None, optional=False):
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not _is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ProtocolError("bad-field", key)
+    return value
+
+
+def need_str(obj, key, optional=False, max_len=512):
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ProtocolError("bad-field", key)
+    return value
+
+
+def need_id(obj, key, optional=False):
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not valid_id(value):
+        raise ProtocolError("bad-field", key)
+    return value
+
+
+def _check_media(a):
+    need_id(a, "item")
+    need_str(a, "url")
+    sha = need_str(a, "sha")
+    if len(sha) != 64:
+        raise ProtocolError("bad-field", "sha")
+    need_int(a, "size", 1)
+    need_int(a, "dur", 1)
+    if a.get("codec") not in CODECS:
+        raise ProtocolError("bad-field", "codec")
+    need_int(a, "rate", 8000, 48000)
+
+
+def _check_play(a):
+    need_id(a, "bid")
+    _check_media(a)
+    need_int(a, "at", 0, optional=True)
+    need_int(a, "prio", PRIO_NORMAL, PRIO_EMERGENCY)
+    need_int(a, "vol", 0, 100, optional=True)
+
+
+def check_args(kind, a):
+    """Validate a command's arguments; raise ProtocolError("bad-args"/"bad-field")."""
+    if not isinstance(a, dict):
+        raise ProtocolError("bad-args", "not an object")
+    if kind == PLAY:
+        _check_play(a)
+    elif kind == FETCH:
+        _check_media(a)
+    elif kind == STREAM:
+        need_id(a, "bid")
+        need_id(a, "sid")
+        need_int(a, "sno", 0, 0xFFFFFFFF)
+        key = need_str(a, "key")
+        if len(key) != 64:
+            raise ProtocolError("bad-field", "key")
+        if a.get("codec") not in CODECS:
+            raise ProtocolError("bad-field", "codec")
+        need_int(a, "rate", 8000, 48000)
+        need_int(a, "prio", PRIO_NORMAL, PRIO_EMERGENCY)
+        need_int(a, "vol", 0, 100, optional=True)
+        need_int(a, "until", 0, optional=True)
+    elif kind == STOP:
+        need_id(a, "bid", optional=True)
+    elif kind == VOLUME:
+        need_int(a, "vol", 0, 100)
+    elif kind == IDENTIFY:
+        need_int(a, "secs", 1, 600, optional=True)
+    elif kind == SCHEDULE:
+        need_int(a, "from", 0)
+        need_int(a, "to", 0)
+        items = a.get("items")
+        if not isinstance(items, list) or len(items) > MAX_SCHEDULE_ITEMS:
+            raise ProtocolError("bad-field", "items")
+        for item in items:
+            if not isinstance(item, dict):
+                raise ProtocolError("bad-field", "items")
+            _check_play(item)
+            if item.get("at") is None:
+                raise ProtocolError("bad-field", "at")
+    elif kind == REBOOT:
+        pass
+    else:
+        raise ProtocolError("bad-args", "unknown command %s" % kind)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+def command_body(device, kind, args, ctr, exp, cmd_id):
+    """The JSON body of a command, before signing."""
+    return encode({"v": PROTOCOL_VERSION, "dev": device, "id": cmd_id, "ctr": ctr,
+                   "exp": exp, "k": kind, "a": args})
+
+
+def sign_command(key, device, kind, args, ctr, exp, cmd_id):
+    """The signed wire payload of a command (see protocol.signing)."""
+    check_args(kind, args)
+    return seal(key, command_body(device, kind, args, ctr, exp, cmd_id))
+
+
+def open_command(key, payload, device):
+    """Authenticate and validate a command for ``device``; return it as a dict.
+
+    Raises ProtocolError with reason "malformed", "bad-signature", "wrong-device",
+    "bad-field" or "bad-args". Replay (counter) and expiry are checked by the receiver's
+    core, which holds the last counter and the clock.
+    """
+    cmd = decode(open_sealed(key, payload))
+    if cmd.get("dev") != device:
+        raise ProtocolError("wrong-device")
+    need_str(cmd, "id", max_len=64)
+    need_int(cmd, "ctr", 1)
+    need_int(cmd, "exp", 0)
+    kind = cmd.get("k")
+    if kind not in COMMANDS:
+        raise ProtocolError("bad-args", "unknown command")
+    check_args(kind, cmd.get("a"))
+    return cmd
+
+
+# -- time sync -----------------------------------------------------------------------------
+
+def time_request(t0):
+    """Receiver -> head-end: ``t0`` is the receiver's monotonic ms when sent."""
+    return encode({"v": PROTOCOL_VERSION, "t0": t0})
+
+
+def time_reply(key, device, t0, t1, t2):
+    """Head-end -> receiver, signed: t1 when the request arrived, t2 when the reply left."""
+    return seal(key, encode({"v": PROTOCOL_VERSION, "dev": device, "t0": t0, "t1": t1, "t2": t2}))
+
+
+def open_time_reply(key, payload, device):
+    body = decode(open_sealed(key, payload))
+    if body.get("dev") != device:
+        raise ProtocolError("wrong-device")
+    return need_int(body, "t0"), need_int(body, "t1", 0), need_int(body, "t2", 0)
+
+
+# -- presence, heartbeat, events -----------------------------------------------------------
+
+def birth(device, boot, conn, fw, caps, link):
+    """Retained on .../status when the receiver connects (Sparkplug-style birth).
+
+    ``boot`` counts reboots (kept in flash) and ``conn`` counts connections since boot, so the
+    head-end can tell a stale death (an older session's will) from a current one.
+    """
+    return encode({"v": PROTOCOL_VERSION, "k": "birth", "dev": device, "boot": boot,
+                   "conn": conn, "fw": fw, "caps": caps, "link": link})
+
+
+def death(device, boot, conn):
+    """The last will on .../status (retained), published by the broker when the link dies."""
+    return encode({"v": PROTOCOL_VERSION, "k": "death", "dev": device, "boot": boot,
+                   "conn": conn})
+
+
+def session_of(msg):
+    """The (boot, conn) pair of a birth, death or heartbeat, for comparing sessions."""
+    return (need_int(msg, "boot", 0), need_int(msg, "conn", 0))
+
+
+def event(seq, kind, t, fields):
+    """A receiver event. ``seq`` grows across reboots, so (device, seq) names it for dedup."""
+    msg = {"v": PROTOCOL_VERSION, "seq": seq, "k": kind, "t": t}
+    for name in fields:
+        msg[name] = fields[name]
+    return msg
+
+
+def check_event(msg):
+    need_int(msg, "seq", 0)
+    need_int(msg, "t", 0)
+    kind = msg.get("k")
+    if kind not in EVENTS:
+        raise ProtocolError("bad-field", "k")
+    if kind == EV_ENDED and msg.get("reason") not in END_REASONS:
+        raise ProtocolError("bad-field", "reason")
+    return msg

@@ -1,0 +1,97 @@
+"""HMAC-SHA256 signing of commands and audio frames.
+
+MicroPython has ``hashlib.sha256`` but no ``hmac`` module, so HMAC (RFC 2104) is written out
+here once and used by both sides. A signed command travels as::
+
+    <64 lowercase hex chars of HMAC-SHA256(device_key, body)> "\\n" <body: compact JSON>
+
+The signature covers the exact body bytes as sent, so no canonical JSON form is needed. The
+body names the device, a counter that only grows and an expiry (see ``protocol.messages``):
+the receiver checks all three, which makes a captured command useless for another device, for a
+replay, or after it expires.
+"""
+
+import hashlib
+from binascii import hexlify, unhexlify
+
+from protocol.errors import ProtocolError
+
+_BLOCK = 64
+SIG_HEX_LEN = 64
+FRAME_TAG_LEN = 8
+
+
+def _xor_pad(key, byte):
+    out = bytearray(_BLOCK)
+    for i in range(len(key)):
+        out[i] = key[i] ^ byte
+    for i in range(len(key), _BLOCK):
+        out[i] = byte
+    return out
+
+
+class HmacKey:
+    """A key with its inner and outer pads computed once, for repeated signing (audio frames)."""
+
+    def __init__(self, key):
+        if isinstance(key, str):
+            key = key.encode()
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        self._ipad = _xor_pad(key, 0x36)
+        self._opad = _xor_pad(key, 0x5C)
+
+    def digest(self, *parts):
+        inner = hashlib.sha256(self._ipad)
+        for part in parts:
+            inner.update(part)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def hmac_sha256(key, data):
+    return HmacKey(key).digest(data)
+
+
+def equal(a, b):
+    """Constant-time comparison of two byte strings."""
+    if len(a) != len(b):
+        return False
+    diff = 0
+    for i in range(len(a)):
+        diff |= a[i] ^ b[i]
+    return diff == 0
+
+
+def key_from_hex(text):
+    """Device and stream keys are provisioned as hex strings (32 bytes = 64 hex chars)."""
+    try:
+        key = unhexlify(text)
+    except Exception:
+        raise ProtocolError("bad-key", "not hex")
+    if len(key) < 16:
+        raise ProtocolError("bad-key", "shorter than 16 bytes")
+    return key
+
+
+def seal(key, body):
+    """Return the signed wire form of ``body`` (bytes)."""
+    return hexlify(hmac_sha256(key, body)) + b"\n" + body
+
+
+def open_sealed(key, payload):
+    """Check a signed payload and return its body bytes, or raise ProtocolError("bad-signature")."""
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise ProtocolError("malformed", "payload is not bytes")
+    payload = bytes(payload)
+    if len(payload) < SIG_HEX_LEN + 2 or payload[SIG_HEX_LEN] != 0x0A:
+        raise ProtocolError("malformed", "no signature line")
+    try:
+        sig = unhexlify(payload[:SIG_HEX_LEN])
+    except Exception:
+        raise ProtocolError("malformed", "signature is not hex")
+    body = payload[SIG_HEX_LEN + 1:]
+    if not equal(sig, hmac_sha256(key, body)):
+        raise ProtocolError("bad-signature")
+    return body
