@@ -1,0 +1,106 @@
+"""What the firmware shell needs from the board it runs on.
+
+Two implementations: ``firmware.hw.esp32.Esp32Platform`` on a real receiver and
+``simulator.host.HostPlatform`` in the simulator. The shell and the core never touch
+``machine``, ``network`` or sockets directly; everything board-specific is behind this class, so
+many simulated receivers can share one CPython process.
+
+Times: ``ticks_ms`` is a monotonic millisecond counter that may wrap (as MicroPython's does);
+compare with ``ticks_diff``. The receiver's own idea of network time is kept by the shell's
+clock estimator, not here.
+"""
+
+
+class Sink:
+    """An audio output. ``codecs`` lists what it decodes ("mp3" for VS1053, "adpcm" for I2S).
+
+    Protocol of use: ``open(codec, rate, skip_samples)``, then ``await write(buf)`` repeatedly
+    with whole MP3 frames or whole ADPCM blocks (``write`` returns when the data is queued and
+    paces the caller at real time), then ``close()`` at the end or ``stop()`` to cut it short.
+    ``skip_samples`` drops that many samples at the start, so a late start stays in step with
+    the other receivers (sample-accurate start).
+    """
+
+    codecs = ()
+    name = "none"
+
+    def open(self, codec, rate, skip_samples=0):
+        raise NotImplementedError
+
+    async def write(self, buf):
+        raise NotImplementedError
+
+    async def drain(self):
+        """Wait until everything written has been heard."""
+        raise NotImplementedError
+
+    def close(self):
+        raise NotImplementedError
+
+    def stop(self):
+        raise NotImplementedError
+
+    def set_volume(self, volume):
+        """0..100."""
+        raise NotImplementedError
+
+
+class Platform:
+    sink = None            # a Sink
+    storage_dir = "/data"  # flash directory for the cache and the state file
+
+    def ticks_ms(self):
+        raise NotImplementedError
+
+    def ticks_diff(self, a, b):
+        raise NotImplementedError
+
+    def ticks_add(self, a, delta):
+        raise NotImplementedError
+
+    def rtc_ms(self):
+        """The board's own wall clock, ms since the Unix epoch (before any time sync)."""
+        raise NotImplementedError
+
+    async def open_connection(self, host, port, ssl=None):
+        """A TCP (or TLS) stream pair ``(reader, writer)``, as ``asyncio.open_connection``."""
+        raise NotImplementedError
+
+    async def link_up(self):
+        """Bring the network link up (Wi-Fi, Ethernet, PPP); return when it is usable."""
+        raise NotImplementedError
+
+    def link_info(self):
+        """``{"type": "wifi"|"eth"|"ppp"|"sim", "rssi": dBm or None}``."""
+        raise NotImplementedError
+
+    def amplifier(self, on):
+        """Switch the power amplifier relay."""
+        raise NotImplementedError
+
+    def amplifier_fault(self):
+        return False
+
+    def led(self, pattern):
+        """"off", "on", "slow" (no link), "fast" (identify), "play"."""
+        raise NotImplementedError
+
+    def supply(self):
+        """``{"mains": 0|1|None, "dc": volts or None}``."""
+        raise NotImplementedError
+
+    def temperature(self):
+        return None
+
+    def mem_free(self):
+        raise NotImplementedError
+
+    def random_below(self, n):
+        """A random int in [0, n), for backoff jitter and ids."""
+        raise NotImplementedError
+
+    def feed_watchdog(self):
+        pass
+
+    def reboot(self):
+        raise NotImplementedError
