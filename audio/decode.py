@@ -1,0 +1,25 @@
+"""Turn what a receiver played back into PCM, so tests can check what a listener heard.
+
+- "mp3": ffmpeg's MP3 decoder (what a VS1053 does in hardware), resampled to ``rate``.
+- "adpcm": the firmware's own decoder (``firmware.adpcm``), so a test hears exactly what the
+  receiver's I2S path would; ``rate`` is the rate the blocks were encoded at.
+"""
+
+import numpy as np
+
+from audio import adpcm, ffmpeg
+from protocol.media import ADPCM_BLOCK_BYTES
+
+
+def decode_to_pcm(codec, data, rate, *, block_bytes=ADPCM_BLOCK_BYTES):
+    """Decode ``data`` (bytes of ``codec``) to a mono int16 numpy array at ``rate``."""
+    data = bytes(data)
+    if not data:
+        return np.zeros(0, dtype=np.int16)
+    if codec == "adpcm":
+        return np.frombuffer(adpcm.decode(data, block_bytes), dtype="<i2").astype(np.int16)
+    if codec == "mp3":
+        out, _ = ffmpeg.run(["-f", "mp3", "-i", "pipe:0", "-map", "0:a:0", "-ac", "1",
+                             "-ar", str(int(rate)), "-f", "s16le", "pipe:1"], input_bytes=data)
+        return np.frombuffer(out, dtype="<i2").astype(np.int16)
+    raise ValueError("unknown codec %r (expected mp3 or adpcm)" % codec)

@@ -1,0 +1,73 @@
+"""Annotated dependencies shared by every route: the session, the settings, the current user,
+the publisher that sends commands, and role checks."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from headend.commands import Publisher
+from headend.models import User
+from headend.security import has_permission, read_token
+from headend.services.users import get_user
+from headend.settings import Settings
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session = request.app.state.session_factory()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+def get_publisher(request: Request) -> Publisher:
+    return request.app.state.publisher
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+PublisherDep = Annotated[Publisher, Depends(get_publisher)]
+TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+def get_current_user(request: Request, session: SessionDep, settings: SettingsDep,
+                     token: TokenDep) -> User:
+    """The user of a bearer token (API) or of the session cookie the pages set."""
+    token = token or request.cookies.get("loaxa_token")
+    username = read_token(secret=settings.secret_key, token=token) if token else None
+    user = get_user(session, username=username) if username else None
+    if user is None or not user.active:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not logged in or token expired",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require(permission: str):
+    """A dependency that lets through only users whose role holds ``permission``."""
+
+    def check(user: CurrentUser) -> User:
+        if not has_permission(user.role, permission):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                "role %s may not do this (%s)" % (user.role, permission))
+        return user
+
+    return check
+
+
+Reader = Annotated[User, Depends(require("read"))]
+Operator = Annotated[User, Depends(require("broadcast"))]
+MediaEditor = Annotated[User, Depends(require("media"))]
+Technician = Annotated[User, Depends(require("devices"))]
+Admin = Annotated[User, Depends(require("users"))]

@@ -1,0 +1,1 @@
+"""One routes module per resource, all mounted under /api/v1 by headend.api.main."""

@@ -1,0 +1,71 @@
+from fastapi import APIRouter, status
+
+from headend.api.deps import Operator, PublisherDep, Reader, SessionDep, SettingsDep
+from headend.api.schemas import (
+    BroadcastCreate,
+    BroadcastCreated,
+    BroadcastDetail,
+    BroadcastSummary,
+    EmergencyCreate,
+)
+from headend.errors import Forbidden
+from headend.models import Broadcast, Delivery
+from headend.security import has_permission
+from headend.services import broadcasts
+
+router = APIRouter(tags=["broadcasts"])
+
+
+def created(session, broadcast: Broadcast) -> BroadcastCreated:
+    count = session.query(Delivery).filter(Delivery.broadcast_id == broadcast.id).count()
+    return BroadcastCreated(id=broadcast.id, state=broadcast.state, start_at=broadcast.start_at,
+                            receivers=count)
+
+
+@router.post("/broadcasts", response_model=BroadcastCreated,
+             status_code=status.HTTP_201_CREATED)
+def create_broadcast(body: BroadcastCreate, session: SessionDep, settings: SettingsDep,
+                     publisher: PublisherDep, user: Operator):
+    """Play a media item on all receivers, some zones or some receivers, now or at a time.
+    ``priority: "emergency"`` plays now everywhere targeted, preempting everything."""
+    if body.priority == "emergency" and not has_permission(user.role, "emergency"):
+        raise Forbidden("forbidden", "role %s may not send an emergency" % user.role,
+                        "Bạn không có quyền phát tin khẩn cấp")
+    broadcast = broadcasts.create_broadcast(
+        session, settings=settings, publisher=publisher, media_id=body.media_id,
+        targets=body.targets, priority=body.priority, start_at=body.start_at, actor=user)
+    return created(session, broadcast)
+
+
+@router.post("/emergency", response_model=BroadcastCreated,
+             status_code=status.HTTP_201_CREATED)
+def send_emergency(body: EmergencyCreate, session: SessionDep, settings: SettingsDep,
+                   publisher: PublisherDep, user: Operator):
+    """One call: play ``media_id`` now on every receiver (or the targets given), at emergency
+    volume, preempting everything. Cancel with DELETE /api/v1/broadcasts/{id}."""
+    broadcast = broadcasts.send_emergency(session, settings=settings, publisher=publisher,
+                                          media_id=body.media_id, targets=body.targets,
+                                          actor=user)
+    return created(session, broadcast)
+
+
+@router.get("/broadcasts", response_model=list[BroadcastSummary])
+def list_broadcasts(session: SessionDep, _: Reader, state: str | None = None,
+                    priority: str | None = None, limit: int = 100):
+    return broadcasts.list_broadcasts(session, limit=min(limit, 1000), state=state,
+                                      priority=priority)
+
+
+@router.get("/broadcasts/{broadcast_id}", response_model=BroadcastDetail)
+def get_broadcast(broadcast_id: str, session: SessionDep, _: Reader):
+    """The broadcast and every targeted receiver's state, from the receivers' own reports."""
+    return broadcasts.broadcast_status(session, broadcast_id=broadcast_id)
+
+
+@router.delete("/broadcasts/{broadcast_id}", response_model=BroadcastDetail)
+def cancel_broadcast(broadcast_id: str, session: SessionDep, settings: SettingsDep,
+                     publisher: PublisherDep, user: Operator):
+    """Cancel: every receiver playing or holding it stops; none is sent it again."""
+    broadcasts.cancel_broadcast(session, settings=settings, publisher=publisher,
+                                broadcast_id=broadcast_id, actor=user)
+    return broadcasts.broadcast_status(session, broadcast_id=broadcast_id)

@@ -1,0 +1,59 @@
+from fastapi import APIRouter, status
+
+from headend.api.deps import PublisherDep, Reader, SessionDep, SettingsDep, Technician
+from headend.api.schemas import (
+    CommandSent,
+    DeviceCommand,
+    DeviceCreate,
+    DeviceDetail,
+    DeviceProvisioned,
+    DevicePublic,
+    DeviceUpdate,
+)
+from headend.services import devices
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+@router.get("", response_model=list[DevicePublic])
+def list_devices(session: SessionDep, _: Reader, zone: str | None = None,
+                 online: bool | None = None):
+    """Every receiver with its zone, online state, last report and what it is playing."""
+    return devices.list_devices(session, zone_id=zone, online=online)
+
+
+@router.post("", response_model=DeviceProvisioned, status_code=status.HTTP_201_CREATED)
+def provision_device(body: DeviceCreate, session: SessionDep, settings: SettingsDep,
+                     user: Technician):
+    """Create a receiver. The answer holds its key and broker password: the only time they
+    are shown."""
+    made = devices.provision_device(session, site_id=settings.site_id, device_id=body.id,
+                                    name=body.name, zone_id=body.zone, lat=body.lat,
+                                    lon=body.lon, codec=body.codec, actor=user)
+    view = devices.get_device(session, device_id=made.receiver.id)
+    return DeviceProvisioned(**DevicePublic.model_validate(view).model_dump(),
+                             device_key=made.device_key, mqtt_user=made.mqtt_user,
+                             mqtt_password=made.mqtt_password)
+
+
+@router.get("/{device_id}", response_model=DeviceDetail)
+def get_device(device_id: str, session: SessionDep, _: Reader):
+    return devices.get_device(session, device_id=device_id)
+
+
+@router.patch("/{device_id}", response_model=DeviceDetail)
+def update_device(device_id: str, body: DeviceUpdate, session: SessionDep, user: Technician):
+    given = body.model_dump(exclude_unset=True)
+    kwargs = {("zone_id" if k == "zone" else k): v for k, v in given.items()}
+    return devices.update_device(session, device_id=device_id, actor=user, **kwargs)
+
+
+@router.post("/{device_id}/commands", response_model=CommandSent,
+             status_code=status.HTTP_202_ACCEPTED)
+def send_command(device_id: str, body: DeviceCommand, session: SessionDep,
+                 settings: SettingsDep, publisher: PublisherDep, user: Technician):
+    """identify / volume / reboot / stop, signed for this receiver."""
+    cmd_id = devices.send_device_command(session, settings=settings, publisher=publisher,
+                                         device_id=device_id, kind=body.kind, args=body.args,
+                                         actor=user)
+    return CommandSent(command_id=cmd_id)

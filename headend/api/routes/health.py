@@ -1,0 +1,20 @@
+from fastapi import APIRouter, Request
+from sqlalchemy import func, select
+
+from headend.api.deps import SessionDep, SettingsDep
+from headend.api.schemas import Health
+from headend.models import Receiver
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health)
+def health(request: Request, session: SessionDep, settings: SettingsDep):
+    """Liveness for monitoring: MQTT link, receivers online, ingest counters (no login)."""
+    mqtt = getattr(request.app.state, "mqtt", None)
+    total, online = session.execute(
+        select(func.count(), func.count().filter(Receiver.online.is_(True)))).one()
+    stats = {k: int(v) for k, v in (mqtt.stats.items() if mqtt is not None else [])}
+    return Health(status="ok", site=settings.site_id,
+                  mqtt_connected=bool(mqtt is not None and mqtt.connected.is_set()),
+                  receivers=total, online=online, stats=stats)

@@ -1,0 +1,211 @@
+"""Request and response bodies of the API (pydantic). Secrets appear only in
+``DeviceProvisioned``, the one answer that shows a receiver's key and password."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    role: str
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    username: str
+    full_name: str | None = None
+    role: str
+    active: bool
+
+
+class UserCreate(BaseModel):
+    username: str
+    password: str
+    role: Literal["admin", "operator", "technician", "viewer"]
+    full_name: str | None = None
+
+
+class UserUpdate(BaseModel):
+    password: str | None = None
+    role: Literal["admin", "operator", "technician", "viewer"] | None = None
+    active: bool | None = None
+    full_name: str | None = None
+
+
+class ZonePublic(BaseModel):
+    id: str
+    name: str
+    receivers: int = 0
+    online: int = 0
+
+
+class ZoneCreate(BaseModel):
+    id: str
+    name: str
+
+
+class DevicePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    zone: str | None
+    zone_name: str | None = None
+    online: bool
+    last_seen: datetime | None
+    offline_reason: str | None = None
+    firmware: str | None = None
+    link: str | None = None
+    codec: str
+    lat: float | None = None
+    lon: float | None = None
+    now_playing: dict[str, Any] | None = None
+
+
+class DeviceDetail(DevicePublic):
+    capabilities: dict[str, Any] | None = None
+    telemetry: dict[str, Any] | None = None
+
+
+class DeviceCreate(BaseModel):
+    id: str | None = Field(None, description="1-48 characters of A-Z a-z 0-9 _ -; random if empty")
+    name: str
+    zone: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    codec: Literal["mp3", "adpcm"] = "mp3"
+
+
+class DeviceUpdate(BaseModel):
+    name: str | None = None
+    zone: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+class DeviceProvisioned(DevicePublic):
+    """Shown once: store the key and password in the receiver's config now."""
+
+    device_key: str
+    mqtt_user: str
+    mqtt_password: str
+
+
+class DeviceCommand(BaseModel):
+    kind: Literal["identify", "volume", "reboot", "stop"]
+    args: dict[str, Any] = {}
+
+
+class CommandSent(BaseModel):
+    command_id: str
+
+
+class RenditionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    codec: str
+    sha256: str
+    size: int
+    duration_ms: int
+    rate: int
+
+
+class MediaPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    title: str
+    filename: str | None
+    duration_s: float
+    created_at: datetime
+    created_by: str | None
+    renditions: list[RenditionPublic]
+
+
+class BroadcastCreate(BaseModel):
+    media_id: str
+    targets: dict[str, Any] = Field(
+        description='{"all": true} | {"zones": ["thon-1", ...]} | {"devices": ["r01", ...]}')
+    start_at: datetime | None = Field(None, description="ISO 8601 with a zone; null = now")
+    priority: Literal["normal", "priority", "emergency"] = "normal"
+
+
+class EmergencyCreate(BaseModel):
+    media_id: str
+    targets: dict[str, Any] | None = Field(None, description="default: every receiver")
+
+
+class BroadcastCreated(BaseModel):
+    id: str
+    state: str
+    start_at: datetime
+    receivers: int
+
+
+class BroadcastDevice(BaseModel):
+    id: str
+    name: str | None = None
+    zone: str | None = None
+    state: str
+    reason: str | None = None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class BroadcastDetail(BaseModel):
+    id: str
+    media_id: str
+    title: str
+    duration_s: float
+    targets: dict[str, Any]
+    priority: str
+    start_at: datetime
+    state: str
+    created_by: str | None
+    created_at: datetime
+    cancelled_at: datetime | None
+    counts: dict[str, int]
+    devices: list[BroadcastDevice]
+
+
+class BroadcastSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    media_id: str
+    priority: str
+    start_at: datetime
+    state: str
+    targets: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    cancelled_at: datetime | None
+
+
+class PlayLogEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    device_id: str
+    broadcast_id: str | None
+    item: str | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None
+    played_ms: int | None
+
+
+class AuditPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    at: datetime
+    username: str | None
+    action: str
+    target: str | None
+    detail: dict[str, Any] | None
+
+
+class Health(BaseModel):
+    status: str
+    site: str
+    mqtt_connected: bool
+    receivers: int
+    online: int
+    stats: dict[str, int]

@@ -1,0 +1,75 @@
+"""The head-end application: API, media files, and the MQTT service in its lifespan.
+
+``create_app(settings)`` applies the migrations, makes sure the site exists, and (unless
+``settings.mqtt_enabled`` is off) starts the MQTT service when the server starts and stops it
+when the server stops. The web pages (headend/web/) are mounted when that package exists.
+"""
+
+import importlib
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from headend.api.main import api_router, install_error_handlers
+from headend.commands import RecordingPublisher
+from headend.db import make_engine, make_session_factory, migrate, session_scope
+from headend.media_http import router as media_router
+from headend.services.sites import ensure_site
+from headend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    url = settings.resolved_database_url
+    migrate(url)
+    engine = make_engine(url)
+    session_factory = make_session_factory(engine)
+    with session_scope(session_factory) as session:
+        ensure_site(session, site_id=settings.site_id, name=settings.site_name)
+    settings.resolved_media_dir.mkdir(parents=True, exist_ok=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.mqtt_enabled:
+            from headend.mqtt.service import MqttService
+
+            service = MqttService(settings=settings, session_factory=session_factory).start()
+            app.state.mqtt = service
+            app.state.publisher = service
+        try:
+            yield
+        finally:
+            if app.state.mqtt is not None:
+                app.state.mqtt.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Loaxa head-end", version="1", lifespan=lifespan,
+                  description="Commune IP radio: receivers, media, broadcasts, emergency, "
+                              "proof of play. Times are UTC (ISO 8601).")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.mqtt = None
+    # Without the MQTT service (API-only tests), commands are kept, not sent.
+    app.state.publisher = RecordingPublisher()
+    install_error_handlers(app)
+    app.include_router(api_router)
+    app.include_router(media_router)
+    _mount_pages(app)
+    return app
+
+
+def _mount_pages(app: FastAPI) -> None:
+    """The Vietnamese web pages, if installed: headend.web must expose ``install(app)``."""
+    try:
+        web = importlib.import_module("headend.web")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("headend.web",):
+            raise
+        return
+    install = getattr(web, "install", None)
+    if install is not None:
+        install(app)

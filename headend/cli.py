@@ -1,0 +1,198 @@
+"""`loaxa headend ...`: serve, migrate, provision, create-user, export-mosquitto.
+
+Configuration comes from LOAXA_* environment variables (headend/settings.py); the options
+here override the few that are handy on a command line.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from headend.settings import Settings
+
+
+def _settings(args, **overrides) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if getattr(args, "data_dir", None):
+        values["data_dir"] = Path(args.data_dir)
+    if getattr(args, "database_url", None):
+        values["database_url"] = args.database_url
+    return Settings(**values)
+
+
+def _session(settings: Settings):
+    from headend.db import make_engine, make_session_factory, migrate
+
+    migrate(settings.resolved_database_url)
+    return make_session_factory(make_engine(settings.resolved_database_url))()
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from headend.app import create_app
+
+    settings = _settings(args, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
+                         public_base_url=args.public_url or "http://%s:%d" % (args.host, args.port))
+    app = create_app(settings)
+    print("Loaxa head-end on http://%s:%d (site %s, MQTT %s:%d)"
+          % (args.host, args.port, settings.site_id, settings.mqtt_host, settings.mqtt_port),
+          flush=True)
+    # uvicorn handles Ctrl-C / SIGTERM: the lifespan then stops the MQTT service cleanly.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from headend.db import migrate
+
+    settings = _settings(args)
+    migrate(settings.resolved_database_url)
+    print("database at the newest schema: %s" % settings.resolved_database_url.split("@")[-1])
+    return 0
+
+
+def _zones(text: str) -> list[tuple[str, str]]:
+    """"thon-1,thon-2" or "thon-1=Thôn Một,thon-2=Thôn Hai"."""
+    zones = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        zone_id, _, name = part.partition("=")
+        zones.append((zone_id.strip(), name.strip() or zone_id.strip().replace("-", " ").title()))
+    return zones
+
+
+def cmd_provision(args) -> int:
+    from headend.errors import ServiceError
+    from headend.services.provisioning import export_mosquitto, provision_fleet
+
+    settings = _settings(args)
+    session = _session(settings)
+    try:
+        broker = (args.broker_host or settings.mqtt_host, args.broker_port or settings.mqtt_port)
+        fleet = provision_fleet(session, settings=settings, receivers=args.receivers,
+                                zones=_zones(args.zones), codecs=tuple(args.codecs.split(",")),
+                                prefix=args.prefix, broker=broker, actor="cli")
+        if args.mosquitto_dir:
+            for path in export_mosquitto(session, settings=settings,
+                                         directory=Path(args.mosquitto_dir)):
+                print("wrote %s" % path)
+    except ServiceError as exc:
+        print("loaxa headend provision: %s" % exc.message, file=sys.stderr)
+        return 1
+    finally:
+        session.close()
+    out = Path(args.fleet)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(fleet, ensure_ascii=False, indent=1))
+    out.chmod(0o600)  # it holds every receiver's key and password
+    print("provisioned %d receivers in %d zones; fleet file (secrets!) %s"
+          % (len(fleet["devices"]), len(_zones(args.zones)), out))
+    return 0
+
+
+def cmd_export_mosquitto(args) -> int:
+    from headend.services.provisioning import export_mosquitto
+
+    settings = _settings(args)
+    session = _session(settings)
+    try:
+        for path in export_mosquitto(session, settings=settings, directory=Path(args.dir)):
+            print("wrote %s" % path)
+    finally:
+        session.close()
+    return 0
+
+
+def cmd_create_user(args) -> int:
+    from headend.errors import ServiceError
+    from headend.security import random_password
+    from headend.services.users import create_user, get_user, update_user
+
+    settings = _settings(args)
+    session = _session(settings)
+    password = args.password or random_password(9)
+    try:
+        if get_user(session, username=args.username) is not None:
+            if not args.update:
+                print("user %s exists (use --update to set its password and role)"
+                      % args.username, file=sys.stderr)
+                return 1
+            update_user(session, username=args.username, role=args.role, password=password,
+                        active=True, actor="cli")
+        else:
+            create_user(session, username=args.username, password=password, role=args.role,
+                        full_name=args.full_name, actor="cli")
+    except ServiceError as exc:
+        print("loaxa headend create-user: %s" % exc.message, file=sys.stderr)
+        return 1
+    finally:
+        session.close()
+    print("user %s (%s)%s" % (args.username, args.role,
+                              "" if args.password else ", password: %s" % password))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loaxa headend", description="The commune head-end.")
+    parser.add_argument("--data-dir", help="where the database and media live (LOAXA_DATA_DIR)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (LOAXA_DATABASE_URL)")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the API, pages and MQTT service")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--mqtt-host")
+    p.add_argument("--mqtt-port", type=int)
+    p.add_argument("--public-url", help="base URL receivers fetch media from "
+                                        "(default http://HOST:PORT)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="bring the database to the newest schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("provision", help="create receivers and write a fleet file")
+    p.add_argument("--receivers", type=int, required=True)
+    p.add_argument("--zones", default="thon-1,thon-2,thon-3",
+                   help='"thon-1,thon-2" or "thon-1=Thôn 1,thon-2=Thôn 2"')
+    p.add_argument("--fleet", required=True, help="fleet JSON to write (holds secrets)")
+    p.add_argument("--codecs", default="mp3,adpcm", help="assigned round-robin")
+    p.add_argument("--prefix", default="r", help="device id prefix (r01, r02, ...)")
+    p.add_argument("--broker-host")
+    p.add_argument("--broker-port", type=int)
+    p.add_argument("--mosquitto-dir", help="also write Mosquitto passwd/acl/conf here")
+    p.set_defaults(func=cmd_provision)
+
+    p = sub.add_parser("export-mosquitto", help="write Mosquitto passwd, acl and conf files")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_export_mosquitto)
+
+    p = sub.add_parser("create-user", help="add a user (or --update one)")
+    p.add_argument("username")
+    p.add_argument("--role", default="operator",
+                   choices=("admin", "operator", "technician", "viewer"))
+    p.add_argument("--password", help="default: a random one, printed")
+    p.add_argument("--full-name")
+    p.add_argument("--update", action="store_true", help="set password/role if the user exists")
+    p.set_defaults(func=cmd_create_user)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as exc:  # settings refused (e.g. a default secret in production)
+        print("loaxa headend: %s" % exc, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The head-end's tables (SQLAlchemy 2). Times are stored in UTC, shown in Asia/Ho_Chi_Minh.
+
+Schema changes go through Alembic (headend/migrations); ``alembic revision --autogenerate``
+against these classes writes the next migration.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out, stored naive UTC (portable across SQLite/PostgreSQL)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+# Roles, most powerful first. Permissions per role are in headend/security.py.
+ROLES = ("admin", "operator", "technician", "viewer")
+
+# Bulletin classes an operator chooses (live talk has its own class on the wire).
+PRIORITIES = ("normal", "priority", "emergency")
+
+# Per-receiver delivery states. Terminal ones never change again.
+DELIVERY_PENDING = "pending"      # command sent (or about to be), nothing reported yet
+DELIVERY_OFFLINE = "offline"      # receiver was offline: sent when it comes back, if current
+DELIVERY_FETCHED = "fetched"      # media in the receiver's cache
+DELIVERY_PLAYING = "playing"
+DELIVERY_PLAYED = "played"
+DELIVERY_PREEMPTED = "preempted"
+DELIVERY_FAILED = "failed"
+DELIVERY_CANCELLED = "cancelled"
+DELIVERY_TERMINAL = (DELIVERY_PLAYED, DELIVERY_PREEMPTED, DELIVERY_FAILED, DELIVERY_CANCELLED)
+DELIVERY_WAITING = (DELIVERY_PENDING, DELIVERY_OFFLINE, DELIVERY_FETCHED)
+
+# Broadcast states (a summary of its deliveries).
+BROADCAST_SCHEDULED = "scheduled"
+BROADCAST_PLAYING = "playing"
+BROADCAST_PLAYED = "played"
+BROADCAST_PREEMPTED = "preempted"
+BROADCAST_PARTIAL = "partial"     # some receivers played it, others did not
+BROADCAST_FAILED = "failed"
+BROADCAST_CANCELLED = "cancelled"
+BROADCAST_FINAL = (BROADCAST_PLAYED, BROADCAST_PREEMPTED, BROADCAST_PARTIAL, BROADCAST_FAILED,
+                   BROADCAST_CANCELLED)
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Zone(Base):
+    """A village / hamlet (thôn, xóm, tổ dân phố): the unit an operator targets."""
+
+    __tablename__ = "zones"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Receiver(Base):
+    """A receiver cluster on a pole. Its key signs every command it obeys."""
+
+    __tablename__ = "receivers"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    zone_id: Mapped[str | None] = mapped_column(ForeignKey("zones.id"), index=True)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    codec: Mapped[str] = mapped_column(String(16), default="mp3")  # until its birth says more
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    link: Mapped[str | None] = mapped_column(String(16))
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    offline_reason: Mapped[str | None] = mapped_column(String(32))
+    last_seen: Mapped[datetime | None]
+    online_since: Mapped[datetime | None]
+    session_boot: Mapped[int | None] = mapped_column(BigInteger)
+    session_conn: Mapped[int | None] = mapped_column(BigInteger)
+    telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Secrets: the HMAC key (hex of 32 random bytes) and the broker password's hash. Never
+    # logged, never in a list response; shown once at provisioning.
+    device_key: Mapped[str] = mapped_column(String(128))
+    mqtt_user: Mapped[str] = mapped_column(String(64))
+    mqtt_password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    zone: Mapped[Zone | None] = relationship(lazy="joined")
+
+
+class CommandCounter(Base):
+    """The last command counter used per receiver: ctr = max(last + 1, now_ms)."""
+
+    __tablename__ = "command_counters"
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    last_ctr: Mapped[int] = mapped_column(BigInteger)
+
+
+class MediaItem(Base):
+    __tablename__ = "media_items"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    filename: Mapped[str | None] = mapped_column(String(300))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    source_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    renditions: Mapped[list["Rendition"]] = relationship(
+        back_populates="media", lazy="selectin", cascade="all, delete-orphan")
+
+
+class Rendition(Base):
+    """One encoded form of a media item, as receivers fetch it (GET /media/{sha256}.{ext})."""
+
+    __tablename__ = "renditions"
+    __table_args__ = (UniqueConstraint("media_id", "codec"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    media_id: Mapped[str] = mapped_column(ForeignKey("media_items.id", ondelete="CASCADE"))
+    codec: Mapped[str] = mapped_column(String(16))
+    ext: Mapped[str] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    rate: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+
+    media: Mapped[MediaItem] = relationship(back_populates="renditions")
+
+
+class Broadcast(Base):
+    __tablename__ = "broadcasts"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    media_id: Mapped[str] = mapped_column(ForeignKey("media_items.id"), index=True)
+    targets: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(16))
+    start_at: Mapped[datetime] = mapped_column(index=True)
+    # Until when a receiver that comes back is still sent this broadcast.
+    valid_until: Mapped[datetime] = mapped_column(index=True)
+    # Play "at" time in the commands (ms, network time); None: as soon as fetched.
+    play_at_ms: Mapped[int | None] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default=BROADCAST_SCHEDULED, index=True)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(64))
+
+    media: Mapped[MediaItem] = relationship(lazy="joined")
+
+
+class Delivery(Base):
+    """One receiver's part in a broadcast, built from that receiver's own reports."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("broadcast_id", "device_id"),
+                      Index("ix_deliveries_device_state", "device_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"),
+                                              index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default=DELIVERY_PENDING)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    command_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    sent_at: Mapped[datetime | None]
+    acked_at: Mapped[datetime | None]
+    fetched_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    # A receiver that held this broadcast when it was cancelled, but was offline then: it gets
+    # the stop when it comes back.
+    stop_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeviceEvent(Base):
+    """Every event a receiver reported, once: (device_id, seq) is unique, duplicates dropped."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (UniqueConstraint("device_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(48))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    t: Mapped[datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PlayLog(Base):
+    """Proof of play (nhật ký phát thanh): what a receiver says it played, when, how it ended."""
+
+    __tablename__ = "playlog"
+    __table_args__ = (UniqueConstraint("device_id", "seq"),
+                      Index("ix_playlog_broadcast", "broadcast_id"),
+                      Index("ix_playlog_started", "started_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(48))
+    broadcast_id: Mapped[str | None] = mapped_column(String(48))
+    item: Mapped[str | None] = mapped_column(String(48))
+    seq: Mapped[int] = mapped_column(BigInteger)  # seq of the event that opened this record
+    scheduled_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))  # None while playing
+    played_ms: Mapped[int | None] = mapped_column(BigInteger)
+    skip_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class DeviceMedia(Base):
+    """Which renditions a receiver reported as cached (so an emergency can start in sync)."""
+
+    __tablename__ = "device_media"
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who changed what, when: every mutating call, from the API, the pages or the CLI."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    username: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

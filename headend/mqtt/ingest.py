@@ -1,0 +1,381 @@
+"""Apply a batch of receiver reports (births, deaths, heartbeats, events) to the database.
+
+No network here: the MQTT service hands over decoded-or-not payloads and gets back the
+commands that follow from them (what a returning receiver missed). Everything a receiver
+sends is validated first; a malformed report is counted and dropped, never raised.
+"""
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from headend.commands import Command, chunks
+from headend.models import (
+    DELIVERY_CANCELLED,
+    DELIVERY_FAILED,
+    DELIVERY_FETCHED,
+    DELIVERY_OFFLINE,
+    DELIVERY_PENDING,
+    DELIVERY_PLAYED,
+    DELIVERY_PLAYING,
+    DELIVERY_PREEMPTED,
+    DELIVERY_TERMINAL,
+    Broadcast,
+    Delivery,
+    DeviceEvent,
+    DeviceMedia,
+    PlayLog,
+    Receiver,
+)
+from headend.services.broadcasts import commands_for_returning, finish_overdue, refresh_states
+from headend.settings import Settings
+from protocol import messages, topics
+from protocol.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+END_STATE = {messages.END_FINISHED: DELIVERY_PLAYED, messages.END_PREEMPTED: DELIVERY_PREEMPTED,
+             messages.END_CANCELLED: DELIVERY_CANCELLED, messages.END_FAILED: DELIVERY_FAILED}
+# How far a delivery has come; reports never move it backwards.
+_RANK = {DELIVERY_OFFLINE: 0, DELIVERY_PENDING: 0, DELIVERY_FETCHED: 1, DELIVERY_PLAYING: 2}
+_MAX_LOGGED_PER_BATCH = 5
+
+
+@dataclass
+class Report:
+    """One message from a receiver, as the MQTT service received it."""
+
+    leaf: str           # status | hb | evt | treq
+    device_id: str
+    payload: bytes
+    received_ms: int
+    mid: int = 0
+    qos: int = 0
+    generation: int = 0  # which broker connection it came on (acks go to that one only)
+
+
+@dataclass
+class BatchResult:
+    commands: list[Command] = field(default_factory=list)
+    time_requests: list[Report] = field(default_factory=list)  # waiting for a key lookup
+    stats: Counter = field(default_factory=Counter)
+    went_offline: list[str] = field(default_factory=list)
+    came_online: list[str] = field(default_factory=list)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class _Batch:
+    """State of one batch while it is applied (all lookups done once per batch)."""
+
+    def __init__(self, session: Session, settings: Settings, now: datetime):
+        self.session = session
+        self.settings = settings
+        self.now = now
+        self.result = BatchResult()
+        self.receivers: dict[str, Receiver] = {}
+        self.returning: dict[str, Receiver] = {}
+        self.touched: set[str] = set()
+        self.logged = 0
+
+    def drop(self, report: Report, reason: str) -> None:
+        self.result.stats["malformed"] += 1
+        self.result.stats["malformed." + reason] += 1
+        if self.logged < _MAX_LOGGED_PER_BATCH:
+            self.logged += 1
+            # The payload is peer input and is not logged; the topic and reason say enough.
+            log.warning("dropped %s from %s: %s", report.leaf, report.device_id, reason)
+
+
+def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
+                now: datetime | None = None) -> BatchResult:
+    """Apply ``reports`` in arrival order inside ``session`` (the caller commits)."""
+    batch = _Batch(session, settings, now or datetime.now(UTC))
+    ids = sorted({r.device_id for r in reports})
+    for part in chunks(ids):
+        for receiver in session.scalars(select(Receiver).where(Receiver.id.in_(part))):
+            batch.receivers[receiver.id] = receiver
+    decoded = []
+    for report in reports:
+        receiver = batch.receivers.get(report.device_id)
+        if receiver is None:
+            batch.result.stats["unknown_device"] += 1
+            if report.leaf == topics.TIME_REQUEST:
+                continue
+            batch.drop(report, "unknown-device")
+            continue
+        if report.leaf == topics.TIME_REQUEST:
+            batch.result.time_requests.append(report)
+            continue
+        try:
+            msg = messages.decode(report.payload)
+        except ProtocolError as exc:
+            batch.drop(report, exc.reason)
+            continue
+        decoded.append((report, receiver, msg))
+    events = [(r, rc, m) for r, rc, m in decoded if r.leaf == topics.EVENT]
+    event_handler = _Events(batch, events)
+    event_handler.preload()
+    for report, receiver, msg in decoded:
+        # Any message proves the receiver is alive right now.
+        receiver.last_seen = max(receiver.last_seen or batch.now, _dt(report.received_ms))
+        try:
+            if report.leaf == topics.STATUS:
+                _status(batch, receiver, msg)
+            elif report.leaf == topics.HEARTBEAT:
+                _heartbeat(batch, receiver, msg)
+            elif report.leaf == topics.EVENT:
+                event_handler.apply(report, receiver, msg)
+            else:
+                batch.drop(report, "unexpected-topic")
+        except ProtocolError as exc:
+            batch.drop(report, exc.reason)
+    session.flush()
+    for receiver in batch.returning.values():
+        commands, touched = commands_for_returning(session, settings=settings, receiver=receiver,
+                                                   now=batch.now)
+        batch.result.commands += commands
+        batch.touched |= touched
+    if batch.touched:
+        refresh_states(session, broadcast_ids=batch.touched, now=batch.now)
+    return batch.result
+
+
+# -- presence ------------------------------------------------------------------------------
+
+def _session_key(receiver: Receiver) -> tuple[int, int] | None:
+    if receiver.session_boot is None:
+        return None
+    return (receiver.session_boot, receiver.session_conn or 0)
+
+
+def _come_online(batch: _Batch, receiver: Receiver) -> None:
+    if not receiver.online:
+        receiver.online = True
+        receiver.online_since = batch.now
+        batch.result.came_online.append(receiver.id)
+    receiver.offline_reason = None
+    batch.returning[receiver.id] = receiver
+
+
+def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
+    if msg.get("dev") != receiver.id:
+        raise ProtocolError("wrong-device")
+    session = messages.session_of(msg)
+    known = _session_key(receiver)
+    kind = msg.get("k")
+    if kind == "birth":
+        if known is not None and session < known:
+            batch.result.stats["stale_birth"] += 1
+            return
+        caps = msg.get("caps")
+        receiver.capabilities = caps if isinstance(caps, dict) else None
+        fw, link = msg.get("fw"), msg.get("link")
+        receiver.firmware = fw if isinstance(fw, str) else None
+        receiver.link = link if isinstance(link, str) else None
+        new_session = known is None or session > known
+        receiver.session_boot, receiver.session_conn = session
+        batch.result.stats["birth"] += 1
+        if new_session or not receiver.online:
+            _come_online(batch, receiver)
+    elif kind == "death":
+        if known is not None and session < known:
+            # The will of an older connection, published after the receiver already came
+            # back: it must not mark a live receiver offline.
+            batch.result.stats["stale_death"] += 1
+            return
+        batch.result.stats["death"] += 1
+        receiver.session_boot, receiver.session_conn = session
+        if receiver.online:
+            batch.result.went_offline.append(receiver.id)
+        receiver.online = False
+        receiver.offline_reason = "link-lost"
+        batch.returning.pop(receiver.id, None)
+    else:
+        raise ProtocolError("bad-field", "k")
+
+
+def _heartbeat(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
+    batch.result.stats["heartbeat"] += 1
+    receiver.telemetry = msg
+    if receiver.online:
+        return
+    # Marked offline for silence, but it is talking in the session we know: it was only
+    # quiet (or its reports were late). Anything it missed meanwhile is sent now.
+    try:
+        session = messages.session_of(msg)
+    except ProtocolError:
+        session = None
+    if session is None or session == _session_key(receiver):
+        _come_online(batch, receiver)
+
+
+def sweep_presence(session: Session, *, settings: Settings,
+                   now: datetime | None = None) -> list[str]:
+    """Mark receivers silent for ``offline_after_s`` offline; returns their ids."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=settings.offline_after_s)
+    silent = list(session.scalars(select(Receiver.id).where(
+        Receiver.online.is_(True), (Receiver.last_seen < cutoff) | Receiver.last_seen.is_(None))))
+    for part in chunks(silent):
+        session.execute(update(Receiver).where(Receiver.id.in_(part), Receiver.online.is_(True))
+                        .values(online=False, offline_reason="silent"))
+    finish_overdue(session, now=now)
+    return silent
+
+
+# -- events --------------------------------------------------------------------------------
+
+class _Events:
+    """Acks, fetch reports and proof of play, applied with one lookup of each kind per batch."""
+
+    def __init__(self, batch: _Batch, events):
+        self.batch = batch
+        self.events = events
+        self.seen: set[tuple[str, int]] = set()
+        self.deliveries: dict[tuple[str, str], Delivery] = {}
+        self.by_command: dict[str, Delivery] = {}
+        self.open_plays: dict[tuple[str, str | None], PlayLog] = {}
+
+    def preload(self) -> None:
+        session = self.batch.session
+        if not self.events:
+            return
+        pairs = {}
+        for report, _receiver, msg in self.events:
+            pairs.setdefault(report.device_id, set()).add(msg.get("seq"))
+        for device_id, seqs in pairs.items():
+            clean = [s for s in seqs if isinstance(s, int) and not isinstance(s, bool)]
+            for part in chunks(clean):
+                for seq in session.scalars(select(DeviceEvent.seq).where(
+                        DeviceEvent.device_id == device_id, DeviceEvent.seq.in_(part))):
+                    self.seen.add((device_id, seq))
+        devices = sorted(pairs)
+        bids = sorted({m.get("bid") for _, _, m in self.events if isinstance(m.get("bid"), str)})
+        cmds = sorted({m.get("cmd") for _, _, m in self.events if isinstance(m.get("cmd"), str)})
+        for part in chunks(bids):
+            for delivery in session.scalars(select(Delivery).where(
+                    Delivery.broadcast_id.in_(part), Delivery.device_id.in_(devices))):
+                self.deliveries[(delivery.broadcast_id, delivery.device_id)] = delivery
+            for play in session.scalars(select(PlayLog).where(
+                    PlayLog.broadcast_id.in_(part), PlayLog.device_id.in_(devices),
+                    PlayLog.outcome.is_(None)).order_by(PlayLog.id)):
+                self.open_plays[(play.device_id, play.broadcast_id)] = play
+        for part in chunks(cmds):
+            for delivery in session.scalars(select(Delivery).where(
+                    Delivery.command_id.in_(part))):
+                self.by_command[delivery.command_id] = delivery
+
+    def apply(self, report: Report, receiver: Receiver, msg: dict[str, Any]) -> None:
+        messages.check_event(msg)
+        key = (receiver.id, msg["seq"])
+        if key in self.seen:
+            self.batch.result.stats["duplicate_event"] += 1
+            return
+        self.seen.add(key)
+        t = _dt(msg["t"])
+        self.batch.session.add(DeviceEvent(device_id=receiver.id, seq=msg["seq"], kind=msg["k"],
+                                           t=t, body=msg, received_at=self.batch.now))
+        self.batch.result.stats["event." + msg["k"]] += 1
+        handler = getattr(self, "_" + msg["k"])
+        handler(receiver, msg, t)
+
+    def _delivery(self, receiver: Receiver, msg: dict[str, Any]) -> Delivery | None:
+        bid = msg.get("bid")
+        delivery = self.deliveries.get((bid, receiver.id)) if isinstance(bid, str) else None
+        if delivery is not None:
+            self.batch.touched.add(delivery.broadcast_id)
+        return delivery
+
+    def _ack(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        delivery = self.by_command.get(msg.get("cmd"))
+        if delivery is None or delivery.device_id != receiver.id:
+            return
+        self.batch.touched.add(delivery.broadcast_id)
+        if msg.get("ok") is True:
+            delivery.acked_at = delivery.acked_at or t
+        elif delivery.state not in DELIVERY_TERMINAL and delivery.state != DELIVERY_PLAYING:
+            delivery.state = DELIVERY_FAILED
+            delivery.reason = str(msg.get("reason") or "refused")[:64]
+
+    def _rejected(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        # Somebody sent this receiver a command it refused: a forgery, a replay, or our clock.
+        log.warning("receiver %s rejected a %s message: %s", receiver.id,
+                    str(msg.get("topic"))[:16], str(msg.get("reason"))[:32])
+
+    def _fetched(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        sha = msg.get("sha")
+        if isinstance(sha, str) and len(sha) == 64:
+            cache = self.batch.session.get(DeviceMedia, (receiver.id, sha))
+            if cache is None:
+                self.batch.session.add(DeviceMedia(device_id=receiver.id, sha256=sha,
+                                                   fetched_at=t))
+        for delivery in self._waiting_for_item(receiver, msg.get("item")):
+            delivery.state = DELIVERY_FETCHED
+            delivery.fetched_at = t
+
+    def _fetch_failed(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        for delivery in self._waiting_for_item(receiver, msg.get("item")):
+            delivery.state = DELIVERY_FAILED
+            delivery.reason = ("fetch: %s" % msg.get("reason"))[:64]
+            delivery.ended_at = t
+
+    def _waiting_for_item(self, receiver: Receiver, item: Any) -> list[Delivery]:
+        if not isinstance(item, str):
+            return []
+        found = list(self.batch.session.scalars(
+            select(Delivery).join(Broadcast, Delivery.broadcast_id == Broadcast.id).where(
+                Delivery.device_id == receiver.id, Broadcast.media_id == item,
+                Delivery.state == DELIVERY_PENDING)))
+        self.batch.touched.update(d.broadcast_id for d in found)
+        return found
+
+    def _started(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        bid = msg.get("bid") if isinstance(msg.get("bid"), str) else None
+        at = msg.get("at")
+        skip = msg.get("skip")
+        play = PlayLog(device_id=receiver.id, broadcast_id=bid, item=_str(msg.get("item")),
+                       seq=msg["seq"], started_at=t,
+                       scheduled_at=_dt(at) if _int(at) else None,
+                       skip_ms=skip if _int(skip) else None)
+        self.batch.session.add(play)
+        self.open_plays[(receiver.id, bid)] = play
+        delivery = self._delivery(receiver, msg)
+        if delivery is not None:
+            delivery.started_at = t
+            if _RANK.get(delivery.state, 3) < _RANK[DELIVERY_PLAYING]:
+                delivery.state = DELIVERY_PLAYING
+
+    def _ended(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        bid = msg.get("bid") if isinstance(msg.get("bid"), str) else None
+        outcome = END_STATE[msg["reason"]]
+        played = msg.get("played")
+        play = self.open_plays.pop((receiver.id, bid), None)
+        if play is None:  # ended without a start: it never got to play (e.g. fetch too slow)
+            play = PlayLog(device_id=receiver.id, broadcast_id=bid, item=_str(msg.get("item")),
+                           seq=msg["seq"])
+            self.batch.session.add(play)
+        play.ended_at = t
+        play.outcome = outcome
+        play.played_ms = played if _int(played) else None
+        delivery = self._delivery(receiver, msg)
+        if delivery is not None:
+            # The receiver's report is the truth about what was heard.
+            delivery.state = outcome
+            delivery.ended_at = t
+            delivery.reason = msg["reason"]
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _str(value: Any) -> str | None:
+    return value[:48] if isinstance(value, str) else None

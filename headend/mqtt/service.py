@@ -1,0 +1,295 @@
+"""The long-running MQTT service inside the head-end process.
+
+Two threads besides paho's network thread:
+
+- paho's thread receives; time requests are answered right there, from the in-memory key
+  cache, without touching the database (a receiver's clock estimate depends on a fast reply);
+  every other report goes on a queue.
+- the ingest thread drains the queue in batches, one transaction per batch, and acknowledges
+  each QoS-1 report only after the transaction that stored it committed (``manual_ack``).
+  With a persistent session (fixed client id, no clean start) the broker keeps what receivers
+  sent while the head-end was down, or unacknowledged when it died, and delivers it on return:
+  no proof-of-play record is lost to a crash.
+
+The same thread sweeps presence (a receiver silent for ``offline_after_s`` is offline) and
+publishes the commands that follow from reports (what a returning receiver missed).
+"""
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from headend.commands import Outgoing, chunks, now_ms, prepare
+from headend.db import session_scope
+from headend.models import Receiver
+from headend.mqtt.ingest import Report, apply_batch, sweep_presence
+from headend.settings import Settings
+from protocol import messages, topics
+from protocol.errors import ProtocolError
+from protocol.signing import key_from_hex
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBED = (topics.STATUS, topics.HEARTBEAT, topics.EVENT, topics.TIME_REQUEST)
+_NEVER_EXPIRE = 0xFFFFFFFF
+_V5_GIVE_UP_S = 3.0  # an "auto" connection falls back to 3.1.1 if MQTT 5 got nowhere by then
+
+
+class MqttService:
+    """Start with ``start()``, stop with ``stop()``; ``publish_many`` sends signed commands."""
+
+    def __init__(self, *, settings: Settings, session_factory: sessionmaker[Session]):
+        self.settings = settings
+        self.session_factory = session_factory
+        self.stats: Counter = Counter()
+        self.connected = threading.Event()
+        self._queue: queue.SimpleQueue[Report] = queue.SimpleQueue()
+        self._keys: dict[str, bytes] = {}
+        self._stop = threading.Event()
+        self._generation = 0
+        self._client: mqtt.Client | None = None
+        self._protocol = settings.mqtt_protocol
+        self._ingest_thread: threading.Thread | None = None
+        self._last_sweep = 0.0
+        self._lock = threading.Lock()
+        self._fallback_lock = threading.Lock()
+        self._v5_refused = threading.Event()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> "MqttService":
+        self._load_keys()
+        self._stop.clear()
+        self._connect("5" if self._protocol in ("auto", "5") else "3.1.1")
+        self._ingest_thread = threading.Thread(target=self._ingest_loop, name="loaxa-ingest",
+                                               daemon=True)
+        self._ingest_thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._ingest_thread is not None:
+            self._ingest_thread.join(timeout)
+        client = self._client
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        self.connected.clear()
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self.connected.wait(timeout)
+
+    def _connect(self, protocol: str) -> None:
+        s = self.settings
+        v5 = protocol == "5"
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=s.resolved_client_id,
+                             clean_session=None if v5 else False,
+                             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, manual_ack=True)
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        if s.mqtt_username:
+            client.username_pw_set(s.mqtt_username, s.mqtt_password or None)
+        if s.mqtt_tls:
+            client.tls_set(ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        properties = None
+        kwargs = {}
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = _NEVER_EXPIRE
+            kwargs = {"clean_start": False, "properties": properties}
+        self._client = client
+        self._client_protocol = protocol
+        client.connect_async(s.mqtt_host, s.mqtt_port, s.mqtt_keepalive_s, **kwargs)
+        client.loop_start()
+        if v5 and self._protocol == "auto":
+            threading.Thread(target=self._fall_back_if_stuck, args=(client,), daemon=True).start()
+
+    def _fall_back_if_stuck(self, client: mqtt.Client, wait_s: float = _V5_GIVE_UP_S) -> None:
+        """A broker without MQTT 5 (amqtt) refuses or drops the v5 CONNECT: use 3.1.1."""
+        with self._fallback_lock:
+            if self.connected.wait(wait_s) or self._stop.is_set():
+                return
+            if self._client is client and not self.connected.is_set():
+                log.info("MQTT 5 not accepted by %s:%d; using MQTT 3.1.1",
+                         self.settings.mqtt_host, self.settings.mqtt_port)
+                self._protocol = "3.1.1"
+                client.disconnect()
+                client.loop_stop()
+                self._connect("3.1.1")
+
+    # -- paho callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            self.stats["connect_refused"] += 1
+            log.warning("broker refused the connection: %s", reason_code)
+            return
+        with self._lock:
+            self._generation += 1
+        site = self.settings.site_id
+        client.subscribe([(topics.uplink_filter(site, leaf), 1) for leaf in SUBSCRIBED])
+        self.stats["connects"] += 1
+        log.info("connected to MQTT %s:%d (%s), session present: %s", self.settings.mqtt_host,
+                 self.settings.mqtt_port, self._client_protocol,
+                 getattr(_flags, "session_present", "?"))
+        self.connected.set()
+
+    def _on_disconnect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if (self._protocol == "auto" and self._client_protocol == "5"
+                and self.stats["connects"] == 0 and not self._v5_refused.is_set()):
+            # Dropped before any CONNACK: a broker that does not speak MQTT 5.
+            self._v5_refused.set()
+            threading.Thread(target=self._fall_back_if_stuck, args=(client, 0.0),
+                             daemon=True).start()
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, _userdata, msg) -> None:
+        received = now_ms()
+        parsed = topics.parse(msg.topic)
+        if parsed is None or parsed[0] != self.settings.site_id or parsed[1] != "dev":
+            self._ack(client, msg.mid, msg.qos)
+            self.stats["malformed"] += 1
+            return
+        device_id, leaf = parsed[2], parsed[3]
+        report = Report(leaf, device_id, bytes(msg.payload), received, msg.mid, msg.qos,
+                        self._generation)
+        if leaf == topics.TIME_REQUEST:
+            key = self._keys.get(device_id)
+            if key is not None:
+                self._answer_time(report, key)
+                return
+        self._queue.put(report)
+
+    def _answer_time(self, report: Report, key: bytes) -> None:
+        try:
+            t0 = messages.need_int(messages.decode(report.payload), "t0")
+        except ProtocolError as exc:
+            self.stats["malformed"] += 1
+            self.stats["malformed." + exc.reason] += 1
+            return
+        reply = messages.time_reply(key, report.device_id, t0, report.received_ms, now_ms())
+        self._client.publish(topics.device_topic(self.settings.site_id, report.device_id,
+                                                 topics.TIME), reply, qos=0)
+        self.stats["time_reply"] += 1
+
+    @staticmethod
+    def _ack(client, mid: int, qos: int) -> None:
+        if qos > 0:
+            client.ack(mid, qos)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish_many(self, outgoing: list[Outgoing]) -> None:
+        client = self._client
+        if client is None:
+            raise RuntimeError("the MQTT service is not started")
+        for message in outgoing:
+            client.publish(message.topic, message.payload, qos=message.qos)
+        self.stats["commands"] += len(outgoing)
+
+    # -- ingest thread ---------------------------------------------------------------------
+
+    def _load_keys(self, device_ids: list[str] | None = None) -> None:
+        with session_scope(self.session_factory) as session:
+            query = select(Receiver.id, Receiver.device_key)
+            rows = []
+            if device_ids is None:
+                rows = session.execute(query).all()
+            else:
+                for part in chunks(device_ids):
+                    rows += session.execute(query.where(Receiver.id.in_(part))).all()
+        for device_id, key in rows:
+            try:
+                self._keys[device_id] = key_from_hex(key)
+            except ProtocolError:
+                log.error("receiver %s has an unusable key in the database", device_id)
+
+    def _ingest_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                first = None
+            batch = [] if first is None else [first]
+            while len(batch) < self.settings.ingest_max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                self._ingest(batch)
+            if time.monotonic() - self._last_sweep >= self.settings.presence_sweep_s:
+                self._last_sweep = time.monotonic()
+                self._sweep()
+
+    def _ingest(self, batch: list[Report]) -> None:
+        try:
+            outgoing, result = self._apply(batch)
+        except Exception:
+            log.exception("ingest of a batch of %d failed; retrying one by one", len(batch))
+            outgoing, result = [], None
+            for report in batch:
+                try:
+                    more, _ = self._apply([report])
+                    outgoing += more
+                except Exception:
+                    # A report that cannot be stored even alone would block every later one:
+                    # count it, log it (not its payload) and let it go.
+                    self.stats["ingest_error"] += 1
+                    log.exception("dropped a %s report of %s", report.leaf, report.device_id)
+        client = self._client
+        for report in batch:
+            if report.qos > 0 and report.generation == self._generation and client is not None:
+                client.ack(report.mid, report.qos)
+        if outgoing:
+            self.publish_many(outgoing)
+        self.stats["ingested"] += len(batch)
+        self.stats["batches"] += 1
+
+    def _apply(self, batch: list[Report]):
+        with session_scope(self.session_factory) as session:
+            result = apply_batch(session, settings=self.settings, reports=batch,
+                                 now=datetime.now(UTC))
+            outgoing = prepare(session, site_id=self.settings.site_id,
+                               commands=result.commands, ttl_s=self.settings.command_ttl_s)
+            session.commit()
+        self.stats.update(result.stats)
+        for device_id in result.went_offline:
+            log.info("receiver %s went offline (link lost)", device_id)
+        if result.time_requests:
+            self._load_keys(sorted({r.device_id for r in result.time_requests}))
+            for report in result.time_requests:
+                key = self._keys.get(report.device_id)
+                if key is not None:
+                    self._answer_time(report, key)
+        return outgoing, result
+
+    def _sweep(self) -> None:
+        try:
+            with session_scope(self.session_factory) as session:
+                silent = sweep_presence(session, settings=self.settings, now=datetime.now(UTC))
+                session.commit()
+        except Exception:
+            log.exception("presence sweep failed")
+            return
+        for device_id in silent:
+            log.info("receiver %s went offline (silent for %d s)", device_id,
+                     self.settings.offline_after_s)
+        self.stats["silent"] += len(silent)

@@ -1,0 +1,426 @@
+"""Broadcasts: what plays, where, when, in which class; and each receiver's part in it.
+
+A broadcast's per-receiver state (``Delivery``) moves only on the receivers' own reports
+(headend/mqtt/ingest.py): pending -> fetched -> playing -> played | preempted | failed |
+cancelled; ``offline`` when the receiver was away at send time (it gets the command when it
+comes back, while the broadcast is current). The broadcast's own ``state`` summarises them.
+"""
+
+import secrets
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headend.commands import Command, Publisher, chunks, new_command_id, now_ms, prepare
+from headend.errors import Conflict, Invalid, NotFound
+from headend.models import (
+    BROADCAST_CANCELLED,
+    BROADCAST_FAILED,
+    BROADCAST_FINAL,
+    BROADCAST_PARTIAL,
+    BROADCAST_PLAYED,
+    BROADCAST_PLAYING,
+    BROADCAST_PREEMPTED,
+    BROADCAST_SCHEDULED,
+    DELIVERY_CANCELLED,
+    DELIVERY_FAILED,
+    DELIVERY_FETCHED,
+    DELIVERY_OFFLINE,
+    DELIVERY_PENDING,
+    DELIVERY_PLAYED,
+    DELIVERY_PLAYING,
+    DELIVERY_PREEMPTED,
+    DELIVERY_TERMINAL,
+    DELIVERY_WAITING,
+    PRIORITIES,
+    Broadcast,
+    Delivery,
+    DeviceMedia,
+    Receiver,
+    User,
+    Zone,
+)
+from headend.services import audit
+from headend.services.media import get_media
+from headend.settings import Settings
+from protocol import messages
+
+PRIO_WIRE = {"normal": messages.PRIO_NORMAL, "priority": messages.PRIO_PRIORITY,
+             "emergency": messages.PRIO_EMERGENCY}
+# A start time this far in the past is still taken as "now" (clock skew of the caller).
+PAST_TOLERANCE = timedelta(seconds=5)
+# A "now" broadcast of class normal/priority starts this much later, so every receiver can
+# fetch the media first and all poles of a village start together.
+NOW_LEAD_MS = 3000
+# How long after its end a broadcast waits for late reports before it is summarised.
+REPORT_GRACE = timedelta(seconds=60)
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+# -- targets -------------------------------------------------------------------------------
+
+def resolve_targets(session: Session, targets: Any) -> list[Receiver]:
+    """The receivers named by ``{"all": true} | {"zones": [...]} | {"devices": [...]}``."""
+    if not isinstance(targets, dict) or len([k for k in ("all", "zones", "devices")
+                                             if targets.get(k)]) != 1:
+        raise Invalid("bad-targets", 'targets must be {"all": true}, {"zones": [...]} or '
+                      '{"devices": [...]}', "Cần chọn nơi phát: toàn xã, thôn/xóm, hoặc cụm loa")
+    if targets.get("all"):
+        if targets["all"] is not True:
+            raise Invalid("bad-targets", '"all" must be true', "Giá trị 'all' phải là true")
+        receivers = list(session.scalars(select(Receiver).order_by(Receiver.id)))
+    elif targets.get("zones"):
+        zones = _id_list(targets["zones"], "zones")
+        known = set(session.scalars(select(Zone.id).where(Zone.id.in_(zones))))
+        unknown = [z for z in zones if z not in known]
+        if unknown:
+            raise Invalid("unknown-zone", "unknown zone(s): %s" % ", ".join(unknown),
+                          "Không có thôn/xóm: %s" % ", ".join(unknown))
+        receivers = list(session.scalars(select(Receiver).where(Receiver.zone_id.in_(zones))
+                                         .order_by(Receiver.id)))
+    else:
+        devices = _id_list(targets["devices"], "devices")
+        receivers = []
+        for part in chunks(devices):
+            receivers += session.scalars(select(Receiver).where(Receiver.id.in_(part)))
+        known = {r.id for r in receivers}
+        unknown = [d for d in devices if d not in known]
+        if unknown:
+            raise Invalid("unknown-device", "unknown receiver(s): %s" % ", ".join(unknown),
+                          "Không có cụm loa: %s" % ", ".join(unknown))
+    if not receivers:
+        raise Invalid("no-receivers", "no receiver is in the chosen targets",
+                      "Không có cụm loa nào ở nơi đã chọn")
+    return receivers
+
+
+def _id_list(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid("bad-targets", "%s must be a list of ids" % name,
+                      "Danh sách %s không hợp lệ" % name)
+    return list(dict.fromkeys(value))
+
+
+# -- play commands -------------------------------------------------------------------------
+
+def receiver_codecs(receiver: Receiver) -> list[str]:
+    """What this receiver decodes: its birth's declaration, else its provisioned codec."""
+    caps = receiver.capabilities or {}
+    declared = caps.get("codecs") if isinstance(caps, dict) else None
+    if isinstance(declared, list) and declared:
+        return [c for c in declared if c in messages.CODECS]
+    return [receiver.codec]
+
+
+def play_args(settings: Settings, broadcast: Broadcast, receiver: Receiver,
+              at_ms: int | None) -> dict[str, Any] | None:
+    """The ``play`` arguments for one receiver, in a rendition it can decode (None if none)."""
+    by_codec = {r.codec: r for r in broadcast.media.renditions}
+    rendition = next((by_codec[c] for c in receiver_codecs(receiver) if c in by_codec), None)
+    if rendition is None:
+        return None
+    emergency = broadcast.priority == "emergency"
+    return {"bid": broadcast.id, "item": broadcast.media_id,
+            "url": settings.media_url(rendition.sha256, rendition.ext), "sha": rendition.sha256,
+            "size": rendition.size, "dur": rendition.duration_ms, "codec": rendition.codec,
+            "rate": rendition.rate, "at": at_ms, "prio": PRIO_WIRE[broadcast.priority],
+            "vol": settings.emergency_volume if emergency else None}
+
+
+def _cached(session: Session, device_ids: list[str], shas: set[str]) -> set[str]:
+    """Devices that reported one of these renditions as cached."""
+    have: set[str] = set()
+    for part in chunks(device_ids):
+        have.update(session.scalars(select(DeviceMedia.device_id).where(
+            DeviceMedia.device_id.in_(part), DeviceMedia.sha256.in_(shas))))
+    return have
+
+
+def _play_command(settings: Settings, broadcast: Broadcast, receiver: Receiver,
+                  delivery: Delivery, at_ms: int | None, now: datetime) -> Command | None:
+    args = play_args(settings, broadcast, receiver, at_ms)
+    if args is None:
+        delivery.state = DELIVERY_FAILED
+        delivery.reason = "no-codec"
+        return None
+    command = Command(receiver.id, messages.PLAY, args, new_command_id(broadcast.id))
+    delivery.command_id = command.cmd_id
+    delivery.sent_at = now
+    delivery.state = DELIVERY_PENDING
+    return command
+
+
+# -- create / cancel -----------------------------------------------------------------------
+
+def create_broadcast(session: Session, *, settings: Settings, publisher: Publisher,
+                     media_id: Any, targets: Any, priority: Any = "normal",
+                     start_at: datetime | None = None, actor: User | str | None = None,
+                     now: datetime | None = None) -> Broadcast:
+    """Schedule ``media_id`` on ``targets`` at ``start_at`` (None: now) and send the commands.
+
+    Receivers fetch the media as soon as they get the command and wait for the start time.
+    An emergency always plays now, at emergency volume, preempting everything.
+    """
+    now = now or datetime.now(UTC)
+    if priority not in PRIORITIES:
+        raise Invalid("bad-priority", "priority must be one of %s" % ", ".join(PRIORITIES),
+                      "Mức ưu tiên phải là: thường, ưu tiên hoặc khẩn cấp")
+    if not isinstance(media_id, str) or not media_id:
+        raise Invalid("missing-field", "media_id is required", "Cần chọn bản tin")
+    try:
+        media = get_media(session, media_id=media_id)
+    except NotFound as exc:
+        raise Invalid(exc.code, exc.message, exc.message_vi) from None
+    if start_at is not None:
+        if start_at.tzinfo is None:
+            raise Invalid("naive-time", "start_at needs a time zone (e.g. +07:00 or Z)",
+                          "Thời điểm phát cần có múi giờ")
+        if start_at < now - PAST_TOLERANCE:
+            raise Invalid("start-in-past", "start_at is in the past",
+                          "Thời điểm phát đã qua")
+        if priority == "emergency" and start_at > now + PAST_TOLERANCE:
+            raise Invalid("emergency-later", "an emergency plays now: leave start_at empty",
+                          "Tin khẩn cấp phát ngay: không đặt giờ phát")
+    receivers = resolve_targets(session, targets)
+    emergency = priority == "emergency"
+    scheduled = start_at is not None and start_at > now + PAST_TOLERANCE
+    now_ms_ = _ms(now)
+    if scheduled:
+        at_ms = _ms(start_at)
+    elif emergency:
+        at_ms = now_ms_ + settings.emergency_lead_ms  # only for receivers holding the media
+    else:
+        at_ms = now_ms_ + NOW_LEAD_MS
+    start = _dt(at_ms)
+    window = timedelta(milliseconds=media.duration_ms)
+    if emergency:
+        window = max(window, timedelta(seconds=settings.emergency_window_s))
+    broadcast = Broadcast(id="b%s" % secrets.token_hex(6), media_id=media.id,
+                          targets=targets, priority=priority, start_at=start,
+                          valid_until=start + window, play_at_ms=None if emergency else at_ms,
+                          state=BROADCAST_SCHEDULED, created_at=now,
+                          created_by=actor.username if isinstance(actor, User) else actor)
+    broadcast.media = media
+    session.add(broadcast)
+    session.flush()  # deliveries reference it (no ORM relationship orders the inserts)
+    cached = set()
+    if emergency:
+        cached = _cached(session, [r.id for r in receivers], {r.sha256 for r in media.renditions})
+    commands = []
+    for receiver in receivers:
+        delivery = Delivery(broadcast_id=broadcast.id, device_id=receiver.id)
+        session.add(delivery)
+        if not receiver.online:
+            delivery.state = DELIVERY_OFFLINE
+            continue
+        # An emergency starts together at call + lead where the media is already on the
+        # receiver; elsewhere it plays as soon as fetched, from the beginning.
+        device_at = (at_ms if receiver.id in cached else None) if emergency else at_ms
+        command = _play_command(settings, broadcast, receiver, delivery, device_at, now)
+        if command is not None:
+            commands.append(command)
+    outgoing = prepare(session, site_id=settings.site_id, commands=commands,
+                       ttl_s=settings.command_ttl_s, now=now_ms_)
+    audit.record(session, actor=actor, action="broadcast.create", target=broadcast.id,
+                 detail={"media_id": media.id, "targets": targets, "priority": priority,
+                         "start_at": start.isoformat(), "receivers": len(receivers)})
+    session.commit()
+    publisher.publish_many(outgoing)
+    return broadcast
+
+
+def send_emergency(session: Session, *, settings: Settings, publisher: Publisher,
+                   media_id: Any, targets: Any = None, actor: User | str | None = None,
+                   now: datetime | None = None) -> Broadcast:
+    """One call: ``media_id`` on every targeted receiver (default: all) now, preempting all."""
+    return create_broadcast(session, settings=settings, publisher=publisher, media_id=media_id,
+                            targets=targets or {"all": True}, priority="emergency",
+                            start_at=None, actor=actor, now=now)
+
+
+def get_broadcast(session: Session, *, broadcast_id: str) -> Broadcast:
+    broadcast = session.get(Broadcast, broadcast_id)
+    if broadcast is None:
+        raise NotFound("unknown-broadcast", "unknown broadcast %r" % broadcast_id,
+                       "Không có lượt phát %r" % broadcast_id)
+    return broadcast
+
+
+def cancel_broadcast(session: Session, *, settings: Settings, publisher: Publisher,
+                     broadcast_id: str, actor: User | str | None = None,
+                     now: datetime | None = None) -> Broadcast:
+    """Stop a broadcast everywhere: receivers playing or holding it get ``stop``; one that is
+    offline now gets it when it comes back; none is sent it again."""
+    now = now or datetime.now(UTC)
+    broadcast = get_broadcast(session, broadcast_id=broadcast_id)
+    if broadcast.state == BROADCAST_CANCELLED:
+        return broadcast
+    open_ = session.scalar(select(Delivery.id).where(
+        Delivery.broadcast_id == broadcast.id,
+        Delivery.state.in_(DELIVERY_WAITING + (DELIVERY_PLAYING,))).limit(1))
+    if open_ is None:
+        raise Conflict("already-over", "broadcast %s is already over (%s)"
+                       % (broadcast.id, broadcast.state), "Lượt phát này đã kết thúc")
+    online = set(session.scalars(
+        select(Receiver.id).join(Delivery, Delivery.device_id == Receiver.id)
+        .where(Delivery.broadcast_id == broadcast.id, Receiver.online.is_(True))))
+    commands = []
+    for delivery in session.scalars(select(Delivery).where(
+            Delivery.broadcast_id == broadcast.id,
+            Delivery.state.not_in(DELIVERY_TERMINAL))):
+        holds_it = delivery.sent_at is not None
+        if delivery.state != DELIVERY_PLAYING:
+            delivery.state = DELIVERY_CANCELLED
+            delivery.reason = "cancelled"
+        if not holds_it:
+            continue
+        if delivery.device_id in online:
+            commands.append(Command(delivery.device_id, messages.STOP, {"bid": broadcast.id},
+                                    new_command_id("stop")))
+        else:
+            delivery.stop_pending = True
+    broadcast.state = BROADCAST_CANCELLED
+    broadcast.cancelled_at = now
+    broadcast.cancelled_by = actor.username if isinstance(actor, User) else actor
+    outgoing = prepare(session, site_id=settings.site_id, commands=commands,
+                       ttl_s=settings.command_ttl_s, now=_ms(now))
+    audit.record(session, actor=actor, action="broadcast.cancel", target=broadcast.id,
+                 detail={"stopped": len(commands)})
+    session.commit()
+    publisher.publish_many(outgoing)
+    return broadcast
+
+
+# -- reading -------------------------------------------------------------------------------
+
+def broadcast_status(session: Session, *, broadcast_id: str) -> dict[str, Any]:
+    """A broadcast with every targeted receiver's state, as the API and the pages show it."""
+    broadcast = get_broadcast(session, broadcast_id=broadcast_id)
+    rows = session.execute(
+        select(Delivery, Receiver.name, Receiver.zone_id)
+        .join(Receiver, Delivery.device_id == Receiver.id)
+        .where(Delivery.broadcast_id == broadcast.id).order_by(Delivery.device_id)).all()
+    devices = [{"id": d.device_id, "name": name, "zone": zone, "state": d.state,
+                "reason": d.reason, "started_at": d.started_at, "ended_at": d.ended_at}
+               for d, name, zone in rows]
+    return {"id": broadcast.id, "media_id": broadcast.media_id, "title": broadcast.media.title,
+            "duration_s": broadcast.media.duration_ms / 1000, "targets": broadcast.targets,
+            "priority": broadcast.priority, "start_at": broadcast.start_at,
+            "state": broadcast.state, "created_by": broadcast.created_by,
+            "created_at": broadcast.created_at, "cancelled_at": broadcast.cancelled_at,
+            "counts": dict(Counter(d["state"] for d in devices)), "devices": devices}
+
+
+def list_broadcasts(session: Session, *, limit: int = 100, state: str | None = None,
+                    priority: str | None = None) -> list[Broadcast]:
+    query = select(Broadcast).order_by(Broadcast.created_at.desc()).limit(limit)
+    if state:
+        query = query.where(Broadcast.state == state)
+    if priority:
+        query = query.where(Broadcast.priority == priority)
+    return list(session.scalars(query))
+
+
+def current_emergencies(session: Session, *, now: datetime | None = None) -> list[Broadcast]:
+    now = now or datetime.now(UTC)
+    return list(session.scalars(select(Broadcast).where(
+        Broadcast.priority == "emergency", Broadcast.cancelled_at.is_(None),
+        Broadcast.valid_until > now).order_by(Broadcast.created_at.desc())))
+
+
+# -- state, from the receivers' reports (called by the ingest) -----------------------------
+
+def summarise(broadcast: Broadcast, states: list[str], now: datetime) -> str:
+    """A broadcast's state from its deliveries' states."""
+    if broadcast.cancelled_at is not None:
+        return BROADCAST_CANCELLED
+    if DELIVERY_PLAYING in states:
+        return BROADCAST_PLAYING
+    over = now > broadcast.valid_until + REPORT_GRACE
+    reached = any(s in DELIVERY_TERMINAL for s in states)
+    waiting = any(s in (DELIVERY_PENDING, DELIVERY_FETCHED) for s in states)
+    # Receivers still offline do not hold a broadcast open once the others are done; if one
+    # comes back in time and plays it, its reports reopen the summary.
+    if not over and (waiting or (not reached and DELIVERY_OFFLINE in states)):
+        return BROADCAST_PLAYING if reached and now >= broadcast.start_at else BROADCAST_SCHEDULED
+    if states and all(s == DELIVERY_PLAYED for s in states):
+        return BROADCAST_PLAYED
+    if DELIVERY_PREEMPTED in states:
+        return BROADCAST_PREEMPTED
+    if DELIVERY_PLAYED in states:
+        return BROADCAST_PARTIAL
+    return BROADCAST_FAILED
+
+
+def refresh_states(session: Session, *, broadcast_ids: set[str], now: datetime) -> None:
+    """Recompute the summary state of these broadcasts (in the caller's transaction)."""
+    for part in chunks(sorted(broadcast_ids)):
+        states: dict[str, list[str]] = {b: [] for b in part}
+        for bid, state in session.execute(select(Delivery.broadcast_id, Delivery.state)
+                                          .where(Delivery.broadcast_id.in_(part))):
+            states[bid].append(state)
+        for broadcast in session.scalars(select(Broadcast).where(Broadcast.id.in_(part))):
+            broadcast.state = summarise(broadcast, states[broadcast.id], now)
+
+
+def finish_overdue(session: Session, *, now: datetime) -> int:
+    """Close broadcasts whose time and report grace are over: receivers that never reported
+    are marked failed ("no-report"); offline ones stay offline. Returns how many closed."""
+    overdue = list(session.scalars(select(Broadcast.id).where(
+        Broadcast.state.in_((BROADCAST_SCHEDULED, BROADCAST_PLAYING)),
+        Broadcast.valid_until < now - REPORT_GRACE)))
+    if not overdue:
+        return 0
+    for delivery in session.scalars(select(Delivery).where(
+            Delivery.broadcast_id.in_(overdue),
+            Delivery.state.in_((DELIVERY_PENDING, DELIVERY_FETCHED)))):
+        delivery.state = DELIVERY_FAILED
+        delivery.reason = "no-report"
+    refresh_states(session, broadcast_ids=set(overdue), now=now)
+    return len(overdue)
+
+
+def commands_for_returning(session: Session, *, settings: Settings, receiver: Receiver,
+                           now: datetime) -> tuple[list[Command], set[str]]:
+    """What a receiver that just came back (a new session) must be sent: the current
+    broadcasts it missed, and stops for those cancelled while it was away.
+    Returns the commands and the ids of the broadcasts touched."""
+    commands: list[Command] = []
+    touched: set[str] = set()
+    rows = session.execute(
+        select(Delivery, Broadcast).join(Broadcast, Delivery.broadcast_id == Broadcast.id)
+        .where(Delivery.device_id == receiver.id,
+               (Delivery.state == DELIVERY_OFFLINE) | Delivery.stop_pending.is_(True)
+               | ((Delivery.state == DELIVERY_PENDING) & (Delivery.sent_at < now)))).all()
+    now_ms_ = _ms(now)
+    for delivery, broadcast in rows:
+        if delivery.stop_pending:
+            delivery.stop_pending = False
+            commands.append(Command(receiver.id, messages.STOP, {"bid": broadcast.id},
+                                    new_command_id("stop")))
+            continue
+        if broadcast.cancelled_at is not None or broadcast.valid_until <= now:
+            continue
+        if delivery.acked_at is not None:
+            continue  # it already holds the command (acked before its link went down)
+        # An emergency replays from the start now; a programme keeps its slot (a receiver
+        # joining late skips what it missed, in step with its neighbours).
+        at_ms = None if broadcast.priority == "emergency" else broadcast.play_at_ms
+        if at_ms is not None and at_ms + broadcast.media.duration_ms <= now_ms_:
+            continue
+        command = _play_command(settings, broadcast, receiver, delivery, at_ms, now)
+        if command is not None:
+            commands.append(command)
+        touched.add(broadcast.id)
+    return commands, touched
+

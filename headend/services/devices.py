@@ -1,0 +1,200 @@
+"""Receivers: provisioning (key and broker password, shown once), listing, editing, commands."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headend.commands import Command, Publisher, new_command_id, prepare
+from headend.errors import Conflict, Invalid, NotFound
+from headend.models import (
+    DELIVERY_PLAYING,
+    Broadcast,
+    Delivery,
+    MediaItem,
+    Receiver,
+    User,
+    Zone,
+)
+from headend.security import mosquitto_hash, random_key_hex, random_password
+from headend.services import audit
+from headend.services.sites import ensure_site
+from headend.settings import Settings
+from protocol import messages
+from protocol.errors import ProtocolError
+from protocol.topics import valid_id
+
+# Commands a technician may send to one receiver from the API or the pages.
+DEVICE_COMMANDS = (messages.IDENTIFY, messages.VOLUME, messages.REBOOT, messages.STOP)
+
+
+@dataclass
+class ProvisionedDevice:
+    """A new receiver and its secrets: the only time the key and password are shown."""
+
+    receiver: Receiver
+    device_key: str
+    mqtt_user: str
+    mqtt_password: str
+
+
+@dataclass
+class DeviceView:
+    """What the receivers list shows: no secrets."""
+
+    id: str
+    name: str
+    zone: str | None
+    zone_name: str | None
+    online: bool
+    last_seen: datetime | None
+    offline_reason: str | None
+    firmware: str | None
+    link: str | None
+    codec: str
+    lat: float | None
+    lon: float | None
+    capabilities: dict[str, Any] | None
+    telemetry: dict[str, Any] | None
+    now_playing: dict[str, Any] | None  # {"broadcast_id", "title", "priority"} or None
+
+
+def _check_zone(session: Session, zone_id: str | None) -> None:
+    if zone_id is not None and session.get(Zone, zone_id) is None:
+        raise Invalid("unknown-zone", "unknown zone %r" % zone_id,
+                      "Không có thôn/xóm %r" % zone_id)
+
+
+def _check_codec(codec: str) -> None:
+    if codec not in messages.CODECS:
+        raise Invalid("bad-codec", "codec must be one of %s" % ", ".join(messages.CODECS),
+                      "Codec phải là một trong: %s" % ", ".join(messages.CODECS))
+
+
+def provision_device(session: Session, *, site_id: str, name: str, device_id: str | None = None,
+                     zone_id: str | None = None, lat: float | None = None,
+                     lon: float | None = None, codec: str = "mp3",
+                     actor: User | str | None = None, commit: bool = True) -> ProvisionedDevice:
+    """Create a receiver with a random 32-byte key and a random broker password."""
+    device_id = device_id or "rx-%s" % secrets.token_hex(3)
+    if not valid_id(device_id):
+        raise Invalid("bad-device-id", "device id must be 1-48 characters of A-Z a-z 0-9 _ -",
+                      "Mã thiết bị chỉ gồm 1-48 ký tự A-Z a-z 0-9 _ -")
+    if session.get(Receiver, device_id) is not None:
+        raise Conflict("device-exists", "receiver %r already exists" % device_id,
+                       "Cụm loa %r đã tồn tại" % device_id)
+    _check_zone(session, zone_id)
+    _check_codec(codec)
+    ensure_site(session, site_id=site_id, name=site_id)
+    key = random_key_hex()
+    password = random_password()
+    receiver = Receiver(id=device_id, site_id=site_id, name=name or device_id, zone_id=zone_id,
+                        lat=lat, lon=lon, codec=codec, device_key=key, mqtt_user=device_id,
+                        mqtt_password_hash=mosquitto_hash(password), online=False)
+    session.add(receiver)
+    audit.record(session, actor=actor, action="device.provision", target=device_id,
+                 detail={"zone": zone_id, "name": receiver.name})  # never the secrets
+    if commit:
+        session.commit()
+    return ProvisionedDevice(receiver, key, device_id, password)
+
+
+def _now_playing(session: Session, device_ids: list[str] | None) -> dict[str, dict]:
+    query = (select(Delivery.device_id, Broadcast.id, MediaItem.title, Broadcast.priority)
+             .join(Broadcast, Delivery.broadcast_id == Broadcast.id)
+             .join(MediaItem, Broadcast.media_id == MediaItem.id)
+             .where(Delivery.state == DELIVERY_PLAYING))
+    if device_ids is not None:
+        query = query.where(Delivery.device_id.in_(device_ids))
+    playing: dict[str, dict] = {}
+    rank = {"normal": 0, "priority": 1, "emergency": 2}
+    for dev, bid, title, prio in session.execute(query):
+        best = playing.get(dev)
+        if best is None or rank.get(prio, 0) > rank.get(best["priority"], 0):
+            playing[dev] = {"broadcast_id": bid, "title": title, "priority": prio}
+    return playing
+
+
+def _view(receiver: Receiver, playing: dict[str, dict]) -> DeviceView:
+    return DeviceView(
+        id=receiver.id, name=receiver.name, zone=receiver.zone_id,
+        zone_name=receiver.zone.name if receiver.zone else None, online=receiver.online,
+        last_seen=receiver.last_seen, offline_reason=receiver.offline_reason,
+        firmware=receiver.firmware, link=receiver.link, codec=receiver.codec, lat=receiver.lat,
+        lon=receiver.lon, capabilities=receiver.capabilities, telemetry=receiver.telemetry,
+        now_playing=playing.get(receiver.id))
+
+
+def list_devices(session: Session, *, zone_id: str | None = None,
+                 online: bool | None = None) -> list[DeviceView]:
+    query = select(Receiver).order_by(Receiver.zone_id, Receiver.id)
+    if zone_id is not None:
+        query = query.where(Receiver.zone_id == zone_id)
+    if online is not None:
+        query = query.where(Receiver.online == online)
+    receivers = list(session.scalars(query))
+    playing = _now_playing(session, None)
+    return [_view(r, playing) for r in receivers]
+
+
+def get_receiver(session: Session, *, device_id: str) -> Receiver:
+    receiver = session.get(Receiver, device_id)
+    if receiver is None:
+        raise NotFound("unknown-device", "unknown receiver %r" % device_id,
+                       "Không có cụm loa %r" % device_id)
+    return receiver
+
+
+def get_device(session: Session, *, device_id: str) -> DeviceView:
+    receiver = get_receiver(session, device_id=device_id)
+    return _view(receiver, _now_playing(session, [device_id]))
+
+
+_UNSET: Any = object()
+
+
+def update_device(session: Session, *, device_id: str, name: str | None = None,
+                  zone_id: str | None = _UNSET, lat: float | None = _UNSET,
+                  lon: float | None = _UNSET, actor: User | str | None = None) -> DeviceView:
+    receiver = get_receiver(session, device_id=device_id)
+    changed: dict[str, Any] = {}
+    if name is not None:
+        receiver.name = changed["name"] = name
+    if zone_id is not _UNSET:
+        _check_zone(session, zone_id)
+        receiver.zone_id = changed["zone"] = zone_id
+    if lat is not _UNSET:
+        receiver.lat = changed["lat"] = lat
+    if lon is not _UNSET:
+        receiver.lon = changed["lon"] = lon
+    audit.record(session, actor=actor, action="device.update", target=device_id, detail=changed)
+    session.commit()
+    session.refresh(receiver)
+    return get_device(session, device_id=device_id)
+
+
+def send_device_command(session: Session, *, settings: Settings, publisher: Publisher,
+                        device_id: str, kind: str, args: dict[str, Any] | None = None,
+                        actor: User | str | None = None) -> str:
+    """Send identify / volume / reboot / stop to one receiver; returns the command id."""
+    get_receiver(session, device_id=device_id)
+    if kind not in DEVICE_COMMANDS:
+        raise Invalid("bad-command", "command must be one of %s" % ", ".join(DEVICE_COMMANDS),
+                      "Lệnh phải là một trong: %s" % ", ".join(DEVICE_COMMANDS))
+    args = dict(args or {})
+    try:
+        messages.check_args(kind, args)
+    except ProtocolError as exc:
+        raise Invalid("bad-args", "bad arguments for %s: %s" % (kind, exc),
+                      "Tham số lệnh %s không hợp lệ" % kind) from None
+    command = Command(device_id, kind, args, new_command_id(kind[:4]))
+    outgoing = prepare(session, site_id=settings.site_id, commands=[command],
+                       ttl_s=settings.command_ttl_s)
+    audit.record(session, actor=actor, action="device.command", target=device_id,
+                 detail={"kind": kind, "args": args, "cmd": command.cmd_id})
+    session.commit()
+    publisher.publish_many(outgoing)
+    return command.cmd_id

@@ -1,0 +1,84 @@
+"""Media items: an upload becomes renditions (mp3 / IMA-ADPCM) the receivers fetch by hash."""
+
+import hashlib
+import secrets
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headend.errors import Invalid, NotFound
+from headend.models import MediaItem, Rendition, User
+from headend.services import audit
+from headend.settings import Settings
+
+try:
+    from audio.probe import AudioRejected
+    from audio.renditions import make_renditions
+except ImportError:  # the audio package is not there yet: see audio_fallback's docstring
+    from headend.services.audio_fallback import AudioRejected, make_renditions
+
+ALLOWED_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".webm", ".amr",
+                    ".flac", ".3gp", ".mp4")
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ingest_media(session: Session, *, settings: Settings, src_path: Path, filename: str | None,
+                 title: str | None = None, actor: User | str | None = None) -> MediaItem:
+    """Convert an uploaded recording into renditions and register it.
+
+    Raises Invalid("not-audio"/...) with the audio package's reason for a file that is not
+    usable audio.
+    """
+    src_path = Path(src_path)
+    if src_path.stat().st_size == 0:
+        raise Invalid("empty-file", "the file is empty", "Tệp rỗng")
+    try:
+        made = make_renditions(str(src_path), str(settings.resolved_media_dir),
+                               codecs=tuple(settings.media_codecs))
+    except AudioRejected as exc:
+        reason = getattr(exc, "reason", "not-audio")
+        raise Invalid(reason, getattr(exc, "message", None) or str(exc) or reason,
+                      getattr(exc, "message_vi", None)) from None
+    media = MediaItem(id="m%s" % secrets.token_hex(6),
+                      title=(title or Path(filename or "").stem or "Bản tin").strip()[:300],
+                      filename=filename, duration_ms=int(made.duration_ms),
+                      source_sha256=_sha256_file(src_path),
+                      created_by=actor.username if isinstance(actor, User) else actor)
+    for codec, rendition in made.renditions.items():
+        media.renditions.append(Rendition(
+            codec=codec, ext=codec, sha256=rendition.sha256, size=int(rendition.size),
+            duration_ms=int(rendition.duration_ms), rate=int(rendition.rate),
+            path=str(Path(rendition.path).resolve())))
+    session.add(media)
+    audit.record(session, actor=actor, action="media.upload", target=media.id,
+                 detail={"filename": filename, "duration_ms": media.duration_ms})
+    session.commit()
+    return media
+
+
+def get_media(session: Session, *, media_id: str) -> MediaItem:
+    media = session.get(MediaItem, media_id)
+    if media is None:
+        raise NotFound("unknown-media", "unknown media item %r" % media_id,
+                       "Không có bản tin %r" % media_id)
+    return media
+
+
+def list_media(session: Session, *, limit: int = 200) -> list[MediaItem]:
+    return list(session.scalars(select(MediaItem).order_by(MediaItem.created_at.desc())
+                                .limit(limit)))
+
+
+def rendition_file(session: Session, *, sha256: str, ext: str) -> Path | None:
+    """Where the rendition a receiver asks for by hash is stored, or None."""
+    path = session.scalar(select(Rendition.path).where(Rendition.sha256 == sha256,
+                                                       Rendition.ext == ext).limit(1))
+    return Path(path) if path else None

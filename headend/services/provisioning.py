@@ -1,0 +1,93 @@
+"""Provisioning in bulk: a fleet file for the simulator (or a flashing station), and the
+broker's password and ACL files for production Mosquitto."""
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headend.models import Receiver, User, Zone
+from headend.security import mosquitto_hash
+from headend.services.devices import provision_device
+from headend.services.sites import create_zone, ensure_site
+from headend.settings import Settings
+from protocol import topics
+
+
+def provision_fleet(session: Session, *, settings: Settings, receivers: int,
+                    zones: list[tuple[str, str]], codecs: tuple[str, ...] = ("mp3", "adpcm"),
+                    prefix: str = "r", broker: tuple[str, int] | None = None,
+                    actor: User | str | None = None) -> dict[str, Any]:
+    """Create the zones that are missing and ``receivers`` new receivers spread over them
+    round-robin (codecs alternating); return the fleet JSON object, secrets included."""
+    ensure_site(session, site_id=settings.site_id, name=settings.site_name)
+    for zone_id, name in zones:
+        if session.get(Zone, zone_id) is None:
+            create_zone(session, site_id=settings.site_id, zone_id=zone_id, name=name,
+                        actor=actor)
+    taken = set(session.scalars(select(Receiver.id)))
+    width = max(2, len(str(receivers + len(taken))))
+    devices = []
+    number = 0
+    for i in range(receivers):
+        number += 1
+        while "%s%0*d" % (prefix, width, number) in taken:
+            number += 1
+        device_id = "%s%0*d" % (prefix, width, number)
+        zone_id, zone_name = zones[i % len(zones)] if zones else (None, "")
+        made = provision_device(session, site_id=settings.site_id, device_id=device_id,
+                                name="Cụm loa %s %d" % (zone_name, i // max(1, len(zones)) + 1),
+                                zone_id=zone_id, codec=codecs[i % len(codecs)], actor=actor,
+                                commit=False)
+        devices.append({"id": device_id, "name": made.receiver.name, "zone": zone_id,
+                        "key": made.device_key, "mqtt_user": made.mqtt_user,
+                        "mqtt_password": made.mqtt_password, "codec": made.receiver.codec})
+    session.commit()
+    host, port = broker or (settings.mqtt_host, settings.mqtt_port)
+    return {"site": settings.site_id, "broker": {"host": host, "port": port},
+            "devices": devices}
+
+
+def device_acl_lines() -> list[str]:
+    """Mosquitto ACL patterns for device accounts, from the topic layout (protocol/topics.py)."""
+    lines = ["pattern write %s/+/dev/%%u/%s" % (topics.ROOT, leaf) for leaf in topics.DEVICE_UPLINK]
+    lines += ["pattern read %s/+/dev/%%u/%s" % (topics.ROOT, leaf)
+              for leaf in topics.DEVICE_DOWNLINK]
+    lines.append("pattern read %s/+/stream/#" % topics.ROOT)
+    return lines
+
+
+def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -> list[Path]:
+    """Write ``passwd``, ``acl`` and a ``loaxa.conf`` snippet for production Mosquitto.
+
+    Device passwords are exported as the hashes stored at provisioning; the head-end's own
+    account is hashed from settings.mqtt_password.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = ["%s:%s" % (user, hashed) for user, hashed in
+             session.execute(select(Receiver.mqtt_user, Receiver.mqtt_password_hash)
+                             .order_by(Receiver.mqtt_user))]
+    headend_user = settings.mqtt_username or "headend"
+    if settings.mqtt_password:
+        lines.append("%s:%s" % (headend_user, mosquitto_hash(settings.mqtt_password)))
+    passwd = directory / "passwd"
+    passwd.write_text("\n".join(lines) + "\n")
+    passwd.chmod(0o600)
+    acl = directory / "acl"
+    acl.write_text("\n".join(["# receivers: only their own topics"] + device_acl_lines()
+                             + ["", "user %s" % headend_user, "topic readwrite %s/#"
+                                % topics.ROOT]) + "\n")
+    conf = directory / "loaxa.conf"
+    conf.write_text("\n".join([
+        "# Loaxa: include from mosquitto.conf; add a TLS listener (certfile/keyfile) in production",
+        "allow_anonymous false",
+        "password_file %s" % passwd.resolve(),
+        "acl_file %s" % acl.resolve(),
+        "# the head-end's persistent session keeps receivers' reports while it restarts",
+        "persistence true",
+        "max_queued_messages 100000",
+        "max_inflight_messages 1000",
+    ]) + "\n")
+    return [passwd, acl, conf]

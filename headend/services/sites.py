@@ -1,0 +1,47 @@
+"""The site (commune) and its zones (villages: thôn, xóm, tổ dân phố)."""
+
+from sqlalchemy import Integer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from headend.errors import Conflict, Invalid
+from headend.models import Receiver, Site, User, Zone
+from headend.services import audit
+from protocol.topics import valid_id
+
+
+def ensure_site(session: Session, *, site_id: str, name: str) -> Site:
+    """The site row for this head-end, created on first start."""
+    site = session.get(Site, site_id)
+    if site is None:
+        site = Site(id=site_id, name=name)
+        session.add(site)
+        session.commit()
+    return site
+
+
+def create_zone(session: Session, *, site_id: str, zone_id: str, name: str,
+                actor: User | str | None = None) -> Zone:
+    if not valid_id(zone_id):
+        raise Invalid("bad-zone-id", "zone id must be 1-48 characters of A-Z a-z 0-9 _ -",
+                      "Mã thôn/xóm chỉ gồm 1-48 ký tự A-Z a-z 0-9 _ -")
+    if not (name or "").strip():
+        raise Invalid("missing-name", "a zone needs a name", "Thôn/xóm cần có tên")
+    if session.get(Zone, zone_id) is not None:
+        raise Conflict("zone-exists", "zone %r already exists" % zone_id,
+                       "Thôn/xóm %r đã tồn tại" % zone_id)
+    ensure_site(session, site_id=site_id, name=site_id)
+    zone = Zone(id=zone_id, site_id=site_id, name=name.strip())
+    session.add(zone)
+    audit.record(session, actor=actor, action="zone.create", target=zone_id, detail={"name": name})
+    session.commit()
+    return zone
+
+
+def list_zones(session: Session) -> list[tuple[Zone, int, int]]:
+    """Every zone with its receiver count and how many of them are online."""
+    counts = {zone_id: (total, online or 0) for zone_id, total, online in session.execute(
+        select(Receiver.zone_id, func.count(), func.sum(func.cast(Receiver.online, Integer)))
+        .group_by(Receiver.zone_id))}
+    zones = session.scalars(select(Zone).order_by(Zone.id))
+    return [(zone, *counts.get(zone.id, (0, 0))) for zone in zones]

@@ -1,0 +1,104 @@
+"""The head-end's configuration: one ``Settings()`` object, from ``LOAXA_*`` environment variables.
+
+Everything configurable lives here and nowhere else (no ``os.environ`` reads elsewhere). Outside
+development the object refuses to exist with a default or empty secret, so a production
+head-end can never run with the key that is printed in this file.
+"""
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "development-only-secret-change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOAXA_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+
+    # Storage. ``data_dir`` holds the SQLite file and the media cache unless both are given.
+    data_dir: Path = Path("var")
+    database_url: str = ""  # default: sqlite:///{data_dir}/headend.sqlite3; PostgreSQL by URL
+    media_dir: Path | None = None  # default: {data_dir}/media
+
+    # What receivers fetch media from: this head-end's address as seen from the poles.
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    # MQTT broker (the embedded one for a single commune, Mosquitto/EMQX in production).
+    site_id: str = "xa-demo"
+    site_name: str = "Xã mẫu"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    mqtt_client_id: str = ""  # default: loaxa-headend-{site_id}; fixed, for a persistent session
+    # "auto" tries MQTT 5 (no in-flight window limit from the broker) then falls back to 3.1.1
+    # for brokers without it (the embedded amqtt broker).
+    mqtt_protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    mqtt_keepalive_s: int = 30
+    mqtt_enabled: bool = True  # tests of the API alone switch the MQTT side off
+
+    # Security.
+    secret_key: str = DEFAULT_SECRET
+    token_ttl_min: int = 12 * 60
+
+    # Presence: receivers send a heartbeat every ``heartbeat_s``; one silent for
+    # ``offline_after_s`` is marked offline (checked every ``presence_sweep_s``, so an outage is
+    # noticed within offline_after_s + presence_sweep_s <= 45 s).
+    heartbeat_s: int = 30
+    offline_after_s: int = 42
+    presence_sweep_s: float = 2.0
+
+    # Commands and broadcasts.
+    command_ttl_s: int = 60  # a command not delivered within this is refused by the receiver
+    emergency_volume: int = 100
+    # Emergency start lead when every target already holds the media: all poles start together
+    # at call + lead (no echo between neighbours). Without the media they play once fetched.
+    emergency_lead_ms: int = 150
+    # A receiver that comes back while an emergency is current plays it from the start; an
+    # emergency stays current this long after it started, unless cancelled.
+    emergency_window_s: int = 15 * 60
+    media_codecs: tuple[str, ...] = ("mp3", "adpcm")
+    max_upload_mb: int = 200
+
+    # Ingestion: a batch is written in one transaction; at most this many messages per batch.
+    ingest_max_batch: int = 5000
+
+    timezone: str = "Asia/Ho_Chi_Minh"  # for display only; everything is stored in UTC
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self):
+        if self.environment != "development":
+            if not self.secret_key or self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 24:
+                raise ValueError("LOAXA_SECRET_KEY must be set to a random value of at least 24 "
+                                 "characters outside development")
+            if not self.mqtt_password:
+                raise ValueError("LOAXA_MQTT_PASSWORD must be set outside development (the "
+                                 "broker must not accept anonymous clients)")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or "sqlite:///%s" % (Path(self.data_dir) / "headend.sqlite3")
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return Path(self.media_dir) if self.media_dir else Path(self.data_dir) / "media"
+
+    @property
+    def resolved_client_id(self) -> str:
+        return self.mqtt_client_id or "loaxa-headend-%s" % self.site_id
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def media_url(self, sha: str, ext: str) -> str:
+        return "%s/media/%s.%s" % (self.public_base_url.rstrip("/"), sha, ext)

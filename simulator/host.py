@@ -1,0 +1,125 @@
+"""``HostPlatform``: the board a simulated receiver runs on (firmware/platform.py).
+
+One per receiver, no shared state, so hundreds share one CPython process. Everything a test may
+want to set (supply, link quality, temperature, free memory, amplifier fault) is a plain
+attribute; everything the firmware does to the board (amplifier relay, LED, reboot) is recorded
+with the true time it happened.
+"""
+
+import os
+import random
+import tempfile
+import time
+
+from firmware.platform import Platform
+from simulator.clock import TICKS_PERIOD, DriftingClock, ticks_add, ticks_diff
+from simulator.network import LinkPath
+from simulator.sink import RecordingSink
+
+# Start the ticks counter this close to its wrap point, so every run crosses it early on.
+NEAR_WRAP_MS = 3000
+
+
+class HostPlatform(Platform):
+    """A simulated receiver board.
+
+    ``offset_ms``/``drift_ppm``: how wrong its RTC is and how fast its crystal runs.
+    ``ticks_near_wrap``: start ``ticks_ms`` a few seconds before it wraps.
+    ``storage_dir``: flash; pass the same directory to a new platform to simulate a reboot
+    (a temp dir is made otherwise). ``on_reboot``: called with this platform when the firmware
+    asks for a reboot (the fleet restarts the receiver).
+    """
+
+    def __init__(self, device_id="sim", offset_ms=0.0, drift_ppm=0.0, ticks_near_wrap=True,
+                 storage_dir=None, codecs=("mp3", "adpcm"), seed=0, link=None, sink=None,
+                 link_type="wifi", on_reboot=None, keep_bytes=False):
+        self.device_id = device_id
+        ticks_start = TICKS_PERIOD - NEAR_WRAP_MS if ticks_near_wrap else 0
+        self.clock = DriftingClock(offset_ms, drift_ppm, ticks_start=ticks_start)
+        if storage_dir is None:
+            storage_dir = tempfile.mkdtemp(prefix="loaxa-%s-" % device_id)
+        os.makedirs(storage_dir, exist_ok=True)
+        self.storage_dir = storage_dir
+        self.link = link if link is not None else LinkPath(seed=seed)
+        self.sink = sink if sink is not None else RecordingSink(codecs, clock=self.clock,
+                                                                keep_bytes=keep_bytes)
+        self._rng = random.Random("%s/%s" % (seed, device_id))
+        self.on_reboot = on_reboot
+        # Settable by tests: what the sensors read.
+        self.link_type = link_type
+        self.rssi = -61
+        self.mains = 1
+        self.dc_volts = 13.6
+        self.temperature_c = 38.5
+        self.free_memory = 92000
+        self.amp_fault = False
+        # Recorded: what the firmware did to the board.
+        self.amp_on = False
+        self.amp_changes = []   # (true time s, on)
+        self.led_pattern = "off"
+        self.led_changes = []   # (true time s, pattern)
+        self.reboots = []       # true time s of each reboot request
+        self.watchdog_feeds = 0
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def ticks_ms(self):
+        return self.clock.ticks_ms()
+
+    def ticks_diff(self, a, b):
+        return ticks_diff(a, b)
+
+    def ticks_add(self, a, delta):
+        return ticks_add(a, delta)
+
+    def rtc_ms(self):
+        return int(self.clock.local_ms())
+
+    # -- network -------------------------------------------------------------------------------
+
+    async def open_connection(self, host, port, ssl=None):
+        return await self.link.open_connection(host, port, ssl=ssl)
+
+    async def link_up(self):
+        # The radio link itself is up; faults are beyond it (see LinkPath), so the firmware's
+        # reconnect and backoff logic is what gets exercised.
+        return True
+
+    def link_info(self):
+        return {"type": self.link_type, "rssi": self.rssi if self.link.up else None}
+
+    # -- hardware ------------------------------------------------------------------------------
+
+    def amplifier(self, on):
+        on = bool(on)
+        if on != self.amp_on:
+            self.amp_on = on
+            self.amp_changes.append((time.time(), on))
+
+    def amplifier_fault(self):
+        return self.amp_fault
+
+    def led(self, pattern):
+        if pattern != self.led_pattern:
+            self.led_pattern = pattern
+            self.led_changes.append((time.time(), pattern))
+
+    def supply(self):
+        return {"mains": self.mains, "dc": self.dc_volts}
+
+    def temperature(self):
+        return self.temperature_c
+
+    def mem_free(self):
+        return self.free_memory
+
+    def random_below(self, n):
+        return self._rng.randrange(n) if n > 0 else 0
+
+    def feed_watchdog(self):
+        self.watchdog_feeds += 1
+
+    def reboot(self):
+        self.reboots.append(time.time())
+        if self.on_reboot is not None:
+            self.on_reboot(self)

@@ -1,0 +1,226 @@
+"""A receiver's network path, with faults injected by tests and by `loaxa sim`.
+
+Every connection the firmware opens goes through a relay: the firmware gets one end of a local
+socket pair (real asyncio streams, so its MQTT client runs unchanged) and the relay copies bytes
+between the other end and the real broker connection. That is where faults are applied:
+
+- ``cut()``: the link is gone. In "drop" mode open connections are torn down at once (the
+  firmware sees the stream end); in "blackhole" mode bytes silently vanish and the firmware
+  only notices through its keepalive, as on a 4G link that lost coverage. New connections are
+  refused until ``restore()``.
+- ``latency_ms``: one-way delay added to every chunk, in both directions, order preserved.
+- ``loss``: the fraction of MQTT QoS-0 PUBLISH packets from the broker that never arrive
+  (time-sync replies, audio frames); the relay reassembles MQTT packets to drop whole ones.
+"""
+
+import asyncio
+import errno
+import random
+import socket
+import time
+
+from firmware.mqtt_packets import decode_remaining_length
+from protocol.errors import ProtocolError
+
+PUBLISH = 3
+_READ_CHUNK = 65536
+
+
+def mqtt_packet_length(buf):
+    """Total length of the MQTT packet at the start of ``buf``, or None if it is incomplete.
+
+    Raises ValueError if the bytes cannot be MQTT (a remaining length over four bytes).
+    """
+    field = buf[1:5]
+    if len(field) < 4 and all(byte & 0x80 for byte in field):
+        return None  # the remaining-length field itself has not fully arrived
+    try:
+        remaining, body_at = decode_remaining_length(buf, 1)
+    except ProtocolError:
+        raise ValueError("not an MQTT packet") from None
+    total = body_at + remaining
+    return total if len(buf) >= total else None
+
+
+def _is_mqtt_connect(data):
+    """Whether a connection's first bytes are an MQTT CONNECT (loss applies to MQTT only:
+    the same path carries HTTP media downloads)."""
+    return len(data) >= 2 and data[0] == 0x10 and b"MQTT" in data[:12]
+
+
+def is_qos0_publish(first_byte):
+    return first_byte >> 4 == PUBLISH and (first_byte >> 1) & 3 == 0
+
+
+class LinkPath:
+    """One receiver's link to the world. Fault settings may change at any time."""
+
+    def __init__(self, seed=0):
+        self.up = True
+        self.mode = "drop"
+        self.latency_ms = 0.0
+        self.loss = 0.0
+        self._rng = random.Random(seed)
+        self._relays = set()
+        self.connections = 0       # connections opened through this path
+        self.refused = 0           # connection attempts refused while cut
+        self.dropped_publishes = 0  # QoS-0 PUBLISH packets lost on purpose
+        self.bytes_in = 0          # broker -> receiver
+        self.bytes_out = 0         # receiver -> broker
+        self.cuts = []             # (true time s, "cut" | "restore")
+
+    # -- fault control ------------------------------------------------------------------------
+
+    def cut(self, mode="drop"):
+        """Take the link down. ``mode``: "drop" (connections end now) or "blackhole"."""
+        self.up = False
+        self.mode = mode
+        self.cuts.append((time.time(), "cut"))
+        if mode == "drop":
+            for relay in list(self._relays):
+                relay.abort()
+
+    def restore(self):
+        self.up = True
+        self.cuts.append((time.time(), "restore"))
+        # A black-holed connection does not come back to life: the firmware must reconnect.
+        for relay in list(self._relays):
+            if relay.blackholed:
+                relay.abort()
+
+    def set_latency(self, one_way_ms):
+        self.latency_ms = float(one_way_ms)
+
+    def set_loss(self, fraction):
+        self.loss = float(fraction)
+
+    @property
+    def open_connections(self):
+        return len(self._relays)
+
+    # -- what the platform calls --------------------------------------------------------------
+
+    async def open_connection(self, host, port, ssl=None):
+        if not self.up:
+            self.refused += 1
+            raise OSError(errno.ECONNREFUSED, "link is cut")
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000.0)  # SYN on its way
+        upstream = await asyncio.open_connection(host, port, ssl=ssl)
+        if self.latency_ms:
+            await asyncio.sleep(self.latency_ms / 1000.0)  # SYN-ACK on its way back
+        if not self.up:
+            upstream[1].transport.abort()
+            self.refused += 1
+            raise OSError(errno.ECONNREFUSED, "link is cut")
+        device_sock, relay_sock = socket.socketpair()
+        device = await asyncio.open_connection(sock=device_sock)
+        local = await asyncio.open_connection(sock=relay_sock)
+        relay = _Relay(self, local, upstream)
+        self._relays.add(relay)
+        self.connections += 1
+        relay.start()
+        return device
+
+    def _forget(self, relay):
+        self._relays.discard(relay)
+
+    def _lose(self):
+        return self.loss > 0 and self._rng.random() < self.loss
+
+
+class _Relay:
+    """Copies bytes both ways between the firmware's socket pair end and the broker."""
+
+    def __init__(self, path, local, upstream):
+        self.path = path
+        self.local_reader, self.local_writer = local
+        self.up_reader, self.up_writer = upstream
+        self.blackholed = False
+        self._done = 0  # pumps that have ended
+        self.mqtt = None  # decided by the first bytes the firmware sends (CONNECT or not)
+        self._tasks = []
+        self._inbound = bytearray()
+
+    def start(self):
+        self._tasks = [
+            asyncio.ensure_future(self._pump(self.up_reader, self.local_writer, inbound=True)),
+            asyncio.ensure_future(self._pump(self.local_reader, self.up_writer, inbound=False)),
+        ]
+
+    def abort(self):
+        """Tear both sides down abruptly (no FIN handshake, no MQTT DISCONNECT)."""
+        for writer in (self.local_writer, self.up_writer):
+            writer.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        self.path._forget(self)
+
+    async def _pump(self, reader, writer, inbound):
+        queue = asyncio.Queue()
+        sender = asyncio.ensure_future(self._send(queue, writer))
+        try:
+            while True:
+                data = await reader.read(_READ_CHUNK)
+                if not data:
+                    break
+                if not self.path.up:
+                    self.blackholed = True
+                    continue
+                if inbound:
+                    self.path.bytes_in += len(data)
+                    if self.mqtt:
+                        data = self._filter_inbound(data)
+                else:
+                    if self.mqtt is None:
+                        self.mqtt = _is_mqtt_connect(data)
+                    self.path.bytes_out += len(data)
+                if data:
+                    queue.put_nowait((time.monotonic() + self.path.latency_ms / 1000.0, data))
+            # The source closed: deliver what is queued, then close the other side gracefully
+            # (a FIN, not a reset), which in turn ends the pump of the opposite direction.
+            queue.put_nowait(None)
+            await sender
+            writer.close()
+        except (ConnectionError, OSError):
+            self.abort()
+        finally:
+            sender.cancel()
+            self._done += 1
+            if self._done == 2:
+                self.path._forget(self)
+
+    async def _send(self, queue, writer):
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            due, data = item
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not self.path.up:
+                continue
+            writer.write(data)
+            await writer.drain()
+
+    def _filter_inbound(self, data):
+        """Drop whole QoS-0 PUBLISH packets at the path's loss rate; keep the rest in order."""
+        buf = self._inbound
+        buf += data
+        out = bytearray()
+        while buf:
+            try:
+                length = mqtt_packet_length(buf)
+            except ValueError:
+                out += buf  # not MQTT after all: pass it through untouched
+                buf.clear()
+                break
+            if length is None:
+                break
+            if is_qos0_publish(buf[0]) and self.path._lose():
+                self.path.dropped_publishes += 1
+            else:
+                out += buf[:length]
+            del buf[:length]
+        return bytes(out)

@@ -1,0 +1,118 @@
+"""A running fleet with its operator and media server, for tests, the demo and the benchmark.
+
+    async with FleetScenario(broker_address, specs, items=(("tone", 1.0),)) as sc:
+        bid = sc.operator.play_at(sc.fleet.ids("thon-1"), sc.items["tone"], at_ms)
+        ...
+
+On entry: test media is made and served over HTTP, the receivers start, the operator connects,
+and every receiver has connected and synced its clock. On exit everything stops.
+"""
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+
+from simulator.fleet import Fleet
+from simulator.media import MediaServer, make_test_item
+from simulator.operator import Operator
+
+
+def percentile(values, p):
+    """The p-th percentile (0..100) by nearest rank; None for no values."""
+    values = sorted(values)
+    if not values:
+        return None
+    rank = max(0, min(len(values) - 1, int(round(p / 100.0 * len(values) + 0.5)) - 1))
+    return values[rank]
+
+
+class FleetScenario:
+    """``broker``: (host, port). ``items``: (id, seconds) test tones to make and serve.
+    ``settle_s``: extra time after every receiver synced, for its clock filter to converge."""
+
+    def __init__(self, broker, specs, site="test", items=(("tone", 1.0),), workdir=None,
+                 settle_s=1.0, connect_timeout=30.0, operator_auth=None, keep_bytes=False,
+                 config_overrides=None, media_dir=None, seed=0):
+        self.broker = broker
+        self.specs = specs
+        self.site = site
+        self.item_specs = items
+        self.settle_s = settle_s
+        self.connect_timeout = connect_timeout
+        self._own_dir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="loaxa-scenario-")
+        self.media_dir = media_dir or os.path.join(self.workdir, "media")
+        self.operator_auth = operator_auth or (None, None)
+        self.fleet = Fleet(specs, site=site, broker=broker,
+                           workdir=os.path.join(self.workdir, "boards"), keep_bytes=keep_bytes,
+                           config_overrides=config_overrides, seed=seed)
+        self.server = None
+        self.operator = None
+        self.items = {}
+
+    async def __aenter__(self):
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+    async def start(self):
+        self.server = MediaServer().start()
+        for item_id, seconds in self.item_specs:
+            self.items[item_id] = self.server.add(make_test_item(self.media_dir, item_id, seconds))
+        user, password = self.operator_auth
+        self.operator = Operator(self.site, self.fleet.device_infos(), self.broker[0],
+                                 self.broker[1], username=user, password=password).start()
+        await self.fleet.start()
+        await self.wait_ready(self.fleet.ids())
+
+    async def wait_ready(self, ids, timeout=None):
+        """Every receiver in ``ids`` is connected and has a synced clock."""
+        timeout = timeout or self.connect_timeout
+        await self.fleet.wait_connected(timeout, ids)
+        await self.operator.until(lambda: all(self.synced(i) for i in ids), timeout)
+        if self.settle_s:
+            await asyncio.sleep(self.settle_s)
+
+    def synced(self, device_id):
+        receiver = self.fleet[device_id].receiver
+        return receiver is not None and receiver.core.synced
+
+    async def stop(self):
+        if self.fleet is not None:
+            await self.fleet.stop()
+        if self.operator is not None:
+            self.operator.close()
+        if self.server is not None:
+            self.server.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- measurements ----------------------------------------------------------------------
+
+    def start_errors_ms(self, bid, at_ms, ids):
+        """{device: true start - at, in ms} for the first playback of ``bid`` on each device."""
+        errors = {}
+        for device in ids:
+            played = self.fleet[device].sink.playbacks_of(bid=bid)
+            if played and played[0].started_true is not None:
+                errors[device] = played[0].started_true * 1000.0 - at_ms
+        return errors
+
+    def proof_of_play(self, bid, ids, reason="finished"):
+        """Devices in ``ids`` that reported both started and ended(``reason``) for ``bid``."""
+        op = self.operator
+        return [d for d in ids
+                if op.events_of(d, "started", bid=bid) and op.events_of(d, "ended", bid=bid,
+                                                                        reason=reason)]
+
+
+def now_ms():
+    return time.time() * 1000.0

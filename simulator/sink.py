@@ -1,0 +1,267 @@
+"""A sink that records what a receiver would have played, and when.
+
+It keeps time like a DMA-fed DAC: once opened, the first ``write`` starts the audio (that true
+time is the start a listener under the horn would hear) and every write adds its audio duration
+to the play cursor. ``write`` returns while less than ``buffer_ms`` of audio is queued, so the
+firmware is paced at real time as on the board. A write that arrives after the cursor ran out is
+an underrun: a gap a listener would hear, recorded as such.
+
+Each playback is one ``Playback`` record: codec, rate, skipped samples, start and end by true
+time and by the receiver's own clock, a running SHA-256 and byte count of what was written
+(plus the bytes themselves when ``keep_bytes``, for tests that decode them), volume changes,
+gaps and how it ended ("closed" after the last write, or "stopped" when cut short).
+"""
+
+import asyncio
+import hashlib
+import time
+
+from firmware.platform import Sink
+from protocol.media import ADPCM_BLOCK_BYTES, ADPCM_HEADER_BYTES, adpcm_samples_per_block
+
+DEFAULT_BUFFER_MS = 120.0
+
+# MPEG audio frame header tables (ISO 11172-3 / 13818-3), layer III only: what ffmpeg and the
+# audio package produce for receivers.
+_MP3_BITRATES_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_MP3_BITRATES_V2 = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def mp3_frame_info(buf, pos):
+    """``(frame_bytes, samples)`` of a layer-III frame header at ``buf[pos:]``, or None."""
+    if pos + 4 > len(buf) or buf[pos] != 0xFF or buf[pos + 1] & 0xE0 != 0xE0:
+        return None
+    version = (buf[pos + 1] >> 3) & 3   # 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5
+    layer = (buf[pos + 1] >> 1) & 3     # 1 = layer III
+    bitrate_index = buf[pos + 2] >> 4
+    rate_index = (buf[pos + 2] >> 2) & 3
+    padding = (buf[pos + 2] >> 1) & 1
+    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    rate = _MP3_RATES[version][rate_index]
+    if version == 3:
+        return 144000 * _MP3_BITRATES_V1[bitrate_index] // rate + padding, 1152
+    return 72000 * _MP3_BITRATES_V2[bitrate_index] // rate + padding, 576
+
+
+class _Mp3Counter:
+    """Counts samples in an MP3 byte stream written in arbitrary pieces (skips ID3 tags)."""
+
+    def __init__(self):
+        self._pending = bytearray()
+
+    def samples_in(self, data):
+        buf = self._pending
+        buf += data
+        samples = 0
+        pos = 0
+        while pos + 10 <= len(buf):
+            if buf[pos:pos + 3] == b"ID3":
+                size = (buf[pos + 6] << 21) | (buf[pos + 7] << 14) | (buf[pos + 8] << 7) | buf[pos + 9]
+                if pos + 10 + size > len(buf):
+                    break
+                pos += 10 + size
+                continue
+            info = mp3_frame_info(buf, pos)
+            if info is None:
+                pos += 1  # resynchronise, as a decoder does
+                continue
+            if pos + info[0] > len(buf):
+                break
+            samples += info[1]
+            pos += info[0]
+        del buf[:pos]
+        return samples
+
+
+class _AdpcmCounter:
+    """Counts samples in whole IMA-ADPCM blocks (protocol.media layout)."""
+
+    def __init__(self, block_bytes=ADPCM_BLOCK_BYTES):
+        self._block = block_bytes
+        self._pending = 0
+
+    def samples_in(self, data):
+        total = self._pending + len(data)
+        blocks, self._pending = divmod(total, self._block)
+        return blocks * adpcm_samples_per_block(self._block)
+
+    def flush(self):
+        """A short last block still holds samples."""
+        rest, self._pending = self._pending, 0
+        return max(0, (rest - ADPCM_HEADER_BYTES) * 2 + 1) if rest > ADPCM_HEADER_BYTES else 0
+
+
+class Playback:
+    """What one open..close/stop of the sink played."""
+
+    def __init__(self, codec, rate, skip_samples, opened_true, opened_local, context):
+        self.codec = codec
+        self.rate = rate
+        self.skip_samples = skip_samples
+        self.opened_true = opened_true        # seconds, host time.time()
+        self.opened_local = opened_local      # ms, the receiver's clock
+        self.context = dict(context or {})    # what the firmware was playing (item, bid, ...)
+        self.started_true = None              # first sample heard, true time (s)
+        self.started_local = None             # ... by the receiver's own clock (ms)
+        self.ended_true = None
+        self.ended_local = None
+        self.how = None                       # "closed" | "stopped"
+        self.bytes = 0
+        self.writes = 0
+        self.samples = 0
+        self.sha = hashlib.sha256()
+        self.data = None                      # bytearray when the sink keeps bytes
+        self.gaps = []                        # (true time s, gap s): underruns
+        self.volumes = []                     # (true time s, volume)
+
+    @property
+    def item(self):
+        return self.context.get("item")
+
+    @property
+    def bid(self):
+        return self.context.get("bid")
+
+    @property
+    def duration_s(self):
+        return self.samples / float(self.rate) if self.rate else 0.0
+
+    @property
+    def finished(self):
+        return self.ended_true is not None
+
+    def summary(self):
+        return {"item": self.item, "bid": self.bid, "codec": self.codec, "rate": self.rate,
+                "skip": self.skip_samples, "start": self.started_true, "end": self.ended_true,
+                "how": self.how, "bytes": self.bytes, "sha": self.sha.hexdigest(),
+                "gaps": len(self.gaps)}
+
+    def __repr__(self):
+        return "<Playback %s %s %s %.3f..%s %s>" % (
+            self.item or "?", self.codec, self.rate, self.started_true or 0.0,
+            "%.3f" % self.ended_true if self.ended_true else "-", self.how)
+
+
+class RecordingSink(Sink):
+    """Records playbacks instead of making sound. ``clock`` is the board's DriftingClock.
+
+    ``context`` is an optional callable returning a dict describing what the firmware is
+    playing (the fleet points it at the receiver's core), stored with each playback.
+    """
+
+    name = "recorder"
+
+    def __init__(self, codecs=("mp3", "adpcm"), clock=None, buffer_ms=DEFAULT_BUFFER_MS,
+                 keep_bytes=False, context=None, now=time.time):
+        self.codecs = tuple(codecs)
+        self.clock = clock
+        self.buffer_s = buffer_ms / 1000.0
+        self.keep_bytes = keep_bytes
+        self.context = context
+        self.volume = 100
+        self.playbacks = []
+        self.current = None
+        self._now = now
+        self._counter = None
+        self._cursor = 0.0  # true time (s) when everything written so far has been heard
+
+    def _local_ms(self):
+        return self.clock.local_ms() if self.clock is not None else self._now() * 1000.0
+
+    # -- Sink interface ----------------------------------------------------------------------
+
+    def open(self, codec, rate, skip_samples=0):
+        if codec not in self.codecs:
+            raise ValueError("this sink does not decode %s" % codec)
+        if self.current is not None:
+            self.stop()
+        context = None
+        if self.context is not None:
+            try:
+                context = self.context()
+            except Exception:  # a description is nice to have; never break playback for it
+                context = None
+        self.current = Playback(codec, rate, skip_samples, self._now(), self._local_ms(), context)
+        if self.keep_bytes:
+            self.current.data = bytearray()
+        self.current.volumes.append((self._now(), self.volume))
+        self._counter = _Mp3Counter() if codec == "mp3" else _AdpcmCounter()
+        self.playbacks.append(self.current)
+
+    async def write(self, buf):
+        playback = self.current
+        if playback is None:
+            raise ValueError("write on a closed sink")
+        data = bytes(buf)
+        now = self._now()
+        if playback.started_true is None:
+            playback.started_true = now
+            playback.started_local = self._local_ms()
+            self._cursor = now
+        elif now > self._cursor + 0.001:
+            playback.gaps.append((self._cursor, now - self._cursor))
+            self._cursor = now
+        playback.bytes += len(data)
+        playback.writes += 1
+        playback.sha.update(data)
+        if playback.data is not None:
+            playback.data += data
+        samples = self._counter.samples_in(data)
+        playback.samples += samples
+        if playback.rate:
+            self._cursor += samples / float(playback.rate)
+        ahead = self._cursor - self._now() - self.buffer_s
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+    async def drain(self):
+        if self.current is None:
+            return
+        wait = self._cursor - self._now()
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def close(self):
+        """The end of what was written: the last sample is heard when the cursor runs out."""
+        playback = self.current
+        if playback is None:
+            return
+        if isinstance(self._counter, _AdpcmCounter):
+            extra = self._counter.flush()
+            playback.samples += extra
+            if playback.rate:
+                self._cursor += extra / float(playback.rate)
+        self._finish(playback, "closed", max(self._now(), self._cursor))
+
+    def stop(self):
+        playback = self.current
+        if playback is None:
+            return
+        self._finish(playback, "stopped", self._now())
+
+    def set_volume(self, volume):
+        self.volume = volume
+        if self.current is not None:
+            self.current.volumes.append((self._now(), volume))
+
+    def _finish(self, playback, how, ended_true):
+        playback.how = how
+        playback.ended_true = ended_true
+        if self.clock is not None:
+            playback.ended_local = self._local_ms() + (ended_true - self._now()) * 1000.0
+        else:
+            playback.ended_local = ended_true * 1000.0
+        self.current = None
+        self._counter = None
+
+    # -- queries for tests and reports -------------------------------------------------------
+
+    def playbacks_of(self, item=None, bid=None):
+        return [p for p in self.playbacks
+                if (item is None or p.item == item) and (bid is None or p.bid == bid)]
+
+    @property
+    def playing(self):
+        return self.current is not None

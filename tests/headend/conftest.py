@@ -1,0 +1,169 @@
+"""Head-end fixtures: an app on a temp SQLite file (MQTT side off, commands recorded), users
+of every role, a short real recording, and helpers that feed receivers' reports to the ingest
+exactly as the MQTT service would."""
+
+import io
+import math
+import struct
+import time
+import wave
+
+import pytest
+from fastapi.testclient import TestClient
+
+from headend.app import create_app
+from headend.mqtt.ingest import Report, apply_batch
+from headend.settings import Settings
+from protocol import messages
+
+PASSWORD = "correct horse battery"
+
+
+def tone_wav(seconds=1.5, rate=16000, freq=440.0) -> bytes:
+    """A real WAV file (a tone), made in the test run."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / rate)))
+                               for i in range(int(seconds * rate))))
+    return buf.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch):
+    """bcrypt at its lowest cost: the hashes are real, the tests just do not wait 0.25 s each."""
+    monkeypatch.setattr("headend.security.BCRYPT_ROUNDS", 4)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(data_dir=tmp_path / "var", mqtt_enabled=False, site_id="xa-test",
+                    public_base_url="http://headend.test:8080")
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture
+def session(app):
+    s = app.state.session_factory()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def users(session):
+    from headend.services.users import create_user
+
+    for role in ("admin", "operator", "technician", "viewer"):
+        create_user(session, username=role, password=PASSWORD, role=role)
+    return PASSWORD
+
+
+def login(client, username, password=PASSWORD) -> dict:
+    r = client.post("/api/v1/auth/token", data={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": "Bearer " + r.json()["access_token"]}
+
+
+@pytest.fixture
+def as_admin(client, users):
+    return login(client, "admin")
+
+
+@pytest.fixture
+def as_operator(client, users):
+    return login(client, "operator")
+
+
+class Commune:
+    """Zones and receivers provisioned through the API, and a way to make them report."""
+
+    def __init__(self, client, app, headers):
+        self.client = client
+        self.app = app
+        self.headers = headers
+        self.keys = {}
+        self.seq = {}
+
+    def provision(self, zones):
+        for zone, devices in zones.items():
+            r = self.client.post("/api/v1/zones", json={"id": zone, "name": zone.title()},
+                                 headers=self.headers)
+            assert r.status_code == 201, r.text
+            for device in devices:
+                r = self.client.post("/api/v1/devices", json={"id": device, "name": device,
+                                                              "zone": zone},
+                                     headers=self.headers)
+                assert r.status_code == 201, r.text
+                self.keys[device] = r.json()["device_key"]
+        return self
+
+    @property
+    def publisher(self):
+        return self.app.state.publisher
+
+    def report(self, *reports):
+        settings = self.app.state.settings
+        with self.app.state.session_factory() as session:
+            result = apply_batch(session, settings=settings, reports=list(reports))
+            from headend.commands import prepare
+
+            out = prepare(session, site_id=settings.site_id, commands=result.commands,
+                          ttl_s=settings.command_ttl_s)
+            session.commit()
+        self.publisher.publish_many(out)
+        return result
+
+    def birth(self, device, boot=1, conn=1, codecs=("mp3",)):
+        return Report("status", device, messages.birth(
+            device, boot, conn, "0.1.0", {"codecs": list(codecs), "sink": "sim"}, "sim"),
+            now_ms(), qos=1)
+
+    def death(self, device, boot=1, conn=1):
+        return Report("status", device, messages.death(device, boot, conn), now_ms(), qos=1)
+
+    def event(self, device, kind, t=None, seq=None, **fields):
+        if seq is None:
+            seq = self.seq[device] = self.seq.get(device, 0) + 1
+        body = messages.encode(messages.event(seq, kind, t or now_ms(), fields))
+        return Report("evt", device, body, now_ms(), qos=1)
+
+    def commands_to(self, device):
+        """The commands published to ``device`` so far, opened with its key."""
+        from protocol.signing import key_from_hex
+
+        out = []
+        for sent in self.publisher.sent:
+            if sent.device_id == device:
+                out.append(messages.open_command(key_from_hex(self.keys[device]), sent.payload,
+                                                 device))
+        return out
+
+    def upload(self, seconds=1.5, name="ban-tin.wav"):
+        r = self.client.post("/api/v1/media", files={"file": (name, tone_wav(seconds),
+                                                              "audio/wav")},
+                             headers=self.headers)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
+
+
+@pytest.fixture
+def commune(client, app, as_admin):
+    """Three receivers in thon-1, two in thon-2, all provisioned, none online yet."""
+    return Commune(client, app, as_admin).provision(
+        {"thon-1": ["a1", "a2", "a3"], "thon-2": ["b1", "b2"]})

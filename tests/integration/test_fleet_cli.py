@@ -1,0 +1,38 @@
+"""`loaxa sim` end to end: a fleet file in, receivers online on the broker, a status table out."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from simulator.fleet import generate_specs, save_fleet_file
+from simulator.operator import Operator
+
+pytestmark = pytest.mark.integration
+
+
+def test_sim_runs_a_fleet_file_until_stopped(embedded_broker, tmp_path):
+    specs = generate_specs(3, zones=2, offset_ms=1000, seed=9)
+    fleet_file = tmp_path / "fleet.json"
+    save_fleet_file(str(fleet_file), "xa-thu", (embedded_broker.host, embedded_broker.port), specs)
+    assert json.loads(fleet_file.read_text())["devices"][0]["zone"] == "thon-1"
+
+    with Operator("xa-thu", [s.info() for s in specs], embedded_broker.host,
+                  embedded_broker.port) as op:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tools.cli", "sim", "--fleet", str(fleet_file),
+             "--status-every", "2", "--duration", "4"],
+            capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        # Every receiver was born on the broker, and the table showed them online.
+        assert {b.device for b in op.births} == {s.id for s in specs}
+        assert "3 receivers, 3 online" in proc.stdout
+        time.sleep(0.2)
+
+
+def test_sim_refuses_a_bad_broker_address():
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", "sim", "--broker", "nowhere"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "HOST:PORT" in proc.stderr

@@ -1,0 +1,345 @@
+"""The firmware shell (firmware/shell.py) on CPython with fakes at its two unit boundaries:
+the board (a Platform with a recording sink and relay) and the MQTT client (records what is
+published, answers time requests as a head-end would). Flash is a real temp directory.
+
+The integration tests (tests/integration/) run the same Receiver against real brokers.
+"""
+
+import asyncio
+import hashlib
+import json
+import time
+
+from protocol import messages as M
+from protocol.signing import seal
+
+from firmware.cache import MediaCache
+from firmware.platform import Platform, Sink
+from firmware.shell import Receiver
+
+KEY_HEX = "11" * 32
+KEY = bytes.fromhex(KEY_HEX)
+DEV, SITE = "rx-1", "xa"
+TOPIC = "loaxa/v1/xa/dev/rx-1/"
+ADPCM = bytes(256) * 6  # six silent 505-sample blocks: 3030 samples, ~190 ms at 16 kHz
+SHA = hashlib.sha256(ADPCM).hexdigest()
+
+
+def wall_ms():
+    return int(time.time() * 1000)
+
+
+class FakeSink(Sink):
+    codecs = ("adpcm",)
+    name = "fake"
+
+    def __init__(self):
+        self.log = []
+        self.bytes = 0
+
+    def open(self, codec, rate, skip_samples=0):
+        self.log.append(("open", codec, rate, skip_samples))
+
+    async def write(self, buf):
+        self.bytes += len(buf)
+        await asyncio.sleep(0)
+
+    async def drain(self):
+        await asyncio.sleep(0)
+
+    def close(self):
+        self.log.append(("close",))
+
+    def stop(self):
+        self.log.append(("stop",))
+
+    def set_volume(self, volume):
+        self.log.append(("volume", volume))
+
+
+class FakePlatform(Platform):
+    def __init__(self, storage_dir):
+        self.storage_dir = storage_dir
+        self.sink = FakeSink()
+        self.amp = []
+        self.leds = []
+        self.rebooted = False
+
+    def ticks_ms(self):
+        return int(time.monotonic() * 1000) & 0x3FFFFFFF
+
+    def ticks_diff(self, a, b):
+        d = (a - b) & 0x3FFFFFFF
+        return d - 0x40000000 if d >= 0x20000000 else d
+
+    def rtc_ms(self):
+        return wall_ms() - 5000  # the board's clock is 5 s slow until synced
+
+    async def link_up(self):
+        pass
+
+    def link_info(self):
+        return {"type": "wifi", "rssi": -61}
+
+    def amplifier(self, on):
+        self.amp.append(on)
+
+    def led(self, pattern):
+        self.leds.append(pattern)
+
+    def supply(self):
+        return {"mains": 0, "dc": 12.4}
+
+    def mem_free(self):
+        return 81234
+
+    def random_below(self, n):
+        return 0
+
+    def reboot(self):
+        self.rebooted = True
+
+
+class FakeMQTT:
+    """Stands in for firmware.mqtt.MQTTClient; answers time requests like the head-end."""
+
+    def __init__(self, receiver, cfg, will):
+        self.receiver = receiver
+        self.will = will
+        self.wills = []
+        self.published = []
+        self.subscriptions = {}
+        self.connected = False
+        self.online = asyncio.Event()
+        self._up = asyncio.Event()
+        self._closed = asyncio.Event()
+        self.answer_time = True
+
+    async def run(self):
+        await self._up.wait()
+        self.wills.append(self.will)
+        await self.receiver._on_connect()
+        self.connected = True
+        self.online.set()
+        await self._closed.wait()
+
+    def come_up(self):
+        self._up.set()
+
+    def drop(self):
+        self.connected = False
+        self.online.clear()
+        self._up.clear()
+        self.receiver._on_disconnect("eof")
+        self.wills.append("dropped")
+
+    async def reconnect(self):
+        self.wills.append(self.will)
+        await self.receiver._on_connect()
+        self.connected = True
+        self.online.set()
+
+    async def close(self):
+        self.connected = False
+        self._closed.set()
+
+    async def subscribe(self, topic, qos=0):
+        self.subscriptions[topic] = qos
+        return self.connected
+
+    async def unsubscribe(self, topic):
+        self.subscriptions.pop(topic, None)
+        return self.connected
+
+    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=10000):
+        if not self.connected and not topic.endswith("/status"):
+            return False
+        self.published.append((topic, bytes(payload), qos, retain))
+        if topic.endswith("/treq") and self.answer_time:
+            t0 = json.loads(payload)["t0"]
+            now = wall_ms()
+            reply = M.time_reply(KEY, DEV, t0, now, now)
+            asyncio.get_running_loop().call_soon(
+                self.receiver._on_message, TOPIC + "time", memoryview(reply), False)
+        return True
+
+    async def wait_connected(self, timeout_ms=None):
+        await self.online.wait()
+        return True
+
+    def sent(self, leaf):
+        return [json.loads(p) for t, p, _, _ in self.published if t == TOPIC + leaf]
+
+
+def make_receiver(tmp_path, **overrides):
+    config = {"device": DEV, "site": SITE, "key": KEY_HEX, "broker": {"host": "127.0.0.1"},
+              "amp_settle_ms": 30, "heartbeat_s": 3600}
+    config.update(overrides)
+    return Receiver(config, FakePlatform(str(tmp_path)), mqtt_factory=FakeMQTT)
+
+
+class Head:
+    def __init__(self):
+        self.ctr = 0
+
+    def cmd(self, kind, args):
+        self.ctr += 1
+        return M.sign_command(KEY, DEV, kind, args, self.ctr, wall_ms() + 60000, "c%d" % self.ctr)
+
+
+async def until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def started(rx):
+    task = asyncio.ensure_future(rx.run())
+    rx.mqtt.come_up()
+    await until(lambda: rx.core.synced and rx.mqtt.connected)
+    return task
+
+
+async def stop(rx, task):
+    await rx.shutdown()
+    await asyncio.wait_for(task, 2)
+
+
+def put_in_cache(tmp_path):
+    cache = MediaCache(str(tmp_path / "cache"), 10 ** 6)
+    with open(cache.part_path(SHA), "wb") as f:
+        f.write(ADPCM)
+    cache.add(SHA, len(ADPCM), "adpcm")
+
+
+def play_args(at, bid="b1", prio=0):
+    return {"bid": bid, "item": "m1", "url": "http://127.0.0.1:9/m1", "sha": SHA,
+            "size": len(ADPCM), "dur": 190, "codec": "adpcm", "rate": 16000, "at": at,
+            "prio": prio}
+
+
+async def test_birth_will_and_subscriptions(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    topic, payload, qos, retain = rx.mqtt.published[0]
+    birth = json.loads(payload)
+    assert topic == TOPIC + "status" and qos == 1 and retain
+    assert birth["k"] == "birth" and (birth["boot"], birth["conn"]) == (1, 1)
+    assert birth["caps"]["codecs"] == ["adpcm"] and birth["caps"]["sink"] == "fake"
+    assert birth["caps"]["cache_total"] == 2000000 and birth["link"] == "wifi"
+    # The will of a connection names that connection; the next one is ready for a reconnect.
+    assert json.loads(rx.mqtt.wills[0][1]) == {"v": 1, "k": "death", "dev": DEV, "boot": 1,
+                                               "conn": 1}
+    assert json.loads(rx.mqtt.will[1])["conn"] == 2
+    assert rx.mqtt.subscriptions == {TOPIC + "cmd": 1, TOPIC + "time": 0}
+    rx.mqtt.drop()
+    await rx.mqtt.reconnect()
+    births = [b for b in rx.mqtt.sent("status") if b["k"] == "birth"]
+    assert [b["conn"] for b in births] == [1, 2]
+    await stop(rx, task)
+    rx2 = make_receiver(tmp_path)  # a reboot: same flash
+    assert rx2.boot == 2
+
+
+async def test_time_sync_sets_the_clock_and_forged_replies_are_counted(tmp_path):
+    rx = make_receiver(tmp_path)
+    assert abs(rx.now() - wall_ms()) > 4000  # the board's own clock, 5 s slow
+    task = await started(rx)
+    await until(lambda: rx.stats["time_samples"] >= 5)  # the connect burst
+    assert abs(rx.now() - wall_ms()) < 1000
+    rx._on_message(TOPIC + "time", seal(b"\x22" * 32, b'{"v":1}'), False)
+    rx._on_message(TOPIC + "time", M.time_reply(KEY, DEV, 123, 1, 1), False)  # no such request
+    assert rx.stats["bad_time"] == 1 and rx.stats["time_unmatched"] == 1
+    await stop(rx, task)
+
+
+async def test_malformed_payloads_on_every_topic_are_counted_and_dropped(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    junk = (b"", b"\x00\xff", b"{", b"0" * 64 + b"\n{}", memoryview(b"LF\x01\x02"))
+    for leaf in ("cmd", "time", "nonsense"):
+        for payload in junk:
+            rx._on_message(TOPIC + leaf, payload, False)
+    for payload in junk:
+        rx._on_message("loaxa/v1/xa/stream/s9", payload, False)
+    rx._on_message("elsewhere/entirely", b"x", True)
+    stats = rx.stats
+    assert stats["errors"] == 0
+    assert stats["rejected"] == 5 and stats["malformed"] >= 10
+    assert stats["stray_frames"] == 5
+    assert rx.core.current is None and len(rx.core.schedule) == 0
+    await stop(rx, task)
+
+
+async def test_play_at_a_time_with_relay_and_proof_of_play(tmp_path):
+    put_in_cache(tmp_path)
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    head = Head()
+    at = rx.now() + 400
+    rx._on_message(TOPIC + "cmd", head.cmd(M.PLAY, play_args(at)), False)
+    await until(lambda: any(e["k"] == "ended" for e in rx.mqtt.sent("evt")))
+    sink, amp = rx.platform.sink, rx.platform.amp
+    assert sink.log[0] == ("volume", 70) and sink.log[1][:3] == ("open", "adpcm", 16000)
+    assert sink.log[-1] == ("close",) and sink.bytes == len(ADPCM)
+    assert amp == [True, False]
+    kinds = [e["k"] for e in rx.mqtt.sent("evt")]
+    assert kinds == ["ack", "started", "ended"]
+    ended = rx.mqtt.sent("evt")[-1]
+    assert ended["reason"] == "finished" and ended["bid"] == "b1"
+    assert len(rx.outbox) == 0
+    await stop(rx, task)
+
+
+async def test_late_start_seeks_whole_blocks_and_skips_the_rest(tmp_path):
+    put_in_cache(tmp_path)
+    rx = make_receiver(tmp_path, amp_settle_ms=0)
+    task = await started(rx)
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.PLAY, play_args(rx.now() - 40)), False)
+    await until(lambda: ("close",) in rx.platform.sink.log)
+    (_, _, _, skip), = [e for e in rx.platform.sink.log if e[0] == "open"]
+    skipped_samples = (len(ADPCM) - rx.platform.sink.bytes) // 256 * 505 + skip
+    assert skipped_samples >= 40 * 16  # at least the 40 ms it was late, at 16 samples/ms
+    assert 0 <= skip < 505
+    await stop(rx, task)
+
+
+async def test_events_wait_in_flash_while_offline_and_go_out_in_order(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    rx.mqtt.drop()
+    head = Head()
+    for vol in (10, 20, 30):
+        rx._on_message(TOPIC + "cmd", head.cmd(M.VOLUME, {"vol": vol}), False)
+    assert len(rx.outbox) == 3
+    await stop(rx, task)
+    rx2 = make_receiver(tmp_path)  # power cut while offline: the acks are still in flash
+    assert len(rx2.outbox) == 3 and rx2.core.volume == 30
+    task2 = await started(rx2)
+    await until(lambda: len(rx2.outbox) == 0)
+    seqs = [e["seq"] for e in rx2.mqtt.sent("evt")]
+    assert seqs == sorted(seqs) and len(seqs) == 3
+    await stop(rx2, task2)
+
+
+async def test_heartbeat_is_compact_and_complete(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    payload = rx.heartbeat()
+    hb = M.decode(payload)
+    assert M.session_of(hb) == (1, 1)
+    assert hb["mains"] == 0 and hb["dc"] == 12.4 and hb["ln"] == "wifi" and hb["rssi"] == -61
+    assert hb["sy"] == 1 and hb["heap"] == 81234 and "play" not in hb
+    assert len(payload) < 160, payload
+    await stop(rx, task)
+
+
+async def test_reboot_command_acks_first_then_reboots(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.REBOOT, {}), False)
+    await until(lambda: rx.platform.rebooted)
+    assert rx.mqtt.sent("evt")[0]["k"] == "ack"
+    assert rx.mqtt.sent("status")[-1]["k"] == "death"
+    await stop(rx, task)

@@ -1,0 +1,1 @@
+"""Developer and operator tools: the `loaxa` command, the embedded broker, test runners."""
