@@ -7,7 +7,7 @@
 
 import numpy as np
 
-from audio import adpcm, ffmpeg
+from audio import adpcm, ffmpeg, mp3
 from protocol.media import ADPCM_BLOCK_BYTES
 
 
@@ -19,7 +19,17 @@ def decode_to_pcm(codec, data, rate, *, block_bytes=ADPCM_BLOCK_BYTES):
     if codec == "adpcm":
         return np.frombuffer(adpcm.decode(data, block_bytes), dtype="<i2").astype(np.int16)
     if codec == "mp3":
+        keep = None
+        single = mp3.frames(data)
+        if len(single) == 1:
+            # ffmpeg's MP3 demuxer refuses a stream of one frame (it wants to see the next
+            # header). Decode the frame followed by a copy of itself and keep the first frame's
+            # samples: a frame's output does not depend on what comes after it.
+            header = mp3.parse_header(single[0])
+            keep = header.samples * int(rate) // header.sample_rate
+            data = bytes(single[0]) * 2
         out, _ = ffmpeg.run(["-f", "mp3", "-i", "pipe:0", "-map", "0:a:0", "-ac", "1",
                              "-ar", str(int(rate)), "-f", "s16le", "pipe:1"], input_bytes=data)
-        return np.frombuffer(out, dtype="<i2").astype(np.int16)
+        pcm = np.frombuffer(out, dtype="<i2").astype(np.int16)
+        return pcm[:keep] if keep is not None else pcm
     raise ValueError("unknown codec %r (expected mp3 or adpcm)" % codec)

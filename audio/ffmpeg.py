@@ -14,8 +14,8 @@ import threading
 
 FFMPEG_ENV = "LOAXA_FFMPEG"
 FFPROBE_ENV = "LOAXA_FFPROBE"
-# Every ffmpeg call is non-interactive and quiet except for what we parse.
-BASE_ARGS = ("-hide_banner", "-nostdin", "-y")
+# Every ffmpeg call is non-interactive, and prints no progress lines into the log we parse.
+BASE_ARGS = ("-hide_banner", "-nostdin", "-nostats", "-y")
 
 
 class FfmpegError(RuntimeError):
@@ -33,7 +33,7 @@ class FfmpegMissing(RuntimeError):
     pass
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ffmpeg_exe(override):
     if override:
         return override
@@ -81,7 +81,7 @@ def run_with_progress(args, *, duration_s, progress=None, timeout=None):
     """
     if progress is None or not duration_s:
         return run(args, timeout=timeout)[1]
-    cmd = [ffmpeg_exe(), *BASE_ARGS, "-progress", "pipe:1", "-nostats", *args]
+    cmd = [ffmpeg_exe(), *BASE_ARGS, "-progress", "pipe:1", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     chunks = []
     reader = threading.Thread(target=lambda: chunks.append(proc.stderr.read()), daemon=True)

@@ -261,14 +261,15 @@ class LiveFramer:
     """Async iterator of ``LiveFrame`` paced at real time from a live source (see module doc).
 
     Use as ``async with LiveFramer(...) as framer: async for frame in framer: ...``; leaving
-    the block (or ``aclose()``) stops ffmpeg.
+    the block (or ``aclose()``) stops ffmpeg. ``paced=False`` releases frames as soon as they
+    are cut, on the same timeline (to cut a file into frames ahead of time, or in tests).
     """
 
     def __init__(self, source, codec="mp3", frame_ms=DEFAULT_FRAME_MS, settings=DEFAULT_SETTINGS,
                  stall_timeout_s=DEFAULT_STALL_TIMEOUT_S, prebuffer_ms=None,
                  max_buffer_ms=DEFAULT_MAX_BUFFER_MS, resync_after_ms=DEFAULT_RESYNC_AFTER_MS,
                  reconnect=None, max_reconnects=DEFAULT_MAX_RECONNECTS, on_event=None,
-                 wall_clock=time.time):
+                 paced=True, wall_clock=time.time):
         if codec not in CODECS:
             raise ValueError("codec must be one of %s, not %r" % (", ".join(CODECS), codec))
         if not 20 <= frame_ms <= 1000:
@@ -295,6 +296,7 @@ class LiveFramer:
         self._max_buffer_samples = max(max_buffer_ms, 2 * prebuffer_ms) * self.rate // 1000
         self._resync_after_s = resync_after_ms / 1000
         self._on_event = on_event
+        self.paced = paced
         self._wall_clock = wall_clock
         self.events = []
         target = frame_ms * self.rate / 1000
@@ -344,7 +346,7 @@ class LiveFramer:
                 self._finished = True
                 await self.aclose()
                 raise item
-            return await self._paced(*item)
+            return await self._release(*item)
 
     @property
     def ffmpeg_pid(self):
@@ -382,7 +384,7 @@ class LiveFramer:
             self._space_freed.set()
         return item
 
-    async def _paced(self, payload, samples, last):
+    async def _release(self, payload, samples, last):
         now = time.monotonic()
         if self._anchor is None:
             self._anchor = (self._samples_out, now, self._wall_clock() * 1000)
@@ -390,7 +392,8 @@ class LiveFramer:
         since_anchor = (self._samples_out - anchor_samples) / self.rate
         due = anchor_mono + since_anchor
         if due > now:
-            await asyncio.sleep(due - now)
+            if self.paced:
+                await asyncio.sleep(due - now)
         elif now - due > self._resync_after_s:
             # The source fell behind (a slow network, a long reconnect): start the timeline
             # again here rather than send a run of frames that are already too late.
@@ -501,7 +504,8 @@ class LiveFramer:
         """One ffmpeg run, until the source ends, stalls or fails.
 
         Returns (outcome: "eof" | "stalled" | "failed", message, whether it produced frames).
-        One packet is held back so that, at the end of a source, the last one goes out flagged.
+        For sources that can end (files, pipes) one packet is held back so that the last one
+        goes out flagged as last.
         """
         try:
             process = await self._start_ffmpeg()
@@ -529,6 +533,9 @@ class LiveFramer:
                     if not got_data:
                         got_data = True
                         self._source_started(attempt)
+                    if self.reconnect:  # a live URL never ends: nothing to flag as last
+                        self._put(packet + (False,))
+                        continue
                     if pending is not None:
                         self._put(pending + (False,))
                     pending = packet
@@ -541,9 +548,10 @@ class LiveFramer:
             for task in helpers:
                 task.cancel()
             await self._kill_process()
-            if pending is not None:
-                last = outcome is not None and outcome[0] == "eof" and not self.reconnect
-                self._put(pending + (last,))
+            # The held-back packet goes out flagged at a clean end; when the source broke it
+            # is dropped, as it would be too late to play anyway.
+            if pending is not None and outcome is not None and outcome[0] == "eof":
+                self._put(pending + (True,))
         return outcome + (got_data,)
 
     def _source_started(self, attempt):

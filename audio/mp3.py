@@ -89,28 +89,29 @@ def _skip_id3v2(buf):
 def iter_frames(buf):
     """Yield (offset, FrameHeader) for each whole frame in ``buf``.
 
-    Skips an ID3v2 tag and any junk between frames. A header counts only if the next frame's
-    header follows where it says (or it ends the buffer exactly), so a stray 0xFFE in the
-    middle of data is not taken for a frame.
+    Skips an ID3v2 tag and any junk between frames. While in step (at the start, or right
+    after a frame) a valid header is taken as it is; after junk, a header counts only if the
+    next frame's header follows where it says (or a tag, or the end), so a stray 0xFFE inside
+    data is not taken for a frame.
     """
     pos = _skip_id3v2(buf)
     end = len(buf)
+    in_step = True
     while pos + 4 <= end:
         header = parse_header(buf, pos)
-        if header is None:
+        following = pos + header.frame_bytes if header is not None else end + 1
+        if following > end:
+            # No header, or a cut-off last frame, or a false sync pointing past the end.
+            pos += 1
+            in_step = False
+            continue
+        if not in_step and following + 4 <= end and parse_header(buf, following) is None \
+                and not _tail_is_tag(buf, following):
             pos += 1
             continue
-        following = pos + header.frame_bytes
-        if following > end:
-            return  # a cut-off last frame
-        if following + 4 <= end and parse_header(buf, following) is None:
-            # No frame follows: either junk mid-stream, a trailing tag (ID3v1 "TAG", APE)
-            # or a false sync inside data. Accept it only if what follows is not audio at all.
-            if not _tail_is_tag(buf, following):
-                pos += 1
-                continue
         yield pos, header
         pos = following
+        in_step = True
 
 
 def _tail_is_tag(buf, pos):

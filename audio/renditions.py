@@ -28,6 +28,11 @@ MANIFEST_VERSION = 1
 CODECS = ("mp3", "adpcm")
 FILE_NAMES = {"mp3": "audio.mp3", "adpcm": "audio.adpcm"}
 NORMALISED_NAME = "normalised.wav"
+# LAME's decoded output is 0.45 dB quieter than its input, at every rate and bitrate we tried
+# (16-44.1 kHz, 24-128 kbit/s; a steady tone as much as speech), which would leave every MP3
+# rendition 0.4-0.5 LU under the target. The MP3 branch gets that back before the encoder; the
+# peaks come out of the decoder where they went into the trim, under the ceiling.
+LAME_LEVEL_LOSS_DB = 0.45
 # Share of the work each pass takes, for one progress bar (measured on a 60-minute file).
 _PASS_WEIGHTS = (("analyse", 0.45), ("measure", 0.2), ("encode", 0.35))
 
@@ -50,7 +55,6 @@ class RenditionSet:
     duration_ms: int
     loudness_before: float           # LUFS, integrated, of the source as uploaded
     loudness_after: float            # LUFS, integrated, of the normalised audio
-    true_peak_before: float | None
     true_peak_after: float | None
     gain_db: float
     warnings: list = field(default_factory=list)
@@ -147,10 +151,14 @@ def _analyse(src, work_path, rate, settings, duration_s, progress):
     chain = ["aresample=%d" % rate, "aformat=sample_fmts=flt:channel_layouts=mono"]
     chain += loudness.speech_filters(settings)
     chain.append(loudness.ebur128_filter("work", true_peak=False))
+    # The source's own loudness (all channels, as BS.1770 counts them) is measured at the work
+    # rate: ebur128 at 44.1 kHz stereo costs as much as the rest of this pass, and what lies
+    # above 8 kHz moves speech's loudness by a tenth of a LU. Clipping is counted at the
+    # source rate, where a clipped sample is still a flat top.
     graph = ("[0:a:0]asplit=3[m][c][w];"
-             "[m]%s,anullsink;[c]%s,anullsink;[w]%s[out]"
-             % (loudness.ebur128_filter("source"), loudness.clip_counter_filter("clip"),
-                ",".join(chain)))
+             "[m]aresample=%d,%s,anullsink;[c]%s,anullsink;[w]%s[out]"
+             % (rate, loudness.ebur128_filter("source", true_peak=False),
+                loudness.clip_counter_filter("clip"), ",".join(chain)))
     stderr = ffmpeg.run_with_progress(
         ["-i", src, "-filter_complex", graph, "-map", "[out]", "-f", "f32le", work_path],
         duration_s=duration_s, progress=progress)
@@ -180,7 +188,8 @@ def _encode(work_path, rate, settings, codecs, gain_db, correction_db, out_dir,
     for i, name in enumerate(branches):
         out_rate = settings.adpcm_rate if name == "normalised" else settings.rate_for(name)
         resample = "aresample=%d," % out_rate if out_rate != rate else ""
-        graph.append("[b%d]%saformat=sample_fmts=s16[o%d]" % (i, resample, i))
+        trim = "volume=%.2fdB," % LAME_LEVEL_LOSS_DB if name == "mp3" else ""
+        graph.append("[b%d]%s%saformat=sample_fmts=s16[o%d]" % (i, resample, trim, i))
         path = os.path.join(out_dir, NORMALISED_NAME if name == "normalised"
                             else FILE_NAMES[name])
         encoder = (["-c:a", "pcm_s16le", "-f", "wav"] if name == "normalised"
@@ -253,7 +262,7 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
         result = RenditionSet(
             source_sha256=source_sha, duration_ms=int(round(info.duration_s * 1000)),
             loudness_before=before.integrated_lufs, loudness_after=after.integrated_lufs,
-            true_peak_before=before.true_peak_db, true_peak_after=after.true_peak_db,
+            true_peak_after=after.true_peak_db,
             gain_db=round(gain_db + correction_db, 2), warnings=warnings,
             renditions=renditions, normalised_path=paths.get("normalised"))
         _write_manifest(build_dir, result)

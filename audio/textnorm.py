@@ -19,7 +19,9 @@ Where Vietnamese usage varies, this module picks one reading and sticks to it:
   by groups of exactly three digits is a thousands separator ("1.000.000" -> "một triệu"),
   any other dot between digits is a decimal mark too; the fraction is read as a number, or
   digit by digit when it starts with 0 or has more than three digits;
-- dates: days 1 to 10 take "mùng" ("ngày mùng năm tháng tư"), month 4 is "tư";
+- dates: d/m/yyyy (also with "." or "-"), d/m and m/yyyy with a valid day and month; days 1
+  to 10 take "mùng" ("ngày mùng năm tháng tư"), month 4 is "tư". A fraction written "1/2"
+  therefore reads as a date: write "một phần hai" where that matters;
 - clock times drop zero minutes ("7h00" -> "bảy giờ");
 - phone numbers are read digit by digit with a comma (a short pause) between the groups as
   written, or 4-3-3 / 3-4-4 when written without spaces;
@@ -166,7 +168,8 @@ def _integer_words(n, full):
 
 
 def number_to_words(n):
-    """Read an integer in Vietnamese: 21 -> "hai mươi mốt", 1005 -> "một nghìn không trăm linh năm"."""
+    """Read an integer in Vietnamese: 21 -> "hai mươi mốt",
+    1005 -> "một nghìn không trăm linh năm"."""
     if n < 0:
         return "âm " + number_to_words(-n)
     if n == 0:
@@ -227,7 +230,8 @@ _ABBREVIATION_RE = re.compile(r"(?<!\w)(%s)(?![^\W\d_])" % _alternation(ABBREVIA
 _ABBREVIATION_DOT_RE = re.compile(r"(?<!\w)(TP|Tp|TT)\.(?=\s*\w)")
 _AMPERSAND_RE = re.compile(r"\s*&\s*")
 # Short service numbers (113 police, 114 fire, 115 ambulance) after "gọi" are said digit by digit.
-_HOTLINE_RE = re.compile(r"(?<!\w)(gọi|Gọi|hotline|đường dây nóng)(\s+(?:số\s+)?)(1\d\d)(?![\d.,]\d)")
+_HOTLINE_RE = re.compile(
+    r"(?<!\w)(gọi|Gọi|hotline|đường dây nóng)(\s+(?:số\s+)?)(1\d\d)(?![\d.,]\d)")
 
 _DAY_PREFIX = r"(?:(?<!\w)([Nn]gày)\s+)?"
 _DAY_RANGE_RE = re.compile(

@@ -53,7 +53,8 @@ def _bell_note(freq, seconds, rate):
 
 def chime(rate):
     """The attention chime as float samples in [-1, 1] (peak at -6 dBFS)."""
-    signal = np.concatenate([_bell_note(f, s, rate) for f, s in zip(CHIME_NOTES_HZ, CHIME_NOTE_S, strict=True)])
+    notes = zip(CHIME_NOTES_HZ, CHIME_NOTE_S, strict=True)
+    signal = np.concatenate([_bell_note(freq, seconds, rate) for freq, seconds in notes])
     return signal * (_TONE_PEAK / np.max(np.abs(signal)))
 
 
@@ -67,13 +68,16 @@ def alert_tone(rate, seconds=ALERT_SECONDS):
     return _fade(np.sin(phase), rate) * _TONE_PEAK
 
 
+def _check_kind(kind):
+    if kind not in KINDS:
+        raise ValueError("unknown announcement kind %r (choose from: %s)"
+                         % (kind, ", ".join(KINDS)))
+
+
 def tone(kind, rate):
     """The opening signal for a kind of announcement."""
-    if kind == "bulletin":
-        return chime(rate)
-    if kind == "emergency":
-        return alert_tone(rate)
-    raise ValueError("unknown announcement kind %r (choose from: %s)" % (kind, ", ".join(KINDS)))
+    _check_kind(kind)
+    return chime(rate) if kind == "bulletin" else alert_tone(rate)
 
 
 def write_wav(path, samples, rate):
@@ -142,8 +146,7 @@ def _matched(signal, level_rms):
 def dress(in_wav, out_wav, kind="bulletin"):
     """Write ``in_wav``'s speech with the signals of ``kind`` around it as a mono WAV at the
     input's rate; return the output path. The speech samples are copied unchanged."""
-    if kind not in KINDS:
-        raise ValueError("unknown announcement kind %r (choose from: %s)" % (kind, ", ".join(KINDS)))
+    _check_kind(kind)  # before any work
     speech, rate = read_wav_mono(in_wav)
     opening = _matched(tone(kind, rate), speech_rms(speech, rate))
     pause = np.zeros(int(PAUSE_S * rate), dtype=np.int16)

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -45,30 +46,59 @@ def fmt(row):
         row["n"], row["p50"], row["p99"], row["max"])
 
 
+async def watch_loop_lag(samples, period=0.01):
+    """Record (true time s, lag ms) of this event loop: how late a 10 ms sleep wakes up. All
+    receivers share the loop, so this is how far the simulator itself held them back."""
+    while True:
+        before = time.time()
+        await asyncio.sleep(period)
+        samples.append((before, (time.time() - before - period) * 1000.0))
+
+
 async def fleet_run(broker, args):
     specs = generate_specs(args.receivers, zones=args.zones, offset_ms=args.offset_ms,
                            drift_ppm=args.drift_ppm, seed=args.seed)
     t0 = time.time()
     async with FleetScenario(broker, specs, site="bench", items=(("bench", 1.0),),
-                             connect_timeout=args.time_limit / 2, settle_s=2.0) as sc:
+                             connect_timeout=args.time_limit / 2, settle_s=2.0,
+                             operator_process=True) as sc:
         ready_s = time.time() - t0
         ids = sc.fleet.ids()
         op = sc.operator
         at = now_ms() + args.lead_s * 1000
-        first = len(op.sent)
+        lags = []
+        watcher = asyncio.ensure_future(watch_loop_lag(lags))
+        first = len(op.sent_ids())
         bid = op.play_at(ids, sc.items["bench"], at)
-        cmd_ids = list(op.sent)[first:]
-        await op.until(lambda: len(sc.proof_of_play(bid, ids)) == len(ids),
-                       args.lead_s + 30)
+        cmd_ids = op.sent_ids()[first:]
+        try:
+            await op.until(lambda: len(sc.proof_of_play(bid, ids)) == len(ids),
+                           args.lead_s + 30, interval=0.5)
+        except TimeoutError:
+            pass  # reported below as played n/N
+        watcher.cancel()
         errors = sc.start_errors_ms(bid, at, ids)
-        acks = []
-        for cmd_id in cmd_ids:
-            ack = op.ack_of(cmd_id)
-            if ack is not None:
-                acks.append((ack.at - op.sent[cmd_id].at) * 1000.0)
+        acks = op.ack_latencies_ms(cmd_ids)
+        lag_at_t = [lag for t, lag in lags if abs(t * 1000.0 - at) <= 1000]
+        # A command with nothing to fetch, on an idle fleet: the command path alone.
+        await asyncio.sleep(1.0)
+        first = len(op.sent_ids())
+        op.set_volume(ids, 60)
+        volume_ids = op.sent_ids()[first:]
+        try:
+            await op.until(lambda: len(op.ack_latencies_ms(volume_ids)) == len(ids), 20,
+                           interval=0.5)
+        except TimeoutError:
+            pass
+        volume_acks = op.ack_latencies_ms(volume_ids)
         spread = max(errors.values()) - min(errors.values()) if errors else None
         return {"ready_s": ready_s, "skew": stats(list(errors.values())), "spread": spread,
-                "ack": stats(acks), "played": len(errors), "crashed": sc.fleet.crashed()}
+                "lag": stats(lag_at_t), "ack": stats(acks), "volume_ack": stats(volume_acks), "played": len(errors), "crashed": sc.fleet.crashed(),
+                "reported": len(sc.proof_of_play(bid, ids)),
+                "missing": [d for d in ids if d not in errors],
+                "missing_why": {d: [(e.get("k"), e.get("reason"), e.get("detail"))
+                                    for e in op.events_of(d)]
+                                for d in ids if d not in errors}}
 
 
 async def baseline_run(broker, count, rounds=1):
@@ -149,6 +179,7 @@ async def main_async(args):
         base = await asyncio.wait_for(baseline_run(address, args.receivers), 90)
     finally:
         broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     return fleet, base
 
 
@@ -168,12 +199,19 @@ def main(argv=None):
     fleet, base = asyncio.run(main_async(args))
     print("command: %s" % command)
     print("fleet: %d receivers on Mosquitto, clocks ±%g ms / ±%g ppm, %d CPU(s); "
-          "connected+synced in %.1f s; run %.1f s"
-          % (args.receivers, args.offset_ms, args.drift_ppm, os.cpu_count(), fleet["ready_s"],
-             time.time() - started))
+          "load avg %.1f; connected+synced in %.1f s; run %.1f s"
+          % (args.receivers, args.offset_ms, args.drift_ppm, os.cpu_count(), os.getloadavg()[0],
+             fleet["ready_s"], time.time() - started))
     print("start-time error vs T (true time) %s; spread %.1f ms; played %d/%d"
           % (fmt(fleet["skew"]), fleet["spread"] or 0, fleet["played"], args.receivers))
-    print("command-to-ack latency            %s" % fmt(fleet["ack"]))
+    print("event-loop lag within 1 s of T    %s (the simulator's own delay)" % fmt(fleet["lag"]))
+    print("proof of play (started + ended finished) from %d/%d%s" % (
+        fleet["reported"], args.receivers,
+        "; did not play: %s" % " ".join(fleet["missing"][:20]) if fleet["missing"] else ""))
+    for device, reports in list(fleet["missing_why"].items())[:5]:
+        print("  %s reported %s" % (device, reports))
+    print("command-to-ack, play (+fetch)     %s" % fmt(fleet["ack"]))
+    print("command-to-ack, volume            %s" % fmt(fleet["volume_ack"]))
     print("baseline publish-to-echo (bare)   %s" % fmt(base["echo"]))
     print("baseline fan-out publish-to-recv  %s; spread %.1f ms"
           % (fmt(base["fanout"]), base["fan_spread"] or 0))

@@ -5,6 +5,7 @@ fails, and on a port without a native emitter (the wasm build) compiling the dec
 either way the plain-Python decoder is used. Same algorithm, line for line.
 """
 
+# ruff: noqa: F821  (ptr8 and ptr16 are built-ins inside a viper function)
 import micropython
 
 

@@ -20,6 +20,11 @@ from protocol.topics import valid_id
 CONFIG_FILE = "config.json"
 SECRET_KEYS = ("key", "password")
 
+# Board pins (ESP32-WROVER defaults; see firmware/hw/esp32.py and docs/flashing.md).
+DEFAULT_PINS = {"amp": 25, "led": 2, "mains": 34, "dc_adc": 35, "amp_fault": 39,
+                "vs_sck": 18, "vs_mosi": 23, "vs_miso": 19, "vs_xcs": 5, "vs_xdcs": 16,
+                "vs_dreq": 4, "vs_reset": 17, "i2s_sck": 26, "i2s_ws": 27, "i2s_sd": 22}
+
 DEFAULTS = {
     "device": None,
     "site": None,
@@ -37,11 +42,9 @@ DEFAULTS = {
     "amp_settle_ms": 300,        # relay on this long before the first sample
     "jitter_slots": 16,
     "jitter_slot_bytes": 4096,
-    # Board pins and calibration (ESP32-WROVER defaults; see firmware/hw/esp32.py).
-    "pins": {"amp": 25, "led": 2, "mains": 34, "dc_adc": 35, "amp_fault": 39,
-             "vs_sck": 18, "vs_mosi": 23, "vs_miso": 19, "vs_xcs": 5, "vs_xdcs": 16,
-             "vs_dreq": 4, "vs_reset": 17, "i2s_sck": 26, "i2s_ws": 27, "i2s_sd": 22},
     "sink": "vs1053",            # or "i2s"
+    "pins": DEFAULT_PINS,
+    # Supply sensing calibration (firmware/hw/esp32.py).
     "dc_divider": 11.0,          # volts at the input per volt at the ADC pin
     "dc_offset_v": 0.0,          # calibration: added after scaling
 }

@@ -30,7 +30,10 @@ Actions are tuples whose first element names them::
     (SUBSCRIBE, topic)               subscribe to a stream topic
     (UNSUBSCRIBE, topic)
     (PERSIST, state)                 write ``state`` (dict, JSON-able) to flash; restore with
-                                     ``ReceiverCore(..., state=state)``
+                                     ``ReceiverCore(..., state=state)``. Emitted when the
+                                     counter, volume, schedule or done list changed, not for
+                                     events alone: the shell keeps the highest event seq with
+                                     its outbox and restores ``seq`` as the larger of the two
 
 Playback state is one variable and a table (``TRANSITIONS``): an illegal transition raises
 ``IllegalTransition`` instead of being papered over.
@@ -53,15 +56,14 @@ Choices (where the protocol leaves room):
 - "rejected" events are rate-limited to ``REJECT_EVENTS_PER_MIN``; the counters always count.
 """
 
+from firmware.guard import AUTH_REASONS, MALFORMED_REASONS, CommandGuard
+from firmware.jitter import JitterBuffer
+from firmware.schedule import KIND_PLAY, KIND_STREAM, Item, Schedule, StreamInfo
 from protocol import messages as M
 from protocol.errors import ProtocolError
 from protocol.frames import unpack_frame
 from protocol.signing import HmacKey, key_from_hex
 from protocol.topics import stream_topic
-
-from firmware.guard import AUTH_REASONS, MALFORMED_REASONS, CommandGuard
-from firmware.jitter import JitterBuffer
-from firmware.schedule import KIND_PLAY, KIND_STREAM, Item, Schedule, StreamInfo
 
 START = "start"
 STOP = "stop"
@@ -170,8 +172,9 @@ class ReceiverCore:
         self.state = new
 
     def _event(self, kind, now, fields, acts):
+        # The seq alone does not make the state dirty: the outbox keeps the last seq it saw
+        # in flash, and the shell restores max(state, outbox) (one flash write less per event).
         self.seq += 1
-        self._dirty = True
         acts.append((EVENT, M.event(self.seq, kind, now, fields)))
 
     def _ack(self, cmd_id, ok, reason, now, acts):
@@ -546,7 +549,6 @@ class ReceiverCore:
         name, value = item.ident()
         self._event(M.EV_STARTED, now,
                     {"bid": item.bid, name: value, "at": item.at, "skip": skip}, acts)
-        self._dirty = True
 
     def _stream_end(self, info, now):
         """Why a stream is over: (reason, detail) or None while it lives."""

@@ -50,19 +50,20 @@ class FrameReader:
         n = f.readinto(head)
         f.seek(id3_length(bytes(head[:n])) if n == 10 else 0)
 
-    def _header(self):
-        """Find the next frame header; return (frame_bytes, samples) with its 4 bytes in buf."""
-        head = self.view[:4]
-        if self.f.readinto(head) != 4:
+    def _header(self, at=0):
+        """Find the next frame header; return (frame_bytes, samples, rate) with its 4 bytes in
+        ``buf[at:at + 4]``."""
+        buf = self.buf
+        if self.f.readinto(self.view[at:at + 4]) != 4:
             return None
         for _ in range(_RESYNC_LIMIT):
-            info = frame_info(self.buf[0], self.buf[1], self.buf[2])
+            info = frame_info(buf[at], buf[at + 1], buf[at + 2])
             if info is not None:
                 return info
-            self.buf[0] = self.buf[1]
-            self.buf[1] = self.buf[2]
-            self.buf[2] = self.buf[3]
-            if self.f.readinto(self.view[3:4]) != 1:
+            buf[at] = buf[at + 1]
+            buf[at + 1] = buf[at + 2]
+            buf[at + 2] = buf[at + 3]
+            if self.f.readinto(self.view[at + 3:at + 4]) != 1:
                 return None
         return None
 
@@ -81,15 +82,21 @@ class FrameReader:
             samples -= info[1]
         return 0
 
-    def read_frame(self):
-        """Read the next frame into ``buf``; return a memoryview of it, or None at the end."""
-        info = self._header()
-        if info is None:
-            return None
-        length = info[0]
-        if length > len(self.buf):
-            return None
-        got = self.f.readinto(self.view[4:length])
-        if got != length - 4:
-            return None
-        return self.view[:length]
+    def read_frames(self):
+        """Fill ``buf`` with as many whole frames as fit; return a memoryview of them, or None
+        at the end of the file (a truncated last frame is left out)."""
+        n = 0
+        size = len(self.buf)
+        while n + 4 <= size:
+            pos = self.f.tell()
+            info = self._header(n)
+            if info is None:
+                break
+            length = info[0]
+            if n + length > size:
+                self.f.seek(pos)  # the next call starts with this frame
+                break
+            if self.f.readinto(self.view[n + 4:n + length]) != length - 4:
+                break
+            n += length
+        return self.view[:n] if n else None

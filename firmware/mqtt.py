@@ -68,7 +68,7 @@ class MQTTClient:
     a reused buffer, valid only during the call: copy what you keep); ``await on_connect()``
     after every accepted CONNECT and resubscribe, before ``connected`` turns True (publishing
     from it works); ``on_disconnect(reason)`` (sync) when a connection that was accepted ends,
-    reason one of "closed", "aborted", "eof", "keepalive_timeout", "write_error",
+    reason one of "closed", "aborted", "stopped" (run() cancelled), "eof", "keepalive_timeout", "write_error",
     "read_error", "suback_timeout", "malformed: <why>". Failed attempts to connect call no
     callback; they show in ``stats`` ("connect_failures", "refused") and ``last_refusal``.
     """
@@ -104,7 +104,7 @@ class MQTTClient:
         self._ticks_diff = ticks_diff
         self._random_below = random_below or _default_random_below
         self._subscriptions = {}            # topic -> qos, re-sent after every reconnect
-        self._pending = {}                  # packet id -> [Event, result] for PUBACK/SUBACK/UNSUBACK
+        self._pending = {}                  # packet id -> [Event, result], until acknowledged
         self._last_packet_id = 0
         self._buf = bytearray(min(_INITIAL_BUFFER, max_packet))
         self._view = memoryview(self._buf)
@@ -156,6 +156,9 @@ class MQTTClient:
                 await self._sleep_unless_closed(self._jittered(delay))
                 delay = min(delay * 2, self.backoff_max_ms)
         finally:
+            # Also when run() is cancelled mid-connect: never leave a stream open behind us.
+            self._drop("stopped")
+            await self._close_stream()
             self._running = False
             self._closing = False
             self._stopped.set()
@@ -169,9 +172,7 @@ class MQTTClient:
                 await asyncio.wait_for(self._send(DISCONNECT_PACKET), _CLOSE_WAIT_S)
             except Exception:
                 pass
-            self._drop("closed")
-        elif not self._down.is_set():
-            self._drop("closed")
+        self._drop("closed")  # also cuts a connection attempt in progress
         if self._running:
             try:
                 await asyncio.wait_for(self._stopped.wait(), 2 * _CLOSE_WAIT_S + 1)
@@ -282,19 +283,20 @@ class MQTTClient:
                 self._connected_event.set()
             await self._down.wait()
         finally:
+            self._drop("stopped")  # only if run() itself was cancelled: else already down
             self._accepted = self._connected = False
             self._connected_event.clear()
             for task in tasks:
                 task.cancel()
-            await asyncio.sleep(0)  # let the cancelled tasks finish before the next session
             self._release_waiters()
-            await self._close_stream()
             self.stats["disconnects"] += 1
             if self.on_disconnect is not None:
                 try:
                     self.on_disconnect(self._down_reason)
                 except Exception:
                     self.stats["callback_errors"] += 1
+            await self._close_stream()
+            await asyncio.sleep(0)  # let the cancelled tasks finish before the next session
         return _WAS_UP
 
     async def _handshake(self):
@@ -352,9 +354,12 @@ class MQTTClient:
             await asyncio.wait_for(wait_closed(), _CLOSE_WAIT_S)
         except Exception:
             # A peer that stopped reading keeps unsent bytes (and the socket) alive: cut it.
-            transport = getattr(writer, "transport", None)
+            transport = getattr(writer, "transport", None)  # CPython only
             if transport is not None:
-                transport.abort()
+                try:
+                    transport.abort()
+                except Exception:
+                    pass
 
     def _release_waiters(self):
         """Wake everyone waiting for an acknowledgement of the lost session: they get False."""
@@ -453,7 +458,7 @@ class MQTTClient:
             return
         filled = 0
         while filled < len(view):
-            n = await readinto(view[filled:])
+            n = await readinto(view[filled:] if filled else view)
             if n == 0:
                 raise EOFError
             if n:  # None: nothing yet (TLS record not complete), wait again
@@ -514,7 +519,10 @@ class MQTTClient:
             while True:
                 first_byte, length = await self._read_packet()
                 if length is not None:
-                    await self._dispatch(first_byte, self._view[:length])
+                    ack_id = self._dispatch(first_byte, self._view[:length])
+                    if ack_id:
+                        # Acknowledged after the handler ran: at-least-once, as QoS 1 promises.
+                        await self._send(encode_puback(ack_id))
         except EOFError:
             reason = "eof"
         except ProtocolError as exc:
@@ -527,7 +535,9 @@ class MQTTClient:
             reason = "read_error"
         self._drop(reason)
 
-    async def _dispatch(self, first_byte, body):
+    def _dispatch(self, first_byte, body):
+        """Act on one packet from the broker; return the packet id to PUBACK, or 0.
+        Not a coroutine: most packets need no await, and each coroutine call costs heap."""
         kind = first_byte & 0xF0  # flags already checked by _read_packet
         if kind == PUBLISH:
             topic, qos, retained, packet_id, payload = decode_publish(first_byte, body)
@@ -536,10 +546,8 @@ class MQTTClient:
                     self.on_message(topic, payload, retained)
                 except Exception:
                     self.stats["callback_errors"] += 1
-            if qos:
-                # Acknowledged after the handler ran: at-least-once, as QoS 1 promises.
-                await self._send(encode_puback(packet_id))
-        elif kind == PUBACK or kind == UNSUBACK:
+            return packet_id  # 0 for QoS 0
+        if kind == PUBACK or kind == UNSUBACK:
             self._resolve(decode_packet_id(body), True)
         elif kind == SUBACK:
             packet_id, codes = decode_suback(body)
@@ -554,6 +562,7 @@ class MQTTClient:
                 raise malformed("PINGRESP with a body")
         else:  # a second CONNACK
             raise malformed("unexpected packet 0x%02x" % first_byte)
+        return 0
 
     # -- keepalive ---------------------------------------------------------------------------
 

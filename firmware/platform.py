@@ -21,7 +21,7 @@ class Sink:
     the other receivers (sample-accurate start).
     """
 
-    codecs = ()
+    codecs = ()  # type: tuple
     name = "none"
 
     def open(self, codec, rate, skip_samples=0):

@@ -6,10 +6,15 @@ many receivers in one process: no module-level state here).
 
 Tasks, each small and each never letting an exception out:
 - link: ``platform.link_up()`` (retried), then the MQTT client's ``run()`` (reconnects itself);
-- scheduler: ``core.tick`` at each due time (and every ``_SCHED_POLL_MS``), switches the
-  amplifier relay on ``amp_settle_ms`` before a start and off when idle;
+- scheduler: ``core.tick`` at each due time (and every ``_SCHED_POLL_MS``; woken at once
+  when a command, fetch or clock sample changes what is due), switches the amplifier relay on
+  ``amp_settle_ms`` before a start and off when idle; a scheduled start is handed to the
+  player ``_START_LEAD_MS`` early;
 - player: one task per START action (media from the cache, or live frames from the jitter
-  buffer) feeding ``platform.sink``; tells the core when it finished or failed;
+  buffer) feeding ``platform.sink``: it prepares, waits for the exact start by the synced
+  clock, measures how late it is and skips that much audio (whole blocks/frames by seeking,
+  the rest as ``skip_samples``); tells the core when it finished or failed. Audio goes first:
+  in a batch of actions with a START, the flash writes (events, state) follow the player;
 - fetcher: HTTP downloads into the cache (Range resume, sha256 check, eviction);
 - outbox: events from flash to ``.../evt`` with QoS 1, in seq order, trimmed on PUBACK;
 - time sync: a burst of ``timesync_burst`` requests at each connect, then one per
@@ -31,9 +36,10 @@ value (0/null) are left out::
 
 Bytes per day, 4G (budget 1 MB/day of telemetry): a typical heartbeat is ~150 B of JSON plus
 ~35 B of MQTT header and topic = ~185 B; at the default 30 s that is 2,880 x 185 = 533 KB/day.
-Time sync adds ~60 B per request and ~190 B per signed reply, plus the ~5-exchange burst per
-connect: at one exchange per 300 s, 288 x 250 = 72 KB/day. Keepalive pings cost nothing while
-heartbeats flow (the client only pings an idle link). Events are a few dozen per day (~150 B
+Time sync adds ~60 B per request and ~190 B per signed reply: at one exchange per 300 s,
+288 x 250 = 72 KB/day, plus ~17 exchanges (4 KB) after each connect (burst, then
+refinement). Keepalive pings cost nothing while heartbeats flow (the client only pings an idle
+link). Events are a few dozen per day (~150 B
 each): ~10 KB. MQTT-level total: ~0.62 MB/day. TCP/IP and TLS add ~70-110 B per packet on the
 wire, which brings 30 s heartbeats near 0.95 MB/day: on a ``ppp`` (4G) link set
 ``heartbeat_s`` to 60 (~0.55 MB/day with everything).
@@ -44,12 +50,6 @@ try:
 except ImportError:  # MicroPython before 1.21
     import uasyncio as asyncio
 
-from protocol import messages as M
-from protocol import topics as T
-from protocol.errors import ProtocolError
-from protocol.media import ADPCM_BLOCK_BYTES, adpcm_samples_per_block
-from protocol.signing import key_from_hex
-
 from firmware import FIRMWARE_VERSION
 from firmware import config as configuration
 from firmware import core as C
@@ -59,13 +59,28 @@ from firmware.http import HttpError, download, sha256_hex
 from firmware.mp3 import MAX_FRAME_BYTES, FrameReader
 from firmware.schedule import KIND_STREAM
 from firmware.store import Outbox, StateFile, makedirs, remove
+from protocol import messages as M
+from protocol import topics as T
+from protocol.errors import ProtocolError
+from protocol.media import ADPCM_BLOCK_BYTES, adpcm_samples_per_block
+from protocol.signing import key_from_hex
 
 DEFAULT_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
-_SCHED_POLL_MS = 200      # the scheduler's longest sleep (new commands start items themselves)
+_SCHED_POLL_MS = 1000     # the scheduler's longest sleep; anything that changes the schedule
+                          # wakes it at once (``_wake_scheduler``)
 _STREAM_POLL_MS = 20      # the stream player's longest sleep while its buffer is empty
-_WATCHDOG_MS = 1000
+_WATCHDOG_MS = 5000       # feed period; the ESP32 watchdog bites after 30 s
 _BURST_GAP_MS = 250       # between the time-sync requests of a burst
+_BURST_SPREAD_MS = 1000   # random delay before a burst: a fleet reconnecting together
+                          # (broker restart) does not sync in lockstep through a busy broker
+_REFINE_MS = 60000        # after a burst, one exchange every _REFINE_PERIOD_MS for this long:
+_REFINE_PERIOD_MS = 5000  # a quieter moment gives a faster exchange (12 x 250 B per connect)
 _UNSYNCED_RETRY_MS = 5000  # time-sync period until the first reply came
+_SYNC_POLL_MS = 2000      # how soon a reconnect's burst follows the connect, at most
+_START_LEAD_MS = 250      # a scheduled item is handed to the player this long before its
+                          # start: the player prepares (file, seek, relay) and then waits for
+                          # the exact moment, so the first sample goes out with nothing but a
+                          # timer between it and the clock, however busy the loop is
 _FETCH_ATTEMPTS = 3
 _LINK_RETRY_MS = 5000
 _REBOOT_FLUSH_MS = 5000   # how long a reboot waits for the outbox to empty
@@ -95,7 +110,9 @@ class Receiver:
 
     For the simulator and tests: ``core`` (ReceiverCore), ``clock`` (ClockEstimator),
     ``mqtt`` (MQTTClient), ``cache`` (MediaCache), ``outbox`` (Outbox), ``stats`` (dict),
-    ``playing`` (the core's summary of what plays, or None), ``now()`` (network ms).
+    ``playing`` (the core's summary of what plays, or None), ``playing_item`` (the
+    schedule.Item the player task is playing), ``now()`` (network ms), ``local_ms()``,
+    ``heartbeat()`` (the payload bytes), ``boot`` (boot count).
     ``mqtt_factory(receiver, config, will)`` replaces the MQTT client in unit tests.
     """
 
@@ -143,6 +160,8 @@ class Receiver:
         self._stopped = asyncio.Event()
         self._tasks = []
         self._background = []
+        self._scheduler = None        # the scheduler task, and whether it sleeps
+        self._scheduler_sleeping = False
         self._player = None           # the player task
         self.playing_item = None      # the Item the player task plays
         self._amp_on = False
@@ -150,6 +169,7 @@ class Receiver:
         self._identify_until = 0
         self._treq_pending = []       # t0 of time requests awaiting a reply
         self._sync_burst = False
+        self._refine_until = 0
         self._outbox_wake = asyncio.Event()
         self._fetch_wake = asyncio.Event()
         self._fetch_queue = []
@@ -199,9 +219,10 @@ class Receiver:
         # Remembered by the client and (re)sent on every connect.
         await self.mqtt.subscribe(self._t_cmd, 1)
         await self.mqtt.subscribe(self._t_time, 0)
-        for coro in (self._watchdog_loop(), self._link_loop(), self._scheduler_loop(),
-                     self._outbox_loop(), self._fetch_loop(), self._timesync_loop(),
-                     self._heartbeat_loop()):
+        self._scheduler = asyncio.create_task(self._scheduler_loop())
+        self._tasks.append(self._scheduler)
+        for coro in (self._watchdog_loop(), self._link_loop(), self._outbox_loop(),
+                     self._fetch_loop(), self._timesync_loop(), self._heartbeat_loop()):
             self._tasks.append(asyncio.create_task(coro))
         await self._stopped.wait()
 
@@ -218,6 +239,7 @@ class Receiver:
             task.cancel()
         self._tasks = []
         self._background = []
+        self.outbox.close()
         self._stopped.set()
 
     def _spawn(self, coro):
@@ -247,7 +269,9 @@ class Receiver:
         self._conn += 1
         caps = {"codecs": list(self.sink.codecs), "sink": self.sink.name,
                 "cache_free": self.cache.free(), "cache_total": self.cache.capacity,
-                "rates": list(getattr(self.sink, "rates", DEFAULT_RATES))}
+                "rates": list(getattr(self.sink, "rates", DEFAULT_RATES)),
+                # the head-end's offline threshold follows each receiver's heartbeat period
+                "hb": self.config["heartbeat_s"]}
         link = (self.platform.link_info() or {}).get("type") or self.config["link"]["type"]
         birth = M.birth(self.device, self.boot, self._conn, FIRMWARE_VERSION, caps, link)
         await self.mqtt.publish(self._t_status, birth, 1, True)
@@ -289,6 +313,7 @@ class Receiver:
         self._treq_pending.remove(t0)
         if self.clock.add_sample(t0, t1, t2, self.local_ms()):
             self._stats["time_samples"] += 1
+            self._wake_scheduler()  # local times of what is scheduled moved
             if not self.core.synced:
                 self._apply(self.core.set_synced(self.now()))
 
@@ -297,6 +322,31 @@ class Receiver:
     def _apply(self, acts):
         if not acts:
             return
+        self._wake_scheduler()  # the schedule may have changed: recompute its next wake-up
+        starts = False
+        for act in acts:
+            if act[0] == C.START:
+                starts = True
+        if not starts:
+            self._apply_now(acts)
+            return
+        # Audio first: stop/start/volume now, the flash writes and the rest once the player
+        # has written its first samples (a task queued after the player's). When many
+        # receivers share a process (the simulator) or the flash is slow, the start stays on
+        # time.
+        later = []
+        for act in acts:
+            if act[0] in (C.START, C.STOP, C.VOLUME):
+                self._apply_now((act,))
+            else:
+                later.append(act)
+        if later:
+            self._spawn(self._apply_later(later))
+
+    async def _apply_later(self, acts):
+        self._apply_now(acts)
+
+    def _apply_now(self, acts):
         for act in acts:
             kind = act[0]
             if kind == C.EVENT:
@@ -356,6 +406,7 @@ class Receiver:
             await self.mqtt.close()
         except Exception:
             pass
+        self.outbox.close()
         self.platform.reboot()
 
     # -- amplifier -----------------------------------------------------------------------
@@ -383,12 +434,23 @@ class Receiver:
 
     # -- scheduler -----------------------------------------------------------------------
 
+    def _wake_scheduler(self):
+        if self._scheduler_sleeping:
+            self._scheduler_sleeping = False
+            self._scheduler.cancel()
+
     async def _scheduler_loop(self):
         settle = self.config["amp_settle_ms"]
         while self._running:
             try:
                 now = self.now()
-                self._apply(self.core.tick(now))
+                start = self.core.schedule.next_start(now)
+                if start is not None and start - now <= _START_LEAD_MS:
+                    # The core's clock runs ahead by < _START_LEAD_MS: what starts at
+                    # ``start`` is decided now; the player waits for ``start`` itself.
+                    self._apply(self.core.tick(start))
+                else:
+                    self._apply(self.core.tick(now))
                 due = self.core.next_due(now)
                 start = self.core.schedule.next_start(now)
                 if start is not None and start - now <= settle:
@@ -402,7 +464,13 @@ class Receiver:
             except Exception:
                 self._stats["errors"] += 1
                 wait = _SCHED_POLL_MS
-            await sleep_ms(wait)
+            self._scheduler_sleeping = True
+            try:
+                await sleep_ms(wait)
+            except asyncio.CancelledError:
+                if not self._running:
+                    raise
+            self._scheduler_sleeping = False
 
     # -- players -------------------------------------------------------------------------
 
@@ -445,14 +513,18 @@ class Receiver:
             return
         try:
             with open(path, "rb") as f:
+                reader = FrameReader(f, self._play_buf) if codec == "mp3" else None
                 await self._amp_ready()
                 if item.at is not None and not item.waited:
-                    # Measured now, after the relay settled: sample-accurate in step with the
+                    wait = self.clock.local_ms(item.at) - self.local_ms()
+                    if wait > 0:
+                        await sleep_ms(wait)
+                    # Measured at the last moment: sample-accurate in step with the
                     # neighbours however late this receiver got here.
                     skip_ms = max(0, self.now() - item.at)
                 skip = skip_ms * rate // 1000
-                if codec == "mp3":
-                    await self._stream_mp3(f, skip, rate, volume)
+                if reader is not None:
+                    await self._stream_mp3(reader, skip, rate, volume)
                 else:
                     await self._stream_adpcm(f, skip, rate, volume,
                                              args.get("block", ADPCM_BLOCK_BYTES))
@@ -465,16 +537,15 @@ class Receiver:
             return
         self._player_done(item, None)
 
-    async def _stream_mp3(self, f, skip, rate, volume):
-        reader = FrameReader(f, self._play_buf)
+    async def _stream_mp3(self, reader, skip, rate, volume):
         remainder = reader.skip_samples(skip)
         self.sink.set_volume(volume)
         self.sink.open("mp3", rate, remainder)
         while True:
-            frame = reader.read_frame()
-            if frame is None:
+            frames = reader.read_frames()
+            if frames is None:
                 return
-            await self.sink.write(frame)
+            await self.sink.write(frames)
 
     async def _stream_adpcm(self, f, skip, rate, volume, block):
         per_block = adpcm_samples_per_block(block)
@@ -612,20 +683,25 @@ class Receiver:
             if not self.mqtt.connected:
                 await self.mqtt.wait_connected()
                 continue
-            count = 1
             if self._sync_burst:
                 self._sync_burst = False
-                count = self.config["timesync_burst"]
-            for _ in range(count):
+                await sleep_ms(self.platform.random_below(_BURST_SPREAD_MS))
+                for _ in range(self.config["timesync_burst"]):
+                    await self._send_time_request()
+                    await sleep_ms(_BURST_GAP_MS)
+                self._refine_until = self.local_ms() + _REFINE_MS
+            else:
                 await self._send_time_request()
-                await sleep_ms(_BURST_GAP_MS)
             period = self.config["timesync_s"] * 1000
             if not self.clock.synced:
                 period = _UNSYNCED_RETRY_MS
+            elif self.local_ms() < self._refine_until:
+                period = _REFINE_PERIOD_MS + self.platform.random_below(_REFINE_PERIOD_MS // 5)
             waited = 0
             while self._running and waited < period and not self._sync_burst:
-                await sleep_ms(500)
-                waited += 500
+                step = min(_SYNC_POLL_MS, period - waited)
+                await sleep_ms(step)
+                waited += step
 
     # -- heartbeat -----------------------------------------------------------------------
 

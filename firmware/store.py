@@ -66,18 +66,27 @@ class StateFile:
 class Outbox:
     """Events waiting for the broker's PUBACK, oldest first, in an append-only file.
 
-    One compact JSON event per line. After a power cut the last line may be torn: lines that do
-    not parse are dropped on load. When more than ``limit`` events wait (a receiver offline for
-    days), the oldest are dropped and counted in ``dropped``: flash space is finite, and the
-    newest reports matter most.
+    One compact JSON event per line, appended through a file kept open (one flash write per
+    event, no open/close). Acknowledged events are trimmed from the file only every
+    ``_TRIM_EVERY`` acks: after a reboot up to that many already-delivered events go out again,
+    which the head-end drops as duplicates by (device, seq). A trimmed file starts with a
+    ``#<seq>`` line holding the highest seq ever queued, so the event numbering survives even
+    an empty outbox. After a power cut the last line may be torn: lines that do not parse are
+    dropped on load. When more than ``limit`` events wait (a receiver offline for days), the
+    oldest are dropped and counted in ``dropped``: flash is finite, the newest reports matter
+    most.
     """
+
+    _TRIM_EVERY = 16
 
     def __init__(self, path, limit=300):
         self.path = path
         self.limit = limit
         self.dropped = 0
         self._pending = []        # [(seq, line bytes)]
+        self._high = 0            # highest seq ever queued
         self._acked_since_write = 0
+        self._file = None
         self._load()
 
     def _load(self):
@@ -85,12 +94,17 @@ class Outbox:
             with open(self.path, "rb") as f:
                 for line in f:
                     try:
+                        if line.startswith(b"#"):
+                            self._high = max(self._high, int(line[1:]))
+                            continue
                         msg = json.loads(line)
                         self._pending.append((msg["seq"], line.rstrip(b"\n")))
                     except Exception:
                         continue
         except OSError:
             pass
+        if self._pending:
+            self._high = max(self._high, self._pending[-1][0])
         if len(self._pending) > self.limit:
             self._trim()
 
@@ -98,17 +112,21 @@ class Outbox:
         return len(self._pending)
 
     def last_seq(self):
-        return self._pending[-1][0] if self._pending else 0
+        """The highest event seq ever queued here (0 if none)."""
+        return self._high
 
     def append(self, msg):
-        """Queue an event dict (protocol.messages.event); persisted before this returns."""
+        """Queue an event dict (protocol.messages.event); in flash before this returns."""
         line = json.dumps(msg, separators=(",", ":")).encode()
         self._pending.append((msg["seq"], line))
+        self._high = max(self._high, msg["seq"])
         if len(self._pending) > self.limit:
             self._trim()
             return
-        with open(self.path, "ab") as f:
-            f.write(line + b"\n")
+        if self._file is None:
+            self._file = open(self.path, "ab")
+        self._file.write(line + b"\n")
+        self._file.flush()
 
     def peek(self):
         """The oldest unacknowledged ``(seq, payload)``, or None."""
@@ -120,9 +138,13 @@ class Outbox:
             return
         self._pending.pop(0)
         self._acked_since_write += 1
-        # Rewrite rarely: when empty (cheap), or after a batch of acks.
-        if not self._pending or self._acked_since_write >= 16:
+        if self._acked_since_write >= self._TRIM_EVERY:
             self._rewrite()
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def _trim(self):
         over = len(self._pending) - self.limit
@@ -131,8 +153,9 @@ class Outbox:
         self._rewrite()
 
     def _rewrite(self):
+        self.close()
         self._acked_since_write = 0
-        if not self._pending:
-            remove(self.path)
-            return
-        write_atomic(self.path, b"".join(line + b"\n" for _, line in self._pending))
+        lines = [b"#%d\n" % self._high]
+        for _, line in self._pending:
+            lines.append(line + b"\n")
+        write_atomic(self.path, b"".join(lines))

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from headend.models import CommandCounter, Receiver
@@ -80,30 +80,34 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
         return []
     now = now_ms() if now is None else now
     device_ids = sorted({c.device_id for c in commands})
-    keys: dict[str, str] = {}
-    counters: dict[str, CommandCounter] = {}
+    keys: dict[str, bytes] = {}
+    last: dict[str, int] = {}
     for part in chunks(device_ids):
         for dev, key in session.execute(
                 select(Receiver.id, Receiver.device_key).where(Receiver.id.in_(part))):
-            keys[dev] = key
-        for counter in session.scalars(
-                select(CommandCounter).where(CommandCounter.device_id.in_(part))):
-            counters[counter.device_id] = counter
+            keys[dev] = key_from_hex(key)
+        for dev, ctr in session.execute(select(CommandCounter.device_id, CommandCounter.last_ctr)
+                                        .where(CommandCounter.device_id.in_(part))):
+            last[dev] = ctr
+    known = set(last)
     out = []
     for command in commands:
         key = keys.get(command.device_id)
         if key is None:
             log.warning("no receiver %s: command %s dropped", command.device_id, command.kind)
             continue
-        counter = counters.get(command.device_id)
-        if counter is None:
-            counter = counters[command.device_id] = CommandCounter(
-                device_id=command.device_id, last_ctr=0)
-            session.add(counter)
-        ctr = max(counter.last_ctr + 1, now)
-        counter.last_ctr = ctr
-        payload = messages.sign_command(key_from_hex(key), command.device_id, command.kind,
-                                        command.args, ctr, now + ttl_s * 1000, command.cmd_id)
+        ctr = last[command.device_id] = max(last.get(command.device_id, 0) + 1, now)
+        payload = messages.sign_command(key, command.device_id, command.kind, command.args, ctr,
+                                        now + ttl_s * 1000, command.cmd_id)
         out.append(Outgoing(command.device_id,
                             topics.device_topic(site_id, command.device_id, topics.CMD), payload))
+    # Bulk writes (executemany): one statement for the updated counters, one for the new ones.
+    table = CommandCounter.__table__
+    updated = [{"dev": d, "ctr": c} for d, c in last.items() if d in known]
+    created = [{"device_id": d, "last_ctr": c} for d, c in last.items() if d not in known]
+    if updated:
+        session.execute(table.update().where(table.c.device_id == bindparam("dev"))
+                        .values(last_ctr=bindparam("ctr")), updated)
+    if created:
+        session.execute(table.insert(), created)
     return out

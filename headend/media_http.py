@@ -7,11 +7,11 @@ download). No login, so a receiver on a pole needs no second credential; media i
 """
 
 import re
+from functools import lru_cache
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 
-from headend.api.deps import SessionDep
 from headend.services.media import rendition_file
 
 router = APIRouter(tags=["media files"])
@@ -22,13 +22,29 @@ MEDIA_TYPES = {"mp3": "audio/mpeg", "adpcm": "application/octet-stream"}
 
 @router.get("/media/{sha}.{ext}")
 @router.head("/media/{sha}.{ext}", include_in_schema=False)
-def get_rendition(sha: str, ext: str, session: SessionDep):
+def get_rendition(sha: str, ext: str, request: Request):
     if not _SHA.match(sha) or ext not in MEDIA_TYPES:
         raise HTTPException(404, "no such media")
-    path = rendition_file(session, sha256=sha, ext=ext)
+    path = _lookup(request.app.state.session_factory, sha, ext)
     if path is None or not path.exists():
         raise HTTPException(404, "no such media")
     # FileResponse answers Range requests (206 Partial Content), so a receiver resumes an
     # interrupted download on a flaky 4G link instead of starting over.
     return FileResponse(path, media_type=MEDIA_TYPES[ext],
                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+@lru_cache(maxsize=4096)
+def _cached_lookup(factory, sha: str, ext: str):
+    with factory() as session:
+        return rendition_file(session, sha256=sha, ext=ext)
+
+
+def _lookup(factory, sha: str, ext: str):
+    """Where a rendition is: looked up once, then from memory. An emergency makes every
+    receiver fetch the same file at once; the database session is not held while a file is
+    streamed, so a thousand downloads do not exhaust the connection pool."""
+    path = _cached_lookup(factory, sha, ext)
+    if path is None:
+        _cached_lookup.cache_clear()  # a miss is not remembered: the upload may be in flight
+    return path

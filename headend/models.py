@@ -152,6 +152,8 @@ class MediaItem(Base):
     filename: Mapped[str | None] = mapped_column(String(300))
     duration_ms: Mapped[int] = mapped_column(Integer)
     source_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    loudness_lufs: Mapped[float | None] = mapped_column(Float)  # after normalisation
+    warnings: Mapped[list[str] | None] = mapped_column(JSON)  # near-silent, clipped, ...
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

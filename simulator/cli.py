@@ -2,6 +2,7 @@
 
     loaxa sim --receivers 12 --zones 3 --broker 127.0.0.1:1883 --offset-ms 2000 --drift-ppm 100
     loaxa sim --fleet fleet.json --cut r03@20+15 --loss 0.05 --latency-ms 40
+    loaxa sim demo        (embedded broker + receivers + a scripted operator, see scripted_demo)
 
 Each receiver is the real firmware (firmware.shell.Receiver) on a simulated board. A status
 table is printed every ``--status-every`` seconds. Faults: ``--latency-ms`` and ``--loss``
@@ -131,6 +132,11 @@ async def run(args, out=sys.stdout):
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        from simulator.scripted_demo import main as scripted_demo
+
+        return scripted_demo(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return asyncio.run(run(args))

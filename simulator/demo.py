@@ -1,108 +1,309 @@
-"""`loaxa demo` (issue 2 stage): embedded broker, simulated receivers and a scripted operator.
+"""`loaxa demo`: a whole commune on this PC: the embedded broker, the head-end and its web
+pages, and simulated receivers in three villages, with a sample bulletin scheduled.
 
-What it shows, in Vietnamese-commune terms: a bulletin ("bản tin") scheduled a few seconds ahead
-plays on every receiver of one village at the same instant, although each receiver's clock is
-off by up to ±2 s; then an emergency ("khẩn cấp") preempts a bulletin playing everywhere. Every
-result printed comes from what the receivers played (their sinks) and reported (their events).
-It is replaced by the full head-end demo once the head-end lands.
+    loaxa demo [--port 8080] [--receivers 12] [--dir var/demo]
+    (LOAXA_PORT, LOAXA_RECEIVERS and LOAXA_ADMIN_PASSWORD set the same from the environment)
 
-    loaxa demo [--receivers 12] [--zones 3]       (env LOAXA_RECEIVERS also sets the count)
+Everything it makes lives under ``--dir`` and is reused by the next run: the head-end's
+database and media, the fleet file (receivers' ids, keys and broker passwords), the simulated
+boards' flash, the admin password and the head-end's secret key. Ctrl-C stops the receivers,
+then the head-end, then the broker, and waits for each, so no process is left behind.
 """
 
 import argparse
 import asyncio
+import json
 import os
+import random
+import signal
+import socket
 import sys
-import tempfile
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from simulator.fleet import format_status, generate_specs
-from simulator.scenario import FleetScenario, now_ms, percentile
+import httpx
+
+SITE = "xa-mau"
+SITE_NAME = "Xã Mẫu"
+VILLAGES = [("thon-dong", "Thôn Đông"), ("thon-doai", "Thôn Đoài"), ("xom-chua", "Xóm Chùa")]
+HEARTBEAT_S = 10  # livelier than the 30 s default, so the pages fill in quickly
+BULLETIN_TITLE = "Bản tin mẫu của xã"
+BULLETIN_TEXT = (
+    "Đài truyền thanh xã Mẫu xin kính chào bà con. "
+    "Ủy ban nhân dân xã thông báo: từ 7h00 đến 11h00 sáng mai, điện lực tạm ngừng cấp điện "
+    "để bảo dưỡng đường dây tại thôn Đông. Đề nghị bà con chủ động sắp xếp công việc. "
+    "Trạm y tế xã tổ chức tiêm chủng cho trẻ em vào sáng thứ Bảy tại nhà văn hóa thôn Đoài. "
+    "Xin cảm ơn bà con đã lắng nghe.")
+BULLETIN_LEAD_S = 45  # the sample bulletin plays this long after the demo is up
+STATUS_EVERY_S = 60
 
 
-def _say(text):
+def say(text=""):
     print(text, flush=True)
 
 
-def _local(t):
-    return time.strftime("%H:%M:%S", time.localtime(t)) + ".%03d" % int((t % 1) * 1000)
+def write_secret(path: Path, value: str) -> None:
+    path.write_text(value + "\n")
+    path.chmod(0o600)
 
 
-async def _bulletin_to_one_village(sc, zone):
-    ids = sc.fleet.ids(zone)
-    item = sc.items["ban-tin-sang"]
-    at = now_ms() + 4000
-    _say("\n1) Operator: play %s on %s (%d receivers) at %s"
-         % (item.id, zone, len(ids), _local(at / 1000.0)))
-    bid = sc.operator.play_at(ids, item, at)
-    await sc.operator.until(lambda: len(sc.proof_of_play(bid, ids)) == len(ids), 20)
-    errors = sc.start_errors_ms(bid, at, ids)
-    for device in ids:
-        spec = sc.fleet[device].spec
-        _say("   %s  clock off %+6.0f ms, %+5.1f ppm -> started %+5.1f ms from T (true time)"
-             % (device, spec.offset_ms, spec.drift_ppm, errors[device]))
-    others = [d for d in sc.fleet.ids() if d not in ids]
-    silent = all(not sc.fleet[d].sink.playbacks for d in others)
-    spread = max(errors.values()) - min(errors.values())
-    _say("   proof of play from %d/%d; spread %.1f ms; other villages silent: %s"
-         % (len(sc.proof_of_play(bid, ids)), len(ids), spread, "yes" if silent else "NO"))
-    return spread <= 50 and silent
+def read_or_make_secret(path: Path, make) -> str:
+    if path.exists() and path.read_text().strip():
+        return path.read_text().strip()
+    value = make()
+    write_secret(path, value)
+    return value
 
 
-async def _emergency_everywhere(sc):
-    ids = sc.fleet.ids()
-    normal = sc.operator.play_at(ids, sc.items["chuong-trinh"], now_ms() + 1500)
-    _say("\n2) Operator: a 6 s programme everywhere, then an emergency while it plays")
-    await sc.operator.until(lambda: all(sc.fleet[d].sink.current for d in ids), 20)
-    await asyncio.sleep(1.0)
-    sent = time.time()
-    alarm = sc.operator.emergency(ids, sc.items["khan-cap"])
-    await sc.operator.until(lambda: len(sc.proof_of_play(alarm, ids)) == len(ids), 20)
-    delays = [sc.fleet[d].sink.playbacks_of(bid=alarm)[0].started_true - sent for d in ids]
-    preempted = [d for d in ids
-                 if sc.operator.events_of(d, "ended", bid=normal, reason="preempted")]
-    _say("   emergency playing on %d/%d within p50 %.0f ms / max %.0f ms of the command;"
-         " programme reported preempted by %d/%d"
-         % (len(delays), len(ids), percentile(delays, 50) * 1000, max(delays) * 1000,
-            len(preempted), len(ids)))
-    return max(delays) < 1.0 and len(preempted) == len(ids)
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
-async def run(receivers, zones):
-    from tools.testbrokers import start_embedded_broker
+class Demo:
+    def __init__(self, directory: Path, port: int, receivers: int, admin_password: str | None):
+        self.dir = directory
+        self.port = port
+        self.count = receivers
+        self.given_password = admin_password
+        self.url = "http://127.0.0.1:%d" % port
+        self.broker = None
+        self.headend = None
+        self.fleet = None
+        self.http = None
 
-    workdir = tempfile.mkdtemp(prefix="loaxa-demo-")
-    broker = start_embedded_broker(os.path.join(workdir, "broker"))
-    _say("Embedded MQTT broker on %s:%d" % (broker.host, broker.port))
-    specs = generate_specs(receivers, zones=zones, offset_ms=2000, drift_ppm=100)
-    items = (("ban-tin-sang", 2.0), ("chuong-trinh", 6.0), ("khan-cap", 2.0))
-    ok = False
-    try:
-        _say("Starting %d simulated receivers in %d villages (clocks off by up to ±2 s)..."
-             % (receivers, zones))
-        async with FleetScenario((broker.host, broker.port), specs, site="xa-demo",
-                                 items=items, workdir=os.path.join(workdir, "sim")) as sc:
-            _say(format_status(sc.fleet.status_rows()))
-            ok = await _bulletin_to_one_village(sc, sc.fleet.zones()[0])
-            ok = await _emergency_everywhere(sc) and ok
-            _say("\n" + format_status(sc.fleet.status_rows()))
-    finally:
-        broker.stop()
-    _say("\nDemo %s." % ("passed: every receiver did what it was told, on time" if ok
-                        else "FAILED: see above"))
-    return 0 if ok else 1
+    # -- setting up (what a second run reuses) ---------------------------------------------
+
+    def settings(self, broker):
+        from headend.settings import Settings
+
+        return Settings(data_dir=self.dir / "headend", site_id=SITE, site_name=SITE_NAME,
+                        mqtt_host=broker[0], mqtt_port=broker[1], public_base_url=self.url,
+                        secret_key=self.secret_key)
+
+    def prepare_database(self, broker):
+        """Receivers (the head-end's provisioning service) and the admin account."""
+        from headend.db import make_engine, make_session_factory, migrate
+        from headend.security import random_password, verify_password
+        from headend.services.provisioning import provision_fleet
+        from headend.services.users import create_user, get_user, update_user
+        from simulator.fleet import DeviceSpec
+
+        settings = self.settings(broker)
+        migrate(settings.resolved_database_url)
+        engine = make_engine(settings.resolved_database_url)
+        fleet_path = self.dir / "fleet.json"
+        fleet = (json.loads(fleet_path.read_text()) if fleet_path.exists()
+                 else {"site": SITE, "devices": []})
+        password_path = self.dir / "admin-password"
+        try:
+            with make_session_factory(engine)() as session:
+                missing = self.count - len(fleet["devices"])
+                if missing > 0:
+                    made = provision_fleet(session, settings=settings, receivers=missing,
+                                           zones=VILLAGES, broker=broker, actor="demo")
+                    fleet["devices"] += made["devices"]
+                    say("Provisioned %d receivers in %d villages" % (missing, len(VILLAGES)))
+                else:
+                    say("Reusing %d receivers from %s" % (self.count, fleet_path))
+                fleet["broker"] = {"host": broker[0], "port": broker[1]}
+                write_secret(fleet_path, json.dumps(fleet, ensure_ascii=False, indent=1))
+                password = (self.given_password
+                            or read_or_make_secret(password_path, lambda: random_password(9)))
+                write_secret(password_path, password)
+                admin = get_user(session, username="admin")
+                if admin is None:
+                    create_user(session, username="admin", password=password, role="admin",
+                                full_name="Quản trị đài", actor="demo")
+                elif not admin.active or not verify_password(password, admin.password_hash):
+                    update_user(session, username="admin", password=password, active=True,
+                                actor="demo")
+        finally:
+            engine.dispose()
+        self.admin_password = password
+        return [DeviceSpec.from_json(d) for d in fleet["devices"][:self.count]]
+
+    # -- the parts -----------------------------------------------------------------------------
+
+    def start_services(self):
+        from headend.process import HeadendProcess
+        from tools.testbrokers import start_embedded_broker
+
+        self.secret_key = read_or_make_secret(self.dir / "secret-key",
+                                              lambda: os.urandom(32).hex())
+        self.broker = start_embedded_broker(self.dir / "broker")
+        say("Embedded MQTT broker on %s:%d" % (self.broker.host, self.broker.port))
+        specs = self.prepare_database(self.broker.address)
+        self.headend = HeadendProcess(
+            self.dir / "headend", mqtt=self.broker.address, port=self.port,
+            env={"LOAXA_SITE_ID": SITE, "LOAXA_SITE_NAME": SITE_NAME,
+                 "LOAXA_SECRET_KEY": self.secret_key})
+        self.headend.start(timeout=60)
+        say("Head-end on %s (log: %s)" % (self.url, self.headend.log_path))
+        return specs
+
+    async def start_receivers(self, specs):
+        from simulator.fleet import Fleet
+
+        self.fleet = Fleet(specs, site=SITE, broker=self.broker.address,
+                           workdir=str(self.dir / "boards"),
+                           config_overrides={"heartbeat_s": HEARTBEAT_S})
+        rng = random.Random(SITE)
+        for sim in self.fleet:  # poles differ: signal strength, one on its backup battery
+            sim.platform.rssi = rng.randint(-84, -55)
+        if len(specs) > 2:
+            self.fleet[specs[-1].id].platform.mains = 0
+            self.fleet[specs[-1].id].platform.dc_volts = 12.4
+        await self.fleet.start()
+
+    async def login(self):
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=30)
+        r = await self.http.post("/api/v1/auth/token",
+                                 data={"username": "admin", "password": self.admin_password})
+        r.raise_for_status()
+        self.http.headers["Authorization"] = "Bearer " + r.json()["access_token"]
+
+    async def online(self) -> tuple[int, int, int]:
+        devices = (await self.http.get("/api/v1/devices")).json()
+        return (sum(1 for d in devices if d["online"]), len(devices),
+                sum(1 for d in devices if d.get("now_playing")))
+
+    async def wait_online(self, timeout=40.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            online, total, _ = await self.online()
+            if online >= self.count:
+                return online, total
+            await asyncio.sleep(0.5)
+        return await self.online()
+
+    # -- the sample bulletin -------------------------------------------------------------------
+
+    def make_bulletin(self, path: Path) -> str:
+        """Vietnamese speech from the TTS engine if it works here, else a generated chime."""
+        try:
+            from audio.tts import synthesize_to_file
+
+            synthesize_to_file(BULLETIN_TEXT, path, voice="north")
+            return "Vietnamese speech (espeak-ng)"
+        except Exception as exc:  # no espeak-ng, or the audio package is not there yet
+            import numpy as np
+
+            from audio.tones import chime, write_wav
+
+            write_wav(path, np.concatenate([chime(22050)] * 4), 22050)
+            return "a generated chime (text-to-speech unavailable: %s)" % exc
+
+    async def seed_bulletin(self):
+        state_path = self.dir / "demo.json"
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        media_id = state.get("bulletin_media_id")
+        if media_id and (await self.http.get("/api/v1/media/" + media_id)).status_code == 200:
+            say("Reusing the sample bulletin %s" % media_id)
+        else:
+            path = self.dir / "ban-tin-mau.wav"
+            what = await asyncio.to_thread(self.make_bulletin, path)
+            with open(path, "rb") as f:
+                r = await self.http.post("/api/v1/media", data={"title": BULLETIN_TITLE},
+                                         files={"file": (path.name, f.read(), "audio/wav")})
+            r.raise_for_status()
+            media_id = r.json()["id"]
+            state["bulletin_media_id"] = media_id
+            state_path.write_text(json.dumps(state))
+            say("Uploaded the sample bulletin (%s, %.0f s) as %s"
+                % (what, r.json()["duration_s"], media_id))
+        at = datetime.now(UTC) + timedelta(seconds=BULLETIN_LEAD_S)
+        r = await self.http.post("/api/v1/broadcasts", json={
+            "media_id": media_id, "targets": {"all": True}, "priority": "normal",
+            "start_at": at.isoformat()})
+        r.raise_for_status()
+        return r.json()["id"], at
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            specs = await asyncio.to_thread(self.start_services)
+            if stop.is_set():
+                return 0
+            await self.start_receivers(specs)
+            await self.login()
+            online, total = await self.wait_online()
+            if stop.is_set():
+                return 0
+            bid, at = await self.seed_bulletin()
+            tz = self.settings(self.broker.address).tz
+            local = at.astimezone(tz)
+            say("")
+            say("=" * 64)
+            say("Loaxa demo: %d/%d receivers online in %d villages" % (online, total,
+                                                                       len(VILLAGES)))
+            say("Open %s" % self.url)
+            say("Log in as: admin")
+            say("Password:  %s" % self.admin_password)
+            say("Sample bulletin scheduled at %s (Asia/Ho_Chi_Minh): %s/broadcasts/%s"
+                % (local.strftime("%H:%M:%S"), self.url, bid))
+            say("Ctrl-C stops everything. Data: %s" % self.dir)
+            say("=" * 64)
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), STATUS_EVERY_S)
+                except TimeoutError:
+                    online, total, playing = await self.online()
+                    say("%s  %d/%d receivers online, %d playing"
+                        % (datetime.now(tz).strftime("%H:%M:%S"), online, total, playing))
+        finally:
+            await self.shutdown()
+        return 0
+
+    async def shutdown(self):
+        say("Stopping: receivers, head-end, broker...")
+        if self.http is not None:
+            await self.http.aclose()
+        if self.fleet is not None:
+            await self.fleet.stop()
+        if self.headend is not None:
+            await asyncio.to_thread(self.headend.stop)
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
+        say("Stopped.")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="loaxa demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("LOAXA_PORT", "8080")),
+                        help="the head-end's port on 127.0.0.1 (LOAXA_PORT, default 8080)")
     parser.add_argument("--receivers", type=int,
-                        default=int(os.environ.get("LOAXA_RECEIVERS", "12")))
-    parser.add_argument("--zones", type=int, default=3)
+                        default=int(os.environ.get("LOAXA_RECEIVERS", "12")),
+                        help="simulated receivers (LOAXA_RECEIVERS, default 12)")
+    parser.add_argument("--dir", type=Path, default=Path("var/demo"),
+                        help="where the demo keeps its state (default var/demo)")
     args = parser.parse_args(argv)
+    if args.receivers < 1:
+        parser.error("--receivers must be at least 1")
+    if not port_is_free(args.port):
+        say("loaxa demo: port %d on 127.0.0.1 is taken; set LOAXA_PORT to another one"
+            % args.port)
+        return 1
+    args.dir.mkdir(parents=True, exist_ok=True)
+    demo = Demo(args.dir.resolve(), args.port, args.receivers,
+                os.environ.get("LOAXA_ADMIN_PASSWORD") or None)
     try:
-        return asyncio.run(run(args.receivers, args.zones))
-    except KeyboardInterrupt:
+        return asyncio.run(demo.run())
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
         return 130
+    except (RuntimeError, OSError, httpx.HTTPError) as exc:  # a part did not start
+        say("loaxa demo: %s" % exc)
+        return 1
 
 
 if __name__ == "__main__":

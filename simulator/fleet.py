@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 
-from simulator.host import HostPlatform
+from simulator.host import HostPlatform, flash_root
 from simulator.operator import DeviceInfo
 
 CODECS = ("mp3", "adpcm")
@@ -167,11 +167,15 @@ class SimReceiver:
         receiver = self.receiver
         mqtt = getattr(receiver, "mqtt", None)
         playing = self.platform.sink.current
+        sync_error = None
+        if receiver is not None and receiver.core.synced:
+            sync_error = receiver.now() - time.time() * 1000.0
         return {
             "id": self.id, "zone": self.spec.zone, "codec": self.spec.codec,
             "link": "up" if self.link.up else "CUT",
             "mqtt": "on" if mqtt is not None and getattr(mqtt, "connected", False) else "off",
             "offset_ms": self.spec.offset_ms, "drift_ppm": self.spec.drift_ppm,
+            "sync_error_ms": sync_error,
             "playing": (playing.item or "?") if playing is not None else "",
             "played": len(self.platform.sink.playbacks),
             "boots": self.boots, "crashed": bool(self.crashes) or bool(
@@ -188,7 +192,7 @@ class Fleet:
         self.broker = (broker[0], int(broker[1]))
         self.specs = list(specs)
         self._own_workdir = workdir is None
-        self.workdir = workdir or tempfile.mkdtemp(prefix="loaxa-fleet-")
+        self.workdir = workdir or tempfile.mkdtemp(prefix="loaxa-fleet-", dir=flash_root())
         self.config_overrides = dict(config_overrides or {})
         self.receivers = {}
         for i, spec in enumerate(self.specs):
@@ -217,9 +221,17 @@ class Fleet:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self):
+    async def start(self, stagger_s=None):
+        """Start every receiver, spread over ``stagger_s`` seconds (default 10 ms per receiver,
+        at most 3 s): real receivers do not all boot in the same millisecond, and in one
+        process a simultaneous connect-and-sync burst would skew every clock estimate."""
+        if stagger_s is None:
+            stagger_s = min(3.0, 0.01 * len(self.receivers))
+        gap = stagger_s / len(self.receivers) if self.receivers else 0
         for sim in self.receivers.values():
             sim.start()
+            if gap:
+                await asyncio.sleep(gap)
         return self
 
     async def stop(self):
@@ -304,14 +316,20 @@ class Fleet:
 
 
 def format_status(rows, now=None):
-    """A plain-text status table, one line per receiver, for `loaxa sim` and the demo."""
+    """A plain-text status table, one line per receiver, for `loaxa sim` and the demo.
+
+    ``rtc_off``/``ppm``: how wrong the board's own clock was made; ``sync``: how far the
+    receiver's network time (after time sync) is from true time, in ms."""
     now = now or time.time()
-    lines = ["%-8s %-8s %-5s %-4s %-3s %8s %7s %-10s %6s %5s" % (
-        "id", "zone", "codec", "link", "mq", "offset", "ppm", "playing", "played", "boots")]
+    lines = ["%-8s %-8s %-5s %-4s %-3s %8s %7s %7s %-10s %6s %5s" % (
+        "id", "zone", "codec", "link", "mq", "rtc_off", "ppm", "sync", "playing", "played",
+        "boots")]
     for r in rows:
-        lines.append("%-8s %-8s %-5s %-4s %-3s %8.0f %7.1f %-10s %6d %5d%s" % (
+        sync = r.get("sync_error_ms")
+        lines.append("%-8s %-8s %-5s %-4s %-3s %8.0f %7.1f %7s %-10s %6d %5d%s" % (
             r["id"], r["zone"][:8], r["codec"], r["link"], r["mqtt"], r["offset_ms"],
-            r["drift_ppm"], (r["playing"] or "-")[:10], r["played"], r["boots"],
+            r["drift_ppm"], "-" if sync is None else "%+.1f" % sync,
+            (r["playing"] or "-")[:10], r["played"], r["boots"],
             "  CRASHED" if r["crashed"] else ""))
     online = sum(1 for r in rows if r["mqtt"] == "on")
     playing = sum(1 for r in rows if r["playing"])

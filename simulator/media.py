@@ -1,9 +1,11 @@
 """Media for simulated receivers: a short test item in both renditions, served over HTTP.
 
 Receivers fetch with range requests (resuming a partial download), so the server honours
-``Range: bytes=a-b``. ``make_test_item`` uses the audio package's renditions when it is
-installed and falls back to ffmpeg directly (MP3 mono CBR; IMA-ADPCM in 256-byte blocks taken
-out of ffmpeg's IMA WAV output, which is exactly protocol/media.py's block layout).
+``Range: bytes=a-b``. ``make_test_item`` makes a tone (its pitch derived from the item id, so
+two items never share a hash) and turns it into renditions with the audio package, as the
+head-end does; where that package is not installed it falls back to ffmpeg directly (MP3 mono
+CBR; IMA-ADPCM in 256-byte blocks taken out of ffmpeg's IMA WAV output, which is exactly
+protocol/media.py's block layout).
 """
 
 import hashlib
@@ -13,6 +15,7 @@ import shutil
 import struct
 import subprocess
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from protocol.media import ADPCM_BLOCK_BYTES, adpcm_samples_per_block
@@ -109,10 +112,33 @@ def _fallback_renditions(directory, item_id, seconds, freq, rate):
             "adpcm": Rendition(adpcm, "adpcm", rate, samples * 1000 // rate)}
 
 
-def make_test_item(directory, item_id="tone", seconds=2.0, freq=440, rate=DEFAULT_RATE):
+def _audio_package_renditions(directory, item_id, seconds, freq, rate):
+    from audio.renditions import make_renditions
+
+    source = os.path.join(directory, "%s.source.wav" % item_id)
+    _run_ffmpeg(_source_args(seconds, freq, rate) + ["-ac", "1", source])
+    made = make_renditions(source, os.path.join(directory, "renditions"))
+    return {codec: Rendition(r.path, codec, r.rate, r.duration_ms)
+            for codec, r in made.renditions.items()}
+
+
+def _have_audio_package():
+    try:
+        import audio.renditions  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_test_item(directory, item_id="tone", seconds=2.0, rate=DEFAULT_RATE):
     """A ``seconds`` long test tone as a MediaItem with an "mp3" and an "adpcm" rendition."""
     os.makedirs(directory, exist_ok=True)
-    return MediaItem(item_id, _fallback_renditions(directory, item_id, seconds, freq, rate))
+    freq = 300 + zlib.crc32(item_id.encode()) % 600
+    if _have_audio_package():
+        renditions = _audio_package_renditions(directory, item_id, seconds, freq, rate)
+    else:
+        renditions = _fallback_renditions(directory, item_id, seconds, freq, rate)
+    return MediaItem(item_id, renditions)
 
 
 # -- HTTP with ranges --------------------------------------------------------------------------
@@ -141,8 +167,13 @@ class MediaServer:
             def do_HEAD(self):
                 server._serve(self, head=True)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            # A whole fleet fetches at once: the default listen backlog of 5 would drop SYNs
+            # and stall the rest for a second or more of TCP retransmission.
+            request_queue_size = 1024
+            daemon_threads = True
+
+        self._httpd = Server((host, port), Handler)
         self.host, self.port = self._httpd.server_address[:2]
         self._thread = None
 
@@ -165,13 +196,17 @@ class MediaServer:
     def add(self, item):
         """Serve every rendition of a MediaItem; sets each rendition's url."""
         for r in item.renditions.values():
-            path = "/media/%s" % os.path.basename(r.path)
+            path = self._url_path(item, r)
             self._files[path] = r.path
             r.url = "http://%s:%d%s" % (self.host, self.port, path)
         return item
 
+    @staticmethod
+    def _url_path(item, rendition):
+        return "/media/%s.%s" % (item.id, rendition.codec)
+
     def requests_for(self, item):
-        names = {"/media/%s" % os.path.basename(r.path) for r in item.renditions.values()}
+        names = {self._url_path(item, r) for r in item.renditions.values()}
         return [req for req in self.requests if req[0] in names]
 
     def _serve(self, handler, head=False):

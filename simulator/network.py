@@ -157,8 +157,12 @@ class _Relay:
         self.path._forget(self)
 
     async def _pump(self, reader, writer, inbound):
+        # Without latency, bytes are written straight through (the cheap path: hundreds of
+        # receivers share this process). With latency, a sender task delivers each chunk at
+        # its due time, in order.
         queue = asyncio.Queue()
-        sender = asyncio.ensure_future(self._send(queue, writer))
+        unsent = [0]  # chunks queued and not yet written: direct writes must not overtake them
+        sender = None
         try:
             while True:
                 data = await reader.read(_READ_CHUNK)
@@ -175,22 +179,32 @@ class _Relay:
                     if self.mqtt is None:
                         self.mqtt = _is_mqtt_connect(data)
                     self.path.bytes_out += len(data)
-                if data:
+                if not data:
+                    continue
+                if self.path.latency_ms or unsent[0]:
+                    if sender is None:
+                        sender = asyncio.ensure_future(self._send(queue, writer, unsent))
+                    unsent[0] += 1
                     queue.put_nowait((time.monotonic() + self.path.latency_ms / 1000.0, data))
+                else:
+                    writer.write(data)
+                    await writer.drain()
             # The source closed: deliver what is queued, then close the other side gracefully
             # (a FIN, not a reset), which in turn ends the pump of the opposite direction.
-            queue.put_nowait(None)
-            await sender
+            if sender is not None:
+                queue.put_nowait(None)
+                await sender
             writer.close()
         except (ConnectionError, OSError):
             self.abort()
         finally:
-            sender.cancel()
+            if sender is not None:
+                sender.cancel()
             self._done += 1
             if self._done == 2:
                 self.path._forget(self)
 
-    async def _send(self, queue, writer):
+    async def _send(self, queue, writer, unsent):
         while True:
             item = await queue.get()
             if item is None:
@@ -199,10 +213,10 @@ class _Relay:
             wait = due - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            if not self.path.up:
-                continue
-            writer.write(data)
-            await writer.drain()
+            if self.path.up:
+                writer.write(data)
+                await writer.drain()
+            unsent[0] -= 1
 
     def _filter_inbound(self, data):
         """Drop whole QoS-0 PUBLISH packets at the path's loss rate; keep the rest in order."""

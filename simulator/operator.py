@@ -80,6 +80,7 @@ class Operator:
         self._counters = {}
         self._ids = itertools.count(1)
         self.events = []          # Received, leaf "evt"
+        self._events_by_device = {}
         self.births = []          # Received, leaf "status", k == "birth"
         self.deaths = []
         self.heartbeats = {}      # device -> last Received heartbeat
@@ -148,6 +149,7 @@ class Operator:
         with self._lock:
             if leaf == topics.EVENT:
                 self.events.append(received)
+                self._events_by_device.setdefault(device, []).append(received)
             elif leaf == topics.HEARTBEAT:
                 self.heartbeats[device] = received
             elif leaf == topics.STATUS:
@@ -235,7 +237,7 @@ class Operator:
     def events_of(self, device=None, kind=None, **fields):
         """Events received so far, filtered by device, kind and exact field values."""
         with self._lock:
-            found = list(self.events)
+            found = list(self.events if device is None else self._events_by_device.get(device, ()))
         out = []
         for ev in found:
             if device is not None and ev.device != device:
@@ -258,6 +260,25 @@ class Operator:
                 return ev
         return None
 
+    def proof_of_play(self, bid, ids, reason=messages.END_FINISHED):
+        """Devices in ``ids`` that reported both started and ended(``reason``) for ``bid``."""
+        return [d for d in ids if self.events_of(d, messages.EV_STARTED, bid=bid)
+                and self.events_of(d, messages.EV_ENDED, bid=bid, reason=reason)]
+
+    def sent_ids(self):
+        """Ids of every command sent so far, in order."""
+        with self._lock:
+            return list(self.sent)
+
+    def ack_latencies_ms(self, cmd_ids):
+        """Publish-to-ack time (ms) of each acknowledged command in ``cmd_ids``."""
+        out = []
+        for cmd_id in cmd_ids:
+            ack = self.ack_of(cmd_id)
+            if ack is not None:
+                out.append((ack.at - self.sent[cmd_id].at) * 1000.0)
+        return out
+
     def wait_for(self, predicate, timeout=10.0, interval=0.02):
         """Block until ``predicate()`` is true; return its value, or raise TimeoutError."""
         deadline = time.time() + timeout
@@ -279,3 +300,74 @@ class Operator:
             if time.time() > deadline:
                 raise TimeoutError("condition not met within %.1f s" % timeout)
             await asyncio.sleep(interval)
+
+
+# -- the operator in a process of its own ------------------------------------------------------
+
+def _serve_operator(conn, args, kwargs):
+    op = Operator(*args, **kwargs)
+    try:
+        op.start()
+        conn.send(("ok", None))
+        while True:
+            request = conn.recv()
+            if request is None:
+                break
+            name, call_args, call_kwargs = request
+            try:
+                conn.send(("ok", getattr(op, name)(*call_args, **call_kwargs)))
+            except Exception as exc:
+                conn.send(("error", repr(exc)))
+    except Exception as exc:
+        conn.send(("error", repr(exc)))
+    finally:
+        op.close()
+
+
+class OperatorProcess:
+    """An ``Operator`` in a child process. Its methods are called through a pipe (arguments
+    and results pickled): ``op.play_at(...)`` or ``op.call("play_at", ...)``; attributes are
+    not reachable, only methods.
+
+    For large simulated fleets: the head-end is another machine in real life, and here paho's
+    thread would otherwise compete with hundreds of receivers for one interpreter lock,
+    delaying their event loop exactly when they all start playing.
+    """
+
+    def __init__(self, *args, **kwargs):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve_operator, args=(child, args, kwargs), daemon=True)
+        self._proc.start()
+        self._lock = threading.Lock()
+        self._reply()
+
+    def _reply(self):
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError("operator process: %s" % value)
+        return value
+
+    def call(self, name, *args, **kwargs):
+        with self._lock:
+            self._conn.send((name, args, kwargs))
+            return self._reply()
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self.call(name, *args, **kwargs)
+
+    async def until(self, predicate, timeout=10.0, interval=0.1):
+        return await Operator.until(self, predicate, timeout, interval)
+
+    def close(self):
+        try:
+            self._conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.terminate()

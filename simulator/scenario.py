@@ -15,8 +15,9 @@ import tempfile
 import time
 
 from simulator.fleet import Fleet
+from simulator.host import flash_root
 from simulator.media import MediaServer, make_test_item
-from simulator.operator import Operator
+from simulator.operator import Operator, OperatorProcess
 
 
 def percentile(values, p):
@@ -34,7 +35,7 @@ class FleetScenario:
 
     def __init__(self, broker, specs, site="test", items=(("tone", 1.0),), workdir=None,
                  settle_s=1.0, connect_timeout=30.0, operator_auth=None, keep_bytes=False,
-                 config_overrides=None, media_dir=None, seed=0):
+                 config_overrides=None, media_dir=None, seed=0, operator_process=False):
         self.broker = broker
         self.specs = specs
         self.site = site
@@ -42,9 +43,10 @@ class FleetScenario:
         self.settle_s = settle_s
         self.connect_timeout = connect_timeout
         self._own_dir = workdir is None
-        self.workdir = workdir or tempfile.mkdtemp(prefix="loaxa-scenario-")
+        self.workdir = workdir or tempfile.mkdtemp(prefix="loaxa-scenario-", dir=flash_root())
         self.media_dir = media_dir or os.path.join(self.workdir, "media")
         self.operator_auth = operator_auth or (None, None)
+        self.operator_process = operator_process  # run the operator in a child process
         self.fleet = Fleet(specs, site=site, broker=broker,
                            workdir=os.path.join(self.workdir, "boards"), keep_bytes=keep_bytes,
                            config_overrides=config_overrides, seed=seed)
@@ -68,8 +70,11 @@ class FleetScenario:
         for item_id, seconds in self.item_specs:
             self.items[item_id] = self.server.add(make_test_item(self.media_dir, item_id, seconds))
         user, password = self.operator_auth
-        self.operator = Operator(self.site, self.fleet.device_infos(), self.broker[0],
-                                 self.broker[1], username=user, password=password).start()
+        args = (self.site, self.fleet.device_infos(), self.broker[0], self.broker[1])
+        if self.operator_process:
+            self.operator = OperatorProcess(*args, username=user, password=password)
+        else:
+            self.operator = Operator(*args, username=user, password=password).start()
         await self.fleet.start()
         await self.wait_ready(self.fleet.ids())
 
@@ -108,10 +113,7 @@ class FleetScenario:
 
     def proof_of_play(self, bid, ids, reason="finished"):
         """Devices in ``ids`` that reported both started and ended(``reason``) for ``bid``."""
-        op = self.operator
-        return [d for d in ids
-                if op.events_of(d, "started", bid=bid) and op.events_of(d, "ended", bid=bid,
-                                                                        reason=reason)]
+        return self.operator.proof_of_play(bid, ids, reason)
 
 
 def now_ms():

@@ -37,6 +37,14 @@ async def open_connection(host, port, ssl=None):
     return await asyncio.open_connection(host, port, ssl=ssl)
 
 
+async def until(condition, timeout_s=WAIT_S):
+    """Wait for ``condition()`` to hold; its last value (falsy when it timed out)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return condition()
+
+
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -180,6 +188,7 @@ async def test_will_fires_on_abort_and_not_on_clean_close(mqtt_broker, receivers
     aborting.client.abort()
     # The only will the peer sees is the aborted one's (the closed one's would have come first).
     assert await peer.next_message() == ("loaxa/test/will/b", b"dead-b", False)
+    assert await until(lambda: aborting.reasons)
     assert aborting.reasons == ["aborted"] and closing.reasons == ["closed"]
     assert await aborting.client.wait_connected(WAIT_S * 1000)  # and it comes back by itself
 
@@ -197,10 +206,8 @@ async def test_reconnects_and_resubscribes_after_broker_restart(mqtt_broker, rec
     assert await rx.client.wait_connected(WAIT_S * 1000)
 
     await asyncio.to_thread(mqtt_broker.restart)
-    deadline = time.monotonic() + WAIT_S
-    while rx.client.stats["connects"] < 2 or not rx.client.connected:
-        assert time.monotonic() < deadline, f"no reconnect; reasons {rx.reasons!r}"
-        await asyncio.sleep(0.05)
+    assert await until(lambda: rx.client.stats["connects"] == 2 and rx.client.connected), \
+        f"no reconnect; reasons {rx.reasons!r}"
     assert births == [True, True]
 
     peer = await asyncio.to_thread(peer_factory, mqtt_broker)
@@ -270,11 +277,9 @@ async def test_garbage_from_the_server_is_counted_and_never_crashes():
     ]
     async with GarbageServer(replies) as server:
         rx = Receiver("127.0.0.1", server.port, backoff_min_ms=10, backoff_max_ms=40)
-        deadline = time.monotonic() + WAIT_S
-        while rx.client.stats["malformed"] < len(replies):
-            assert not rx.task.done(), rx.task
-            assert time.monotonic() < deadline, rx.client.stats
-            await asyncio.sleep(0.01)
+        assert await until(lambda: rx.client.stats["malformed"] >= len(replies)
+                           or rx.task.done()), rx.client.stats
+        assert not rx.task.done(), rx.task  # run() never ends on its own
         await rx.close()
     assert rx.client.stats["malformed"] >= len(replies)
     assert rx.client.stats["callback_errors"] == 0
@@ -304,10 +309,7 @@ async def test_wrong_password_is_refused_and_backs_off_then_right_one_connects(
         secure_mosquitto_factory, receivers):
     broker = secure_mosquitto_factory({"rx-pole-7": "right"})
     wrong = receivers(broker, client_id="rx-pole-7", user="rx-pole-7", password="wrong")
-    deadline = time.monotonic() + WAIT_S
-    while not wrong.client.stats["refused"]:
-        assert time.monotonic() < deadline, wrong.client.stats
-        await asyncio.sleep(0.02)
+    assert await until(lambda: wrong.client.stats["refused"]), wrong.client.stats
     assert wrong.client.last_refusal in ("bad_credentials", "not_authorized")
     assert not wrong.client.connected
     await wrong.close()

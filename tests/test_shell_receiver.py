@@ -10,12 +10,12 @@ import hashlib
 import json
 import time
 
-from protocol import messages as M
-from protocol.signing import seal
-
 from firmware.cache import MediaCache
 from firmware.platform import Platform, Sink
 from firmware.shell import Receiver
+from protocol import messages as M
+from protocol.frames import CODEC_ADPCM, FLAG_LAST, pack_frame
+from protocol.signing import HmacKey, seal
 
 KEY_HEX = "11" * 32
 KEY = bytes.fromhex(KEY_HEX)
@@ -342,4 +342,32 @@ async def test_reboot_command_acks_first_then_reboots(tmp_path):
     await until(lambda: rx.platform.rebooted)
     assert rx.mqtt.sent("evt")[0]["k"] == "ack"
     assert rx.mqtt.sent("status")[-1]["k"] == "death"
+    await stop(rx, task)
+
+
+async def test_live_stream_frames_play_in_order_and_a_lost_one_is_skipped(tmp_path):
+    rx = make_receiver(tmp_path, amp_settle_ms=0)
+    task = await started(rx)
+    skey = "5a" * 32
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.STREAM, {
+        "bid": "live", "sid": "s1", "sno": 3, "key": skey, "codec": "adpcm", "rate": 16000,
+        "prio": M.PRIO_LIVE}), False)
+    await until(lambda: "loaxa/v1/xa/stream/s1" in rx.mqtt.subscriptions)
+    hkey = HmacKey(bytes.fromhex(skey))
+    first = rx.now() + 500  # a margin for a loaded test machine: no frame may be late
+    for seq in (1, 0, 3, 2, 4):  # out of order; frame 2 never arrives
+        if seq == 2:
+            continue
+        block = bytes([seq]) * 256  # one 505-sample block, ~32 ms
+        payload = pack_frame(hkey, CODEC_ADPCM, 3, seq, first + seq * 32, 505, block,
+                             FLAG_LAST if seq == 4 else 0)
+        rx._on_message("loaxa/v1/xa/stream/s1", memoryview(payload), False)
+    await until(lambda: any(e["k"] == "ended" for e in rx.mqtt.sent("evt")))
+    sink = rx.platform.sink
+    assert [e[:4] for e in sink.log if e[0] == "open"] == [("open", "adpcm", 16000, 0)]
+    assert sink.bytes == 4 * 256 and sink.log[-1] == ("close",)
+    assert rx.core.jitter.stats["lost"] == 1
+    ended = rx.mqtt.sent("evt")[-1]
+    assert ended["sid"] == "s1" and ended["reason"] == "finished"
+    assert "loaxa/v1/xa/stream/s1" not in rx.mqtt.subscriptions
     await stop(rx, task)

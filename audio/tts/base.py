@@ -117,7 +117,8 @@ _CLAUSE_END_RE = re.compile(r"(?<=,)\s+")
 
 
 def _pieces(text, max_chars, separators):
-    """Split ``text`` at the first separator that yields pieces, recursing on pieces still too long."""
+    """Split ``text`` at the first separator that yields pieces; recurse on pieces still too
+    long with the next separators."""
     if len(text) <= max_chars:
         return [text]
     if not separators:

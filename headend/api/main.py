@@ -5,7 +5,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from headend.api.routes import audit, auth, broadcasts, devices, health, media, playlog, users, zones
+from headend.api.routes import (
+    audit,
+    auth,
+    broadcasts,
+    devices,
+    health,
+    media,
+    playlog,
+    users,
+    zones,
+)
 from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")

@@ -119,6 +119,8 @@ class MediaPublic(BaseModel):
     duration_s: float
     created_at: datetime
     created_by: str | None
+    loudness_lufs: float | None = None
+    warnings: list[str] | None = None
     renditions: list[RenditionPublic]
 
 

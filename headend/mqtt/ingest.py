@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from headend.commands import Command, chunks
@@ -123,6 +123,21 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
     events = [(r, rc, m) for r, rc, m in decoded if r.leaf == topics.EVENT]
     event_handler = _Events(batch, events)
     event_handler.preload()
+    with session.no_autoflush:  # queries inside the loop must not flush row by row
+        _apply_all(batch, decoded, event_handler)
+    event_handler.write()
+    session.flush()
+    for receiver in batch.returning.values():
+        commands, touched = commands_for_returning(session, settings=settings, receiver=receiver,
+                                                   now=batch.now)
+        batch.result.commands += commands
+        batch.touched |= touched
+    if batch.touched:
+        refresh_states(session, broadcast_ids=batch.touched, now=batch.now)
+    return batch.result
+
+
+def _apply_all(batch: _Batch, decoded, event_handler) -> None:
     for report, receiver, msg in decoded:
         # Any message proves the receiver is alive right now.
         receiver.last_seen = max(receiver.last_seen or batch.now, _dt(report.received_ms))
@@ -137,15 +152,6 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
                 batch.drop(report, "unexpected-topic")
         except ProtocolError as exc:
             batch.drop(report, exc.reason)
-    session.flush()
-    for receiver in batch.returning.values():
-        commands, touched = commands_for_returning(session, settings=settings, receiver=receiver,
-                                                   now=batch.now)
-        batch.result.commands += commands
-        batch.touched |= touched
-    if batch.touched:
-        refresh_states(session, broadcast_ids=batch.touched, now=batch.now)
-    return batch.result
 
 
 # -- presence ------------------------------------------------------------------------------
@@ -243,20 +249,28 @@ class _Events:
         self.deliveries: dict[tuple[str, str], Delivery] = {}
         self.by_command: dict[str, Delivery] = {}
         self.open_plays: dict[tuple[str, str | None], PlayLog] = {}
+        self.waiting: dict[tuple[str, str], list[Delivery]] = {}  # (device, item) -> pending
+        self.cached: set[tuple[str, str]] = set()  # (device, sha) known to be in its cache
+        self.new_events: list[dict[str, Any]] = []
+        self.new_cached: list[dict[str, Any]] = []
 
     def preload(self) -> None:
         session = self.batch.session
         if not self.events:
             return
         pairs = {}
+        keys = set()
         for report, _receiver, msg in self.events:
-            pairs.setdefault(report.device_id, set()).add(msg.get("seq"))
-        for device_id, seqs in pairs.items():
-            clean = [s for s in seqs if isinstance(s, int) and not isinstance(s, bool)]
-            for part in chunks(clean):
-                for seq in session.scalars(select(DeviceEvent.seq).where(
-                        DeviceEvent.device_id == device_id, DeviceEvent.seq.in_(part))):
-                    self.seen.add((device_id, seq))
+            pairs.setdefault(report.device_id, set())
+            seq = msg.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                keys.add((report.device_id, seq))
+        # Which of these (device, seq) are stored already: a row-value IN, one query per 400.
+        for part in chunks(sorted(keys), 400):
+            for device_id, seq in session.execute(
+                    select(DeviceEvent.device_id, DeviceEvent.seq)
+                    .where(tuple_(DeviceEvent.device_id, DeviceEvent.seq).in_(part))):
+                self.seen.add((device_id, seq))
         devices = sorted(pairs)
         bids = sorted({m.get("bid") for _, _, m in self.events if isinstance(m.get("bid"), str)})
         cmds = sorted({m.get("cmd") for _, _, m in self.events if isinstance(m.get("cmd"), str)})
@@ -272,6 +286,31 @@ class _Events:
             for delivery in session.scalars(select(Delivery).where(
                     Delivery.command_id.in_(part))):
                 self.by_command[delivery.command_id] = delivery
+        items = sorted({m.get("item") for _, _, m in self.events
+                        if m.get("k") in (messages.EV_FETCHED, messages.EV_FETCH_FAILED)
+                        and isinstance(m.get("item"), str)})
+        shas = sorted({m.get("sha") for _, _, m in self.events
+                       if m.get("k") == messages.EV_FETCHED and isinstance(m.get("sha"), str)})
+        for part in chunks(devices):
+            if items:
+                for delivery, item in session.execute(
+                        select(Delivery, Broadcast.media_id)
+                        .join(Broadcast, Delivery.broadcast_id == Broadcast.id)
+                        .where(Delivery.device_id.in_(part), Broadcast.media_id.in_(items),
+                               Delivery.state == DELIVERY_PENDING)):
+                    self.waiting.setdefault((delivery.device_id, item), []).append(delivery)
+            if shas:
+                for device_id, sha in session.execute(
+                        select(DeviceMedia.device_id, DeviceMedia.sha256)
+                        .where(DeviceMedia.device_id.in_(part), DeviceMedia.sha256.in_(shas))):
+                    self.cached.add((device_id, sha))
+
+    def write(self) -> None:
+        """Insert the batch's new events and cache entries in one statement each."""
+        if self.new_events:
+            self.batch.session.execute(insert(DeviceEvent), self.new_events)
+        if self.new_cached:
+            self.batch.session.execute(insert(DeviceMedia), self.new_cached)
 
     def apply(self, report: Report, receiver: Receiver, msg: dict[str, Any]) -> None:
         messages.check_event(msg)
@@ -281,8 +320,8 @@ class _Events:
             return
         self.seen.add(key)
         t = _dt(msg["t"])
-        self.batch.session.add(DeviceEvent(device_id=receiver.id, seq=msg["seq"], kind=msg["k"],
-                                           t=t, body=msg, received_at=self.batch.now))
+        self.new_events.append({"device_id": receiver.id, "seq": msg["seq"], "kind": msg["k"],
+                                "t": t, "body": msg, "received_at": self.batch.now})
         self.batch.result.stats["event." + msg["k"]] += 1
         handler = getattr(self, "_" + msg["k"])
         handler(receiver, msg, t)
@@ -312,11 +351,9 @@ class _Events:
 
     def _fetched(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         sha = msg.get("sha")
-        if isinstance(sha, str) and len(sha) == 64:
-            cache = self.batch.session.get(DeviceMedia, (receiver.id, sha))
-            if cache is None:
-                self.batch.session.add(DeviceMedia(device_id=receiver.id, sha256=sha,
-                                                   fetched_at=t))
+        if isinstance(sha, str) and len(sha) == 64 and (receiver.id, sha) not in self.cached:
+            self.cached.add((receiver.id, sha))
+            self.new_cached.append({"device_id": receiver.id, "sha256": sha, "fetched_at": t})
         for delivery in self._waiting_for_item(receiver, msg.get("item")):
             delivery.state = DELIVERY_FETCHED
             delivery.fetched_at = t
@@ -330,10 +367,8 @@ class _Events:
     def _waiting_for_item(self, receiver: Receiver, item: Any) -> list[Delivery]:
         if not isinstance(item, str):
             return []
-        found = list(self.batch.session.scalars(
-            select(Delivery).join(Broadcast, Delivery.broadcast_id == Broadcast.id).where(
-                Delivery.device_id == receiver.id, Broadcast.media_id == item,
-                Delivery.state == DELIVERY_PENDING)))
+        found = [d for d in self.waiting.pop((receiver.id, item), [])
+                 if d.state == DELIVERY_PENDING]
         self.batch.touched.update(d.broadcast_id for d in found)
         return found
 

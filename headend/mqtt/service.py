@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBED = (topics.STATUS, topics.HEARTBEAT, topics.EVENT, topics.TIME_REQUEST)
 _NEVER_EXPIRE = 0xFFFFFFFF
-_V5_GIVE_UP_S = 3.0  # an "auto" connection falls back to 3.1.1 if MQTT 5 got nowhere by then
+_V5_GIVE_UP_S = 1.5  # an "auto" connection falls back to 3.1.1 if MQTT 5 got nowhere by then
 
 
 class MqttService:
@@ -156,6 +156,8 @@ class MqttService:
             self._v5_refused.set()
             threading.Thread(target=self._fall_back_if_stuck, args=(client, 0.0),
                              daemon=True).start()
+        if client is not self._client:
+            return  # the MQTT 5 attempt replaced by a 3.1.1 client
         self.connected.clear()
         if not self._stop.is_set():
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
@@ -241,14 +243,13 @@ class MqttService:
 
     def _ingest(self, batch: list[Report]) -> None:
         try:
-            outgoing, result = self._apply(batch)
+            outgoing = self._apply(batch)
         except Exception:
             log.exception("ingest of a batch of %d failed; retrying one by one", len(batch))
-            outgoing, result = [], None
+            outgoing = []
             for report in batch:
                 try:
-                    more, _ = self._apply([report])
-                    outgoing += more
+                    outgoing += self._apply([report])
                 except Exception:
                     # A report that cannot be stored even alone would block every later one:
                     # count it, log it (not its payload) and let it go.
@@ -263,7 +264,7 @@ class MqttService:
         self.stats["ingested"] += len(batch)
         self.stats["batches"] += 1
 
-    def _apply(self, batch: list[Report]):
+    def _apply(self, batch: list[Report]) -> list[Outgoing]:
         with session_scope(self.session_factory) as session:
             result = apply_batch(session, settings=self.settings, reports=batch,
                                  now=datetime.now(UTC))
@@ -279,7 +280,7 @@ class MqttService:
                 key = self._keys.get(report.device_id)
                 if key is not None:
                     self._answer_time(report, key)
-        return outgoing, result
+        return outgoing
 
     def _sweep(self) -> None:
         try:

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from headend.commands import Command, Publisher, chunks, new_command_id, now_ms, prepare
@@ -19,7 +19,6 @@ from headend.errors import Conflict, Invalid, NotFound
 from headend.models import (
     BROADCAST_CANCELLED,
     BROADCAST_FAILED,
-    BROADCAST_FINAL,
     BROADCAST_PARTIAL,
     BROADCAST_PLAYED,
     BROADCAST_PLAYING,
@@ -147,17 +146,13 @@ def _cached(session: Session, device_ids: list[str], shas: set[str]) -> set[str]
 
 
 def _play_command(settings: Settings, broadcast: Broadcast, receiver: Receiver,
-                  delivery: Delivery, at_ms: int | None, now: datetime) -> Command | None:
+                  at_ms: int | None, now: datetime) -> tuple[Command | None, dict[str, Any]]:
+    """The play command for one receiver and the delivery fields that record it."""
     args = play_args(settings, broadcast, receiver, at_ms)
     if args is None:
-        delivery.state = DELIVERY_FAILED
-        delivery.reason = "no-codec"
-        return None
+        return None, {"state": DELIVERY_FAILED, "reason": "no-codec"}
     command = Command(receiver.id, messages.PLAY, args, new_command_id(broadcast.id))
-    delivery.command_id = command.cmd_id
-    delivery.sent_at = now
-    delivery.state = DELIVERY_PENDING
-    return command
+    return command, {"state": DELIVERY_PENDING, "command_id": command.cmd_id, "sent_at": now}
 
 
 # -- create / cancel -----------------------------------------------------------------------
@@ -193,7 +188,7 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
                           "Tin khẩn cấp phát ngay: không đặt giờ phát")
     receivers = resolve_targets(session, targets)
     emergency = priority == "emergency"
-    scheduled = start_at is not None and start_at > now + PAST_TOLERANCE
+    scheduled = start_at is not None and start_at > now
     now_ms_ = _ms(now)
     if scheduled:
         at_ms = _ms(start_at)
@@ -216,19 +211,27 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     cached = set()
     if emergency:
         cached = _cached(session, [r.id for r in receivers], {r.sha256 for r in media.renditions})
+    if emergency:
+        # The lead counts from now, after the lookups, so it is not eaten by them.
+        at_ms = max(at_ms, now_ms() + settings.emergency_lead_ms)
     commands = []
+    rows = []
     for receiver in receivers:
-        delivery = Delivery(broadcast_id=broadcast.id, device_id=receiver.id)
-        session.add(delivery)
+        row = {"broadcast_id": broadcast.id, "device_id": receiver.id,
+               "state": DELIVERY_OFFLINE, "stop_pending": False, "updated_at": now}
+        rows.append(row)
         if not receiver.online:
-            delivery.state = DELIVERY_OFFLINE
             continue
         # An emergency starts together at call + lead where the media is already on the
         # receiver; elsewhere it plays as soon as fetched, from the beginning.
         device_at = (at_ms if receiver.id in cached else None) if emergency else at_ms
-        command = _play_command(settings, broadcast, receiver, delivery, device_at, now)
+        command, fields = _play_command(settings, broadcast, receiver, device_at, now)
+        row.update(fields)
         if command is not None:
             commands.append(command)
+    # One multi-row insert: an emergency to a thousand receivers must not cost a thousand
+    # round trips before the first command leaves.
+    session.execute(insert(Delivery), rows)
     outgoing = prepare(session, site_id=settings.site_id, commands=commands,
                        ttl_s=settings.command_ttl_s, now=now_ms_)
     audit.record(session, actor=actor, action="broadcast.create", target=broadcast.id,
@@ -418,7 +421,9 @@ def commands_for_returning(session: Session, *, settings: Settings, receiver: Re
         at_ms = None if broadcast.priority == "emergency" else broadcast.play_at_ms
         if at_ms is not None and at_ms + broadcast.media.duration_ms <= now_ms_:
             continue
-        command = _play_command(settings, broadcast, receiver, delivery, at_ms, now)
+        command, fields = _play_command(settings, broadcast, receiver, at_ms, now)
+        for name, value in fields.items():
+            setattr(delivery, name, value)
         if command is not None:
             commands.append(command)
         touched.add(broadcast.id)

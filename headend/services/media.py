@@ -1,33 +1,20 @@
 """Media items: an upload becomes renditions (mp3 / IMA-ADPCM) the receivers fetch by hash."""
 
-import hashlib
 import secrets
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from audio.probe import AudioRejected
+from audio.renditions import make_renditions
 from headend.errors import Invalid, NotFound
 from headend.models import MediaItem, Rendition, User
 from headend.services import audit
 from headend.settings import Settings
 
-try:
-    from audio.probe import AudioRejected
-    from audio.renditions import make_renditions
-except ImportError:  # the audio package is not there yet: see audio_fallback's docstring
-    from headend.services.audio_fallback import AudioRejected, make_renditions
-
 ALLOWED_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".opus", ".oga", ".webm", ".amr",
                     ".flac", ".3gp", ".mp4")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def ingest_media(session: Session, *, settings: Settings, src_path: Path, filename: str | None,
@@ -44,13 +31,12 @@ def ingest_media(session: Session, *, settings: Settings, src_path: Path, filena
         made = make_renditions(str(src_path), str(settings.resolved_media_dir),
                                codecs=tuple(settings.media_codecs))
     except AudioRejected as exc:
-        reason = getattr(exc, "reason", "not-audio")
-        raise Invalid(reason, getattr(exc, "message", None) or str(exc) or reason,
-                      getattr(exc, "message_vi", None)) from None
+        raise Invalid(exc.reason, exc.message, exc.message_vi) from None
     media = MediaItem(id="m%s" % secrets.token_hex(6),
                       title=(title or Path(filename or "").stem or "Bản tin").strip()[:300],
                       filename=filename, duration_ms=int(made.duration_ms),
-                      source_sha256=_sha256_file(src_path),
+                      source_sha256=made.source_sha256,
+                      loudness_lufs=made.loudness_after, warnings=list(made.warnings) or None,
                       created_by=actor.username if isinstance(actor, User) else actor)
     for codec, rendition in made.renditions.items():
         media.renditions.append(Rendition(

@@ -1,7 +1,6 @@
 """The site (commune) and its zones (villages: thôn, xóm, tổ dân phố)."""
 
-from sqlalchemy import Integer
-from sqlalchemy import func, select
+from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from headend.errors import Conflict, Invalid

@@ -36,3 +36,12 @@ def test_sim_refuses_a_bad_broker_address():
     proc = subprocess.run([sys.executable, "-m", "tools.cli", "sim", "--broker", "nowhere"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "HOST:PORT" in proc.stderr
+
+
+def test_sim_demo_passes():
+    """`loaxa sim demo`: the device side end to end with a scripted operator."""
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", "sim", "demo", "--receivers", "4",
+                           "--zones", "2"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "proof of play from 2/2" in proc.stdout
+    assert "preempted by 4/4" in proc.stdout

@@ -4,11 +4,10 @@ Runs under CPython (pytest) and under MicroPython (make test-micropython): plain
 asserts only. Time is network ms, passed in; nothing sleeps.
 """
 
+from firmware import core as C
 from protocol import messages as M
 from protocol.frames import CODEC_ADPCM, FLAG_LAST, pack_frame
 from protocol.signing import HmacKey, seal
-
-from firmware import core as C
 
 KEY = b"k" * 32
 OTHER_KEY = b"x" * 32
@@ -409,7 +408,7 @@ def test_illegal_transition_is_a_named_error():
     except C.IllegalTransition as e:
         assert e.state == C.IDLE
     else:
-        assert False, "finish while idle must raise"
+        raise AssertionError("finish while idle must raise")
 
 
 def test_stale_finish_is_ignored():
@@ -513,3 +512,26 @@ def test_live_waits_behind_emergency_while_the_stream_lives():
     assert len(core.jitter or ()) == 0  # not buffered while waiting
     acts = core.finished(core.current, T0 + 5000)
     assert starts(acts)[0][1].bid == "live1"
+
+
+def test_start_decided_ahead_then_preempted_in_the_lead_window():
+    # The shell ticks the core with the start time a little before it (the player then waits
+    # for the exact moment); a command arriving in that window still works.
+    core, head = new_core(), Head()
+    core.on_command(head.cmd(M.PLAY, media(bid="a", at=T0 + 1000)), T0)
+    assert starts(core.tick(T0 + 1000))  # called at T0 + 750 by the wall clock
+    acts = core.on_command(head.cmd(M.PLAY, media(bid="e", sha=SHA2,
+                                                  prio=M.PRIO_EMERGENCY)), T0 + 800)
+    ended = events(acts, M.EV_ENDED)[0]
+    assert ended["bid"] == "a" and ended["reason"] == "preempted" and ended["played"] == 0
+    assert core.current.bid == "e"
+
+
+def test_items_missed_while_powered_off_are_reported_after_boot():
+    core, head = new_core(), Head()
+    state = core.on_command(head.cmd(M.PLAY, media(bid="a", at=T0 + 1000, dur=5000)), T0)[-1][1]
+    rebooted = new_core(state=state)
+    acts = rebooted.tick(T0 + 3600000)
+    ended = events(acts, M.EV_ENDED)[0]
+    assert ended["bid"] == "a" and ended["detail"] == "missed"
+    assert acts[-1][0] == C.PERSIST and acts[-1][1]["items"] == []

@@ -1,7 +1,12 @@
 # MQTT 3.1.1 packet codec: golden bytes (worked out by hand from the 3.1.1 spec, not copied from
 # the encoder's output), remaining-length edge cases, parsing, and malformed input.
-# Runs under CPython pytest and under MicroPython (tools/mptest): plain asserts, no pytest.
+# Then the client (firmware/mqtt.py) over in-memory streams, so its asyncio code is proven under
+# a real MicroPython too. Runs under CPython pytest and under MicroPython (tools/mptest): plain
+# asserts, no pytest.
 
+import asyncio
+
+from firmware.mqtt import MQTTClient
 from firmware.mqtt_packets import (
     DISCONNECT_PACKET,
     PINGREQ_PACKET,
@@ -23,6 +28,17 @@ from firmware.mqtt_packets import (
     remaining_length_size,
 )
 from protocol.errors import ProtocolError
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    import time
+
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(new, old):
+        return new - old
 
 
 def _hex(text):
@@ -153,22 +169,6 @@ def test_malformed_packets_raise_a_protocol_error_that_says_why():
 # A scripted broker at the stream boundary: it answers CONNECT, SUBSCRIBE, QoS 1 PUBLISH and
 # PINGREQ as a broker would, and lets a test inject what a broker (or garbage) would send.
 
-import asyncio  # noqa: E402
-
-from firmware.mqtt import MQTTClient  # noqa: E402
-
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time
-
-    def ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def ticks_diff(new, old):
-        return new - old
-
-
 class _FakeReader:
     def __init__(self):
         self.data = b""
@@ -260,12 +260,15 @@ class _ScriptedBroker:
         if kind == 0x10:
             reader.feed(bytes((0x20, 2, 0, self.connack_code)))
         elif first_byte == 0x82:
-            topics = 0
+            codes = b""
             i = 2
             while i < len(body):
-                i += 2 + (body[i] << 8 | body[i + 1]) + 1
-                topics += 1
-            reader.feed(bytes((0x90, 2 + topics)) + body[:2] + b"\x01" * topics)
+                end = i + 2 + (body[i] << 8 | body[i + 1])
+                codes += b"\x80" if body[i + 2:end] == b"forbidden" else b"\x01"
+                i = end + 1
+            reader.feed(bytes((0x90, 2 + len(codes))) + body[:2] + codes)
+        elif first_byte == 0xA2:
+            reader.feed(b"\xb0\x02" + body[:2])
         elif kind == 0x30 and first_byte & 0x02:
             topic_end = 2 + (body[0] << 8 | body[1])
             reader.feed(b"\x40\x02" + body[topic_end:topic_end + 2])
@@ -310,6 +313,9 @@ async def _exercise_client_over_scripted_broker():
     assert await client.wait_connected(3000)
     assert births == [True]  # publishing from on_connect works before "connected"
     assert await client.subscribe("cmd/rx1", qos=1)
+    assert not await client.subscribe("forbidden")  # refused by the broker (0x80)
+    assert client.stats["suback_failures"] == 1
+    assert await client.unsubscribe("forbidden")
 
     # A QoS 1 message from the broker reaches on_message and is acknowledged with its id.
     broker.reader.feed(_hex("32 0d 00 07 63 6d 64 2f 72 78 31 00 05 67 6f"))
@@ -374,3 +380,20 @@ async def _exercise_refusal():
 
 async def test_refused_connect_backs_off_at_the_longest_delay():
     await asyncio.create_task(_exercise_refusal())
+
+
+async def _exercise_cancel():
+    broker = _ScriptedBroker()
+    client, _messages, reasons = _client(broker)
+    runner = asyncio.create_task(client.run())
+    assert await client.wait_connected(3000)
+    writer_reader = broker.reader
+    runner.cancel()
+    assert await _until(lambda: writer_reader.eof)  # the stream was closed, no DISCONNECT
+    assert reasons == ["stopped"] and not broker.got(0xE0)
+    assert not client.connected
+    assert not await client.publish("e/rx1", b"x")
+
+
+async def test_cancelling_run_closes_the_stream_and_reports_stopped():
+    await asyncio.create_task(_exercise_cancel())

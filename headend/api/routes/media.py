@@ -16,7 +16,8 @@ router = APIRouter(prefix="/media", tags=["media"])
 def media_public(item: MediaItem) -> MediaPublic:
     return MediaPublic(id=item.id, title=item.title, filename=item.filename,
                        duration_s=item.duration_ms / 1000, created_at=item.created_at,
-                       created_by=item.created_by, renditions=item.renditions)
+                       created_by=item.created_by, loudness_lufs=item.loudness_lufs,
+                       warnings=item.warnings, renditions=item.renditions)
 
 
 def save_upload(upload: UploadFile, directory: Path, limit_bytes: int) -> Path:

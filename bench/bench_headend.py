@@ -1,0 +1,394 @@
+"""Benchmark (issue 3, acceptance 6): the head-end's MQTT side under load.
+
+1. Heartbeat ingestion throughput: one publisher process sends --heartbeats heartbeats (QoS 0,
+   the firmware's payload shape) from the provisioned receivers' topics as fast as it can. The
+   head-end process (batched, one transaction per batch, one row update per heartbeat) and,
+   as the baseline in the same run on the same broker, a plain paho subscriber process that
+   only counts messages, both consume the same stream. Rate = messages / (last processed -
+   first published).
+2. Emergency latency: N simulated receivers running the real firmware (split over --procs
+   processes) are online and synced; POST /api/v1/emergency; for each receiver, its first
+   sample by true time minus the moment the API call was made. Twice: media not yet on the
+   receivers (fetch, then play) and media already cached (all start together at call + lead).
+   Also: how long the API call took, and when the head-end's own view showed every receiver
+   playing (from their reports).
+
+    .venv/bin/python bench/bench_headend.py [--receivers 200,1000] [--heartbeats 20000]
+
+Bounded: every wait has a timeout, every load loop a count; the broker, the head-end and the
+simulator processes are stopped at the end.
+"""
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import shlex
+import struct
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import httpx  # noqa: E402
+
+from headend.db import make_engine, make_session_factory, migrate  # noqa: E402
+from headend.process import HeadendProcess  # noqa: E402
+from headend.services.provisioning import provision_fleet  # noqa: E402
+from headend.services.users import create_user  # noqa: E402
+from headend.settings import Settings  # noqa: E402
+from tools.testbrokers import start_mosquitto  # noqa: E402
+
+SITE = "xa-bench"
+PASSWORD = "bench-password"
+BROKER_CONF = ("max_queued_messages 100000", "max_inflight_messages 1000")
+
+
+def percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    return values[max(0, min(len(values) - 1, math.ceil(p / 100.0 * len(values)) - 1))]
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def counting_subscriber(host, port, topic, expected, out, ready):
+    """Baseline: a plain paho subscriber that counts messages."""
+    import paho.mqtt.client as mqtt
+
+    state = {"n": 0, "first": None, "last": None}
+
+    def on_message(_c, _u, _m):
+        now = time.time()
+        state["n"] += 1
+        state["first"] = state["first"] or now
+        state["last"] = now
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-baseline")
+    client.on_message = on_message
+    client.on_connect = lambda c, *a: (c.subscribe(topic, qos=1), ready.set())
+    client.connect(host, port)
+    client.loop_start()
+    deadline = time.time() + 120
+    while state["n"] < expected and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # anything late still counts
+    client.loop_stop()
+    out.put({"n": state["n"], "last": state["last"]})
+
+
+def heartbeat_publisher(host, port, devices, count, out):
+    import paho.mqtt.client as mqtt
+
+    from protocol import messages, topics
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-publisher")
+    client.max_queued_messages_set(0)
+    client.connect(host, port)
+    client.loop_start()
+    topic_of = [topics.device_topic(SITE, d, topics.HEARTBEAT) for d in devices]
+    started = time.time()
+    for i in range(count):
+        payload = messages.encode({"v": 1, "boot": 1, "conn": 1, "up": 60 + i, "heap": 81234,
+                                   "vol": 70, "cu": 123456, "off": -3, "amp": 0, "mains": 1,
+                                   "dc": 13.2, "ln": "wifi", "rssi": -61, "sy": 1})
+        client.publish(topic_of[i % len(topic_of)], payload, qos=0)
+        if i % 2000 == 1999:
+            time.sleep(0.001)
+    done = time.time()
+    time.sleep(1.0)
+    client.loop_stop()
+    out.put({"started": started, "sent": done})
+
+
+def fleet_worker(specs, broker, workdir, stop, out):
+    """Runs a slice of the fleet (real firmware) until ``stop``; reports playbacks."""
+    import asyncio
+
+    from simulator.fleet import DeviceSpec, Fleet
+
+    async def run():
+        fleet = Fleet([DeviceSpec.from_json(s) for s in specs], site=SITE, broker=broker,
+                      workdir=workdir)
+        await fleet.start()
+        reported = False
+        while not stop.is_set():
+            if not reported and all(s.receiver is not None and s.receiver.core.synced
+                                    for s in fleet):
+                out.put(("synced", len(specs)))
+                reported = True
+            await asyncio.sleep(0.1)
+        plays = {sim.id: [(p.bid, p.started_true, p.ended_true) for p in sim.sink.playbacks]
+                 for sim in fleet}
+        out.put(("plays", plays))
+        await fleet.stop()
+
+    asyncio.run(run())
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def write_tone(path, seconds, freq=880.0, rate=16000):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(
+            struct.pack("<h", int(9000 * math.sin(2 * math.pi * freq * i / rate)))
+            for i in range(int(seconds * rate))))
+    return path
+
+
+def wait(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError("timed out after %.0f s: %s" % (timeout, what))
+
+
+class Api:
+    def __init__(self, url):
+        self.http = httpx.Client(base_url=url, timeout=30)
+        token = self.http.post("/api/v1/auth/token", data={"username": "bench",
+                                                            "password": PASSWORD}).json()
+        self.http.headers["Authorization"] = "Bearer " + token["access_token"]
+
+    def get(self, path, **params):
+        r = self.http.get(path, params=params)
+        r.raise_for_status()
+        return r.json()
+
+    def stats(self):
+        return self.get("/api/v1/health")["stats"]
+
+
+# -- the two measurements ----------------------------------------------------------------------
+
+def bench_ingest(broker, api, devices, count):
+    ctx = mp.get_context("fork")
+    out, ready = ctx.Queue(), ctx.Event()
+    topic = "loaxa/v1/%s/dev/+/hb" % SITE
+    base = ctx.Process(target=counting_subscriber,
+                       args=(broker.host, broker.port, topic, count, out, ready))
+    base.start()
+    ready.wait(10)
+    before = api.stats().get("heartbeat", 0)
+    pub_out = ctx.Queue()
+    pub = ctx.Process(target=heartbeat_publisher,
+                      args=(broker.host, broker.port, devices, count, pub_out))
+    pub.start()
+    sent = pub_out.get(timeout=120)
+    last_count, last_change = before, time.time()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        n = api.stats().get("heartbeat", 0)
+        if n != last_count:
+            last_count, last_change = n, time.time()
+        if n - before >= count or time.time() - last_change > 3:
+            break
+        time.sleep(0.2)  # the head-end's counters by a light health call, not a busy poll
+    headend_n = last_count - before
+    final = api.stats()
+    baseline = out.get(timeout=130)
+    pub.join(10)
+    base.join(10)
+    span = lambda last: max(1e-6, last - sent["started"])  # noqa: E731
+    return {
+        "published": count, "publish_rate": count / max(1e-6, sent["sent"] - sent["started"]),
+        "headend": {"n": headend_n, "rate": headend_n / span(last_change),
+                    "batches": final.get("batches", 0), "ingested": final.get("ingested", 0)},
+        "baseline": {"n": baseline["n"], "rate": baseline["n"] / span(baseline["last"] or 0)},
+    }
+
+
+def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
+    ctx = mp.get_context("fork")
+    specs = fleet_devices[:n]
+    ids = [d["id"] for d in specs]
+    stop, out = ctx.Event(), ctx.Queue()
+    slices = [specs[i::procs] for i in range(procs)]
+    workers = [ctx.Process(target=fleet_worker, args=(s, (broker.host, broker.port),
+                                                     str(tmp / ("boards-%d-%d" % (n, i))),
+                                                     stop, out))
+               for i, s in enumerate(slices) if s]
+    for w in workers:
+        w.start()
+    results = {}
+    try:
+        synced = 0
+        deadline = time.time() + 180
+        while synced < n and time.time() < deadline:
+            try:
+                kind, value = out.get(timeout=1)
+            except queue.Empty:
+                continue
+            if kind == "synced":
+                synced += value
+        if synced < n:
+            raise TimeoutError("only %d of %d receivers synced" % (synced, n))
+        wait(lambda: len(api.get("/api/v1/devices", online="true")) >= n, 60,
+             "receivers online at the head-end")
+        time.sleep(2.0)
+        media = api.http.post("/api/v1/media", files={"file": (
+            "canh-bao.wav", write_tone(tmp / "alarm.wav", 4.0).read_bytes(), "audio/wav")})
+        media.raise_for_status()
+        media_id = media.json()["id"]
+        programme = api.http.post("/api/v1/media", files={"file": (
+            "chuong-trinh.wav", write_tone(tmp / "programme.wav", 30.0, 330).read_bytes(),
+            "audio/wav")})
+        programme.raise_for_status()
+        for label in ("idle, fetch then play", "idle, cached", "preempting, cached"):
+            normal = None
+            if label.startswith("preempting"):
+                normal = api.http.post("/api/v1/broadcasts", json={
+                    "media_id": programme.json()["id"], "targets": {"devices": ids}})
+                normal.raise_for_status()
+                normal = normal.json()["id"]
+                def programme_playing(normal=normal):
+                    detail = api.get("/api/v1/broadcasts/" + normal)
+                    return sum(1 for d in detail["devices"] if d["state"] == "playing") >= n
+
+                wait(programme_playing, 60, "the programme playing")
+                time.sleep(1.0)
+            called = time.time()
+            r = api.http.post("/api/v1/emergency", json={"media_id": media_id,
+                                                         "targets": {"devices": ids}})
+            answered = time.time()
+            r.raise_for_status()
+            bid = r.json()["id"]
+
+            def all_playing(bid=bid):
+                detail = api.get("/api/v1/broadcasts/" + bid)
+                playing = [d for d in detail["devices"] if d["started_at"]]
+                return len(playing) >= n
+
+            wait(all_playing, 60, "head-end to see every receiver playing")
+            known = time.time()
+            results[label] = {"bid": bid, "called": called, "api_s": answered - called,
+                              "known_s": known - called}
+            api.http.delete("/api/v1/broadcasts/" + bid).raise_for_status()
+            if normal is not None:
+                api.http.delete("/api/v1/broadcasts/" + normal)
+            time.sleep(2.0)
+        stop.set()
+        plays = {}
+        for _ in workers:
+            kind, value = out.get(timeout=60)
+            while kind != "plays":
+                kind, value = out.get(timeout=60)
+            plays.update(value)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(30)
+            if w.is_alive():
+                w.kill()
+    acked = acked_latencies(db_url, results)
+    for label, res in results.items():
+        res["ack_p50_ms"], res["ack_p99_ms"] = acked[label]
+        lat = []
+        for device in ids:
+            starts = [s for bid, s, _e in plays.get(device, []) if bid == res["bid"] and s]
+            if starts:
+                lat.append((min(starts) - res["called"]) * 1000)
+        res.update({"played": len(lat), "p50_ms": percentile(lat, 50),
+                    "p99_ms": percentile(lat, 99), "max_ms": max(lat) if lat else float("nan")})
+    return results
+
+
+def acked_latencies(db_url, results):
+    """From the head-end's database: when each receiver accepted the play command (its ack's
+    own timestamp, network time) after the API call. {label: (p50 ms, p99 ms)}."""
+    from sqlalchemy import select
+
+    from headend.models import Delivery
+
+    engine = make_engine(db_url)
+    out = {}
+    with make_session_factory(engine)() as session:
+        for label, res in results.items():
+            acks = [(a.timestamp() - res["called"]) * 1000 for a in session.scalars(
+                select(Delivery.acked_at).where(Delivery.broadcast_id == res["bid"],
+                                                Delivery.acked_at.is_not(None)))]
+            out[label] = (percentile(acks, 50), percentile(acks, 99))
+    engine.dispose()
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--receivers", default="200,1000",
+                        help="fleet sizes for the emergency latency, comma-separated")
+    parser.add_argument("--heartbeats", type=int, default=20000)
+    parser.add_argument("--procs", type=int, default=4, help="simulator processes")
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--skip-emergency", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(x) for x in args.receivers.split(",") if x]
+    command = "%s %s" % (".venv/bin/python bench/bench_headend.py", shlex.join(argv or sys.argv[1:]))
+    tmp = Path(tempfile.mkdtemp(prefix="loaxa-bench-headend-"))
+    # The broker settings the head-end's `export-mosquitto` writes for production: Mosquitto's
+    # defaults (20 in flight, 1,000 queued per client) drop QoS-1 reports to a subscriber that
+    # is more than 1,000 messages behind, which a 1,000-receiver emergency burst is.
+    broker = start_mosquitto(tmp / "mosquitto", log_types=("error",),
+                             extra_conf=BROKER_CONF)
+    data = tmp / "headend"
+    settings = Settings(data_dir=data, site_id=SITE, mqtt_host=broker.host,
+                        mqtt_port=broker.port)
+    migrate(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    with make_session_factory(engine)() as session:
+        fleet = provision_fleet(session, settings=settings, receivers=max(sizes + [200]),
+                                zones=[("thon-%d" % i, "Thôn %d" % i) for i in range(1, 11)],
+                                broker=(broker.host, broker.port))
+        create_user(session, username="bench", password=PASSWORD, role="admin")
+    engine.dispose()
+    server = HeadendProcess(data, mqtt=(broker.host, broker.port),
+                            env={"LOAXA_SITE_ID": SITE}).start()
+    report = {"command": command, "cpus": os.cpu_count()}
+    try:
+        api = Api(server.url)
+        devices = [d["id"] for d in fleet["devices"]]
+        if not args.skip_ingest:
+            report["ingest"] = bench_ingest(broker, api, devices, args.heartbeats)
+            r = report["ingest"]
+            print("heartbeat ingestion, %d heartbeats from %d receivers (publisher %.0f msg/s):"
+                  % (r["published"], len(devices), r["publish_rate"]))
+            print("  head-end (stored, one transaction per batch): %6d msgs  %8.0f msg/s  "
+                  "(%.0f reports per batch)" % (r["headend"]["n"], r["headend"]["rate"],
+                                                r["headend"]["ingested"]
+                                                / max(1, r["headend"]["batches"])))
+            print("  baseline (plain paho subscriber, counting):    %6d msgs  %8.0f msg/s"
+                  % (r["baseline"]["n"], r["baseline"]["rate"]))
+        if not args.skip_emergency:
+            for n in sizes:
+                res = bench_emergency(tmp, broker, api, fleet["devices"], n, args.procs,
+                                      settings.resolved_database_url)
+                report["emergency_%d" % n] = res
+                for label, r in res.items():
+                    print("emergency to %4d receivers (%s): played on %d; API call %.0f ms;"
+                          " call -> command accepted p50 %.0f / p99 %.0f ms;"
+                          " call -> first sample p50 %.0f / p99 %.0f / max %.0f ms;"
+                          " head-end saw all playing after %.0f ms"
+                          % (n, label, r["played"], r["api_s"] * 1000, r["ack_p50_ms"],
+                             r["ack_p99_ms"], r["p50_ms"], r["p99_ms"], r["max_ms"],
+                             r["known_s"] * 1000))
+    finally:
+        server.stop()
+        broker.stop()
+    print("command: %s" % command)
+    print(json.dumps(report, default=str)[:2000] if os.environ.get("BENCH_JSON") else "", end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

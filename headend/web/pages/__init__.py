@@ -1,0 +1,9 @@
+"""Page routes, one module per screen an operator uses. Every route is a ``PageRoute``."""
+
+from fastapi import APIRouter
+
+from headend.web.pages import auth, broadcasts, emergency, playlog, receivers
+
+router = APIRouter(include_in_schema=False)
+for module in (auth, receivers, broadcasts, emergency, playlog):
+    router.include_router(module.router)

@@ -1,0 +1,247 @@
+"""The hardware layer (firmware/hw/) on CPython, with fake ``machine``/``network``/``esp32``
+modules standing in for the ESP32 at the register and pin level.
+
+What this proves: the VS1053 register values and SPI framing, the late-start accounting of both
+sinks, the I2S sink's decode-and-skip path with the real ADPCM decoder, supply-voltage and
+epoch conversions, Wi-Fi retry logic. What it cannot prove (docs/flashing.md lists it): that
+the chips and the radio behave as their datasheets say.
+"""
+
+import importlib
+import sys
+import types
+
+import pytest
+
+from firmware import config
+
+
+class FakePin:
+    OUT, IN, PULL_UP = 1, 0, 2
+
+    def __init__(self, pin, mode=None, pull=None, value=None):
+        self.pin = pin
+        self.level = 1 if value is None else value
+        self.history = []
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = v
+        self.history.append(v)
+
+
+class FakeSPI:
+    def __init__(self, *args, **kwargs):
+        self.writes = []
+        self.mode_reads = []  # what SCI_MODE reads return, in order (then 0x0800)
+
+    def init(self, **kwargs):
+        pass
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+    def write_readinto(self, out, into):
+        self.writes.append(bytes(out))
+        value = self.mode_reads.pop(0) if self.mode_reads else 0x0800
+        into[2], into[3] = value >> 8, value & 0xFF
+
+
+class FakeI2S:
+    TX, MONO = 2, 0
+    shifts = []
+
+    def __init__(self, *args, **kwargs):
+        self.kwargs = kwargs
+        self.data = bytearray()
+        self.closed = False
+
+    def deinit(self):
+        self.closed = True
+
+    @staticmethod
+    def shift(buf, bits, shift):
+        FakeI2S.shifts.append(shift)
+
+
+class FakeADC:
+    ATTN_11DB = 3
+
+    def __init__(self, pin, atten=None):
+        self.uv = 1100000
+
+    def read_uv(self):
+        return self.uv
+
+
+class FakeWLAN:
+    connect_after = 3  # polls until "associated"
+
+    def __init__(self, interface):
+        self.polls = 0
+        self.connects = 0
+        self.is_active = False
+
+    def active(self, on=None):
+        self.is_active = on if on is not None else self.is_active
+        return self.is_active
+
+    def connect(self, ssid, password):
+        self.connects += 1
+        self.polls = 0
+
+    def disconnect(self):
+        pass
+
+    def isconnected(self):
+        self.polls += 1
+        return self.connects > 0 and self.polls > self.connect_after
+
+    def status(self, what):
+        return -67
+
+
+@pytest.fixture
+def board(monkeypatch):
+    """Install the fake ESP32 modules; yield an import function for firmware.hw modules."""
+    machine = types.ModuleType("machine")
+    machine.Pin, machine.SPI, machine.I2S, machine.ADC = FakePin, FakeSPI, FakeI2S, FakeADC
+    machine.WDT = lambda timeout: types.SimpleNamespace(feed=lambda: None)
+    machine.reset = lambda: None
+    network = types.ModuleType("network")
+    network.STA_IF = 0
+    network.WLAN = FakeWLAN
+    network.hostname = lambda name: None
+    esp32 = types.ModuleType("esp32")
+    esp32.raw_temperature = lambda: 122
+    for name, module in (("machine", machine), ("network", network), ("esp32", esp32)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+    def load(name):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        return importlib.import_module(name)
+
+    FakeI2S.shifts = []
+    return load
+
+
+def sci_writes(spi):
+    return [(w[1], (w[2] << 8) | w[3]) for w in spi.writes if len(w) == 4 and w[0] == 0x02]
+
+
+def test_vs1053_volume_register_and_frame_rounding(board):
+    vs = board("firmware.hw.vs1053")
+    assert vs.volume_register(100) == 0x0000
+    assert vs.volume_register(50) == 0x3232      # -25 dB both channels
+    assert vs.volume_register(0) == 0xFEFE       # muted
+    assert vs.frames_to_drop(0, 16000) == 0
+    assert vs.frames_to_drop(287, 16000) == 0    # under half a 576-sample frame: keep it
+    assert vs.frames_to_drop(288, 16000) == 1
+    assert vs.frames_to_drop(1152 + 600, 44100) == 2
+
+
+async def test_vs1053_sink_feeds_32_byte_chunks_and_drops_a_late_frame(board):
+    vs = board("firmware.hw.vs1053")
+    sink = vs.VS1053Sink(2, 18, 23, 19, 5, 16, 4, 17)
+    spi = sink._spi
+    assert sci_writes(spi)[:3] == [(vs.SCI_MODE, vs.SM_SDINEW), (vs.SCI_CLOCKF, 0xE000),
+                                   (vs.SCI_VOL, vs.volume_register(70))]
+    sink.set_volume(80)
+    assert sci_writes(spi)[-1] == (vs.SCI_VOL, 0x1414)
+    spi.writes.clear()
+    # Two MPEG-2 Layer III frames, 144 bytes each (32 kbit/s, 16 kHz).
+    frames = bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x01" * 140 + bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x02" * 140
+    sink.open("mp3", 16000, skip_samples=400)  # a late start: more than half a frame left over
+    await sink.write(frames)                   # the first frame is dropped
+    assert [len(w) for w in spi.writes] == [32, 32, 32, 32, 16]
+    assert spi.writes[0] == bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x02" * 28
+    assert sink.bytes_written == 144
+    spi.mode_reads = [vs.SM_SDINEW | vs.SM_CANCEL, vs.SM_SDINEW]
+    sink.stop()
+    assert (vs.SCI_MODE, vs.SM_SDINEW | vs.SM_CANCEL) in sci_writes(spi)
+    with pytest.raises(ValueError):
+        sink.open("adpcm", 16000)
+
+
+async def test_i2s_sink_decodes_blocks_and_skips_samples(board, monkeypatch):
+    i2s = board("firmware.hw.i2s_adpcm")
+    from firmware.adpcm import decode_block
+
+    class Writer:
+        def __init__(self, stream, extra):
+            self.stream = stream
+
+        def write(self, buf):
+            self.stream.data += bytes(buf)
+
+        async def drain(self):
+            pass
+
+    monkeypatch.setattr(i2s.asyncio, "StreamWriter", Writer)
+    assert i2s.split_skip(1200, 505) == (2, 190)
+    assert i2s.volume_shift(100) == 0 and i2s.volume_shift(1) == -5 and i2s.volume_shift(0) == -6
+    blocks = bytes([0x10, 0x00, 20, 0]) + bytes(range(252))
+    blocks = blocks * 2
+    sink = i2s.I2SAdpcmSink(0, 26, 27, 22)
+    sink.set_volume(100)
+    sink.open("adpcm", 16000, skip_samples=100)
+    await sink.write(blocks)
+    pcm = bytearray(1010)
+    decode_block(blocks[:256], pcm)
+    assert sink.samples_written == 2 * 505 - 100
+    assert bytes(sink._i2s.data[:810]) == bytes(pcm[200:])  # the first 100 samples skipped
+    assert sink._i2s.kwargs["rate"] == 16000 and FakeI2S.shifts == []
+    sink.set_volume(40)
+    await sink.write(blocks[:256])
+    assert FakeI2S.shifts == [-3]
+    sink.stop()
+
+
+def test_supply_temperature_and_clock_conversions(board):
+    hw = board("firmware.hw.esp32")
+    assert hw.dc_volts(1100000, 11.0, 0.1) == 12.2
+    assert hw.epoch_offset_ms(2000) == 946684800000 and hw.epoch_offset_ms(1970) == 0
+    cfg = config.merge(config.DEFAULTS, {"device": "rx-1", "sink": "i2s",
+                                         "link": {"ssid": "xa", "password": "pw"}})
+    platform = hw.Esp32Platform(cfg)
+    assert platform.supply() == {"mains": 1, "dc": 12.1}
+    assert platform.temperature() == 50  # 122 °F from the classic ESP32 sensor
+    platform.amplifier(True)
+    platform.amplifier(False)
+    assert platform._amp.history == [1, 0]
+    assert platform.link_info() == {"type": "wifi", "rssi": None}
+    assert platform.sink.name == "i2s"
+    with pytest.raises(ValueError, match="not supported yet"):
+        hw.make_link(config.merge(cfg, {"link": {"type": "ppp"}}))
+
+
+async def test_wifi_connects_with_retries_then_gives_up(board):
+    wifi = board("firmware.hw.wifi")
+    link = wifi.WifiLink("xa", "pw", timeout_s=2)
+    await link.up()
+    assert link.connected() and link.rssi() == -67
+    FakeWLAN.connect_after = 10 ** 6
+    try:
+        slow = wifi.WifiLink("xa", "pw", timeout_s=0.2)
+        with pytest.raises(OSError):
+            await slow.up()
+        assert slow._wlan.connects == 3
+    finally:
+        FakeWLAN.connect_after = 3
+
+
+def test_config_defaults_file_and_redaction(tmp_path):
+    (tmp_path / "config.json").write_text(
+        '{"device": "rx-1", "site": "xa", "key": "%s", "broker": {"host": "10.0.0.2", '
+        '"password": "hunter2"}, "link": {"ssid": "xa", "password": "wifipw"}}' % ("ab" * 32))
+    cfg = config.load(str(tmp_path))
+    assert cfg["broker"]["port"] == 1883 and cfg["broker"]["host"] == "10.0.0.2"
+    assert cfg["heartbeat_s"] == 30 and cfg["pins"]["amp"] == 25
+    shown = repr(config.redacted(cfg))
+    assert "hunter2" not in shown and "wifipw" not in shown and "ab" * 32 not in shown
+    (tmp_path / "config.json").write_text('{"device": "rx 1"}')
+    with pytest.raises(config.ConfigError, match="device"):
+        config.load(str(tmp_path))
+    with pytest.raises(config.ConfigError, match="key"):
+        config.load(str(tmp_path), {"device": "rx-1", "site": "xa", "key": "00"})
