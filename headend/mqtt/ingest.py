@@ -178,15 +178,15 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
     known = _session_key(receiver)
     kind = msg.get("k")
     if kind == "birth":
-        if known is not None and session < known:
-            batch.result.stats["stale_birth"] += 1
-            return
+        # A birth is only ever sent by a live connection (or retained from the latest one), so
+        # it is always current; a lower session than known means the board was reset or
+        # re-flashed (its boot counter restarted), not an old message.
         caps = msg.get("caps")
         receiver.capabilities = caps if isinstance(caps, dict) else None
         fw, link = msg.get("fw"), msg.get("link")
         receiver.firmware = fw if isinstance(fw, str) else None
         receiver.link = link if isinstance(link, str) else None
-        new_session = known is None or session > known
+        new_session = session != known
         receiver.session_boot, receiver.session_conn = session
         batch.result.stats["birth"] += 1
         if new_session or not receiver.online:

@@ -19,7 +19,8 @@ def signal_text(t: Translator, device: Any) -> str:
     """"−61 dBm, mạnh (Wi-Fi)"; "—" before the first heartbeat."""
     telemetry = _telemetry(device)
     link = telemetry.get("ln") or getattr(device, "link", None)
-    link_name = LINK_NAMES.get(link, t.maybe("link", link))
+    link_name = LINK_NAMES.get(link) if isinstance(link, str) else None
+    link_name = link_name or t.maybe("link", link if isinstance(link, str) else None)
     rssi = telemetry.get("rssi")
     if not isinstance(rssi, int | float) or isinstance(rssi, bool):
         return link_name or "—"

@@ -4,6 +4,6 @@ from fastapi import APIRouter
 
 from headend.web.pages import auth, broadcasts, emergency, playlog, receivers
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter()
 for module in (auth, receivers, broadcasts, emergency, playlog):
     router.include_router(module.router)

@@ -13,7 +13,7 @@ from headend.web.csrf import CsrfChecked
 from headend.web.guard import PageRoute
 from headend.web.rendering import LANGUAGE_COOKIE, render, translator_of
 
-router = APIRouter(route_class=PageRoute)
+router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
 # headend/api/deps.py reads the same cookie: one token, for the pages and for their scripts.
 SESSION_COOKIE = "loaxa_token"

@@ -25,7 +25,7 @@ from headend.web.forms import (
 from headend.web.guard import Broadcaster, PageRoute, PageUser, is_fragment
 from headend.web.rendering import error_text, render, translator_of
 
-router = APIRouter(route_class=PageRoute)
+router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
 # A broadcast's page refreshes fast around its start and while it plays, slowly before.
 FAST_REFRESH_S = 1.5

@@ -22,7 +22,7 @@ from headend.web.forms import (
 from headend.web.guard import EmergencyUser, PageRoute
 from headend.web.rendering import error_text, render, translator_of
 
-router = APIRouter(route_class=PageRoute)
+router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
 def _form(request: Request, session, form: dict[str, Any], error: str | None = None,
           status_code: int = 200):

@@ -15,7 +15,7 @@ from headend.services.playlog import list_playlog, playlog_csv
 from headend.web.guard import PageRoute, PageUser
 from headend.web.rendering import render
 
-router = APIRouter(route_class=PageRoute)
+router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
 PAGE_ROWS = 500
 CSV_ROWS = 100_000

@@ -9,7 +9,7 @@ from headend.web.guard import PageRoute, PageUser, is_fragment
 from headend.web.present import signal_text, supply_text
 from headend.web.rendering import render, translator_of
 
-router = APIRouter(route_class=PageRoute)
+router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
 
 @router.get("/receivers")
