@@ -25,6 +25,9 @@ from audio.settings import DEFAULT_SETTINGS
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
+# Part of the cache key: bump it when the processing changes in a way the settings do not
+# show (filter parameters, the LAME trim), so old renditions are not served as new ones.
+PIPELINE_VERSION = 2
 CODECS = ("mp3", "adpcm")
 FILE_NAMES = {"mp3": "audio.mp3", "adpcm": "audio.adpcm"}
 NORMALISED_NAME = "normalised.wav"
@@ -74,8 +77,8 @@ def sha256_file(path, chunk=1 << 20):
 
 
 def _cache_key(source_sha, settings, codecs, keep_normalised):
-    return "%s-%s-%s%s" % (source_sha[:32], settings.fingerprint(), "+".join(codecs),
-                           "-n" if keep_normalised else "")
+    return "%s-%s-p%d-%s%s" % (source_sha[:32], settings.fingerprint(), PIPELINE_VERSION,
+                               "+".join(codecs), "-n" if keep_normalised else "")
 
 
 def _load_manifest(directory):

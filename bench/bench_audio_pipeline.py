@@ -41,17 +41,20 @@ def make_recording(directory, minutes):
     out = os.path.join(directory, "recording.mp3")
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                     "-stream_loop", "-1", "-i", speech,
-                    "-f", "lavfi", "-i", "anoisesrc=color=pink:amplitude=0.01:sample_rate=44100",
+                    "-f", "lavfi", "-i", "anoisesrc=color=pink:amplitude=0.01:sample_rate=44100:seed=7",
                     "-filter_complex", "[0:a]aresample=44100[s];[s][1:a]amix=inputs=2:duration=first"
                     ":normalize=0,atrim=0:%d" % (minutes * 60),
                     "-ac", "2", "-c:a", "libmp3lame", "-b:a", "128k", out], check=True)
     return out
 
 
-def baseline_command(src, out_dir):
+def baseline_command(src, out_dir, normalise=True):
+    """One ffmpeg command; ``normalise=False`` leaves out loudnorm: the floor, what decoding,
+    filtering and encoding alone cost."""
+    loudnorm = ("loudnorm=I=%.1f:TP=%.1f:LRA=11,aresample=16000," % (S.target_lufs, S.true_peak_db)
+                if normalise else "")
     chain = ("aresample=16000,aformat=channel_layouts=mono,highpass=f=%d:poles=2,"
-             "lowpass=f=%d:poles=2,loudnorm=I=%.1f:TP=%.1f:LRA=11,aresample=16000,asplit=2[m][a]"
-             % (S.highpass_hz, S.lowpass_hz, S.target_lufs, S.true_peak_db))
+             "lowpass=f=%d:poles=2,%sasplit=2[m][a]" % (S.highpass_hz, S.lowpass_hz, loudnorm))
     return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", src,
             "-filter_complex", "[0:a:0]" + chain,
             "-map", "[m]", "-ar", "16000", *_encoder_args("mp3", S), os.path.join(out_dir, "b.mp3"),
@@ -90,6 +93,10 @@ def main(argv=None):
         os.makedirs(base_dir)
         cmd = baseline_command(src, base_dir)
         _, base_s = timed(lambda: subprocess.run(cmd, check=True))
+        floor_dir = os.path.join(work, "floor")
+        os.makedirs(floor_dir)
+        floor_cmd = baseline_command(src, floor_dir, normalise=False)
+        _, floor_s = timed(lambda: subprocess.run(floor_cmd, check=True))
 
         print()
         print("ours:     %6.1f s  (%.0fx real time)" % (ours_s, args.minutes * 60 / ours_s))
@@ -98,8 +105,11 @@ def main(argv=None):
             print("          %-8s %6.1f s" % (name, nxt - at))
         print("baseline: %6.1f s  (%.0fx real time)" % (base_s, args.minutes * 60 / base_s))
         print("ratio ours/baseline: %.2f" % (ours_s / base_s))
+        print("floor (same command without loudnorm, not normalised): %.1f s; ours/floor: %.2f"
+              % (floor_s, ours_s / floor_s))
         print("cached second call: %.2f s (source hash only)" % cached_s)
         print("baseline command:\n  %s" % " ".join(shlex.quote(a) for a in cmd))
+        print("floor command:\n  %s" % " ".join(shlex.quote(a) for a in floor_cmd))
 
         print("\nloudness of the MP3 renditions (target %.1f LUFS, ceiling %.1f dBTP):"
               % (S.target_lufs, S.true_peak_db))

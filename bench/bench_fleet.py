@@ -93,7 +93,8 @@ async def fleet_run(broker, args):
         volume_acks = op.ack_latencies_ms(volume_ids)
         spread = max(errors.values()) - min(errors.values()) if errors else None
         return {"ready_s": ready_s, "skew": stats(list(errors.values())), "spread": spread,
-                "lag": stats(lag_at_t), "ack": stats(acks), "volume_ack": stats(volume_acks), "played": len(errors), "crashed": sc.fleet.crashed(),
+                "lag": stats(lag_at_t), "ack": stats(acks), "volume_ack": stats(volume_acks),
+                "played": len(errors), "crashed": sc.fleet.crashed(),
                 "reported": len(sc.proof_of_play(bid, ids)),
                 "missing": [d for d in ids if d not in errors],
                 "missing_why": {d: [(e.get("k"), e.get("reason"), e.get("detail"))
@@ -101,12 +102,11 @@ async def fleet_run(broker, args):
                                 for d in ids if d not in errors}}
 
 
-async def baseline_run(broker, count, rounds=1):
+async def baseline_run(broker, count):
     """Bare firmware MQTT clients: echo per-client publishes, record fan-out arrivals."""
     import paho.mqtt.client as mqtt
 
     arrivals = {}
-    clients = []
 
     def make(i):
         topic_in = "bench/echo/%d/in" % i

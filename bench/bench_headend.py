@@ -275,6 +275,8 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
             known = time.time()
             results[label] = {"bid": bid, "called": called, "api_s": answered - called,
                               "known_s": known - called}
+            time.sleep(2.0)  # let it be heard: a receiver reports "started" before the relay
+            #                  has settled and the first sample is out
             api.http.delete("/api/v1/broadcasts/" + bid).raise_for_status()
             if normal is not None:
                 api.http.delete("/api/v1/broadcasts/" + normal)
@@ -293,6 +295,8 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
             if w.is_alive():
                 w.kill()
     acked = acked_latencies(db_url, results)
+    if os.environ.get("BENCH_DEBUG"):
+        print("DEBUG", ids[0], plays.get(ids[0]), {k: v["bid"] for k, v in results.items()})
     for label, res in results.items():
         res["ack_p50_ms"], res["ack_p99_ms"] = acked[label]
         lat = []
@@ -330,6 +334,8 @@ def main(argv=None):
                         help="fleet sizes for the emergency latency, comma-separated")
     parser.add_argument("--heartbeats", type=int, default=20000)
     parser.add_argument("--procs", type=int, default=4, help="simulator processes")
+    parser.add_argument("--lead-ms", type=int, default=None,
+                        help="LOAXA_EMERGENCY_LEAD_MS for the head-end (default: its own)")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-emergency", action="store_true")
     args = parser.parse_args(argv)
@@ -339,7 +345,7 @@ def main(argv=None):
     # The broker settings the head-end's `export-mosquitto` writes for production: Mosquitto's
     # defaults (20 in flight, 1,000 queued per client) drop QoS-1 reports to a subscriber that
     # is more than 1,000 messages behind, which a 1,000-receiver emergency burst is.
-    broker = start_mosquitto(tmp / "mosquitto", log_types=("error",),
+    broker = start_mosquitto(tmp / "mosquitto", log_types=("error", "warning"),
                              extra_conf=BROKER_CONF)
     data = tmp / "headend"
     settings = Settings(data_dir=data, site_id=SITE, mqtt_host=broker.host,
@@ -352,8 +358,10 @@ def main(argv=None):
                                 broker=(broker.host, broker.port))
         create_user(session, username="bench", password=PASSWORD, role="admin")
     engine.dispose()
-    server = HeadendProcess(data, mqtt=(broker.host, broker.port),
-                            env={"LOAXA_SITE_ID": SITE}).start()
+    env = {"LOAXA_SITE_ID": SITE}
+    if args.lead_ms is not None:
+        env["LOAXA_EMERGENCY_LEAD_MS"] = str(args.lead_ms)
+    server = HeadendProcess(data, mqtt=(broker.host, broker.port), env=env).start()
     report = {"command": command, "cpus": os.cpu_count()}
     try:
         api = Api(server.url)

@@ -126,6 +126,10 @@ class Receiver(Base):
     session_boot: Mapped[int | None] = mapped_column(BigInteger)
     session_conn: Mapped[int | None] = mapped_column(BigInteger)
     telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Event numbering generation: a board whose flash was wiped (re-flashed, replaced) starts
+    # its event seq again at 1; its birth's lower session moves this on, so its new events are
+    # not taken for duplicates of the old ones.
+    event_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Secrets: the HMAC key (hex of 32 random bytes) and the broker password's hash. Never
     # logged, never in a list response; shown once at provisioning.
     device_key: Mapped[str] = mapped_column(String(128))
@@ -227,9 +231,11 @@ class DeviceEvent(Base):
     """Every event a receiver reported, once: (device_id, seq) is unique, duplicates dropped."""
 
     __tablename__ = "device_events"
-    __table_args__ = (UniqueConstraint("device_id", "seq"),)
+    __table_args__ = (UniqueConstraint("device_id", "epoch", "seq",
+                                       name="uq_device_events_device_epoch_seq"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(48))
+    epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     seq: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
     t: Mapped[datetime]
@@ -241,11 +247,13 @@ class PlayLog(Base):
     """Proof of play (nhật ký phát thanh): what a receiver says it played, when, how it ended."""
 
     __tablename__ = "playlog"
-    __table_args__ = (UniqueConstraint("device_id", "seq"),
+    __table_args__ = (UniqueConstraint("device_id", "epoch", "seq",
+                                       name="uq_playlog_device_epoch_seq"),
                       Index("ix_playlog_broadcast", "broadcast_id"),
                       Index("ix_playlog_started", "started_at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(48))
+    epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     broadcast_id: Mapped[str | None] = mapped_column(String(48))
     item: Mapped[str | None] = mapped_column(String(48))
     seq: Mapped[int] = mapped_column(BigInteger)  # seq of the event that opened this record

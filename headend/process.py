@@ -44,6 +44,10 @@ class HeadendProcess:
         return "http://%s:%d" % (self.host, self.port)
 
     @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -20,11 +20,14 @@ import random
 import shutil
 import tempfile
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from simulator.host import HostPlatform, flash_root
 from simulator.operator import DeviceInfo
 
 CODECS = ("mp3", "adpcm")
+COMMUNE_TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # times are shown as the commune reads them
 
 
 class DeviceSpec:
@@ -334,5 +337,5 @@ def format_status(rows, now=None):
     online = sum(1 for r in rows if r["mqtt"] == "on")
     playing = sum(1 for r in rows if r["playing"])
     lines.append("%s  %d receivers, %d online, %d playing" % (
-        time.strftime("%H:%M:%S", time.localtime(now)), len(rows), online, playing))
+        datetime.fromtimestamp(now, COMMUNE_TZ).strftime("%H:%M:%S"), len(rows), online, playing))
     return "\n".join(lines)

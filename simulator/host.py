@@ -19,6 +19,7 @@ from simulator.sink import RecordingSink
 # Start the ticks counter this close to its wrap point, so every run crosses it early on.
 NEAR_WRAP_MS = 3000
 _RAM_DISK = "/dev/shm"
+_RAM_DISK_MIN_FREE = 512 * 1024 * 1024
 
 
 def flash_root():
@@ -29,7 +30,12 @@ def flash_root():
     state write) costs ~0.6 ms against ~0.02 ms on tmpfs: with 200 receivers starting at once
     that alone skewed start times by hundreds of ms. None means the system temp dir.
     """
-    if os.path.isdir(_RAM_DISK) and os.access(_RAM_DISK, os.W_OK):
+    try:
+        stat = os.statvfs(_RAM_DISK)
+    except OSError:
+        return None
+    # A container's /dev/shm may be only 64 MB: a fleet's caches would not fit.
+    if os.access(_RAM_DISK, os.W_OK) and stat.f_bavail * stat.f_frsize >= _RAM_DISK_MIN_FREE:
         return _RAM_DISK
     return None
 

@@ -83,7 +83,9 @@ class LinkPath:
     def restore(self):
         self.up = True
         self.cuts.append((time.time(), "restore"))
-        # A black-holed connection does not come back to life: the firmware must reconnect.
+        # A connection that lost bytes while black-holed has a hole in its stream and cannot
+        # carry on: end it, so the firmware reconnects. One that was idle all along survives,
+        # as TCP does over a short outage.
         for relay in list(self._relays):
             if relay.blackholed:
                 relay.abort()

@@ -17,12 +17,9 @@ import sys
 import tempfile
 import time
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from simulator.fleet import format_status, generate_specs
+from simulator.fleet import COMMUNE_TZ, format_status, generate_specs
 from simulator.scenario import FleetScenario, now_ms, percentile
-
-COMMUNE_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def _say(text):

@@ -132,12 +132,6 @@ class Playback:
     def finished(self):
         return self.ended_true is not None
 
-    def summary(self):
-        return {"item": self.item, "bid": self.bid, "codec": self.codec, "rate": self.rate,
-                "skip": self.skip_samples, "start": self.started_true, "end": self.ended_true,
-                "how": self.how, "bytes": self.bytes, "sha": self.sha.hexdigest(),
-                "gaps": len(self.gaps)}
-
     def __repr__(self):
         return "<Playback %s %s %s %.3f..%s %s>" % (
             self.item or "?", self.codec, self.rate, self.started_true or 0.0,

@@ -181,6 +181,14 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
         # A birth is only ever sent by a live connection (or retained from the latest one), so
         # it is always current; a lower session than known means the board was reset or
         # re-flashed (its boot counter restarted), not an old message.
+        # The same session as the one whose death we saw cannot connect again either.
+        reset = known is not None and (session < known or (
+            session == known and not receiver.online and receiver.offline_reason == "link-lost"))
+        if reset:
+            receiver.event_epoch = (receiver.event_epoch or 0) + 1
+            batch.result.stats["board_reset"] += 1
+            log.warning("receiver %s restarted its counters (re-flashed or replaced?)",
+                        receiver.id)
         caps = msg.get("caps")
         receiver.capabilities = caps if isinstance(caps, dict) else None
         fw, link = msg.get("fw"), msg.get("link")
@@ -245,7 +253,7 @@ class _Events:
     def __init__(self, batch: _Batch, events):
         self.batch = batch
         self.events = events
-        self.seen: set[tuple[str, int]] = set()
+        self.seen: set[tuple[str, int, int]] = set()  # (device, epoch, seq)
         self.deliveries: dict[tuple[str, str], Delivery] = {}
         self.by_command: dict[str, Delivery] = {}
         self.open_plays: dict[tuple[str, str | None], PlayLog] = {}
@@ -265,12 +273,15 @@ class _Events:
             seq = msg.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool):
                 keys.add((report.device_id, seq))
-        # Which of these (device, seq) are stored already: a row-value IN, one query per 400.
-        for part in chunks(sorted(keys), 400):
-            for device_id, seq in session.execute(
-                    select(DeviceEvent.device_id, DeviceEvent.seq)
-                    .where(tuple_(DeviceEvent.device_id, DeviceEvent.seq).in_(part))):
-                self.seen.add((device_id, seq))
+        # Which of these are stored already: a row-value IN, one query per 300.
+        epochs = {r.device_id: rc.event_epoch or 0 for r, rc, _ in self.events}
+        triples = sorted((d, epochs[d], seq) for d, seq in keys)
+        for part in chunks(triples, 300):
+            for device_id, epoch, seq in session.execute(
+                    select(DeviceEvent.device_id, DeviceEvent.epoch, DeviceEvent.seq)
+                    .where(tuple_(DeviceEvent.device_id, DeviceEvent.epoch,
+                                  DeviceEvent.seq).in_(part))):
+                self.seen.add((device_id, epoch, seq))
         devices = sorted(pairs)
         bids = sorted({m.get("bid") for _, _, m in self.events if isinstance(m.get("bid"), str)})
         cmds = sorted({m.get("cmd") for _, _, m in self.events if isinstance(m.get("cmd"), str)})
@@ -314,14 +325,16 @@ class _Events:
 
     def apply(self, report: Report, receiver: Receiver, msg: dict[str, Any]) -> None:
         messages.check_event(msg)
-        key = (receiver.id, msg["seq"])
+        epoch = receiver.event_epoch or 0
+        key = (receiver.id, epoch, msg["seq"])
         if key in self.seen:
             self.batch.result.stats["duplicate_event"] += 1
             return
         self.seen.add(key)
         t = _dt(msg["t"])
-        self.new_events.append({"device_id": receiver.id, "seq": msg["seq"], "kind": msg["k"],
-                                "t": t, "body": msg, "received_at": self.batch.now})
+        self.new_events.append({"device_id": receiver.id, "epoch": epoch, "seq": msg["seq"],
+                                "kind": msg["k"], "t": t, "body": msg,
+                                "received_at": self.batch.now})
         self.batch.result.stats["event." + msg["k"]] += 1
         handler = getattr(self, "_" + msg["k"])
         handler(receiver, msg, t)
@@ -376,8 +389,8 @@ class _Events:
         bid = msg.get("bid") if isinstance(msg.get("bid"), str) else None
         at = msg.get("at")
         skip = msg.get("skip")
-        play = PlayLog(device_id=receiver.id, broadcast_id=bid, item=_str(msg.get("item")),
-                       seq=msg["seq"], started_at=t,
+        play = PlayLog(device_id=receiver.id, epoch=receiver.event_epoch or 0, broadcast_id=bid,
+                       item=_str(msg.get("item")), seq=msg["seq"], started_at=t,
                        scheduled_at=_dt(at) if _int(at) else None,
                        skip_ms=skip if _int(skip) else None)
         self.batch.session.add(play)
@@ -394,8 +407,8 @@ class _Events:
         played = msg.get("played")
         play = self.open_plays.pop((receiver.id, bid), None)
         if play is None:  # ended without a start: it never got to play (e.g. fetch too slow)
-            play = PlayLog(device_id=receiver.id, broadcast_id=bid, item=_str(msg.get("item")),
-                           seq=msg["seq"])
+            play = PlayLog(device_id=receiver.id, epoch=receiver.event_epoch or 0,
+                           broadcast_id=bid, item=_str(msg.get("item")), seq=msg["seq"])
             self.batch.session.add(play)
         play.ended_at = t
         play.outcome = outcome

@@ -60,7 +60,7 @@ def make_samples(directory):
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100:duration=6",
            "-af", "volume=-20dB", "-c:a", "libmp3lame", "-b:a", "64k", s["tone"])
     s["noise"] = p("noise.ogg")
-    ffmpeg("-f", "lavfi", "-i", "anoisesrc=color=pink:sample_rate=48000:amplitude=0.2:duration=6",
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=color=pink:sample_rate=48000:amplitude=0.2:duration=6:seed=7",
            "-c:a", "libopus", "-b:a", "48k", s["noise"])
     s["silence"] = p("silence.wav")
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "5", s["silence"])

@@ -197,3 +197,18 @@ def test_works_with_the_bundled_ffmpeg_and_no_ffprobe(samples, tmp_path, monkeyp
 def read_duration_ms(wav_path):
     samples, rate = read_wav(wav_path)
     return len(samples) * 1000 / rate
+
+
+def test_very_quiet_source_is_raised_only_up_to_the_gain_cap(tmp_path):
+    from audio_samples import ffmpeg as run_ffmpeg
+
+    quiet = str(tmp_path / "far-from-the-microphone.wav")
+    run_ffmpeg("-f", "lavfi", "-i", "sine=frequency=800:sample_rate=16000:duration=4",
+               "-af", "volume=-30dB", quiet)
+    result = make_renditions(quiet, tmp_path / "cache", ("adpcm",))
+    assert result.loudness_before < DEFAULT_SETTINGS.near_silent_lufs
+    assert result.gain_db == pytest.approx(DEFAULT_SETTINGS.max_gain_db, abs=0.05)
+    # Raised by the cap (30 dB, less what the compressor's knee takes), not to the target.
+    assert result.loudness_after == pytest.approx(result.loudness_before + 30, abs=1.0)
+    assert result.loudness_after < DEFAULT_SETTINGS.target_lufs - 3
+    assert [w.split(":")[0] for w in result.warnings] == ["near-silent", "loudness"]

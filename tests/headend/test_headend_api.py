@@ -194,6 +194,20 @@ def test_a_stale_death_does_not_mark_a_live_receiver_offline(commune):
     assert result.stats["death"] == 1
 
 
+def test_a_reflashed_receiver_restarting_its_event_numbers_is_not_ignored(commune):
+    commune.report(commune.birth("a1", boot=7, conn=3))
+    commune.report(commune.event("a1", "started", seq=1, bid="bx", item="m", at=1))
+    commune.report(commune.event("a1", "started", seq=1, bid="bx", item="m", at=1))  # again
+    commune.report(commune.birth("a1", boot=1, conn=1))  # wiped flash: counters from 1
+    commune.report(commune.event("a1", "started", seq=1, bid="by", item="m", at=1))
+    commune.report(commune.death("a1", boot=1, conn=1))
+    commune.report(commune.birth("a1", boot=1, conn=1))  # wiped again, same counters
+    commune.report(commune.event("a1", "started", seq=1, bid="bz", item="m", at=1))
+    log = commune.client.get("/api/v1/playlog", params={"device_id": "a1"},
+                             headers=commune.headers).json()
+    assert sorted(e["broadcast_id"] for e in log) == ["bx", "by", "bz"]
+
+
 def test_malformed_reports_are_counted_and_dropped(commune):
     from headend.mqtt.ingest import Report
 

@@ -91,6 +91,7 @@ async def test_emergency_preempts_what_plays(mqtt_broker):
             emergency, = sink.playbacks_of(bid=alarm)
             assert cut.how == "stopped" and cut.ended_true - sent < PREEMPT_WITHIN_S
             assert emergency.started_true - sent < PREEMPT_WITHIN_S
+            assert emergency.volumes[0][1] == 100  # at emergency volume, whatever the default
             assert sc.operator.events_of(device, "ended", bid=normal, reason="preempted")
             assert sc.operator.events_of(device, "started", bid=alarm)
 
@@ -190,7 +191,8 @@ def malformed_payloads():
 async def test_malformed_payloads_are_counted_and_dropped(mqtt_broker):
     """Acceptance 4b: junk on cmd, time and stream topics never crashes a receiver."""
     specs = generate_specs(2, zones=1, seed=6)
-    async with FleetScenario(address(mqtt_broker), specs, items=(("tone", 1.0),)) as sc:
+    async with FleetScenario(address(mqtt_broker), specs, items=(("tone", 1.0),),
+                             config_overrides={"heartbeat_s": 1}) as sc:
         ids = sc.fleet.ids()
         op = sc.operator
         # A live stream, so the receivers are subscribed to a stream topic too.
@@ -216,6 +218,9 @@ async def test_malformed_payloads_are_counted_and_dropped(mqtt_broker):
             # Every piece of junk was counted somewhere, on every topic.
             assert dropped_count(receiver) - before[device] >= 3 * len(junk), receiver.stats
         assert not sc.fleet.crashed()
+        # The technician sees it in the telemetry too.
+        await op.until(lambda: all(op.heartbeats.get(d) and op.heartbeats[d].get("mal", 0)
+                                   >= len(junk) for d in ids), 5)
 
         op.stop(ids, "live1")
         bid = op.play_at(ids, sc.items["tone"], None)
