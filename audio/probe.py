@@ -175,16 +175,24 @@ def decoded_seconds(path, start_s=None, length_s=None):
 
 # ---- the public entry point -----------------------------------------------------------------
 
+def check_size(path, settings=None):
+    """The file's size, or AudioRejected ("empty", "too-large") before anything reads it."""
+    settings = settings or DEFAULT_SETTINGS
+    size = os.path.getsize(path)  # a missing file is the caller's bug: FileNotFoundError
+    name = os.path.basename(path)
+    if size == 0:
+        raise rejected("empty", name)
+    if size > settings.max_upload_bytes:
+        raise rejected("too-large", name, size=_mb(size), limit=_mb(settings.max_upload_bytes))
+    return size
+
+
 def probe(path, settings=None):
     """Probe and validate ``path``; return a ProbeResult or raise AudioRejected."""
     settings = settings or DEFAULT_SETTINGS
     path = os.fspath(path)
     name = os.path.basename(path)
-    size = os.path.getsize(path)  # a missing file is the caller's bug: FileNotFoundError
-    if size == 0:
-        raise rejected("empty", name)
-    if size > settings.max_upload_bytes:
-        raise rejected("too-large", name, size=_mb(size), limit=_mb(settings.max_upload_bytes))
+    size = check_size(path, settings)
 
     info, err = read_container(path)
     if info is None:

@@ -20,14 +20,14 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 
 from audio import adpcm, ffmpeg, loudness, mp3
-from audio.probe import probe
+from audio.probe import check_size, probe
 from audio.settings import DEFAULT_SETTINGS
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # Part of the cache key: bump it when the processing changes in a way the settings do not
 # show (filter parameters, the LAME trim), so old renditions are not served as new ones.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 CODECS = ("mp3", "adpcm")
 FILE_NAMES = {"mp3": "audio.mp3", "adpcm": "audio.adpcm"}
 NORMALISED_NAME = "normalised.wav"
@@ -231,6 +231,7 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
     for codec in codecs:
         settings.rate_for(codec)  # ValueError for an unknown codec, before any work
     src_path = os.fspath(src_path)
+    check_size(src_path, settings)  # an oversized upload is refused before it is even hashed
     os.makedirs(cache_dir, exist_ok=True)
     source_sha = sha256_file(src_path)
     final_dir = os.path.join(cache_dir, _cache_key(source_sha, settings, codecs, keep_normalised))
@@ -262,8 +263,10 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
             warnings.append("loudness: reached %.1f LUFS instead of %.1f LUFS"
                             % (after.integrated_lufs, settings.target_lufs))
         renditions = {codec: _describe(codec, paths[codec], settings) for codec in codecs}
+        # The decoded length, not the container's claim (AMR and VBR MP3 only estimate it).
+        decoded_ms = os.path.getsize(work_path) // 4 * 1000 // rate
         result = RenditionSet(
-            source_sha256=source_sha, duration_ms=int(round(info.duration_s * 1000)),
+            source_sha256=source_sha, duration_ms=decoded_ms or int(round(info.duration_s * 1000)),
             loudness_before=before.integrated_lufs, loudness_after=after.integrated_lufs,
             true_peak_after=after.true_peak_db,
             gain_db=round(gain_db + correction_db, 2), warnings=warnings,

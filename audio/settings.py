@@ -9,19 +9,19 @@ Why these defaults:
   so the receiver's DAC does not clip.
 - Speech profile: 150-7000 Hz band-pass (a horn speaker reproduces nothing useful below
   ~150 Hz and low rumble only eats amplifier power; 7 kHz keeps the consonants that carry
-  intelligibility) and a gentle compressor, because raw speech peaks 18-20 dB above its
+  intelligibility) and a compressor (4:1 above the target level), because raw speech peaks 18-20 dB above its
   loudness and a -16 LUFS / -1.5 dBTP item allows only 14.5 dB: without it a limiter would
   squash the peaks hard or the target would be missed.
 - Both renditions at 16 kHz: wideband speech reaches 7-8 kHz, and one rate means one
   resampling for both renditions.
-  - MP3: mono, MPEG-2 Layer III, 32 kbit/s CBR = 240 KB per minute (a 30-minute bulletin is
-    7.2 MB per receiver). At 24 kbit/s (180 KB/min) LAME cuts everything above ~5 kHz: the
-    consonant band the speech profile keeps is lost and the MP3 comes out 0.5 LU quieter than
-    the ADPCM rendition; 32 kbit/s keeps the whole 7 kHz band. No bit reservoir, so every MPEG
-    frame (144 bytes, 36 ms) decodes alone and a file rendition can be cut into live frames.
-  - IMA-ADPCM: 16 kHz, 256-byte blocks (505 samples, 31.6 ms) = 8,127 B/s = 488 KB per
-    minute, 2.7x the MP3; it is for I2S receivers that cannot decode MP3, which should sit on
-    Wi-Fi/Ethernet or a generous data plan. 11025 Hz would cut that to 336 KB/min at the cost
+  - MP3: mono, MPEG-2 Layer III, 32 kbit/s CBR = 240 kB per minute (a 30-minute bulletin is
+    7.2 MB per receiver). At 24 kbit/s (180 kB/min) LAME cuts everything above ~5 kHz, and
+    with it the 5-7 kHz consonant band the speech profile keeps; at 32 kbit/s it keeps ~6.5
+    kHz. No bit reservoir, so every MPEG frame (144 bytes, 36 ms) decodes alone and a file
+    rendition can be cut into live frames as it is.
+  - IMA-ADPCM: 16 kHz, 256-byte blocks (505 samples, 31.6 ms) = 8,127 B/s = 488 kB per
+    minute, twice the MP3; it is for I2S receivers that cannot decode MP3, which should sit on
+    Wi-Fi/Ethernet or a generous data plan. 11025 Hz would cut that to 336 kB/min at the cost
     of everything above 5 kHz.
 - Limits: 200 MB and 4 hours per upload.
 """

@@ -121,7 +121,7 @@ def main(argv=None):
         print("  baseline  %.1f LUFS, true peak %.1f dBTP" % (theirs.integrated_lufs,
                                                             theirs.true_peak_db))
         for codec, r in ours.renditions.items():
-            print("  %-6s %8.1f KB per minute" % (codec, r.size / 1024 / (r.duration_ms / 60000)))
+            print("  %-6s %8.1f kB per minute" % (codec, r.size / 1000 / (r.duration_ms / 60000)))
 
         pcm, rate = read_wav(speech_wav(os.path.join(work, "short.wav")))
         pcm = pcm[:rate * 5]

@@ -48,6 +48,17 @@ def png_bytes():
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def unknown_codec_wav(path):
+    """A well-formed WAV whose format tag (0x7777) no decoder knows."""
+    data = bytes(16000)
+    fmt = struct.pack("<HHIIHH", 0x7777, 1, 8000, 8000, 1, 8)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", len(data)) + data)
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
 def make_samples(directory):
     p = lambda name: os.path.join(directory, name)  # noqa: E731
     s = {}
@@ -93,6 +104,7 @@ def make_samples(directory):
     s["png_as_mp3"] = p("picture.mp3")
     with open(s["png_as_mp3"], "wb") as f:
         f.write(png_bytes())
+    s["unknown_codec"] = unknown_codec_wav(p("odd-codec.wav"))
     s["empty"] = p("empty.mp3")
     open(s["empty"], "wb").close()
     return s

@@ -18,7 +18,8 @@ GOOD = {
     "webm": ("opus", 1, 48000, None),
     "amr": ("amr_nb", 1, 8000, None),
 }
-BROKEN = {"png_as_mp3": "not-audio", "empty": "empty", "truncated": "truncated"}
+BROKEN = {"png_as_mp3": "not-audio", "empty": "empty", "truncated": "truncated",
+          "unknown_codec": "unsupported"}
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,14 @@ def test_renditions_are_what_the_receivers_are_told(built):
     assert adpcm.size % 256 == 0
 
 
+def test_duration_is_what_decodes_not_what_the_header_guesses(built, samples):
+    # AMR has no duration in its header (ffmpeg estimates 15.96 s from the bitrate); the item
+    # is as long as the speech it holds.
+    speech_ms = read_duration_ms(samples["speech"])
+    assert built["amr"].duration_ms == pytest.approx(speech_ms, abs=60)
+    assert built["speech"].duration_ms == pytest.approx(speech_ms, abs=2)
+
+
 def test_stereo_is_downmixed_to_mono(built):
     pcm = decode_to_pcm("mp3", open(built["stereo"].renditions["mp3"].path, "rb").read(), 16000)
     # One channel of 8 s: a stereo decode would give twice the samples.
