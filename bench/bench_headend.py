@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import wave
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -167,6 +168,11 @@ class Api:
         r.raise_for_status()
         return r.json()
 
+    def cancel(self, bid):
+        r = self.http.delete("/api/v1/broadcasts/" + bid)
+        if r.status_code != 409:  # 409: it is over already, nothing left to stop
+            r.raise_for_status()
+
     def stats(self):
         return self.get("/api/v1/health")["stats"]
 
@@ -239,7 +245,7 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
              "receivers online at the head-end")
         time.sleep(2.0)
         media = api.http.post("/api/v1/media", files={"file": (
-            "canh-bao.wav", write_tone(tmp / "alarm.wav", 4.0).read_bytes(), "audio/wav")})
+            "canh-bao.wav", write_tone(tmp / "alarm.wav", 6.0).read_bytes(), "audio/wav")})
         media.raise_for_status()
         media_id = media.json()["id"]
         programme = api.http.post("/api/v1/media", files={"file": (
@@ -249,8 +255,11 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
         for label in ("idle, fetch then play", "idle, cached", "preempting, cached"):
             normal = None
             if label.startswith("preempting"):
+                # Scheduled ahead, as programmes are: every receiver fetches it first.
+                start = datetime.fromtimestamp(time.time() + max(5.0, n / 40.0), UTC)
                 normal = api.http.post("/api/v1/broadcasts", json={
-                    "media_id": programme.json()["id"], "targets": {"devices": ids}})
+                    "media_id": programme.json()["id"], "targets": {"devices": ids},
+                    "start_at": start.isoformat()})
                 normal.raise_for_status()
                 normal = normal.json()["id"]
                 def programme_playing(normal=normal):
@@ -277,9 +286,9 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
                               "known_s": known - called}
             time.sleep(2.0)  # let it be heard: a receiver reports "started" before the relay
             #                  has settled and the first sample is out
-            api.http.delete("/api/v1/broadcasts/" + bid).raise_for_status()
+            api.cancel(bid)
             if normal is not None:
-                api.http.delete("/api/v1/broadcasts/" + normal)
+                api.cancel(normal)
             time.sleep(2.0)
         stop.set()
         plays = {}

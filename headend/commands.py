@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from headend.models import CommandCounter, Receiver
@@ -83,9 +83,9 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
     keys: dict[str, bytes] = {}
     last: dict[str, int] = {}
     for part in chunks(device_ids):
-        for dev, key in session.execute(
+        for dev, key_hex in session.execute(
                 select(Receiver.id, Receiver.device_key).where(Receiver.id.in_(part))):
-            keys[dev] = key_from_hex(key)
+            keys[dev] = key_from_hex(key_hex)
         for dev, ctr in session.execute(select(CommandCounter.device_id, CommandCounter.last_ctr)
                                         .where(CommandCounter.device_id.in_(part))):
             last[dev] = ctr
@@ -102,7 +102,7 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
         out.append(Outgoing(command.device_id,
                             topics.device_topic(site_id, command.device_id, topics.CMD), payload))
     # Bulk writes (executemany): one statement for the updated counters, one for the new ones.
-    table = CommandCounter.__table__
+    table: Table = CommandCounter.__table__  # type: ignore[assignment]
     updated = [{"dev": d, "ctr": c} for d, c in last.items() if d in known]
     created = [{"device_id": d, "last_ctr": c} for d, c in last.items() if d not in known]
     if updated:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Commands and broadcasts.
     command_ttl_s: int = 60  # a command not delivered within this is refused by the receiver
     emergency_volume: int = 100
+    # A programme sent "now" starts this much later, so every receiver of a village can fetch
+    # the media first and all start together (raise it for hundreds of receivers on one link).
+    now_lead_ms: int = 3000
     # Emergency start lead when every target already holds the media: all poles start together
     # at call + lead (no echo between neighbours). Without the media they play once fetched.
     emergency_lead_ms: int = 150

@@ -14,6 +14,9 @@ from headend.security import has_permission, read_token
 from headend.services.users import get_user
 from headend.settings import Settings
 
+# The pages keep the same bearer token in this cookie (headend/web sets it at log-in).
+SESSION_COOKIE = "loaxa_token"
+
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
@@ -42,7 +45,7 @@ TokenDep = Annotated[str | None, Depends(oauth2_scheme)]
 def get_current_user(request: Request, session: SessionDep, settings: SettingsDep,
                      token: TokenDep) -> User:
     """The user of a bearer token (API) or of the session cookie the pages set."""
-    token = token or request.cookies.get("loaxa_token")
+    token = token or request.cookies.get(SESSION_COOKIE)
     username = read_token(secret=settings.secret_key, token=token) if token else None
     user = get_user(session, username=username) if username else None
     if user is None or not user.active:

@@ -124,6 +124,14 @@ class MediaPublic(BaseModel):
     renditions: list[RenditionPublic]
 
 
+class PrefetchRequest(BaseModel):
+    targets: dict[str, Any] | None = Field(None, description="default: every receiver")
+
+
+class Prefetched(BaseModel):
+    receivers: int
+
+
 class BroadcastCreate(BaseModel):
     media_id: str
     targets: dict[str, Any] = Field(

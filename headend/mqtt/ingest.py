@@ -104,8 +104,8 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
             batch.receivers[receiver.id] = receiver
     decoded = []
     for report in reports:
-        receiver = batch.receivers.get(report.device_id)
-        if receiver is None:
+        found = batch.receivers.get(report.device_id)
+        if found is None:
             batch.result.stats["unknown_device"] += 1
             if report.leaf == topics.TIME_REQUEST:
                 continue
@@ -119,7 +119,7 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
         except ProtocolError as exc:
             batch.drop(report, exc.reason)
             continue
-        decoded.append((report, receiver, msg))
+        decoded.append((report, found, msg))
     events = [(r, rc, m) for r, rc, m in decoded if r.leaf == topics.EVENT]
     event_handler = _Events(batch, events)
     event_handler.preload()
@@ -266,8 +266,8 @@ class _Events:
         session = self.batch.session
         if not self.events:
             return
-        pairs = {}
-        keys = set()
+        pairs: dict[str, set] = {}
+        keys: set[tuple[str, int]] = set()
         for report, _receiver, msg in self.events:
             pairs.setdefault(report.device_id, set())
             seq = msg.get("seq")
@@ -296,7 +296,7 @@ class _Events:
         for part in chunks(cmds):
             for delivery in session.scalars(select(Delivery).where(
                     Delivery.command_id.in_(part))):
-                self.by_command[delivery.command_id] = delivery
+                self.by_command[delivery.command_id or ""] = delivery
         items = sorted({m.get("item") for _, _, m in self.events
                         if m.get("k") in (messages.EV_FETCHED, messages.EV_FETCH_FAILED)
                         and isinstance(m.get("item"), str)})
@@ -347,7 +347,7 @@ class _Events:
         return delivery
 
     def _ack(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
-        delivery = self.by_command.get(msg.get("cmd"))
+        delivery = self.by_command.get(str(msg.get("cmd")))
         if delivery is None or delivery.device_id != receiver.id:
             return
         self.batch.touched.add(delivery.broadcast_id)
@@ -391,7 +391,7 @@ class _Events:
         skip = msg.get("skip")
         play = PlayLog(device_id=receiver.id, epoch=receiver.event_epoch or 0, broadcast_id=bid,
                        item=_str(msg.get("item")), seq=msg["seq"], started_at=t,
-                       scheduled_at=_dt(at) if _int(at) else None,
+                       scheduled_at=_dt(at) if at is not None and _int(at) else None,
                        skip_ms=skip if _int(skip) else None)
         self.batch.session.add(play)
         self.open_plays[(receiver.id, bid)] = play

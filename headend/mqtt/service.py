@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -106,8 +107,7 @@ class MqttService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        properties = None
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if v5:
             properties = Properties(PacketTypes.CONNECT)
             properties.SessionExpiryInterval = _NEVER_EXPIRE
@@ -187,7 +187,10 @@ class MqttService:
             self.stats["malformed." + exc.reason] += 1
             return
         reply = messages.time_reply(key, report.device_id, t0, report.received_ms, now_ms())
-        self._client.publish(topics.device_topic(self.settings.site_id, report.device_id,
+        client = self._client
+        if client is None:
+            return
+        client.publish(topics.device_topic(self.settings.site_id, report.device_id,
                                                  topics.TIME), reply, qos=0)
         self.stats["time_reply"] += 1
 
@@ -211,9 +214,9 @@ class MqttService:
     def _load_keys(self, device_ids: list[str] | None = None) -> None:
         with session_scope(self.session_factory) as session:
             query = select(Receiver.id, Receiver.device_key)
-            rows = []
+            rows: list[Any] = []
             if device_ids is None:
-                rows = session.execute(query).all()
+                rows = list(session.execute(query).all())
             else:
                 for part in chunks(device_ids):
                     rows += session.execute(query.where(Receiver.id.in_(part))).all()

@@ -51,9 +51,6 @@ PRIO_WIRE = {"normal": messages.PRIO_NORMAL, "priority": messages.PRIO_PRIORITY,
              "emergency": messages.PRIO_EMERGENCY}
 # A start time this far in the past is still taken as "now" (clock skew of the caller).
 PAST_TOLERANCE = timedelta(seconds=5)
-# A "now" broadcast of class normal/priority starts this much later, so every receiver can
-# fetch the media first and all poles of a village start together.
-NOW_LEAD_MS = 3000
 # How long after its end a broadcast waits for late reports before it is summarised.
 REPORT_GRACE = timedelta(seconds=60)
 
@@ -190,12 +187,12 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     emergency = priority == "emergency"
     scheduled = start_at is not None and start_at > now
     now_ms_ = _ms(now)
-    if scheduled:
+    if start_at is not None and scheduled:
         at_ms = _ms(start_at)
     elif emergency:
         at_ms = now_ms_ + settings.emergency_lead_ms  # only for receivers holding the media
     else:
-        at_ms = now_ms_ + NOW_LEAD_MS
+        at_ms = now_ms_ + settings.now_lead_ms
     start = _dt(at_ms)
     window = timedelta(milliseconds=media.duration_ms)
     if emergency:
@@ -240,6 +237,31 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     session.commit()
     publisher.publish_many(outgoing)
     return broadcast
+
+
+def prefetch_media(session: Session, *, settings: Settings, publisher: Publisher,
+                   media_id: Any, targets: Any = None, actor: User | str | None = None) -> int:
+    """Send ``fetch`` for ``media_id`` to the targets' online receivers (default: all), so a
+    later broadcast of it (an emergency above all) starts from their cache at once and in
+    step. Returns how many receivers were asked."""
+    media = get_media(session, media_id=media_id)
+    by_codec = {r.codec: r for r in media.renditions}
+    commands = []
+    for receiver in resolve_targets(session, targets or {"all": True}):
+        rendition = next((by_codec[c] for c in receiver_codecs(receiver) if c in by_codec), None)
+        if rendition is None or not receiver.online:
+            continue
+        commands.append(Command(receiver.id, messages.FETCH, {
+            "item": media.id, "url": settings.media_url(rendition.sha256, rendition.ext),
+            "sha": rendition.sha256, "size": rendition.size, "dur": rendition.duration_ms,
+            "codec": rendition.codec, "rate": rendition.rate}, new_command_id("fetch")))
+    outgoing = prepare(session, site_id=settings.site_id, commands=commands,
+                       ttl_s=settings.command_ttl_s)
+    audit.record(session, actor=actor, action="media.prefetch", target=media.id,
+                 detail={"targets": targets, "receivers": len(commands)})
+    session.commit()
+    publisher.publish_many(outgoing)
+    return len(commands)
 
 
 def send_emergency(session: Session, *, settings: Settings, publisher: Publisher,

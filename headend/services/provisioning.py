@@ -22,9 +22,9 @@ def provision_fleet(session: Session, *, settings: Settings, receivers: int,
     """Create the zones that are missing and ``receivers`` new receivers spread over them
     round-robin (codecs alternating); return the fleet JSON object, secrets included."""
     ensure_site(session, site_id=settings.site_id, name=settings.site_name)
-    for zone_id, name in zones:
-        if session.get(Zone, zone_id) is None:
-            create_zone(session, site_id=settings.site_id, zone_id=zone_id, name=name,
+    for new_zone, name in zones:
+        if session.get(Zone, new_zone) is None:
+            create_zone(session, site_id=settings.site_id, zone_id=new_zone, name=name,
                         actor=actor)
     taken = set(session.scalars(select(Receiver.id)))
     width = max(2, len(str(receivers + len(taken))))
@@ -35,7 +35,10 @@ def provision_fleet(session: Session, *, settings: Settings, receivers: int,
         while "%s%0*d" % (prefix, width, number) in taken:
             number += 1
         device_id = "%s%0*d" % (prefix, width, number)
-        zone_id, zone_name = zones[i % len(zones)] if zones else (None, "")
+        zone_id: str | None = None
+        zone_name = ""
+        if zones:
+            zone_id, zone_name = zones[i % len(zones)]
         made = provision_device(session, site_id=settings.site_id, device_id=device_id,
                                 name="Cụm loa %s %d" % (zone_name, i // max(1, len(zones)) + 1),
                                 zone_id=zone_id, codec=codecs[i % len(codecs)], actor=actor,

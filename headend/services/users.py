@@ -62,7 +62,7 @@ def update_user(session: Session, *, username: str, role: str | None = None,
     if user is None:
         raise NotFound("unknown-user", "no user %r" % username,
                        "Không có người dùng %r" % username)
-    changed = {}
+    changed: dict[str, str | bool] = {}
     if role is not None:
         if role not in ROLES:
             raise Invalid("bad-role", "role must be one of %s" % ", ".join(ROLES),

@@ -183,6 +183,21 @@ def test_emergency_preempts_and_cancel_stops_it_and_late_receivers(commune):
     assert commune.commands_to("b2") == []
 
 
+def test_prefetched_media_lets_an_emergency_start_together(commune):
+    commune.report(*(commune.birth(d) for d in ("a1", "a2")))
+    media = commune.upload()
+    r = commune.client.post("/api/v1/media/%s/prefetch" % media["id"], headers=commune.headers,
+                            json={"targets": {"zones": ["thon-1"]}})
+    assert r.status_code == 202 and r.json()["receivers"] == 2
+    fetch = commune.commands_to("a1")[-1]
+    assert fetch["k"] == "fetch" and fetch["a"]["item"] == media["id"]
+    commune.report(commune.event("a1", "fetched", item=media["id"], sha=fetch["a"]["sha"]))
+    commune.client.post("/api/v1/emergency", headers=commune.headers,
+                        json={"media_id": media["id"], "targets": {"devices": ["a1", "a2"]}})
+    at = {d: commune.commands_to(d)[-1]["a"]["at"] for d in ("a1", "a2")}
+    assert at["a1"] is not None and at["a2"] is None  # a1 holds it: a set start; a2 fetches
+
+
 def test_a_stale_death_does_not_mark_a_live_receiver_offline(commune):
     commune.report(commune.birth("a1", boot=3, conn=1))
     commune.report(commune.birth("a1", boot=3, conn=2), commune.death("a1", boot=3, conn=1))

@@ -4,11 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
 
-from headend.api.deps import MediaEditor, Reader, SessionDep, SettingsDep
-from headend.api.schemas import MediaPublic
+from headend.api.deps import MediaEditor, PublisherDep, Reader, SessionDep, SettingsDep
+from headend.api.schemas import MediaPublic, Prefetched, PrefetchRequest, RenditionPublic
 from headend.errors import Invalid
 from headend.models import MediaItem
 from headend.services import media
+from headend.services.broadcasts import prefetch_media as prefetch
 
 router = APIRouter(prefix="/media", tags=["media"])
 
@@ -17,7 +18,8 @@ def media_public(item: MediaItem) -> MediaPublic:
     return MediaPublic(id=item.id, title=item.title, filename=item.filename,
                        duration_s=item.duration_ms / 1000, created_at=item.created_at,
                        created_by=item.created_by, loudness_lufs=item.loudness_lufs,
-                       warnings=item.warnings, renditions=item.renditions)
+                       warnings=item.warnings,
+                       renditions=[RenditionPublic.model_validate(r) for r in item.renditions])
 
 
 def save_upload(upload: UploadFile, directory: Path, limit_bytes: int) -> Path:
@@ -50,6 +52,17 @@ def upload_media(session: SessionDep, settings: SettingsDep, user: MediaEditor,
     finally:
         tmp.unlink(missing_ok=True)
     return media_public(item)
+
+
+@router.post("/{media_id}/prefetch", response_model=Prefetched,
+             status_code=status.HTTP_202_ACCEPTED)
+def prefetch_media(media_id: str, body: PrefetchRequest, session: SessionDep,
+                   settings: SettingsDep, publisher: PublisherDep, user: MediaEditor):
+    """Have receivers (default: all online) fetch this item into their cache now, so that a
+    later broadcast of it, an emergency above all, starts at once and in step everywhere."""
+    count = prefetch(session, settings=settings, publisher=publisher, media_id=media_id,
+                     targets=body.targets, actor=user)
+    return Prefetched(receivers=count)
 
 
 @router.get("", response_model=list[MediaPublic])
