@@ -1,4 +1,6 @@
-"""MPEG audio frame headers (ISO 11172-3, 13818-3 and MPEG-2.5): where frames start and end.
+"""MPEG audio Layer III frame headers (ISO 11172-3, 13818-3 and MPEG-2.5): where frames start
+and end. The header itself is read by ``firmware.mp3`` (the receivers' parser, so head-end and
+receivers agree on what a frame is); this module adds the fields and walks the head-end needs.
 
 Used to cut MP3 at frame boundaries (live frames carry whole MPEG frames), to compute a
 rendition's duration without decoding, and by tests that drop frames and decode the rest.
@@ -9,24 +11,15 @@ bit reservoir): ``main_data_begin`` is then 0. Renditions are encoded with the r
 
 from dataclasses import dataclass
 
-_BITRATES_KBPS = {
-    # (MPEG-1?, layer): 15 entries for indices 0..14 (0 = free format, refused)
-    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-# version bits -> sample rates by index
-_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-_VERSION_NAMES = {3: "1", 2: "2", 0: "2.5"}
+from firmware.mp3 import bitrate_kbps, frame_info, id3_length
+
+_VERSION_NAMES = {3: "1", 2: "2", 0: "2.5"}  # version bits of the header
 
 
 @dataclass(frozen=True)
 class FrameHeader:
     version: str          # "1", "2" or "2.5"
-    layer: int            # 1, 2 or 3
+    layer: int            # always 3: the only layer receivers play
     bitrate_kbps: int
     sample_rate: int
     channels: int
@@ -50,40 +43,18 @@ class FrameHeader:
 
 
 def parse_header(buf, pos=0):
-    """The FrameHeader at ``buf[pos:]``, or None if no valid header starts there."""
+    """The FrameHeader at ``buf[pos:]``, or None if no valid Layer III header starts there."""
     if pos + 4 > len(buf):
         return None
-    b0, b1, b2, b3 = buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]
-    if b0 != 0xFF or (b1 & 0xE0) != 0xE0:
+    b1, b2, b3 = buf[pos + 1], buf[pos + 2], buf[pos + 3]
+    info = frame_info(buf[pos], b1, b2)
+    if info is None:
         return None
-    version_bits = (b1 >> 3) & 3
-    layer_bits = (b1 >> 1) & 3
-    bitrate_index = b2 >> 4
-    rate_index = (b2 >> 2) & 3
-    if version_bits == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    layer = 4 - layer_bits
-    mpeg1 = version_bits == 3
-    bitrate = _BITRATES_KBPS[(mpeg1, layer)][bitrate_index]
-    rate = _RATES[version_bits][rate_index]
-    padding = (b2 >> 1) & 1
-    if layer == 1:
-        samples = 384
-        frame_bytes = (12 * bitrate * 1000 // rate + padding) * 4
-    else:
-        samples = 1152 if (layer == 2 or mpeg1) else 576
-        frame_bytes = samples // 8 * bitrate * 1000 // rate + padding
-    return FrameHeader(version=_VERSION_NAMES[version_bits], layer=layer, bitrate_kbps=bitrate,
-                       sample_rate=rate, channels=1 if (b3 >> 6) == 3 else 2,
-                       has_crc=not (b1 & 1), frame_bytes=frame_bytes, samples=samples)
-
-
-def _skip_id3v2(buf):
-    if len(buf) >= 10 and bytes(buf[:3]) == b"ID3":
-        size = (buf[6] << 21) | (buf[7] << 14) | (buf[8] << 7) | buf[9]
-        footer = 10 if buf[5] & 0x10 else 0
-        return 10 + size + footer
-    return 0
+    frame_bytes, samples, rate = info
+    return FrameHeader(version=_VERSION_NAMES[(b1 >> 3) & 3], layer=3,
+                       bitrate_kbps=bitrate_kbps(b1, b2), sample_rate=rate,
+                       channels=1 if (b3 >> 6) == 3 else 2, has_crc=not (b1 & 1),
+                       frame_bytes=frame_bytes, samples=samples)
 
 
 def iter_frames(buf):
@@ -94,7 +65,7 @@ def iter_frames(buf):
     next frame's header follows where it says (or a tag, or the end), so a stray 0xFFE inside
     data is not taken for a frame.
     """
-    pos = _skip_id3v2(buf)
+    pos = id3_length(bytes(buf[:10]))
     end = len(buf)
     in_step = True
     while pos + 4 <= end:
@@ -128,7 +99,7 @@ def frames(buf):
 def main_data_begin(frame):
     """How many bytes a Layer III frame borrows from earlier frames (0 = decodes alone)."""
     header = parse_header(frame)
-    if header is None or header.layer != 3:
+    if header is None:
         return 0
     at = header.side_info_offset
     if header.version == "1":

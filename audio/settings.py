@@ -30,6 +30,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from protocol.media import adpcm_samples_per_block
+
 MB = 1024 * 1024
 
 
@@ -85,5 +87,4 @@ def bytes_per_minute(settings, codec):
     if codec == "mp3":
         return settings.mp3_bitrate_kbps * 1000 // 8 * 60
     block = settings.adpcm_block_bytes
-    samples = (block - 4) * 2 + 1
-    return settings.adpcm_rate * 60 * block // samples
+    return settings.adpcm_rate * 60 * block // adpcm_samples_per_block(block)

@@ -26,11 +26,9 @@ import multiprocessing as mp
 import os
 import queue
 import shlex
-import struct
 import sys
 import tempfile
 import time
-import wave
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from headend.process import HeadendProcess  # noqa: E402
 from headend.services.provisioning import provision_fleet  # noqa: E402
 from headend.services.users import create_user  # noqa: E402
 from headend.settings import Settings  # noqa: E402
+from tools.testaudio import write_tone_wav  # noqa: E402
 from tools.testbrokers import start_mosquitto  # noqa: E402
 
 SITE = "xa-bench"
@@ -134,17 +133,6 @@ def fleet_worker(specs, broker, workdir, stop, out):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def write_tone(path, seconds, freq=880.0, rate=16000):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"".join(
-            struct.pack("<h", int(9000 * math.sin(2 * math.pi * freq * i / rate)))
-            for i in range(int(seconds * rate))))
-    return path
-
 
 def wait(predicate, timeout, what):
     deadline = time.time() + timeout
@@ -245,11 +233,12 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
              "receivers online at the head-end")
         time.sleep(2.0)
         media = api.http.post("/api/v1/media", files={"file": (
-            "canh-bao.wav", write_tone(tmp / "alarm.wav", 6.0).read_bytes(), "audio/wav")})
+            "canh-bao.wav", write_tone_wav(tmp / "alarm.wav", 6.0, freq=880.0).read_bytes(),
+            "audio/wav")})
         media.raise_for_status()
         media_id = media.json()["id"]
         programme = api.http.post("/api/v1/media", files={"file": (
-            "chuong-trinh.wav", write_tone(tmp / "programme.wav", 30.0, 330).read_bytes(),
+            "chuong-trinh.wav", write_tone_wav(tmp / "programme.wav", 30.0, freq=330).read_bytes(),
             "audio/wav")})
         programme.raise_for_status()
         for label in ("idle, fetch then play", "idle, cached", "preempting, cached"):

@@ -23,6 +23,9 @@ The encoder side (head-end) is ``audio.adpcm``; it imports ``STEP_TABLE`` from h
 sides cannot disagree on the table.
 """
 
+from protocol.media import ADPCM_HEADER_BYTES as HEADER_BYTES
+from protocol.media import adpcm_samples_per_block
+
 # The IMA step table (89 entries) and the step-index change per 3-bit code magnitude.
 STEP_TABLE = (
     7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 21, 23, 25, 28, 31, 34, 37, 41, 45,
@@ -33,7 +36,6 @@ STEP_TABLE = (
     24623, 27086, 29794, 32767)
 INDEX_TABLE = (-1, -1, -1, -1, 2, 4, 6, 8)
 MAX_STEP_INDEX = 88
-HEADER_BYTES = 4
 
 # The step table as little-endian u16 bytes, for the viper path (ptr16 indexing). Immutable.
 STEP_TABLE_LE16 = b"".join(bytes((s & 0xFF, s >> 8)) for s in STEP_TABLE)
@@ -43,7 +45,7 @@ def samples_in_block(nbytes):
     """Samples a block of ``nbytes`` bytes decodes to (0 if it is shorter than its header)."""
     if nbytes < HEADER_BYTES:
         return 0
-    return (nbytes - HEADER_BYTES) * 2 + 1
+    return adpcm_samples_per_block(nbytes)
 
 
 def _decode_python(block, out):

@@ -12,6 +12,11 @@ _RESYNC_LIMIT = 4096  # bytes of junk tolerated between frames before giving up
 MAX_FRAME_BYTES = 1441  # MPEG-1 Layer III, 320 kbit/s at 32 kHz, padded
 
 
+def bitrate_kbps(b1, b2):
+    """The bitrate of a Layer III header that ``frame_info`` accepts."""
+    return (_BITRATES_V1 if (b1 >> 3) & 3 == 3 else _BITRATES_V2)[b2 >> 4]
+
+
 def frame_info(b0, b1, b2):
     """``(frame_bytes, samples, rate)`` of a Layer III header starting with these bytes, or None."""
     if b0 != 0xFF or (b1 & 0xE0) != 0xE0:
@@ -26,8 +31,8 @@ def frame_info(b0, b1, b2):
     rate = _RATES[version][rate_index]
     pad = (b2 >> 1) & 1
     if version == 3:
-        return (144000 * _BITRATES_V1[br_index] // rate + pad, 1152, rate)
-    return (72000 * _BITRATES_V2[br_index] // rate + pad, 576, rate)
+        return (144000 * bitrate_kbps(b1, b2) // rate + pad, 1152, rate)
+    return (72000 * bitrate_kbps(b1, b2) // rate + pad, 576, rate)
 
 
 def id3_length(head):

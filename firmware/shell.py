@@ -226,15 +226,20 @@ class Receiver:
             self._tasks.append(asyncio.create_task(coro))
         await self._stopped.wait()
 
-    async def shutdown(self):
-        """Stop everything: the player, the tasks, a clean MQTT disconnect."""
-        self._running = False
+    async def _go_quiet_and_offline(self):
+        """Stop the player, switch the amplifier off and close the MQTT link (errors ignored:
+        the receiver is going down either way)."""
         self._stop_player()
         self._set_amp(False)
         try:
             await self.mqtt.close()
         except Exception:
             pass
+
+    async def shutdown(self):
+        """Stop everything: the player, the tasks, a clean MQTT disconnect."""
+        self._running = False
+        await self._go_quiet_and_offline()
         for task in self._tasks + self._background:
             task.cancel()
         self._tasks = []
@@ -400,12 +405,7 @@ class Receiver:
         # A clean DISCONNECT suppresses the will: publish the death ourselves.
         await self.mqtt.publish(self._t_status, M.death(self.device, self.boot, self._conn),
                                 1, True, 2000)
-        self._stop_player()
-        self._set_amp(False)
-        try:
-            await self.mqtt.close()
-        except Exception:
-            pass
+        await self._go_quiet_and_offline()
         self.outbox.close()
         self.platform.reboot()
 

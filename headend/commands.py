@@ -2,7 +2,7 @@
 
 A command is prepared inside the caller's transaction (its counter is persisted there), and
 published only after that transaction commits, so a counter is never used twice even if the
-head-end dies between the two steps: ``ctr = max(last + 1, now_ms)``.
+head-end dies between the two steps (``protocol.messages.next_counter``).
 """
 
 import logging
@@ -96,7 +96,7 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
         if key is None:
             log.warning("no receiver %s: command %s dropped", command.device_id, command.kind)
             continue
-        ctr = last[command.device_id] = max(last.get(command.device_id, 0) + 1, now)
+        ctr = last[command.device_id] = messages.next_counter(last.get(command.device_id, 0), now)
         payload = messages.sign_command(key, command.device_id, command.kind, command.args, ctr,
                                         now + ttl_s * 1000, command.cmd_id)
         out.append(Outgoing(command.device_id,

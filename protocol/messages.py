@@ -186,6 +186,13 @@ def sign_command(key, device, kind, args, ctr, exp, cmd_id):
     return seal(key, command_body(device, kind, args, ctr, exp, cmd_id))
 
 
+def next_counter(last, now):
+    """The counter for a device's next command: above its last one (``last``, 0 if none) and
+    never below the clock ``now`` (ms), so counters keep growing even when the sender lost
+    the last one it used (a restart, a crash before the counter was stored)."""
+    return max(last + 1, now)
+
+
 def open_command(key, payload, device):
     """Authenticate and validate a command for ``device``; return it as a dict.
 
@@ -211,6 +218,11 @@ def open_command(key, payload, device):
 def time_request(t0):
     """Receiver -> head-end: ``t0`` is the receiver's monotonic ms when sent."""
     return encode({"v": PROTOCOL_VERSION, "t0": t0})
+
+
+def open_time_request(payload):
+    """The receiver's ``t0`` from a time request; ProtocolError if it is malformed."""
+    return need_int(decode(payload), "t0")
 
 
 def time_reply(key, device, t0, t1, t2):

@@ -6,7 +6,10 @@ pages, and simulated receivers in three villages, with a sample bulletin schedul
 
 Everything it makes lives under ``--dir`` and is reused by the next run: the head-end's
 database and media, the fleet file (receivers' ids, keys and broker passwords), the simulated
-boards' flash, the admin password and the head-end's secret key. Ctrl-C stops the receivers,
+boards' flash, the admin password, the head-end's secret key and broker password. The broker
+accepts no anonymous client: it reads the accounts the head-end exports for Mosquitto
+(``broker/passwd`` and ``broker/acl``), so each receiver logs in as itself and may touch only
+its own topics, and the head-end's persistent session keeps reports across its restarts. Ctrl-C stops the receivers,
 then the head-end, then the broker, and waits for each, so no process is left behind.
 """
 
@@ -27,6 +30,7 @@ import httpx
 SITE = "xa-mau"
 SITE_NAME = "Xã Mẫu"
 VILLAGES = [("thon-dong", "Thôn Đông"), ("thon-doai", "Thôn Đoài"), ("xom-chua", "Xóm Chùa")]
+HEADEND_MQTT_USER = "headend"
 HEARTBEAT_S = 10  # livelier than the 30 s default, so the pages fill in quickly
 BULLETIN_TITLE = "Bản tin mẫu của xã"
 BULLETIN_TEXT = (
@@ -72,6 +76,7 @@ class Demo:
         self.count = receivers
         self.given_password = admin_password
         self.url = "http://127.0.0.1:%d" % port
+        self.broker_dir = directory / "broker"
         self.broker = None
         self.headend = None
         self.fleet = None
@@ -84,13 +89,15 @@ class Demo:
 
         return Settings(data_dir=self.dir / "headend", site_id=SITE, site_name=SITE_NAME,
                         mqtt_host=broker[0], mqtt_port=broker[1], public_base_url=self.url,
-                        secret_key=self.secret_key)
+                        secret_key=self.secret_key, mqtt_username=HEADEND_MQTT_USER,
+                        mqtt_password=self.mqtt_password)
 
     def prepare_database(self, broker):
-        """Receivers (the head-end's provisioning service) and the admin account."""
+        """Receivers (the head-end's provisioning service), the admin account, and the
+        broker's account files exported from them."""
         from headend.db import make_engine, make_session_factory, migrate
         from headend.security import random_password, verify_password
-        from headend.services.provisioning import provision_fleet
+        from headend.services.provisioning import export_mosquitto, provision_fleet
         from headend.services.users import create_user, get_user, update_user
         from simulator.fleet import DeviceSpec
 
@@ -123,6 +130,7 @@ class Demo:
                 elif not admin.active or not verify_password(password, admin.password_hash):
                     update_user(session, username="admin", password=password, active=True,
                                 actor="demo")
+                export_mosquitto(session, settings=settings, directory=self.broker_dir)
         finally:
             engine.dispose()
         self.admin_password = password
@@ -132,17 +140,23 @@ class Demo:
 
     def start_services(self):
         from headend.process import HeadendProcess
-        from tools.testbrokers import start_embedded_broker
+        from tools.testbrokers import free_port, start_embedded_broker
 
         self.secret_key = read_or_make_secret(self.dir / "secret-key",
                                               lambda: os.urandom(32).hex())
-        self.broker = start_embedded_broker(self.dir / "broker")
-        say("Embedded MQTT broker on %s:%d" % (self.broker.host, self.broker.port))
-        specs = self.prepare_database(self.broker.address)
+        self.mqtt_password = read_or_make_secret(self.dir / "headend-mqtt-password",
+                                                 lambda: os.urandom(16).hex())
+        address = ("127.0.0.1", free_port())
+        specs = self.prepare_database(address)
+        self.broker = start_embedded_broker(self.broker_dir, port=address[1],
+                                            config_dir=self.broker_dir)
+        say("Embedded MQTT broker on %s:%d (accounts: %s)"
+            % (self.broker.host, self.broker.port, self.broker_dir / "passwd"))
         self.headend = HeadendProcess(
             self.dir / "headend", mqtt=self.broker.address, port=self.port,
             env={"LOAXA_SITE_ID": SITE, "LOAXA_SITE_NAME": SITE_NAME,
-                 "LOAXA_SECRET_KEY": self.secret_key})
+                 "LOAXA_SECRET_KEY": self.secret_key, "LOAXA_MQTT_USERNAME": HEADEND_MQTT_USER,
+                 "LOAXA_MQTT_PASSWORD": self.mqtt_password})
         self.headend.start(timeout=60)
         say("Head-end on %s (log: %s)" % (self.url, self.headend.log_path))
         return specs

@@ -160,7 +160,7 @@ class Operator:
         if info is None or not self.answer_time:
             return
         try:
-            t0 = messages.need_int(messages.decode(payload), "t0")
+            t0 = messages.open_time_request(payload)
         except ProtocolError:
             return
         self.time_requests += 1
@@ -172,7 +172,7 @@ class Operator:
 
     def _next_counter(self, device):
         with self._lock:
-            ctr = max(self._counters.get(device, 0) + 1, now_ms())
+            ctr = messages.next_counter(self._counters.get(device, 0), now_ms())
             self._counters[device] = ctr
             return ctr
 

@@ -16,33 +16,12 @@ import asyncio
 import hashlib
 import time
 
+from firmware.adpcm import samples_in_block
+from firmware.mp3 import frame_info, id3_length
 from firmware.platform import Sink
-from protocol.media import ADPCM_BLOCK_BYTES, ADPCM_HEADER_BYTES, adpcm_samples_per_block
+from protocol.media import ADPCM_BLOCK_BYTES
 
 DEFAULT_BUFFER_MS = 120.0
-
-# MPEG audio frame header tables (ISO 11172-3 / 13818-3), layer III only: what ffmpeg and the
-# audio package produce for receivers.
-_MP3_BITRATES_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-_MP3_BITRATES_V2 = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
-_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
-
-
-def mp3_frame_info(buf, pos):
-    """``(frame_bytes, samples)`` of a layer-III frame header at ``buf[pos:]``, or None."""
-    if pos + 4 > len(buf) or buf[pos] != 0xFF or buf[pos + 1] & 0xE0 != 0xE0:
-        return None
-    version = (buf[pos + 1] >> 3) & 3   # 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5
-    layer = (buf[pos + 1] >> 1) & 3     # 1 = layer III
-    bitrate_index = buf[pos + 2] >> 4
-    rate_index = (buf[pos + 2] >> 2) & 3
-    padding = (buf[pos + 2] >> 1) & 1
-    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
-        return None
-    rate = _MP3_RATES[version][rate_index]
-    if version == 3:
-        return 144000 * _MP3_BITRATES_V1[bitrate_index] // rate + padding, 1152
-    return 72000 * _MP3_BITRATES_V2[bitrate_index] // rate + padding, 576
 
 
 class _Mp3Counter:
@@ -57,13 +36,13 @@ class _Mp3Counter:
         samples = 0
         pos = 0
         while pos + 10 <= len(buf):
-            if buf[pos:pos + 3] == b"ID3":
-                size = (buf[pos + 6] << 21) | (buf[pos + 7] << 14) | (buf[pos + 8] << 7) | buf[pos + 9]
-                if pos + 10 + size > len(buf):
+            tag = id3_length(buf[pos:pos + 10])
+            if tag:
+                if pos + tag > len(buf):
                     break
-                pos += 10 + size
+                pos += tag
                 continue
-            info = mp3_frame_info(buf, pos)
+            info = frame_info(buf[pos], buf[pos + 1], buf[pos + 2])
             if info is None:
                 pos += 1  # resynchronise, as a decoder does
                 continue
@@ -85,12 +64,12 @@ class _AdpcmCounter:
     def samples_in(self, data):
         total = self._pending + len(data)
         blocks, self._pending = divmod(total, self._block)
-        return blocks * adpcm_samples_per_block(self._block)
+        return blocks * samples_in_block(self._block)
 
     def flush(self):
         """A short last block still holds samples."""
         rest, self._pending = self._pending, 0
-        return max(0, (rest - ADPCM_HEADER_BYTES) * 2 + 1) if rest > ADPCM_HEADER_BYTES else 0
+        return samples_in_block(rest)
 
 
 class Playback:

@@ -133,7 +133,8 @@ def test_secure_mosquitto_refuses_anonymous_and_wrong_passwords(secure_mosquitto
 
 def test_loaxa_broker_command_announces_its_address_and_stops_on_sigterm(tmp_path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "broker", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "broker", "--port", str(port),
+                             "--allow-anonymous"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout.readline().strip() == "broker listening on 127.0.0.1:%d" % port

@@ -17,6 +17,7 @@ import uuid
 
 import paho.mqtt.client as paho
 import pytest
+from local_server import LocalServer
 
 from firmware.mqtt import MQTTClient
 
@@ -234,13 +235,12 @@ async def test_keepalive_notices_a_frozen_broker_and_reconnects(mqtt_broker, rec
     assert await rx.client.publish("loaxa/test/alive", b"1", qos=1)
 
 
-class GarbageServer:
+class GarbageServer(LocalServer):
     """A TCP server on 127.0.0.1 that answers each connection with the next canned reply."""
 
     def __init__(self, replies):
         self.replies = list(replies)
         self.connections = 0
-        self.server = None
 
     async def _handle(self, reader, writer):
         reply = self.replies[min(self.connections, len(self.replies) - 1)]
@@ -253,15 +253,6 @@ class GarbageServer:
         except OSError:
             pass
         writer.close()
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-        await self.server.wait_closed()
 
 
 async def test_garbage_from_the_server_is_counted_and_never_crashes():

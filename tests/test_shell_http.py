@@ -10,6 +10,7 @@ import hashlib
 import os
 
 import pytest
+from local_server import LocalServer
 
 from firmware.cache import MediaCache
 from firmware.http import HttpError, download, parse_url, sha256_hex
@@ -17,22 +18,12 @@ from firmware.http import HttpError, download, parse_url, sha256_hex
 BODY = bytes(range(256)) * 40  # 10,240 bytes
 
 
-class MediaServer:
+class MediaServer(LocalServer):
     """Serves ``BODY`` at any path. ``mode``: "range" | "no-range" | "chunked" | "cut" | "416"."""
 
     def __init__(self, mode="range"):
         self.mode = mode
         self.requests = []
-        self.server = None
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-        await self.server.wait_closed()
 
     def url(self, path="/media/a.adpcm"):
         return "http://127.0.0.1:%d%s" % (self.port, path)

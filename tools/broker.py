@@ -2,8 +2,12 @@
 
 Mosquitto is the production broker; this one needs nothing but Python, so the demo, the
 simulator and the tests run anywhere. Retained messages and last wills work, which is all the
-receiver presence protocol needs. Prints one line ``broker listening on HOST:PORT`` when it
-accepts connections and stops cleanly on SIGINT/SIGTERM.
+receiver presence protocol needs. Like Mosquitto it reads the head-end's exported password and
+ACL files (tools/broker_acl.py): each receiver may touch only its own topics, anonymous clients
+are refused, and it will not start without accounts unless told ``--allow-anonymous`` (tests).
+A persistent session of a logged-in client (the head-end's) keeps its QoS 1 messages while it
+is away; amqtt keeps none for anonymous clients. Prints ``broker listening on HOST:PORT`` (then
+where its accounts come from) when it accepts connections; stops cleanly on SIGINT/SIGTERM.
 """
 
 import argparse
@@ -11,26 +15,29 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 
-def broker_config(host, port, passwd_file=None):
-    """The amqtt configuration: one TCP listener, no $SYS chatter, anonymous unless a password
-    file (amqtt format: ``user:argon2-or-bcrypt-hash`` per line) is given."""
+def broker_config(host, port, passwd_file=None, acl_file=None):
+    """The amqtt configuration: one TCP listener, no $SYS chatter; with a Mosquitto password
+    file and ACL file (tools/broker_acl.py) every client must log in and is held to the ACL,
+    without them anyone connects anonymously and may do anything (tests only)."""
     if passwd_file:
-        auth = {"amqtt.plugins.authentication.FileAuthPlugin": {"password_file": passwd_file}}
+        plugins = {"tools.broker_acl.PasswdFileAuthPlugin": {"password_file": str(passwd_file)},
+                   "tools.broker_acl.AclFilePlugin": {"acl_file": str(acl_file)}}
     else:
-        auth = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        plugins = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
     return {
         "listeners": {"default": {"type": "tcp", "bind": "%s:%d" % (host, port)}},
-        "plugins": auth,
+        "plugins": plugins,
     }
 
 
-async def serve(host, port, passwd_file=None, ready=None):
+async def serve(host, port, passwd_file=None, acl_file=None, ready=None):
     """Run the broker until cancelled or until SIGINT/SIGTERM."""
     from amqtt.broker import Broker
 
-    broker = Broker(broker_config(host, port, passwd_file))
+    broker = Broker(broker_config(host, port, passwd_file, acl_file))
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -40,6 +47,8 @@ async def serve(host, port, passwd_file=None, ready=None):
         except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
             pass
     print("broker listening on %s:%d" % (host, port), flush=True)
+    print("accounts from %s, ACL from %s" % (passwd_file, acl_file) if passwd_file
+          else "ANONYMOUS, no ACL: for tests only", flush=True)
     if ready is not None:
         ready.set()
     try:
@@ -56,17 +65,60 @@ def _quiet_logging(verbose):
         logging.getLogger(name).setLevel(level)
 
 
+def _account_files(parser, args):
+    """(passwd, acl) paths, or (None, None) for an anonymous broker; exits on a bad mix."""
+    passwd, acl = args.passwd, args.acl
+    if args.config_dir:
+        if passwd or acl:
+            parser.error("--config-dir replaces --passwd and --acl; give one or the other")
+        passwd, acl = args.config_dir / "passwd", args.config_dir / "acl"
+    if passwd or acl:
+        if args.allow_anonymous:
+            parser.error("--allow-anonymous cannot be combined with accounts")
+        if not (passwd and acl):
+            parser.error("--passwd and --acl go together: accounts without an ACL would let "
+                         "any receiver command every other")
+        from tools.broker_acl import AccountFileError, Acl, read_passwd
+
+        try:
+            if not read_passwd(passwd):
+                parser.error("%s holds no account" % passwd)
+            Acl.parse(acl.read_text(), str(acl))
+        except OSError as exc:
+            parser.error("cannot read %s: %s (write it with `loaxa headend export-mosquitto "
+                         "DIR`)" % (exc.filename, exc.strerror))
+        except AccountFileError as exc:
+            parser.error(str(exc))
+        return passwd, acl
+    if not args.allow_anonymous:
+        parser.error("refusing to start without accounts: give --config-dir DIR (the files "
+                     "`loaxa headend export-mosquitto DIR` writes) or --passwd and --acl; "
+                     "--allow-anonymous is for tests only")
+    return None, None
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="loaxa broker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="loaxa broker", description=__doc__.splitlines()[0],
+        epilog="The account files are the ones production Mosquitto reads: `loaxa headend "
+               "export-mosquitto DIR` writes DIR/passwd and DIR/acl. They are read again when "
+               "they change.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=1883, help="TCP port (default 1883)")
-    parser.add_argument("--passwd", metavar="FILE",
-                        help="amqtt password file (user:argon2 hash); anonymous if omitted")
+    parser.add_argument("--config-dir", type=Path, metavar="DIR",
+                        help="use DIR/passwd and DIR/acl (from `loaxa headend export-mosquitto`)")
+    parser.add_argument("--passwd", type=Path, metavar="FILE",
+                        help="Mosquitto password file (user:$7$ PBKDF2-SHA512 hash per line)")
+    parser.add_argument("--acl", type=Path, metavar="FILE",
+                        help="Mosquitto ACL file (user/topic/pattern lines, %%u = username)")
+    parser.add_argument("--allow-anonymous", action="store_true",
+                        help="for tests only: no accounts, no ACL, anyone may publish anything")
     parser.add_argument("-v", "--verbose", action="store_true", help="log connections")
     args = parser.parse_args(argv)
+    passwd, acl = _account_files(parser, args)
     _quiet_logging(args.verbose)
     try:
-        asyncio.run(serve(args.host, args.port, args.passwd))
+        asyncio.run(serve(args.host, args.port, passwd, acl))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

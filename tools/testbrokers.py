@@ -10,6 +10,7 @@ can be killed like a real one and never shares the test's event loop.
     broker.stop(); broker.start(); broker.kill(); broker.restart()
 
     broker = start_mosquitto(tmp_path, accounts={"d1": "pw1", "headend": "pw"})  # ACL per device
+    broker = start_embedded_broker(tmp_path, accounts={"d1": "pw1"})  # the same, on amqtt
 """
 
 import base64
@@ -195,6 +196,14 @@ def write_mosquitto_accounts(directory, accounts, headend_users=(HEADEND_USER,))
     return passwd, acl
 
 
+def _with_headend_account(accounts):
+    """A copy of ``accounts`` with a "headend" account (random password) if it has none."""
+    accounts = dict(accounts)
+    if HEADEND_USER not in accounts:
+        accounts[HEADEND_USER] = base64.b16encode(os.urandom(12)).decode().lower()
+    return accounts
+
+
 def start_mosquitto(directory, port=None, accounts=None, extra_conf=(),
                     log_types=("error", "warning", "notice"), start=True):
     """Start Mosquitto in ``directory`` (config, log and password files go there).
@@ -220,9 +229,7 @@ def start_mosquitto(directory, port=None, accounts=None, extra_conf=(),
     if accounts is None:
         conf.append("allow_anonymous true")
     else:
-        accounts = dict(accounts)
-        if HEADEND_USER not in accounts:
-            accounts[HEADEND_USER] = base64.b16encode(os.urandom(12)).decode().lower()
+        accounts = _with_headend_account(accounts)
         passwd, acl = write_mosquitto_accounts(directory, accounts)
         conf += ["allow_anonymous false", "password_file %s" % passwd, "acl_file %s" % acl]
     conf += list(extra_conf)
@@ -237,15 +244,26 @@ def start_mosquitto(directory, port=None, accounts=None, extra_conf=(),
 
 # -- embedded broker (amqtt, `loaxa broker`) ---------------------------------------------------
 
-def start_embedded_broker(directory, port=None, start=True):
-    """Start `python -m tools.broker` (amqtt) in a child process on a free port."""
+def start_embedded_broker(directory, port=None, accounts=None, config_dir=None, start=True):
+    """Start `python -m tools.broker` (amqtt) in a child process on a free port.
+
+    Anonymous (``--allow-anonymous``, tests only) unless given ``accounts`` ({username: password},
+    written as Mosquitto files like ``start_mosquitto`` does, "headend" added when missing) or
+    ``config_dir`` holding ``passwd`` and ``acl`` already (`loaxa headend export-mosquitto`).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     host = "127.0.0.1"
     port = port or free_port(host)
     argv = [sys.executable, "-m", "tools.broker", "--host", host, "--port", str(port)]
+    if accounts is not None:
+        accounts = _with_headend_account(accounts)
+        write_mosquitto_accounts(directory, accounts)
+        config_dir = directory
+    argv += ["--config-dir", str(config_dir)] if config_dir else ["--allow-anonymous"]
     broker = BrokerProcess("amqtt", argv, host, port, directory / ("amqtt-%d.log" % port),
                            cwd=str(REPO_ROOT))
+    broker.accounts = accounts or {}
     return broker.start() if start else broker
 
 

@@ -181,7 +181,7 @@ class MqttService:
 
     def _answer_time(self, report: Report, key: bytes) -> None:
         try:
-            t0 = messages.need_int(messages.decode(report.payload), "t0")
+            t0 = messages.open_time_request(report.payload)
         except ProtocolError as exc:
             self.stats["malformed"] += 1
             self.stats["malformed." + exc.reason] += 1

@@ -9,7 +9,6 @@ import os
 import shutil
 import struct
 import subprocess
-import wave
 import zlib
 
 import imageio_ffmpeg
@@ -121,20 +120,3 @@ def make_three_hours(directory):
     out = os.path.join(directory, "three_hours.mp3")
     ffmpeg("-f", "concat", "-safe", "0", "-i", listing, "-c", "copy", "-write_xing", "0", out)
     return out
-
-
-def read_wav(path):
-    """(samples as int16 numpy array, rate) of a 16-bit mono WAV."""
-    import numpy as np
-
-    with wave.open(path) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"), w.getframerate()
-
-
-def write_wav(path, samples, rate):
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.astype("<i2").tobytes())
-    return path

@@ -6,11 +6,12 @@ import os
 import numpy as np
 import pytest
 from audio_samples import ffmpeg as run_ffmpeg
-from audio_samples import make_samples, read_wav
+from audio_samples import make_samples
 
 from audio import adpcm
 from audio.decode import decode_to_pcm
 from audio.renditions import make_renditions
+from audio.tones import read_wav_mono
 from firmware.adpcm import decode_block, samples_in_block
 
 BLOCK = 256
@@ -25,7 +26,7 @@ def speech(tmp_path_factory):
                              ("adpcm",), keep_normalised=True)
     with open(result.renditions["adpcm"].path, "rb") as f:
         data = f.read()
-    normalised, rate = read_wav(result.normalised_path)
+    normalised, rate = read_wav_mono(result.normalised_path)
     return {"data": data, "normalised": normalised, "rate": rate, "dir": directory}
 
 

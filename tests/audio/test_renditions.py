@@ -6,7 +6,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from audio_samples import make_samples, read_wav, write_wav
+from audio_samples import make_samples
 
 from audio import ffmpeg
 from audio.decode import decode_to_pcm
@@ -14,6 +14,7 @@ from audio.loudness import measure
 from audio.probe import AudioRejected
 from audio.renditions import make_renditions
 from audio.settings import DEFAULT_SETTINGS
+from audio.tones import read_wav_mono, write_wav
 
 TARGET = DEFAULT_SETTINGS.target_lufs
 AUDIBLE = ["speech", "speech_m4a", "tone", "noise", "clipped", "stereo", "webm", "amr"]
@@ -203,7 +204,7 @@ def test_works_with_the_bundled_ffmpeg_and_no_ffprobe(samples, tmp_path, monkeyp
 
 
 def read_duration_ms(wav_path):
-    samples, rate = read_wav(wav_path)
+    samples, rate = read_wav_mono(wav_path)
     return len(samples) * 1000 / rate
 
 

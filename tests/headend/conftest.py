@@ -2,11 +2,7 @@
 of every role, a short real recording, and helpers that feed receivers' reports to the ingest
 exactly as the MQTT service would."""
 
-import io
-import math
-import struct
 import time
-import wave
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,20 +11,9 @@ from headend.app import create_app
 from headend.mqtt.ingest import Report, apply_batch
 from headend.settings import Settings
 from protocol import messages
+from tools.testaudio import tone_wav
 
 PASSWORD = "correct horse battery"
-
-
-def tone_wav(seconds=1.5, rate=16000, freq=440.0) -> bytes:
-    """A real WAV file (a tone), made in the test run."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / rate)))
-                               for i in range(int(seconds * rate))))
-    return buf.getvalue()
 
 
 @pytest.fixture(autouse=True)

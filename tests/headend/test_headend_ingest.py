@@ -7,6 +7,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from polling import wait_for
 from sqlalchemy import select
 
 from headend.db import make_engine, make_session_factory, migrate
@@ -18,16 +19,6 @@ from protocol import messages, topics
 from protocol.signing import key_from_hex
 
 SITE = "xa-ingest"
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for %s" % what)
 
 
 class FakeBoard:

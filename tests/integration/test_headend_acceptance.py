@@ -18,15 +18,17 @@ import pytest
 
 from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
-from headend.services.provisioning import provision_fleet
+from headend.services.provisioning import export_mosquitto, provision_fleet
 from headend.services.users import create_user
 from headend.settings import Settings
 from simulator.fleet import DeviceSpec, Fleet
+from tools.testbrokers import HEADEND_USER, start_embedded_broker
 
 pytestmark = pytest.mark.integration
 
 SITE = "xa-accept"
 PASSWORD = "acceptance-pass"
+MQTT_PASSWORD = "acceptance-mqtt-pass"
 START_TOLERANCE_MS = 50.0
 WITHIN_S = 1.0
 
@@ -43,14 +45,19 @@ def write_tone(path, seconds, freq=440.0, rate=16000):
 
 
 class Station:
-    """A commune: the head-end process, its receivers (a simulated fleet) and an API client."""
+    """A commune: the head-end process, its receivers (a simulated fleet) and an API client.
 
-    def __init__(self, tmp_path, broker, zones):
+    With ``accounts_dir`` every MQTT client logs in as itself: the head-end exports its
+    accounts there (Mosquitto's passwd/acl) and the broker, not yet started, is started on them.
+    """
+
+    def __init__(self, tmp_path, broker, zones, accounts_dir=None):
         self.tmp = tmp_path
         self.broker = broker
         data = tmp_path / "headend"
+        account = {"mqtt_username": HEADEND_USER, "mqtt_password": MQTT_PASSWORD}
         settings = Settings(data_dir=data, site_id=SITE, mqtt_host=broker.host,
-                            mqtt_port=broker.port)
+                            mqtt_port=broker.port, **(account if accounts_dir else {}))
         url = settings.resolved_database_url
         migrate(url)
         engine = make_engine(url)
@@ -60,7 +67,11 @@ class Station:
                 fleet[zone] = provision_fleet(session, settings=settings, receivers=count,
                                               zones=[(zone, zone)], prefix=zone + "-")
             create_user(session, username="op", password=PASSWORD, role="operator")
+            if accounts_dir:
+                export_mosquitto(session, settings=settings, directory=accounts_dir)
         engine.dispose()
+        if accounts_dir:
+            broker.start()
         specs = []
         for i, device in enumerate(d for f in fleet.values() for d in f["devices"]):
             spec = DeviceSpec.from_json(device)
@@ -68,8 +79,10 @@ class Station:
             spec.drift_ppm = (80, -80, 30, -50)[i % 4]
             specs.append(spec)
         self.zones = {zone: [d["id"] for d in f["devices"]] for zone, f in fleet.items()}
-        self.server = HeadendProcess(data, mqtt=(broker.host, broker.port),
-                                     env={"LOAXA_SITE_ID": SITE})
+        env = {"LOAXA_SITE_ID": SITE}
+        if accounts_dir:
+            env.update(LOAXA_MQTT_USERNAME=HEADEND_USER, LOAXA_MQTT_PASSWORD=MQTT_PASSWORD)
+        self.server = HeadendProcess(data, mqtt=(broker.host, broker.port), env=env)
         self.fleet = Fleet(specs, site=SITE, broker=(broker.host, broker.port),
                            workdir=str(tmp_path / "boards"))
         self.http = None
@@ -234,7 +247,25 @@ async def test_headend_killed_during_a_broadcast_loses_no_proof_of_play(tmp_path
                                                                        mosquitto_broker):
     """Acceptance 4: SIGKILL the head-end before air time, restart it after: every report
     the receivers sent meanwhile is in the play log."""
-    async with Station(tmp_path, mosquitto_broker, {"thon-1": 3, "thon-2": 3}) as st:
+    await _kill_the_headend_during_a_broadcast(
+        Station(tmp_path, mosquitto_broker, {"thon-1": 3, "thon-2": 3}))
+
+
+async def test_headend_killed_loses_no_proof_of_play_on_the_embedded_broker_too(tmp_path):
+    """Acceptance 4 on `loaxa broker` (amqtt), every client logged in with its own account
+    from the head-end's export: amqtt queues for a persistent session only if it is not
+    anonymous."""
+    accounts = tmp_path / "broker"
+    broker = start_embedded_broker(accounts, config_dir=accounts, start=False)
+    try:
+        await _kill_the_headend_during_a_broadcast(
+            Station(tmp_path, broker, {"thon-1": 3, "thon-2": 3}, accounts_dir=accounts))
+    finally:
+        broker.stop()
+
+
+async def _kill_the_headend_during_a_broadcast(station):
+    async with station as st:
         ids = st.zones["thon-1"] + st.zones["thon-2"]
         news = await st.upload("tin-chieu.wav", 1.5, 523)
         at = time.time() + 3.0

@@ -150,6 +150,17 @@ def test_time_reply_round_trip():
     assert reason_of(messages.open_time_reply, KEY, wire, "loa-02") == "wrong-device"
 
 
+def test_time_request_round_trip_and_garbage_is_malformed():
+    assert messages.open_time_request(messages.time_request(1234)) == 1234
+    assert reason_of(messages.open_time_request, b'{"v":1,"t0":"soon"}') == "bad-field"
+    assert reason_of(messages.open_time_request, b"not json") == "malformed"
+
+
+def test_command_counters_grow_past_the_last_and_never_fall_behind_the_clock():
+    assert messages.next_counter(0, 1700000000000) == 1700000000000
+    assert messages.next_counter(1700000000005, 1700000000000) == 1700000000006
+
+
 # -- audio frames -------------------------------------------------------------------------------
 
 def stream_key():

@@ -2,13 +2,9 @@
 a RecordingPublisher), a small commune provisioned through the services, receivers' reports
 fed to the real ingest, and a browser-like client that logs in through the login form."""
 
-import math
 import re
-import struct
 import time
-import wave
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,22 +18,12 @@ from headend.services.users import create_user
 from headend.settings import Settings
 from protocol import messages
 from protocol.signing import key_from_hex
+from tools.testaudio import write_tone_wav
 
 PASSWORD = "mat-khau-thu"
 SITE = "xa-web"
 # Thôn Đông: three receivers; Thôn Tây: two (one of them never comes online).
 COMMUNE = {"thon-dong": ("Thôn Đông", ["d1", "d2", "d3"]), "thon-tay": ("Thôn Tây", ["t1", "t2"])}
-
-
-def write_tone_wav(path: Path, seconds: float = 1.5, rate: int = 16000, freq: float = 440.0):
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(b"".join(
-            struct.pack("<h", int(9000 * math.sin(2 * math.pi * freq * i / rate)))
-            for i in range(int(seconds * rate))))
-    return path
 
 
 def form_token(html: str) -> str:

@@ -11,11 +11,11 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from polling import wait_for
 
 from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
@@ -84,15 +84,6 @@ def provision(data_dir, broker):
     return [DeviceSpec.from_json(d) for d in fleet["devices"]]
 
 
-def wait_until(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("not within %.0f s: %s" % (timeout, what))
-
-
 @pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None,
                     reason="needs Debian's chromium and node (make setup installs both)")
 def test_operator_broadcasts_to_a_village_and_sends_an_emergency_in_chromium(
@@ -122,7 +113,7 @@ def test_operator_broadcasts_to_a_village_and_sends_an_emergency_in_chromium(
             token = httpx.post(server.url + "/api/v1/auth/token",
                                data={"username": "canbo", "password": PASSWORD}).json()
             cookies = {"loaxa_token": token["access_token"]}
-            wait_until(all_online, 30, "every receiver online at the head-end")
+            wait_for(all_online, 30, "every receiver online at the head-end", interval=0.2)
 
             env = dict(os.environ, LOAXA_URL=server.url, LOAXA_USER="canbo",
                        LOAXA_PASSWORD=PASSWORD, BULLETIN_WAV=str(bulletin),
