@@ -357,12 +357,15 @@ class LiveFramer:
     async def aclose(self):
         """Stop ffmpeg and the reader; safe to call more than once."""
         self._finished = True
-        if self._producer is not None and not self._producer.done():
-            self._producer.cancel()
-            try:
-                await self._producer
-            except (asyncio.CancelledError, Exception):
-                pass
+        producer = self._producer
+        # Cancel until it is really done: on Python 3.11 asyncio.wait_for can swallow a
+        # cancellation that lands as its inner read completes, and the producer would then
+        # wait forever for buffer space nobody frees (seen once as a hung test).
+        while producer is not None and not producer.done():
+            producer.cancel()
+            await asyncio.wait({producer}, timeout=0.5)
+        if producer is not None and not producer.cancelled():
+            producer.exception()  # retrieved, so asyncio does not log it as never retrieved
         await self._kill_process()
 
     # -- consumer side: pacing --

@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     mqtt_password: str = ""
     mqtt_tls: bool = False
     mqtt_ca_file: Path | None = None
-    mqtt_client_id: str = ""  # default: loaxa-headend-{site_id}; fixed, for a persistent session
+    mqtt_client_id: str = ""  # default: the username, else loaxa-headend-{site_id}; fixed, for a persistent session
+    # When set, the broker's ``passwd`` and ``acl`` files are rewritten here after every
+    # provisioning, so a new receiver can log in at once: the embedded broker rereads them on
+    # connect; Mosquitto needs a SIGHUP (``loaxa headend export-mosquitto`` writes the same).
+    broker_accounts_dir: Path | None = None
     # "auto" tries MQTT 5 (no in-flight window limit from the broker) then falls back to 3.1.1
     # for brokers without it (the embedded amqtt broker).
     mqtt_protocol: Literal["auto", "5", "3.1.1"] = "auto"
@@ -97,7 +101,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_client_id(self) -> str:
-        return self.mqtt_client_id or "loaxa-headend-%s" % self.site_id
+        # With accounts, the broker binds the client id to the username (one session each).
+        return self.mqtt_client_id or self.mqtt_username or "loaxa-headend-%s" % self.site_id
 
     @cached_property
     def tz(self) -> ZoneInfo:

@@ -90,7 +90,7 @@ class Demo:
         return Settings(data_dir=self.dir / "headend", site_id=SITE, site_name=SITE_NAME,
                         mqtt_host=broker[0], mqtt_port=broker[1], public_base_url=self.url,
                         secret_key=self.secret_key, mqtt_username=HEADEND_MQTT_USER,
-                        mqtt_password=self.mqtt_password)
+                        mqtt_password=self.mqtt_password, broker_accounts_dir=self.broker_dir)
 
     def prepare_database(self, broker):
         """Receivers (the head-end's provisioning service), the admin account, and the
@@ -156,7 +156,8 @@ class Demo:
             self.dir / "headend", mqtt=self.broker.address, port=self.port,
             env={"LOAXA_SITE_ID": SITE, "LOAXA_SITE_NAME": SITE_NAME,
                  "LOAXA_SECRET_KEY": self.secret_key, "LOAXA_MQTT_USERNAME": HEADEND_MQTT_USER,
-                 "LOAXA_MQTT_PASSWORD": self.mqtt_password})
+                 "LOAXA_MQTT_PASSWORD": self.mqtt_password,
+                 "LOAXA_BROKER_ACCOUNTS_DIR": str(self.broker_dir)})
         self.headend.start(timeout=60)
         say("Head-end on %s (log: %s)" % (self.url, self.headend.log_path))
         return specs

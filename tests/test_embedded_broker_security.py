@@ -114,7 +114,7 @@ def test_anonymous_unknown_and_wrong_passwords_are_refused(secure_broker, client
 
 
 def test_a_receiver_touches_only_its_own_topics_and_the_headend_all(secure_broker, clients):
-    headend = clients(secure_broker, "he", "headend", "pw-headend")
+    headend = clients(secure_broker, "headend", "headend", "pw-headend")
     assert headend.subscribe("loaxa/v1/#")
     dev1 = clients(secure_broker, "dev1", "dev1", "pw-one")
     dev2 = clients(secure_broker, "dev2", "dev2", "pw-two")
@@ -149,13 +149,13 @@ def test_a_receiver_touches_only_its_own_topics_and_the_headend_all(secure_broke
 
 def test_reports_sent_while_the_headend_is_away_wait_for_it(secure_broker, clients):
     """The head-end's persistent session (no clean start, QoS 1) survives its absence."""
-    headend = clients(secure_broker, "loaxa-headend-away", "headend", "pw-headend", clean=False)
+    headend = clients(secure_broker, "headend", "headend", "pw-headend", clean=False)
     assert headend.subscribe(topics.uplink_filter(SITE, topics.EVENT))
     headend.close()
     dev1 = clients(secure_broker, "dev1", "dev1", "pw-one")
     for n in range(3):
         dev1.publish(evt("dev1"), b"played %d" % n)
-    back = clients(secure_broker, "loaxa-headend-away", "headend", "pw-headend", clean=False)
+    back = clients(secure_broker, "headend", "headend", "pw-headend", clean=False)
     assert back.received(3) == {(evt("dev1"), b"played %d" % n) for n in range(3)}
 
 
@@ -195,3 +195,48 @@ def test_headend_hashes_and_exported_acl_mean_what_mosquitto_means():
     assert not acl.allows(None, None, "read", STREAM)
     assert acl.allows("headend", "x", "write", cmd("d1"))
     assert acl.allows("headend", "x", "read", topics.uplink_filter(SITE), is_filter=True)
+
+
+def test_a_receiver_provisioned_through_the_api_can_log_in_at_once(tmp_path, clients):
+    """With broker_accounts_dir set, provisioning rewrites the broker's accounts: a technician
+    who provisions a receiver does not also have to remember an export."""
+    from fastapi.testclient import TestClient
+
+    from headend.app import create_app
+    from headend.services.users import create_user
+    from headend.settings import Settings
+
+    accounts = tmp_path / "broker"
+    settings = Settings(data_dir=tmp_path / "headend", site_id=SITE, mqtt_enabled=False,
+                        mqtt_username="headend", mqtt_password="pw-headend",
+                        broker_accounts_dir=accounts)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        with app.state.session_factory() as session:
+            create_user(session, username="tech", password="tech-password-1", role="technician")
+        token = client.post("/api/v1/auth/token", data={"username": "tech",
+                                                        "password": "tech-password-1"})
+        headers = {"Authorization": "Bearer %s" % token.json()["access_token"]}
+        first = client.post("/api/v1/devices", json={"name": "Cổng chợ"}, headers=headers)
+        assert first.status_code == 201
+        broker = start_embedded_broker(tmp_path / "run", config_dir=accounts)
+        try:
+            second = client.post("/api/v1/devices", json={"name": "Nhà văn hoá"},
+                                 headers=headers).json()
+            made = clients(broker, second["id"], second["mqtt_user"], second["mqtt_password"])
+            assert made.result == 0 and made.subscribe(cmd(second["id"]))
+            assert not made.subscribe(cmd(first.json()["id"]))
+        finally:
+            broker.stop()
+
+
+def test_a_receiver_cannot_take_over_the_headends_session(secure_broker, clients):
+    """Connecting with the head-end's client id must not knock the head-end off the broker
+    (amqtt refuses it; Mosquitto gives the intruder its own username as client id)."""
+    headend = clients(secure_broker, "headend", "headend", "pw-headend")
+    assert headend.subscribe(evt("dev1"))
+    clients(secure_broker, "headend", "dev1", "pw-one")
+    dev1 = clients(secure_broker, "dev1", "dev1", "pw-one")
+    dev1.publish(evt("dev1"), b"still here")
+    assert headend.received(1) == {(evt("dev1"), b"still here")}
+    assert headend.mqtt.is_connected()

@@ -33,11 +33,50 @@ def broker_config(host, port, passwd_file=None, acl_file=None):
     }
 
 
+def _authenticate_before_session_lookup(broker):
+    """Make amqtt authenticate a CONNECT before it touches the session of its client id,
+    and never resume a clean session as a persistent one.
+
+    amqtt 0.12 deletes (clean session) or takes over the existing session named by a CONNECT's
+    client id first and checks the credentials afterwards, so anyone reaching the port, even
+    with a wrong password, could knock the head-end off by naming its client id. Here the
+    credentials are checked as the CONNECT is read, and a refused client is answered
+    "not authorized" before any session is looked at. The broker process runs one broker, so
+    wrapping the class's reader once is safe.
+    """
+    from amqtt.errors import AMQTTError
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+
+    read_connect = BrokerProtocolHandler.init_from_connect
+
+    async def read_and_authenticate(reader, writer, plugins_manager, loop=None):
+        handler, session = await read_connect(reader, writer, plugins_manager, loop)
+        if not await broker._authenticate(session, None):
+            handler.attach(session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            raise AMQTTError("refused %r before its session was looked up" % session.client_id)
+        known = broker._sessions.get(session.client_id)
+        if known is not None and known[0].clean_session and not session.clean_session:
+            # A clean session's state ends with its connection (MQTT 3.1.2.4), but amqtt keeps it
+            # until a periodic sweep and would resume it with its clean flag: the head-end's
+            # persistent session would then not queue the reports sent while it is away.
+            if known[0].transitions.state == "disconnected":
+                await broker._cleanup_session(session.client_id)
+            else:
+                known[0].clean_session = False
+        return handler, session
+
+    BrokerProtocolHandler.init_from_connect = read_and_authenticate
+
+
 async def serve(host, port, passwd_file=None, acl_file=None, ready=None):
     """Run the broker until cancelled or until SIGINT/SIGTERM."""
     from amqtt.broker import Broker
 
     broker = Broker(broker_config(host, port, passwd_file, acl_file))
+    if passwd_file:
+        _authenticate_before_session_lookup(broker)
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -225,6 +225,12 @@ class PasswdFileAuthPlugin(BaseAuthPlugin):
             return False
         if isinstance(password, bytes | bytearray):
             password = bytes(password).decode("utf-8", "replace")
+        if session.client_id != username:
+            # One client id per account, as Mosquitto's use_username_as_clientid: otherwise any
+            # receiver could connect with the head-end's client id and knock it off the broker.
+            self.context.logger.info("refused %s: client id is not the username %r",
+                                     session.client_id, username)
+            return False
         hashed = self._users.refresh(force=True).get(username)
         if hashed is None or not verify_mosquitto_hash(password, hashed):
             self.context.logger.info("refused %s: bad credentials for %r", session.client_id,

@@ -231,7 +231,8 @@ def start_mosquitto(directory, port=None, accounts=None, extra_conf=(),
     else:
         accounts = _with_headend_account(accounts)
         passwd, acl = write_mosquitto_accounts(directory, accounts)
-        conf += ["allow_anonymous false", "password_file %s" % passwd, "acl_file %s" % acl]
+        conf += ["allow_anonymous false", "use_username_as_clientid true",
+                 "password_file %s" % passwd, "acl_file %s" % acl]
     conf += list(extra_conf)
     conf_path = directory / ("mosquitto-%d.conf" % port)
     conf_path.write_text("\n".join(conf) + "\n")

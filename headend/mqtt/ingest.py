@@ -231,13 +231,32 @@ def _heartbeat(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
         _come_online(batch, receiver)
 
 
+def offline_allowance_s(settings: Settings, capabilities: Any) -> float:
+    """How long a receiver may be silent before it counts as offline.
+
+    ``offline_after_s`` suits the default 30 s heartbeat (45 s to notice, sweep included); a
+    receiver that declared a longer period in its birth (``caps.hb``, e.g. 60 s on a paid 4G
+    link) gets 1.4 periods, so one late heartbeat never flaps it offline.
+    """
+    period = capabilities.get("hb") if isinstance(capabilities, dict) else None
+    if isinstance(period, int | float) and not isinstance(period, bool) and period > 0:
+        return max(settings.offline_after_s, 1.4 * period)
+    return settings.offline_after_s
+
+
 def sweep_presence(session: Session, *, settings: Settings,
                    now: datetime | None = None) -> list[str]:
-    """Mark receivers silent for ``offline_after_s`` offline; returns their ids."""
+    """Mark receivers silent for longer than their allowance offline; returns their ids."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=settings.offline_after_s)
-    silent = list(session.scalars(select(Receiver.id).where(
-        Receiver.online.is_(True), (Receiver.last_seen < cutoff) | Receiver.last_seen.is_(None))))
+    silent = []
+    for device_id, last_seen, capabilities in session.execute(
+            select(Receiver.id, Receiver.last_seen, Receiver.capabilities).where(
+                Receiver.online.is_(True),
+                (Receiver.last_seen < cutoff) | Receiver.last_seen.is_(None))):
+        allowance = timedelta(seconds=offline_allowance_s(settings, capabilities))
+        if last_seen is None or last_seen < now - allowance:
+            silent.append(device_id)
     for part in chunks(silent):
         session.execute(update(Receiver).where(Receiver.id.in_(part), Receiver.online.is_(True))
                         .values(online=False, offline_reason="silent"))

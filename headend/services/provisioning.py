@@ -47,6 +47,7 @@ def provision_fleet(session: Session, *, settings: Settings, receivers: int,
                         "key": made.device_key, "mqtt_user": made.mqtt_user,
                         "mqtt_password": made.mqtt_password, "codec": made.receiver.codec})
     session.commit()
+    refresh_broker_accounts(session, settings=settings)
     host, port = broker or (settings.mqtt_host, settings.mqtt_port)
     return {"site": settings.site_id, "broker": {"host": host, "port": port},
             "devices": devices}
@@ -86,6 +87,8 @@ def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -
     conf.write_text("\n".join([
         "# Loaxa: include from mosquitto.conf; add a TLS listener (certfile/keyfile) in production",
         "allow_anonymous false",
+        "# one client id per account: nobody can take over the head-end's (or a receiver's) session",
+        "use_username_as_clientid true",
         "password_file %s" % passwd.resolve(),
         "acl_file %s" % acl.resolve(),
         "# the head-end's persistent session keeps receivers' reports while it restarts",
@@ -94,3 +97,11 @@ def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -
         "max_inflight_messages 1000",
     ]) + "\n")
     return [passwd, acl, conf]
+
+
+def refresh_broker_accounts(session: Session, *, settings: Settings) -> list[Path]:
+    """Rewrite the broker's account files after provisioning, when the head-end manages them
+    (``settings.broker_accounts_dir``); otherwise the operator exports them by hand."""
+    if settings.broker_accounts_dir is None:
+        return []
+    return export_mosquitto(session, settings=settings, directory=settings.broker_accounts_dir)

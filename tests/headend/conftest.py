@@ -110,10 +110,12 @@ class Commune:
         self.publisher.publish_many(out)
         return result
 
-    def birth(self, device, boot=1, conn=1, codecs=("mp3",)):
-        return Report("status", device, messages.birth(
-            device, boot, conn, "0.1.0", {"codecs": list(codecs), "sink": "sim"}, "sim"),
-            now_ms(), qos=1)
+    def birth(self, device, boot=1, conn=1, codecs=("mp3",), heartbeat_s=None):
+        caps = {"codecs": list(codecs), "sink": "sim"}
+        if heartbeat_s is not None:
+            caps["hb"] = heartbeat_s
+        return Report("status", device, messages.birth(device, boot, conn, "0.1.0", caps, "sim"),
+                      now_ms(), qos=1)
 
     def death(self, device, boot=1, conn=1):
         return Report("status", device, messages.death(device, boot, conn), now_ms(), qos=1)

@@ -247,6 +247,20 @@ def test_a_silent_receiver_is_marked_offline(commune, app):
     assert device["online"] is False and device["offline_reason"] == "silent"
 
 
+def test_a_4g_receiver_with_a_longer_heartbeat_is_given_its_own_allowance(commune, app):
+    """A receiver on 4G that heartbeats every 60 s must not flap offline at 45 s."""
+    from headend.mqtt.ingest import sweep_presence
+
+    commune.report(commune.birth("a1", heartbeat_s=60), commune.birth("a2"))
+    settings = app.state.settings
+    soon = datetime.now(UTC) + timedelta(seconds=settings.offline_after_s + 1)
+    late = datetime.now(UTC) + timedelta(seconds=1.4 * 60 + 1)
+    with app.state.session_factory() as session:
+        assert sweep_presence(session, settings=settings, now=soon) == ["a2"]
+        assert sweep_presence(session, settings=settings, now=late) == ["a1"]
+        session.commit()
+
+
 def test_command_counters_only_grow(commune):
     commune.report(commune.birth("a1"))
     for _ in range(3):

@@ -10,7 +10,7 @@ from headend.api.schemas import (
     DevicePublic,
     DeviceUpdate,
 )
-from headend.services import devices
+from headend.services import devices, provisioning
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -30,6 +30,7 @@ def provision_device(body: DeviceCreate, session: SessionDep, settings: Settings
     made = devices.provision_device(session, site_id=settings.site_id, device_id=body.id,
                                     name=body.name, zone_id=body.zone, lat=body.lat,
                                     lon=body.lon, codec=body.codec, actor=user)
+    provisioning.refresh_broker_accounts(session, settings=settings)
     view = devices.get_device(session, device_id=made.receiver.id)
     return DeviceProvisioned(**DevicePublic.model_validate(view).model_dump(),
                              device_key=made.device_key, mqtt_user=made.mqtt_user,
