@@ -50,6 +50,7 @@ from protocol.errors import ProtocolError
 _INITIAL_BUFFER = 512        # receive buffer; grown once to max_packet when a packet needs it
 _SKIP_CHUNK = 512            # oversized packets are read and dropped this much at a time
 _CLOSE_WAIT_S = 1            # how long to wait for a closing stream before aborting it
+_PING_ANSWER_MS = 10000      # time left for a PINGRESP before the link counts as dead
 
 # How a session ended, for the backoff in run().
 _FAILED = 0     # could not open the stream or complete CONNECT/CONNACK
@@ -567,12 +568,22 @@ class MQTTClient:
     # -- keepalive ---------------------------------------------------------------------------
 
     async def _keepalive_loop(self):
-        """PINGREQ when the link has been quiet for half the keepalive; give up on the broker
-        when nothing at all came from it for 1.5 keepalives (MQTT's own server-side rule)."""
+        """PINGREQ only when nothing went out, or nothing came in, for a whole keepalive (plus
+        one check step); give up on the broker when nothing at all came from it for 1.5
+        keepalives (MQTT's own server-side rule).
+
+        Why not ping sooner: on a paid 4G link every packet costs ~40 B of TCP/IP (and ~29 B of
+        TLS) whatever it carries. The receiver's heartbeat goes out every keepalive with QoS 1,
+        and its PUBACK is the broker's sign of life, so an idle receiver whose heartbeats flow
+        sends no ping at all (bench/bench_link_bytes.py measured a ping every 15 s costing more
+        on the wire than the heartbeats themselves). The broker allows 1.5 keepalives of
+        silence, so a ping at keepalive + one step is still in time. Short keepalives (a LAN,
+        the tests) leave too little time for that ping's answer and keep pinging at half.
+        """
         keepalive_ms = self.keepalive * 1000
-        half_ms = keepalive_ms // 2
         dead_ms = keepalive_ms * 3 // 2
         step_ms = max(50, min(1000, keepalive_ms // 4))
+        quiet_ms = max(keepalive_ms // 2, min(keepalive_ms + step_ms, dead_ms - _PING_ANSWER_MS))
         ticks_ms = self._ticks_ms
         ticks_diff = self._ticks_diff
         while not self._down.is_set():
@@ -581,9 +592,9 @@ class MQTTClient:
             if ticks_diff(now, self._last_rx) >= dead_ms:
                 self._drop("keepalive_timeout")
                 return
-            quiet_out = ticks_diff(now, self._last_tx) >= half_ms
-            quiet_in = ticks_diff(now, self._last_rx) >= half_ms
-            if quiet_out or (quiet_in and ticks_diff(now, self._last_ping) >= half_ms):
+            quiet_out = ticks_diff(now, self._last_tx) >= quiet_ms
+            quiet_in = ticks_diff(now, self._last_rx) >= quiet_ms
+            if quiet_out or (quiet_in and ticks_diff(now, self._last_ping) >= quiet_ms):
                 self._last_ping = now
                 self.stats["pings"] += 1
                 try:

@@ -25,7 +25,7 @@ Tasks, each small and each never letting an exception out:
 Anything a peer sends (any topic) goes through ``_on_message``, which counts and drops what it
 cannot use and never raises.
 
-Heartbeat (QoS 0 on ``.../hb``), keys short because 4G is paid per byte; keys with a default
+Heartbeat (QoS 1 on ``.../hb``: its PUBACK doubles as the keepalive answer), keys short because 4G is paid per byte; keys with a default
 value (0/null) are left out::
 
     v 1 · boot, conn session counters · up uptime s · heap free bytes · ln link type ·
@@ -34,15 +34,14 @@ value (0/null) are left out::
     cu cache used bytes · off clock offset ms (network - local) · sy 1 when synced ·
     play bid playing · rej rejected commands · mal malformed messages · temp MCU °C
 
-Bytes per day, 4G (budget 1 MB/day of telemetry): a typical heartbeat is ~150 B of JSON plus
-~35 B of MQTT header and topic = ~185 B; at the default 30 s that is 2,880 x 185 = 533 KB/day.
-Time sync adds ~60 B per request and ~190 B per signed reply: at one exchange per 300 s,
-288 x 250 = 72 KB/day, plus ~17 exchanges (4 KB) after each connect (burst, then
-refinement). Keepalive pings cost nothing while heartbeats flow (the client only pings an idle
-link). Events are a few dozen per day (~150 B
-each): ~10 KB. MQTT-level total: ~0.62 MB/day. TCP/IP and TLS add ~70-110 B per packet on the
-wire, which brings 30 s heartbeats near 0.95 MB/day: on a ``ppp`` (4G) link set
-``heartbeat_s`` to 60 (~0.55 MB/day with everything).
+Bytes per day, 4G (budget 1 MB/day of telemetry), measured by ``bench/bench_link_bytes.py``
+(docs/benchmarks.md): a heartbeat is ~150 B of JSON plus ~40 B of MQTT header and topic, and
+its 4-byte PUBACK comes back; time sync costs ~233 B per exchange, one per 300 s after the
+connect burst; events are a few dozen a day. At the MQTT level that is ~0.65 MB/day at the
+default 30 s heartbeat and ~0.37 MB/day at 60 s. On the wire every packet also carries ~40 B of
+TCP/IP (and ~29 B of TLS), so packets matter as much as bytes: the MQTT client sends no ping
+while heartbeats and their PUBACKs flow, and on a ``ppp`` (4G) link ``heartbeat_s`` and
+``keepalive_s`` 60 keep the total under the budget.
 """
 
 try:
@@ -734,6 +733,8 @@ class Receiver:
             await sleep_ms(self.config["heartbeat_s"] * 1000)
             try:
                 if self.mqtt.connected:
-                    await self.mqtt.publish(self._t_hb, self.heartbeat(), 0)
+                    # QoS 1: the PUBACK is the broker's sign of life, so an idle link needs no
+                    # PINGREQ/PINGRESP on top (firmware/mqtt.py, _keepalive_loop).
+                    await self.mqtt.publish(self._t_hb, self.heartbeat(), 1)
             except Exception:
                 self._stats["errors"] += 1

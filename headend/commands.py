@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from headend.db import begin_writing
 from headend.models import CommandCounter, Receiver
 from protocol import messages, topics
 from protocol.signing import key_from_hex
@@ -82,12 +83,17 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
     device_ids = sorted({c.device_id for c in commands})
     keys: dict[str, bytes] = {}
     last: dict[str, int] = {}
+    # The counters stay locked until commit: the API and the ingest thread sign at once, and
+    # two commands with one counter make the receiver refuse the second. Only this function
+    # locks them, always in id order, so two signers wait for each other and never deadlock.
+    begin_writing(session)
     for part in chunks(device_ids):
         for dev, key_hex in session.execute(
                 select(Receiver.id, Receiver.device_key).where(Receiver.id.in_(part))):
             keys[dev] = key_from_hex(key_hex)
         for dev, ctr in session.execute(select(CommandCounter.device_id, CommandCounter.last_ctr)
-                                        .where(CommandCounter.device_id.in_(part))):
+                                        .where(CommandCounter.device_id.in_(part))
+                                        .order_by(CommandCounter.device_id).with_for_update()):
             last[dev] = ctr
     known = set(last)
     out = []

@@ -1,14 +1,15 @@
 """Engine, sessions and migrations.
 
 SQLite by default (one commune on one small PC), PostgreSQL by URL (a province): the SQL stays
-portable, so nothing here but the SQLite connection pragmas knows which one is in use.
+portable, so nothing but this module (the SQLite connection pragmas, ``begin_writing``) knows
+which one is in use. tests/headend runs the API and ingest tests on both (a throwaway PostgreSQL server).
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +42,16 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def begin_writing(session: Session) -> None:
+    """Make ``session``'s transaction the writer now, before it reads rows it will write back
+    (a read-modify-write, like the command counters). PostgreSQL needs nothing more than the
+    ``FOR UPDATE`` on those reads. SQLite has one write lock, taken at a transaction's first
+    write, and pysqlite runs the reads before that outside any transaction: without this, two
+    writers read the same value."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE sites SET id = id WHERE 0"))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -53,6 +53,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Names people type (zones, receivers, users). SQLite stores any length; PostgreSQL refuses
+# a value longer than its column and any NUL byte, failing the whole transaction.
+NAME_LENGTH = 200
+
+
+def fit_text(value: str, limit: int) -> str:
+    """``value`` made storable in a String(limit) column on every database: NUL bytes
+    removed, cut to ``limit`` characters. For text we keep but do not own (peer input)."""
+    return value.replace("\x00", "")[:limit]
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
@@ -91,7 +102,7 @@ BROADCAST_FINAL = (BROADCAST_PLAYED, BROADCAST_PREEMPTED, BROADCAST_PARTIAL, BRO
 class Site(Base):
     __tablename__ = "sites"
     id: Mapped[str] = mapped_column(String(48), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -101,7 +112,7 @@ class Zone(Base):
     __tablename__ = "zones"
     id: Mapped[str] = mapped_column(String(48), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -111,7 +122,7 @@ class Receiver(Base):
     __tablename__ = "receivers"
     id: Mapped[str] = mapped_column(String(48), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     zone_id: Mapped[str | None] = mapped_column(ForeignKey("zones.id"), index=True)
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
@@ -279,7 +290,7 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
-    full_name: Mapped[str | None] = mapped_column(String(200))
+    full_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -11,6 +11,11 @@ between the other end and the real broker connection. That is where faults are a
 - ``latency_ms``: one-way delay added to every chunk, in both directions, order preserved.
 - ``loss``: the fraction of MQTT QoS-0 PUBLISH packets from the broker that never arrive
   (time-sync replies, audio frames); the relay reassembles MQTT packets to drop whole ones.
+
+It also counts what crosses it, for the data-volume benchmark (bench/bench_link_bytes.py):
+bytes each way, MQTT packets each way (reads, for a connection that is not MQTT, such as an
+HTTP download), the non-MQTT share of the bytes, and ``on_packet(direction, packet)``, if set,
+sees every whole MQTT packet ("in": broker -> receiver, "out": receiver -> broker).
 """
 
 import asyncio
@@ -67,6 +72,11 @@ class LinkPath:
         self.dropped_publishes = 0  # QoS-0 PUBLISH packets lost on purpose
         self.bytes_in = 0          # broker -> receiver
         self.bytes_out = 0         # receiver -> broker
+        self.packets_in = 0        # MQTT packets (reads, on a non-MQTT connection)
+        self.packets_out = 0
+        self.other_bytes_in = 0    # the part of bytes_in/out on non-MQTT connections (HTTP)
+        self.other_bytes_out = 0
+        self.on_packet = None      # on_packet("in" | "out", packet bytes), whole MQTT packets
         self.cuts = []             # (true time s, "cut" | "restore")
 
     # -- fault control ------------------------------------------------------------------------
@@ -142,7 +152,7 @@ class _Relay:
         self._done = 0  # pumps that have ended
         self.mqtt = None  # decided by the first bytes the firmware sends (CONNECT or not)
         self._tasks = []
-        self._inbound = bytearray()
+        self._unparsed = {True: bytearray(), False: bytearray()}  # by direction (inbound?)
 
     def start(self):
         self._tasks = [
@@ -173,14 +183,9 @@ class _Relay:
                 if not self.path.up:
                     self.blackholed = True
                     continue
-                if inbound:
-                    self.path.bytes_in += len(data)
-                    if self.mqtt:
-                        data = self._filter_inbound(data)
-                else:
-                    if self.mqtt is None:
-                        self.mqtt = _is_mqtt_connect(data)
-                    self.path.bytes_out += len(data)
+                if not inbound and self.mqtt is None:
+                    self.mqtt = _is_mqtt_connect(data)
+                data = self._count(data, inbound)
                 if not data:
                     continue
                 if self.path.latency_ms or unsent[0]:
@@ -220,23 +225,54 @@ class _Relay:
                 await writer.drain()
             unsent[0] -= 1
 
-    def _filter_inbound(self, data):
-        """Drop whole QoS-0 PUBLISH packets at the path's loss rate; keep the rest in order."""
-        buf = self._inbound
-        buf += data
+    def _count(self, data, inbound):
+        """Count ``data`` on the path; return what goes on (QoS-0 PUBLISHes from the broker
+        dropped at the path's loss rate, everything else whole and in order)."""
+        path = self.path
+        if inbound:
+            path.bytes_in += len(data)
+        else:
+            path.bytes_out += len(data)
+        if not self.mqtt:
+            if inbound:
+                path.packets_in += 1
+                path.other_bytes_in += len(data)
+            else:
+                path.packets_out += 1
+                path.other_bytes_out += len(data)
+            return data
         out = bytearray()
+        direction = "in" if inbound else "out"
+        packets, garbage = self._split(data, inbound)
+        for packet in packets:
+            if inbound:
+                path.packets_in += 1
+            else:
+                path.packets_out += 1
+            if path.on_packet is not None:
+                path.on_packet(direction, packet)
+            if inbound and is_qos0_publish(packet[0]) and path._lose():
+                path.dropped_publishes += 1
+            else:
+                out += packet
+        return bytes(out + garbage)
+
+    def _split(self, data, inbound):
+        """``(whole MQTT packets, bytes that cannot be MQTT)`` out of this direction's stream
+        so far; the second passes on untouched and uncounted as packets."""
+        buf = self._unparsed[inbound]
+        buf += data
+        packets = []
+        garbage = b""
         while buf:
             try:
                 length = mqtt_packet_length(buf)
             except ValueError:
-                out += buf  # not MQTT after all: pass it through untouched
+                garbage = bytes(buf)
                 buf.clear()
                 break
             if length is None:
                 break
-            if is_qos0_publish(buf[0]) and self.path._lose():
-                self.path.dropped_publishes += 1
-            else:
-                out += buf[:length]
+            packets.append(bytes(buf[:length]))
             del buf[:length]
-        return bytes(out)
+        return packets, garbage

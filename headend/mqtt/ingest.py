@@ -31,6 +31,7 @@ from headend.models import (
     DeviceMedia,
     PlayLog,
     Receiver,
+    fit_text,
 )
 from headend.services.broadcasts import commands_for_returning, finish_overdue, refresh_states
 from headend.settings import Settings
@@ -192,8 +193,8 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
         caps = msg.get("caps")
         receiver.capabilities = caps if isinstance(caps, dict) else None
         fw, link = msg.get("fw"), msg.get("link")
-        receiver.firmware = fw if isinstance(fw, str) else None
-        receiver.link = link if isinstance(link, str) else None
+        receiver.firmware = fit_text(fw, 64) if isinstance(fw, str) else None
+        receiver.link = fit_text(link, 16) if isinstance(link, str) else None
         new_session = session != known
         receiver.session_boot, receiver.session_conn = session
         batch.result.stats["birth"] += 1
@@ -374,7 +375,7 @@ class _Events:
             delivery.acked_at = delivery.acked_at or t
         elif delivery.state not in DELIVERY_TERMINAL and delivery.state != DELIVERY_PLAYING:
             delivery.state = DELIVERY_FAILED
-            delivery.reason = str(msg.get("reason") or "refused")[:64]
+            delivery.reason = fit_text(str(msg.get("reason") or "refused"), 64)
 
     def _rejected(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         # Somebody sent this receiver a command it refused: a forgery, a replay, or our clock.
@@ -393,7 +394,7 @@ class _Events:
     def _fetch_failed(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         for delivery in self._waiting_for_item(receiver, msg.get("item")):
             delivery.state = DELIVERY_FAILED
-            delivery.reason = ("fetch: %s" % msg.get("reason"))[:64]
+            delivery.reason = fit_text("fetch: %s" % msg.get("reason"), 64)
             delivery.ended_at = t
 
     def _waiting_for_item(self, receiver: Receiver, item: Any) -> list[Delivery]:
@@ -445,4 +446,4 @@ def _int(value: Any) -> bool:
 
 
 def _str(value: Any) -> str | None:
-    return value[:48] if isinstance(value, str) else None
+    return fit_text(value, 48) if isinstance(value, str) else None

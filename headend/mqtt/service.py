@@ -41,7 +41,10 @@ from protocol.signing import key_from_hex
 
 log = logging.getLogger(__name__)
 
-SUBSCRIBED = (topics.STATUS, topics.HEARTBEAT, topics.EVENT, topics.TIME_REQUEST)
+# Leaf -> QoS of the head-end's subscription. Presence and events are QoS 1, so the broker
+# keeps them for the head-end's persistent session while it restarts (proof of play is never
+# lost); a heartbeat or a time request is worthless once stale, so QoS 0: not queued.
+SUBSCRIBED = {topics.STATUS: 1, topics.HEARTBEAT: 0, topics.EVENT: 1, topics.TIME_REQUEST: 0}
 _NEVER_EXPIRE = 0xFFFFFFFF
 _V5_GIVE_UP_S = 1.5  # an "auto" connection falls back to 3.1.1 if MQTT 5 got nowhere by then
 
@@ -142,7 +145,8 @@ class MqttService:
         with self._lock:
             self._generation += 1
         site = self.settings.site_id
-        client.subscribe([(topics.uplink_filter(site, leaf), 1) for leaf in SUBSCRIBED])
+        client.subscribe([(topics.uplink_filter(site, leaf), SUBSCRIBED[leaf])
+                          for leaf in SUBSCRIBED])
         self.stats["connects"] += 1
         log.info("connected to MQTT %s:%d (%s), session present: %s", self.settings.mqtt_host,
                  self.settings.mqtt_port, self._client_protocol,

@@ -13,6 +13,7 @@ from headend.errors import Conflict, Invalid, NotFound
 from headend.models import (
     DELIVERY_PLAYING,
     Broadcast,
+    CommandCounter,
     Delivery,
     MediaItem,
     Receiver,
@@ -21,7 +22,7 @@ from headend.models import (
 )
 from headend.security import mosquitto_hash, random_key_hex, random_password
 from headend.services import audit
-from headend.services.sites import ensure_site
+from headend.services.sites import check_name, ensure_site
 from headend.settings import Settings
 from protocol import messages
 from protocol.errors import ProtocolError
@@ -91,10 +92,13 @@ def provision_device(session: Session, *, site_id: str, name: str, device_id: st
     ensure_site(session, site_id=site_id, name=site_id)
     key = random_key_hex()
     password = random_password()
-    receiver = Receiver(id=device_id, site_id=site_id, name=name or device_id, zone_id=zone_id,
-                        lat=lat, lon=lon, codec=codec, device_key=key, mqtt_user=device_id,
+    receiver = Receiver(id=device_id, site_id=site_id, name=check_name(name or device_id),
+                        zone_id=zone_id, lat=lat, lon=lon, codec=codec, device_key=key, mqtt_user=device_id,
                         mqtt_password_hash=mosquitto_hash(password), online=False)
     session.add(receiver)
+    session.flush()  # before its counter row, which refers to it
+    # Its counter row from the start, so signing can lock it (headend/commands.py: prepare).
+    session.add(CommandCounter(device_id=device_id, last_ctr=0))
     audit.record(session, actor=actor, action="device.provision", target=device_id,
                  detail={"zone": zone_id, "name": receiver.name})  # never the secrets
     if commit:
@@ -162,7 +166,7 @@ def update_device(session: Session, *, device_id: str, name: str | None = None,
     receiver = get_receiver(session, device_id=device_id)
     changed: dict[str, Any] = {}
     if name is not None:
-        receiver.name = changed["name"] = name
+        receiver.name = changed["name"] = check_name(name)
     if zone_id is not _UNSET:
         _check_zone(session, zone_id)
         receiver.zone_id = changed["zone"] = zone_id

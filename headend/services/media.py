@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from audio.probe import AudioRejected
 from audio.renditions import make_renditions
 from headend.errors import Invalid, NotFound
-from headend.models import MediaItem, Rendition, User
+from headend.models import MediaItem, Rendition, User, fit_text
 from headend.services import audit
 from headend.settings import Settings
 
@@ -32,8 +32,9 @@ def ingest_media(session: Session, *, settings: Settings, src_path: Path, filena
                                codecs=tuple(settings.media_codecs))
     except AudioRejected as exc:
         raise Invalid(exc.reason, exc.message, exc.message_vi) from None
+    filename = fit_text(filename, 300) if filename else filename
     media = MediaItem(id="m%s" % secrets.token_hex(6),
-                      title=(title or Path(filename or "").stem or "Bản tin").strip()[:300],
+                      title=fit_text((title or Path(filename or "").stem or "Bản tin").strip(), 300),
                       filename=filename, duration_ms=int(made.duration_ms),
                       source_sha256=made.source_sha256,
                       loudness_lufs=made.loudness_after, warnings=list(made.warnings) or None,

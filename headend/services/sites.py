@@ -4,9 +4,19 @@ from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
 from headend.errors import Conflict, Invalid
-from headend.models import Receiver, Site, User, Zone
+from headend.models import NAME_LENGTH, Receiver, Site, User, Zone
 from headend.services import audit
 from protocol.topics import valid_id
+
+
+def check_name(name: str) -> str:
+    """A name an operator typed, stripped; a clear 4xx (not a database error on PostgreSQL)
+    when it is too long or holds a NUL byte."""
+    name = name.strip()
+    if len(name) > NAME_LENGTH or "\x00" in name:
+        raise Invalid("bad-name", "a name must be at most %d characters, without NUL"
+                      % NAME_LENGTH, "Tên dài tối đa %d ký tự" % NAME_LENGTH)
+    return name
 
 
 def ensure_site(session: Session, *, site_id: str, name: str) -> Site:
@@ -30,7 +40,7 @@ def create_zone(session: Session, *, site_id: str, zone_id: str, name: str,
         raise Conflict("zone-exists", "zone %r already exists" % zone_id,
                        "Thôn/xóm %r đã tồn tại" % zone_id)
     ensure_site(session, site_id=site_id, name=site_id)
-    zone = Zone(id=zone_id, site_id=site_id, name=name.strip())
+    zone = Zone(id=zone_id, site_id=site_id, name=check_name(name))
     session.add(zone)
     audit.record(session, actor=actor, action="zone.create", target=zone_id, detail={"name": name})
     session.commit()

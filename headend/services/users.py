@@ -7,6 +7,7 @@ from headend.errors import Conflict, Invalid, NotFound
 from headend.models import ROLES, User
 from headend.security import hash_password, verify_password
 from headend.services import audit
+from headend.services.sites import check_name
 
 MIN_PASSWORD = 8
 
@@ -31,7 +32,7 @@ def create_user(session: Session, *, username: str, password: str, role: str,
         raise Conflict("user-exists", "user %r already exists" % username,
                        "Người dùng %r đã tồn tại" % username)
     user = User(username=username, password_hash=hash_password(password), role=role,
-                full_name=full_name)
+                full_name=check_name(full_name) if full_name is not None else None)
     session.add(user)
     audit.record(session, actor=actor, action="user.create", target=username,
                  detail={"role": role})
@@ -75,7 +76,7 @@ def update_user(session: Session, *, username: str, role: str | None = None,
     if active is not None:
         user.active = changed["active"] = active
     if full_name is not None:
-        user.full_name = changed["full_name"] = full_name
+        user.full_name = changed["full_name"] = check_name(full_name)
     audit.record(session, actor=actor, action="user.update", target=username, detail=changed)
     session.commit()
     return user

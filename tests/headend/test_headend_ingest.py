@@ -50,11 +50,13 @@ class FakeBoard:
 
 
 @pytest.fixture
-def headend(tmp_path):
-    """A database with two receivers, and a way to start MQTT services on it."""
-    url = "sqlite:///%s" % (tmp_path / "h.sqlite3")
+def headend(tmp_path, database_url):
+    """A database (SQLite, then PostgreSQL) with two receivers, and a way to start MQTT
+    services on it."""
+    url = database_url or "sqlite:///%s" % (tmp_path / "h.sqlite3")
     migrate(url)
-    factory = make_session_factory(make_engine(url))
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
     keys = {}
     with factory() as session:
         for device in ("d1", "d2"):
@@ -75,6 +77,7 @@ def headend(tmp_path):
     yield start
     for service in services:
         service.stop()
+    engine.dispose()
 
 
 def rows(factory, model, **where):

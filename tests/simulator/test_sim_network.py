@@ -113,3 +113,43 @@ async def test_loss_leaves_other_protocols_alone(broker_stub):
     broker_stub.writers[0].write(body)
     broker_stub.writers[0].close()
     assert await asyncio.wait_for(reader.read(), 5) == body
+
+
+async def test_counts_bytes_and_whole_mqtt_packets_each_way(broker_stub):
+    link = LinkPath()
+    seen = []
+    link.on_packet = lambda direction, packet: seen.append((direction, packet))
+    reader, writer = await link.open_connection("127.0.0.1", broker_stub.port)
+    connect = b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x1e\x00\x00"
+    hb = publish("s/hb", b"{}", 0)
+    writer.write(connect + hb[:3])  # the heartbeat arrives in two pieces
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(hb[3:])
+    await writer.drain()
+    while not broker_stub.writers:
+        await asyncio.sleep(0.01)
+    broker_stub.writers[0].write(b"\x20\x02\x00\x00\xd0\x00")  # CONNACK, PINGRESP in one read
+    assert await read_exactly(reader, 6) == b"\x20\x02\x00\x00\xd0\x00"
+    while bytes(broker_stub.received) != connect + hb:
+        await asyncio.sleep(0.01)
+    assert (link.bytes_out, link.packets_out) == (len(connect) + len(hb), 2)
+    assert (link.bytes_in, link.packets_in) == (6, 2)
+    assert seen == [("out", connect), ("out", hb), ("in", b"\x20\x02\x00\x00"), ("in", b"\xd0\x00")]
+    assert (link.other_bytes_in, link.other_bytes_out) == (0, 0)
+    writer.close()
+
+
+async def test_a_connection_that_is_not_mqtt_counts_as_other_bytes(broker_stub):
+    link = LinkPath()
+    reader, writer = await link.open_connection("127.0.0.1", broker_stub.port)
+    request = b"GET /m.mp3 HTTP/1.1\r\n\r\n"
+    writer.write(request)
+    await writer.drain()
+    while bytes(broker_stub.received) != request:
+        await asyncio.sleep(0.01)
+    broker_stub.writers[0].write(b"HTTP/1.1 200 OK\r\n\r\nabc")
+    assert await read_exactly(reader, 22) == b"HTTP/1.1 200 OK\r\n\r\nabc"
+    assert (link.other_bytes_out, link.other_bytes_in) == (len(request), 22)
+    assert link.bytes_in == 22 and link.packets_out == 1
+    writer.close()
