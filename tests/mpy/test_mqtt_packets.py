@@ -215,10 +215,12 @@ class _FakeWriter:
         self.reader = reader
         self.pending = b""
         self.closed = False
+        self.writes = 0
 
     def write(self, data):
         if self.closed:
             raise OSError(32)  # EPIPE
+        self.writes += 1
         self.pending += bytes(data)
         while len(self.pending) >= 2:
             try:
@@ -249,7 +251,8 @@ class _ScriptedBroker:
     async def open_connection(self, host, port, ssl):
         self.connections += 1
         self.reader = self.reader_class()
-        return self.reader, _FakeWriter(self, self.reader)
+        self.writer = _FakeWriter(self, self.reader)
+        return self.reader, self.writer
 
     def got(self, first_byte):
         return [body for _n, first, body in self.received if first == first_byte]
@@ -397,3 +400,27 @@ async def _exercise_cancel():
 
 async def test_cancelling_run_closes_the_stream_and_reports_stopped():
     await asyncio.create_task(_exercise_cancel())
+
+
+async def _exercise_one_write_per_small_publish():
+    broker = _ScriptedBroker()
+    client, _messages, _reasons = _client(broker)
+    runner = asyncio.create_task(client.run())
+    assert await client.wait_connected(3000)
+    writes = broker.writer.writes
+    # A heartbeat-sized publish leaves as one write (one TCP segment, one TLS record on 4G),
+    # whether its payload is bytes or a view.
+    assert await client.publish("hb/rx1", b"x" * 200, qos=1)
+    assert await client.publish("hb/rx1", memoryview(b"y" * 100))
+    assert broker.writer.writes == writes + 2
+    # A large payload is not copied to join its head: two writes.
+    assert await client.publish("big/rx1", bytes(4000))
+    assert broker.writer.writes == writes + 4
+    assert [len(body) for body in broker.got(0x32)] == [2 + 6 + 2 + 200]
+    assert [len(body) for body in broker.got(0x30)] == [2 + 6 + 100, 2 + 7 + 4000]
+    await client.close()
+    await _until(lambda: runner.done())
+
+
+async def test_a_small_publish_is_one_write_and_a_large_one_is_not_copied():
+    await asyncio.create_task(_exercise_one_write_per_small_publish())
