@@ -23,7 +23,7 @@ help:
 	@echo "make test                everything: setup, pytest, MicroPython tests, ESP32 build"
 	@echo "make setup               Debian packages (as root), .venv, npm packages, ESP32 stubs"
 	@echo "make test-python         pytest only (PYTEST_ARGS='-k name' to pick tests)"
-	@echo "make test-micropython    tests/mpy/ under a real MicroPython (Node + WebAssembly), source and .mpy"
+	@echo "make test-micropython    tests/mpy/ under two real MicroPythons (WebAssembly; ESP32 number model), source and .mpy"
 	@echo "make mpy                 compile protocol/ and firmware/ for the ESP32 into build/mpy/"
 	@echo "make typecheck-firmware  mypy of protocol/ and firmware/ against the ESP32 stubs"
 	@echo "make lint                ruff"
@@ -42,10 +42,16 @@ test: setup
 test-python: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Twice: from source, then from mpy-cross bytecode as deployed (-O2: asserts compiled out).
+# Under two MicroPythons, each from source and from mpy-cross bytecode as deployed (-O2: asserts
+# compiled out): the WebAssembly build (double floats, 64-bit words), and the unix port built
+# with the ESP32's numbers (float32, 31-bit small ints, a WROVER's 2 MB heap; tools/mpbuild.py).
 test-micropython: setup
-	node tools/mptest/run.mjs $(MPTEST_ARGS)
+	@echo "== tests/mpy under MicroPython WebAssembly (double floats), source"
+	node tools/mptest/run.mjs $(MPTEST_ARGS) | grep -v '^PASS '
+	@echo "== tests/mpy under MicroPython WebAssembly (double floats), mpy-cross bytecode"
 	node tools/mptest/run.mjs --mpy $(MPTEST_ARGS) | grep -v '^PASS '
+	$(PY) tools/mptest/run_unix.py $(MPTEST_ARGS) | grep -v '^PASS '
+	$(PY) tools/mptest/run_unix.py --mpy $(MPTEST_ARGS) | grep -v '^PASS '
 
 mpy: $(DEVICE_MPY)
 	@echo "$(words $(DEVICE_MPY)) modules compiled for the ESP32 (xtensawin) in build/mpy/"

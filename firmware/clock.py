@@ -10,8 +10,13 @@ It must be read at least once per half wrap period (6 days); the heartbeat does 
 ``ClockEstimator`` keeps NTP-style samples. For one exchange (t0 local send, t1 head-end receive,
 t2 head-end send, t3 local receive)::
 
-    offset = ((t1 - t0) + (t2 - t3)) / 2     network - local, at the midpoint (t0 + t3) / 2
+    offset = ((t1 - t0) + (t2 - t3)) // 2    network - local, at the midpoint (t0 + t3) // 2
     delay  = (t3 - t0) - (t2 - t1)           round trip spent on the network
+
+All times are integer milliseconds. On the ESP32 a float is single precision: an epoch time in
+ms (1.8e12) held in one is 131 s coarse, so no epoch value is ever a float here. Offsets
+(network - local) are ints too; only the drift is a float, and it only ever multiplies a small
+delta (ms since the sample in use), whose product is a few ms.
 
 It keeps the last ``keep`` samples and trusts the one with the smallest delay (a queued packet
 only ever adds delay, so the fastest exchange has the least asymmetry), penalising old samples a
@@ -70,7 +75,7 @@ class ClockEstimator:
         self._samples = []
         self._anchor = None
         self._base_local = 0
-        self._base_offset = 0.0
+        self._base_offset = 0   # network - local at _base_local, int ms
         self.drift = 0.0        # d(offset)/d(local): -1e-4 means the local clock runs 100 ppm fast
         self.drift_known = False
         self.synced = False
@@ -82,7 +87,7 @@ class ClockEstimator:
         """A first guess (the board's RTC) before any sync; ignored once synced."""
         if not self.synced:
             self._base_local = local_ms
-            self._base_offset = float(network_ms - local_ms)
+            self._base_offset = network_ms - local_ms
 
     def add_sample(self, t0, t1, t2, t3):
         """Add one exchange; return False (and ignore it) if it cannot be right."""
@@ -93,7 +98,7 @@ class ClockEstimator:
             # The head-end held the request longer than our round trip: clocks ran at very
             # different rates or the reply is forged/duplicated. Keep it out of the filter.
             return False
-        sample = ClockSample((t0 + t3) / 2, ((t1 - t0) + (t2 - t3)) / 2, delay)
+        sample = ClockSample((t0 + t3) // 2, ((t1 - t0) + (t2 - t3)) // 2, delay)
         self._samples.append(sample)
         if len(self._samples) > self._keep:
             self._samples.pop(0)
@@ -145,13 +150,27 @@ class ClockEstimator:
     # -- output --------------------------------------------------------------------------
 
     def offset_ms(self, local_ms):
-        """network - local at ``local_ms``, in ms (float)."""
-        return self._base_offset + self.drift * (local_ms - self._base_local)
+        """network - local at ``local_ms``, in int ms."""
+        return self._base_offset + _scaled(self.drift, local_ms - self._base_local)
 
     def network_ms(self, local_ms):
-        return int(local_ms + self.offset_ms(local_ms) + 0.5)
+        return local_ms + self.offset_ms(local_ms)
 
     def local_ms(self, network_ms):
-        # network = local + off + drift * (local - base)  =>  solve for local.
-        local = (network_ms - self._base_offset + self.drift * self._base_local) / (1.0 + self.drift)
-        return int(local + 0.5)
+        # network = local + off + drift * (local - base)  =>  local - base = d / (1 + drift)
+        # = d - d * drift / (1 + drift), with d = network - off - base: a small delta however
+        # large the epoch value is, and the float carries only the drift's share of it.
+        d = network_ms - self._base_offset - self._base_local
+        return self._base_local + d + _scaled(-self.drift / (1.0 + self.drift), d)
+
+
+def _scaled(factor, delta_ms):
+    """``round(factor * delta_ms)`` as an int, for a small float factor (a drift, ~1e-4).
+
+    The product is a few ms even for a delta of days, so float32's 24-bit mantissa loses
+    nothing that matters (relative error 6e-8 of a few ms).
+    """
+    if not factor or not delta_ms:
+        return 0
+    x = factor * delta_ms
+    return int(x + 0.5) if x >= 0 else -int(0.5 - x)

@@ -1,7 +1,9 @@
 """Clock estimation: wrapping ticks, NTP-style offset with round-trip filtering, drift.
 
 Plain asserts, runs under CPython and MicroPython. The "true" network clock of a simulated
-receiver is ``network = local * (1 + rate) + offset``, with random queueing delay on each leg.
+receiver is ``network = local + local * ppm / 1e6 + offset``, with random queueing delay on each
+leg, computed in integer ms: under the ESP32's float32 an epoch time in a float is 131 s coarse,
+so a test computing its expectations in floats would test nothing.
 """
 
 from firmware.clock import ClockEstimator, TickExtender
@@ -42,19 +44,19 @@ def test_tick_extender_counts_across_the_wrap():
         assert ext.now() == total
 
 
-def exchange(rng, local, rate, offset, base_delay=5, jitter=40, spike=0):
-    """One request/reply: returns (t0, t1, t2, t3) and the local time it ended."""
+def exchange(rng, local, ppm, offset, base_delay=5, jitter=40, spike=0):
+    """One request/reply: returns (t0, t1, t2, t3) and the local time it ended (all int ms)."""
     t0 = local
-    up = base_delay + rng.random() * jitter + spike
-    down = base_delay + rng.random() * jitter
-    t1 = int((t0 + up) * (1 + rate) + offset)
+    up = base_delay + int(rng.random() * jitter) + spike
+    down = base_delay + int(rng.random() * jitter)
+    t1 = true_network(t0 + up, ppm, offset)
     t2 = t1 + 2  # head-end turnaround
-    t3 = int(t0 + up + down + 2 / (1 + rate))
+    t3 = t0 + up + down + 2
     return (t0, t1, t2, t3), t3
 
 
-def true_network(local, rate, offset):
-    return local * (1 + rate) + offset
+def true_network(local, ppm, offset):
+    return offset + local + local * ppm // 1000000
 
 
 def test_offset_of_a_single_symmetric_exchange():
@@ -90,22 +92,37 @@ def test_impossible_samples_are_refused():
 
 def test_drift_is_learned_and_keeps_time_while_offline():
     rng = Lcg(7)
-    for rate, offset in ((100e-6, 1800000002000), (-100e-6, 1799999998000)):
+    for ppm, offset in ((100, 1800000002000), (-100, 1799999998000)):
         clock = ClockEstimator()
         local = 50000
         for _ in range(5):  # the connect burst
-            sample, local = exchange(rng, local, rate, offset, jitter=10)
+            sample, local = exchange(rng, local, ppm, offset, jitter=10)
             clock.add_sample(*sample)
             local += 200
         for _ in range(20):  # then one every 60 s
             local += 60000
-            sample, local = exchange(rng, local, rate, offset, jitter=10)
+            sample, local = exchange(rng, local, ppm, offset, jitter=10)
             clock.add_sample(*sample)
         assert clock.drift_known
-        assert abs(clock.drift - rate) < 20e-6
+        assert abs(clock.drift - ppm * 1e-6) < 20e-6
         # Link cut for an hour: the estimate must still be within a few ms.
         later = local + 3600000
-        assert abs(clock.network_ms(later) - true_network(later, rate, offset)) < 50
+        assert abs(clock.network_ms(later) - true_network(later, ppm, offset)) < 50
         # And the other way round: when to start something scheduled 10 minutes ahead.
-        target = int(true_network(later + 600000, rate, offset))
-        assert abs(true_network(clock.local_ms(target), rate, offset) - target) < 50
+        target = true_network(later + 600000, ppm, offset)
+        assert abs(true_network(clock.local_ms(target), ppm, offset) - target) < 50
+
+
+def test_epoch_times_keep_every_millisecond():
+    # On the ESP32 an epoch time that passes through a float is rounded to 131,072 ms: a
+    # bulletin would start up to a minute off. Every result here must be exact, and an int.
+    clock = ClockEstimator()
+    clock.seed(0, 1800000000000)
+    for local in (1, 999, 65537, 123456789):
+        network = clock.network_ms(local)
+        assert isinstance(network, int)
+        assert network == 1800000000000 + local
+        assert clock.local_ms(network) == local
+        assert clock.local_ms(network + 1) == local + 1
+    assert clock.add_sample(1000, 1800000001007, 1800000001008, 1012)
+    assert clock.network_ms(1006) - clock.network_ms(1005) == 1
