@@ -9,8 +9,11 @@ A fleet is described like the head-end's device registry, as JSON::
 
 (``offset_ms``/``drift_ppm`` are optional simulator extras: how wrong each board's clock is.)
 ``generate`` makes one with random keys, codecs alternating mp3/adpcm and clocks spread over
-the given ranges. ``Fleet.start()`` runs every receiver as a task in the current loop;
-``restart``, ``cut`` and ``restore`` act on one of them; ``status_rows`` reports.
+the given ranges. ``Fleet.start()`` runs every receiver: with ``runtime="cpython"`` (the
+default, for large fleets) each is a task in the current loop; with ``runtime="micropython"``
+each is its own process of the MicroPython that computes like an ESP32 (simulator/mp_runtime.py),
+with the board's heap. ``restart``, ``cut`` and ``restore`` act on one of them; ``status_rows``
+reports.
 """
 
 import asyncio
@@ -27,6 +30,7 @@ from simulator.host import HostPlatform, flash_root
 from simulator.operator import DeviceInfo
 
 CODECS = ("mp3", "adpcm")
+RUNTIMES = ("cpython", "micropython")
 COMMUNE_TZ = ZoneInfo("Asia/Ho_Chi_Minh")  # times are shown as the commune reads them
 
 
@@ -190,7 +194,11 @@ class Fleet:
     """N receivers against one broker. Use ``async with Fleet(...) as fleet:`` or start/stop."""
 
     def __init__(self, specs, site="demo", broker=("127.0.0.1", 1883), workdir=None,
-                 ticks_near_wrap=True, keep_bytes=False, config_overrides=None, seed=0):
+                 ticks_near_wrap=True, keep_bytes=False, config_overrides=None, seed=0,
+                 runtime="cpython", heap=None, mpy=True):
+        if runtime not in RUNTIMES:
+            raise ValueError("runtime must be one of %s" % ", ".join(RUNTIMES))
+        self.runtime = runtime
         self.site = site
         self.broker = (broker[0], int(broker[1]))
         self.specs = list(specs)
@@ -198,7 +206,17 @@ class Fleet:
         self.workdir = workdir or tempfile.mkdtemp(prefix="loaxa-fleet-", dir=flash_root())
         self.config_overrides = dict(config_overrides or {})
         self.receivers = {}
-        for i, spec in enumerate(self.specs):
+        if runtime == "micropython":
+            from simulator import mp_runtime
+            from tools.mpbuild import HEAP_PSRAM
+
+            mp_runtime.binary()  # refuse now, with the reason, when there is none
+            self.device_lib = mp_runtime.device_lib(self.workdir, mpy=mpy)
+            for i, spec in enumerate(self.specs):
+                self.receivers[spec.id] = mp_runtime.MpSimReceiver(
+                    self, spec, os.path.join(self.workdir, spec.id), heap=heap or HEAP_PSRAM,
+                    keep_bytes=keep_bytes, seed=seed * 100003 + i, ticks_near_wrap=ticks_near_wrap)
+        for i, spec in enumerate(self.specs if runtime == "cpython" else ()):
             platform = HostPlatform(
                 spec.id, offset_ms=spec.offset_ms, drift_ppm=spec.drift_ppm,
                 ticks_near_wrap=ticks_near_wrap, storage_dir=os.path.join(self.workdir, spec.id),
@@ -232,7 +250,9 @@ class Fleet:
             stagger_s = min(3.0, 0.01 * len(self.receivers))
         gap = stagger_s / len(self.receivers) if self.receivers else 0
         for sim in self.receivers.values():
-            sim.start()
+            started = sim.start()
+            if started is not None:  # a MicroPython process: started once it is spawned
+                await started
             if gap:
                 await asyncio.sleep(gap)
         return self

@@ -78,6 +78,7 @@ class LinkPath:
         self.other_bytes_out = 0
         self.on_packet = None      # on_packet("in" | "out", packet bytes), whole MQTT packets
         self.cuts = []             # (true time s, "cut" | "restore")
+        self._server = None        # serve(): the listener for a receiver in another process
 
     # -- fault control ------------------------------------------------------------------------
 
@@ -113,6 +114,14 @@ class LinkPath:
     # -- what the platform calls --------------------------------------------------------------
 
     async def open_connection(self, host, port, ssl=None):
+        upstream = await self._dial(host, port, ssl)
+        device_sock, relay_sock = socket.socketpair()
+        device = await asyncio.open_connection(sock=device_sock)
+        self._attach(await asyncio.open_connection(sock=relay_sock), upstream)
+        return device
+
+    async def _dial(self, host, port, ssl=None):
+        """The upstream connection, through the link's faults (refused while cut)."""
         if not self.up:
             self.refused += 1
             raise OSError(errno.ECONNREFUSED, "link is cut")
@@ -125,14 +134,48 @@ class LinkPath:
             upstream[1].transport.abort()
             self.refused += 1
             raise OSError(errno.ECONNREFUSED, "link is cut")
-        device_sock, relay_sock = socket.socketpair()
-        device = await asyncio.open_connection(sock=device_sock)
-        local = await asyncio.open_connection(sock=relay_sock)
+        return upstream
+
+    def _attach(self, local, upstream):
         relay = _Relay(self, local, upstream)
         self._relays.add(relay)
         self.connections += 1
         relay.start()
-        return device
+
+    # -- for a receiver in another process (simulator/mp_host.py) ------------------------------
+
+    async def serve(self):
+        """Listen on 127.0.0.1 for a receiver running in another process; return the port.
+
+        Each connection starts with one line, ``host port\n``, naming where the firmware
+        dials; the answer is one byte, ``+`` (connected: from here on the relay carries the
+        bytes, faults and counts as for an in-process receiver) or ``-`` (refused: the link is
+        cut or the destination did not answer).
+        """
+        if self._server is None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def close(self):
+        for relay in list(self._relays):
+            relay.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _accept(self, reader, writer):
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            host, port = line.decode().split()
+            upstream = await self._dial(host, int(port))
+        except (OSError, ValueError, asyncio.TimeoutError):
+            writer.write(b"-")
+            writer.close()
+            return
+        writer.write(b"+")
+        await writer.drain()
+        self._attach((reader, writer), upstream)
 
     def _forget(self, relay):
         self._relays.discard(relay)

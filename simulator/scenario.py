@@ -35,7 +35,8 @@ class FleetScenario:
 
     def __init__(self, broker, specs, site="test", items=(("tone", 1.0),), workdir=None,
                  settle_s=1.0, connect_timeout=30.0, operator_auth=None, keep_bytes=False,
-                 config_overrides=None, media_dir=None, seed=0, operator_process=False):
+                 config_overrides=None, media_dir=None, seed=0, operator_process=False,
+                 runtime="cpython", heap=None):
         self.broker = broker
         self.specs = specs
         self.site = site
@@ -49,7 +50,8 @@ class FleetScenario:
         self.operator_process = operator_process  # run the operator in a child process
         self.fleet = Fleet(specs, site=site, broker=broker,
                            workdir=os.path.join(self.workdir, "boards"), keep_bytes=keep_bytes,
-                           config_overrides=config_overrides, seed=seed)
+                           config_overrides=config_overrides, seed=seed, runtime=runtime,
+                           heap=heap)
         self.server = None
         self.operator = None
         self.items = {}

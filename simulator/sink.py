@@ -16,60 +16,10 @@ import asyncio
 import hashlib
 import time
 
-from firmware.adpcm import samples_in_block
-from firmware.mp3 import frame_info, id3_length
 from firmware.platform import Sink
-from protocol.media import ADPCM_BLOCK_BYTES
+from simulator.sink_count import counter_for
 
 DEFAULT_BUFFER_MS = 120.0
-
-
-class _Mp3Counter:
-    """Counts samples in an MP3 byte stream written in arbitrary pieces (skips ID3 tags)."""
-
-    def __init__(self):
-        self._pending = bytearray()
-
-    def samples_in(self, data):
-        buf = self._pending
-        buf += data
-        samples = 0
-        pos = 0
-        while pos + 10 <= len(buf):
-            tag = id3_length(buf[pos:pos + 10])
-            if tag:
-                if pos + tag > len(buf):
-                    break
-                pos += tag
-                continue
-            info = frame_info(buf[pos], buf[pos + 1], buf[pos + 2])
-            if info is None:
-                pos += 1  # resynchronise, as a decoder does
-                continue
-            if pos + info[0] > len(buf):
-                break
-            samples += info[1]
-            pos += info[0]
-        del buf[:pos]
-        return samples
-
-
-class _AdpcmCounter:
-    """Counts samples in whole IMA-ADPCM blocks (protocol.media layout)."""
-
-    def __init__(self, block_bytes=ADPCM_BLOCK_BYTES):
-        self._block = block_bytes
-        self._pending = 0
-
-    def samples_in(self, data):
-        total = self._pending + len(data)
-        blocks, self._pending = divmod(total, self._block)
-        return blocks * samples_in_block(self._block)
-
-    def flush(self):
-        """A short last block still holds samples."""
-        rest, self._pending = self._pending, 0
-        return samples_in_block(rest)
 
 
 class Playback:
@@ -160,7 +110,7 @@ class RecordingSink(Sink):
         if self.keep_bytes:
             self.current.data = bytearray()
         self.current.volumes.append((self._now(), self.volume))
-        self._counter = _Mp3Counter() if codec == "mp3" else _AdpcmCounter()
+        self._counter = counter_for(codec)
         self.playbacks.append(self.current)
 
     async def write(self, buf):
@@ -201,11 +151,10 @@ class RecordingSink(Sink):
         playback = self.current
         if playback is None:
             return
-        if isinstance(self._counter, _AdpcmCounter):
-            extra = self._counter.flush()
-            playback.samples += extra
-            if playback.rate:
-                self._cursor += extra / float(playback.rate)
+        extra = self._counter.flush()
+        playback.samples += extra
+        if playback.rate:
+            self._cursor += extra / float(playback.rate)
         self._finish(playback, "closed", max(self._now(), self._cursor))
 
     def stop(self):

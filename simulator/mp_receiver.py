@@ -1,0 +1,148 @@
+"""One receiver as its own MicroPython process: the real firmware shell on ``MpHostPlatform``.
+
+    MICROPYPATH=.frozen:<device lib>:<repo> micropython-esp32like -X heapsize=2m \\
+        simulator/mp_receiver.py settings.json
+
+``settings.json``: ``{"firmware": <firmware config>, "sim": <simulator/mp_host.py settings>}``.
+Started by simulator/mp_runtime.py, which reads the ``@`` report lines this process prints
+(simulator/mp_host.py lists the sink's and the board's; this script adds a status line every
+``STATUS_MS`` and heap figures) and writes commands as JSON lines on its stdin::
+
+    {"do": "stop"}                         a clean shutdown (MQTT DISCONNECT), exit 0
+    {"do": "set", "mains": 0, ...}         set board sensors (attributes of MpHostPlatform)
+    {"do": "heap"}                         report the live heap now (after a collection)
+
+Status: ``{"k": "st", "mq": connected, "sy": synced, "se": network - true ms, "vol",
+"cnt": core counters, "stats": shell stats, "mqs": MQTT client stats, "boot", "play": bid,
+"heap": {phase: [peak allocated, min free]}}``. The heap peaks are sampled every
+``HEAP_SAMPLE_MS`` without forcing a collection (what the allocator really had to find), by
+phase: "boot" until the first sync, then "idle", "fetch", "play-file", "play-live".
+"""
+
+import gc
+import json
+import select
+import sys
+
+try:
+    import asyncio
+except ImportError:
+    import uasyncio as asyncio
+
+from firmware.schedule import KIND_STREAM
+from firmware.shell import Receiver
+from simulator.mp_host import MpHostPlatform, report, true_us
+
+STATUS_MS = 200
+HEAP_SAMPLE_MS = 20
+STDIN_POLL_MS = 50
+
+
+class Monitor:
+    def __init__(self, receiver, platform):
+        self.rx = receiver
+        self.platform = platform
+        self.heap = {}
+        self.running = True
+
+    def phase(self):
+        rx = self.rx
+        if not rx.core.synced:
+            return "boot"
+        item = rx.playing_item
+        if item is not None:
+            return "play-live" if item.kind == KIND_STREAM else "play-file"
+        if rx._fetch_queue:
+            return "fetch"
+        return "idle"
+
+    def sample_heap(self):
+        name = self.phase()
+        used = gc.mem_alloc()
+        free = gc.mem_free()
+        entry = self.heap.get(name)
+        if entry is None:
+            self.heap[name] = [used, free]
+        else:
+            if used > entry[0]:
+                entry[0] = used
+            if free < entry[1]:
+                entry[1] = free
+
+    def status(self):
+        rx = self.rx
+        core = rx.core
+        return {"k": "st", "mq": bool(rx.mqtt.connected), "sy": core.synced,
+                "se": rx.now() - true_us() // 1000 if core.synced else None,
+                "vol": core.volume, "cnt": core.counters, "stats": rx.stats,
+                "mqs": rx.mqtt.stats, "boot": rx.boot,
+                "play": core.current.bid if core.current is not None else None,
+                "heap": self.heap}
+
+    async def status_loop(self):
+        n = 0
+        while self.running:
+            self.sample_heap()
+            n += 1
+            if n * HEAP_SAMPLE_MS >= STATUS_MS:
+                n = 0
+                report(self.status())
+            await asyncio.sleep_ms(HEAP_SAMPLE_MS)
+
+    async def command_loop(self):
+        poll = select.poll()
+        poll.register(sys.stdin, select.POLLIN)
+        while self.running:
+            if not poll.poll(0):
+                await asyncio.sleep_ms(STDIN_POLL_MS)
+                continue
+            line = sys.stdin.readline()
+            if not line:  # the parent is gone: go down as a powered-off board would
+                await self.stop()
+                return
+            try:
+                cmd = json.loads(line)
+            except ValueError:
+                continue
+            what = cmd.get("do")
+            if what == "stop":
+                await self.stop()
+                return
+            if what == "set":
+                for name in cmd:
+                    if name != "do" and hasattr(self.platform, name):
+                        setattr(self.platform, name, cmd[name])
+            elif what == "heap":
+                gc.collect()
+                report({"k": "heap", "alloc": gc.mem_alloc(), "free": gc.mem_free(),
+                        "phase": self.phase()})
+
+    async def stop(self):
+        self.running = False
+        await self.rx.shutdown()
+
+
+async def main(path):
+    with open(path) as f:
+        settings = json.load(f)
+    platform = MpHostPlatform(settings["sim"])
+    gc.collect()
+    before = gc.mem_alloc()
+    receiver = Receiver(settings["firmware"], platform)
+    gc.collect()
+    report({"k": "boot", "t": true_us(), "boot": receiver.boot, "alloc": gc.mem_alloc(),
+            "free": gc.mem_free(), "receiver_bytes": gc.mem_alloc() - before,
+            "impl": sys.implementation.name, "maxsize": sys.maxsize})
+
+    def now_playing():
+        return receiver.core.playing()
+
+    platform.sink.context = now_playing
+    monitor = Monitor(receiver, platform)
+    asyncio.create_task(monitor.status_loop())
+    asyncio.create_task(monitor.command_loop())
+    await receiver.run()
+    report(monitor.status())
+
+
+asyncio.run(main(sys.argv[1]))
