@@ -155,8 +155,8 @@ class MpRecordingSink(Sink):
     async def drain(self):
         if self.current is not None:
             wait = self._cursor - true_us()
-            if wait > 0:
-                await asyncio.sleep_ms(wait // 1000)
+            if wait > 0:  # rounded up: drained means the last sample has been heard
+                await asyncio.sleep_ms((wait + 999) // 1000)
 
     def close(self):
         if self.current is None:
