@@ -4,7 +4,10 @@
     loaxa sim --fleet fleet.json --cut r03@20+15 --loss 0.05 --latency-ms 40
     loaxa sim demo        (embedded broker + receivers + a scripted operator, see scripted_demo)
 
-Each receiver is the real firmware (firmware.shell.Receiver) on a simulated board. A status
+Each receiver is the real firmware (firmware.shell.Receiver) on a simulated board: with
+``--runtime cpython`` (default) all in this process, for large fleets; with ``--runtime
+micropython`` each its own process of the MicroPython that computes like an ESP32 (float32,
+31-bit ints, ``--heap`` of the board), loading protocol/ and firmware/ as mpy-cross bytecode. A status
 table is printed every ``--status-every`` seconds. Faults: ``--latency-ms`` and ``--loss``
 apply to every receiver; ``--cut ID@AT+FOR`` cuts one receiver's link AT seconds after start
 for FOR seconds (repeatable). ``--save-fleet FILE`` writes the generated fleet (ids, zones,
@@ -17,7 +20,14 @@ import signal
 import sys
 import time
 
-from simulator.fleet import Fleet, format_status, generate_specs, load_fleet_file, save_fleet_file
+from simulator.fleet import (
+    RUNTIMES,
+    Fleet,
+    format_status,
+    generate_specs,
+    load_fleet_file,
+    save_fleet_file,
+)
 
 
 def parse_broker(text):
@@ -61,6 +71,12 @@ def build_parser():
                         help="fraction of QoS-0 messages lost on the way in (0..1)")
     parser.add_argument("--cut", type=parse_cut, action="append", default=[],
                         metavar="ID@AT+FOR", help="cut a receiver's link for a while")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="cpython",
+                        help="cpython: receivers in this process (default); micropython: each "
+                             "its own ESP32-model MicroPython process")
+    parser.add_argument("--heap", default=None, metavar="SIZE",
+                        help="MicroPython heap per receiver (default 2m, a WROVER's PSRAM; "
+                             "100k for a board without PSRAM)")
     parser.add_argument("--duration", type=float, default=0.0, metavar="S",
                         help="stop after S seconds (default: run until Ctrl-C)")
     return parser
@@ -91,7 +107,11 @@ async def run(args, out=sys.stdout):
         print("loaxa sim: no receiver %s in the fleet" % ", ".join(unknown), file=sys.stderr)
         return 2
 
-    fleet = Fleet(specs, site=site, broker=broker)
+    try:
+        fleet = Fleet(specs, site=site, broker=broker, runtime=args.runtime, heap=args.heap)
+    except RuntimeError as exc:  # no ESP32-model MicroPython here
+        print("loaxa sim: %s" % exc, file=sys.stderr)
+        return 2
     for sim in fleet:
         sim.link.set_latency(args.latency_ms)
         sim.link.set_loss(args.loss)
@@ -102,8 +122,8 @@ async def run(args, out=sys.stdout):
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    print("%d simulated receivers of site %s -> broker %s:%d (Ctrl-C stops)"
-          % (len(specs), site, broker[0], broker[1]), file=out, flush=True)
+    print("%d simulated receivers (%s) of site %s -> broker %s:%d (Ctrl-C stops)"
+          % (len(specs), args.runtime, site, broker[0], broker[1]), file=out, flush=True)
     await fleet.start()
     cutters = [asyncio.ensure_future(_cut_later(fleet, d, at, dur, out)) for d, at, dur in args.cut]
     started = time.time()

@@ -1,8 +1,10 @@
 """`loaxa demo`: a whole commune on this PC: the embedded broker, the head-end and its web
 pages, and simulated receivers in three villages, with a sample bulletin scheduled.
 
-    loaxa demo [--port 8080] [--receivers 12] [--dir var/demo]
-    (LOAXA_PORT, LOAXA_RECEIVERS and LOAXA_ADMIN_PASSWORD set the same from the environment)
+    loaxa demo [--port 8080] [--receivers 12] [--dir var/demo] [--runtime cpython|micropython]
+    (LOAXA_PORT, LOAXA_RECEIVERS, LOAXA_RUNTIME and LOAXA_ADMIN_PASSWORD set the same from the
+    environment; with micropython every receiver is its own process of the MicroPython that
+    computes like an ESP32, see simulator/mp_runtime.py)
 
 Everything it makes lives under ``--dir`` and is reused by the next run: the head-end's
 database and media, the fleet file (receivers' ids, keys and broker passwords), the simulated
@@ -70,7 +72,9 @@ def port_is_free(port: int) -> bool:
 
 
 class Demo:
-    def __init__(self, directory: Path, port: int, receivers: int, admin_password: str | None):
+    def __init__(self, directory: Path, port: int, receivers: int, admin_password: str | None,
+                 runtime: str = "cpython"):
+        self.runtime = runtime
         self.dir = directory
         self.port = port
         self.count = receivers
@@ -167,7 +171,7 @@ class Demo:
 
         self.fleet = Fleet(specs, site=SITE, broker=self.broker.address,
                            workdir=str(self.dir / "boards"),
-                           config_overrides={"heartbeat_s": HEARTBEAT_S})
+                           config_overrides={"heartbeat_s": HEARTBEAT_S}, runtime=self.runtime)
         rng = random.Random(SITE)
         for sim in self.fleet:  # poles differ: signal strength, one on its backup battery
             sim.platform.rssi = rng.randint(-84, -55)
@@ -300,6 +304,9 @@ def main(argv=None):
     parser.add_argument("--receivers", type=int,
                         default=int(os.environ.get("LOAXA_RECEIVERS", "12")),
                         help="simulated receivers (LOAXA_RECEIVERS, default 12)")
+    parser.add_argument("--runtime", choices=("cpython", "micropython"),
+                        default=os.environ.get("LOAXA_RUNTIME", "cpython"),
+                        help="how receivers run (LOAXA_RUNTIME, default cpython)")
     parser.add_argument("--dir", type=Path, default=Path("var/demo"),
                         help="where the demo keeps its state (default var/demo)")
     args = parser.parse_args(argv)
@@ -311,7 +318,7 @@ def main(argv=None):
         return 1
     args.dir.mkdir(parents=True, exist_ok=True)
     demo = Demo(args.dir.resolve(), args.port, args.receivers,
-                os.environ.get("LOAXA_ADMIN_PASSWORD") or None)
+                os.environ.get("LOAXA_ADMIN_PASSWORD") or None, runtime=args.runtime)
     try:
         return asyncio.run(demo.run())
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed

@@ -214,6 +214,8 @@ class MpHostPlatform(Platform):
         self.led_pattern = "off"
         self.watchdog_feeds = 0
         self.link_refusals = 0
+        for name in sim.get("sensors") or {}:
+            setattr(self, name, sim["sensors"][name])
 
     def ticks_ms(self):
         return self.clock.ticks_ms()
@@ -245,6 +247,7 @@ class MpHostPlatform(Platform):
 
     def link_info(self):
         return {"type": self.link_type, "rssi": self.rssi}
+
 
     def amplifier(self, on):
         on = bool(on)

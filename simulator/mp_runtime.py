@@ -19,7 +19,6 @@ process's reports), ``platform.amp_changes``, ``link``, ``receiver`` (a snapshot
 import asyncio
 import json
 import os
-import sys
 import time
 
 from simulator.network import LinkPath
@@ -150,10 +149,19 @@ class RemoteSink:
         return self.current is not None
 
 
+SENSORS = ("rssi", "mains", "dc_volts", "temperature_c", "amp_fault")
+
+
 class RemotePlatform:
-    """The board's side as the parent sees it: what the firmware did to it, and its link."""
+    """The board's side as the parent sees it: what the firmware did to it, and its link.
+
+    Its sensors (``SENSORS``, as on ``simulator.host.HostPlatform``) are set like attributes:
+    given to the process when it starts, and sent to it at once while it runs.
+    """
 
     def __init__(self, device_id, storage_dir, link, sink):
+        object.__setattr__(self, "sensors", {})
+        object.__setattr__(self, "send", None)
         self.device_id = device_id
         self.storage_dir = storage_dir
         self.link = link
@@ -163,6 +171,13 @@ class RemotePlatform:
         self.led_pattern = "off"
         self.led_changes = []
         self.reboots = []
+
+    def __setattr__(self, name, value):
+        if name in SENSORS:
+            self.sensors[name] = value
+            if self.send is not None:
+                self.send({"do": "set", name: value})
+        object.__setattr__(self, name, value)
 
     def amplifier(self, on):
         """The parent's view only: a process that is gone leaves its relay off."""
@@ -185,6 +200,7 @@ class MpSimReceiver:
         self.link = LinkPath(seed=seed)
         self.sink = RemoteSink(storage_dir if keep_bytes else None)
         self.platform = RemotePlatform(spec.id, storage_dir, self.link, self.sink)
+        self.platform.send = self.send
         self.keep_bytes = keep_bytes
         self.receiver = None
         self.process = None
@@ -206,7 +222,8 @@ class MpSimReceiver:
                         "offset_ms": self.spec.offset_ms, "drift_ppm": self.spec.drift_ppm,
                         "codecs": [self.spec.codec], "relay_port": relay_port,
                         "keep_bytes": self.keep_bytes, "seed": self.seed,
-                        "ticks_near_wrap": self.ticks_near_wrap, "link_type": "wifi"}}
+                        "ticks_near_wrap": self.ticks_near_wrap, "link_type": "wifi",
+                        "sensors": self.platform.sensors}}
 
     async def start(self):
         port = await self.link.serve()
@@ -278,7 +295,7 @@ class MpSimReceiver:
             self.send({"do": "stop"})
             try:
                 await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
         if task is not None:
@@ -314,12 +331,3 @@ class MpSimReceiver:
             "played": len(self.sink.playbacks), "boots": self.boots,
             "crashed": bool(self.crashes) or (done and not self._stopping),
         }
-
-
-def describe_runtime():
-    """One line for reports: which MicroPython runs the receivers."""
-    try:
-        path = binary()
-    except RuntimeUnavailable as e:
-        return str(e)
-    return "%s (ESP32 number model), from %s" % (os.path.basename(path), sys.platform)

@@ -169,7 +169,7 @@ class LinkPath:
             line = await asyncio.wait_for(reader.readline(), 10)
             host, port = line.decode().split()
             upstream = await self._dial(host, int(port))
-        except (OSError, ValueError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ValueError):
             writer.write(b"-")
             writer.close()
             return
