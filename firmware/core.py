@@ -10,7 +10,8 @@ Inputs::
     core.on_command(payload, now)       a message on .../cmd (signed JSON, any bytes)
     core.on_frame(sid, payload, now)    a message on .../stream/{sid} (binary frame); no actions
     core.tick(now)                      time passes (call at ``next_due`` or every few 100 ms)
-    core.set_synced(now)                the clock is synced: held commands are processed now
+    core.set_synced(now)                the clock is synced: held commands are processed now,
+                                        and from now on times are judged
     core.media_ready(sha, now)          a fetch finished, hash checked
     core.media_failed(sha, now, detail) a fetch gave up (retried after FETCH_RETRY_MS if needed)
     core.media_evicted(sha)             the cache dropped an item
@@ -51,8 +52,12 @@ Choices (where the protocol leaves room):
   waiting items); future scheduled items stay (send an empty ``schedule`` to clear them);
 - a ``play``/``stream`` whose bid is already scheduled, playing or recently done is
   acknowledged and ignored, so head-end retries are idempotent;
-- commands that arrive before the first clock sync are held (up to ``MAX_HELD``) until the sync
-  or ``HOLD_UNSYNCED_MS``, because expiry and start times mean nothing on an unsynced clock;
+- nothing that depends on wall time is decided before the clock is synced (``set_synced``):
+  a board's clock may say year 2000 after a power cut, where every command looks expired or
+  valid for decades and every start time is years away. Commands that arrive before the first
+  sync are held (the newest ``MAX_HELD``; older ones are dropped and counted) and judged once
+  the clock is synced; ``tick`` starts and drops nothing until then. The shell syncs from the
+  head-end's time replies, or at boot from an RTC it can trust (firmware/shell.py);
 - "rejected" events are rate-limited to ``REJECT_EVENTS_PER_MIN``; the counters always count.
 """
 
@@ -89,7 +94,6 @@ STREAM_TIMEOUT_MS = 10000       # no frame for this long: the stream failed
 STREAM_END_MARGIN_MS = 1000     # after the FLAG_LAST frame's audio should have ended
 NOW_ITEM_GIVE_UP_MS = 120000    # an "at: now" item whose media never arrives
 FETCH_RETRY_MS = 30000
-HOLD_UNSYNCED_MS = 20000
 MAX_HELD = 8
 REJECT_EVENTS_PER_MIN = 10
 DONE_MEMORY = 32
@@ -128,7 +132,7 @@ class ReceiverCore:
         self._cached = set()        # sha of media in the cache
         self._fetching = {}         # sha -> [media args, retry_at or None while in flight]
         self._done = []             # bids recently ended
-        self._held = []             # (payload, now) received before the first sync
+        self._held = []             # payloads received before the first sync
         self._arrivals = 0
         self._reject_window = 0
         self._reject_count = 0
@@ -235,10 +239,13 @@ class ReceiverCore:
     def on_command(self, payload, now):
         acts = []
         if not self.synced:
-            if len(self._held) < MAX_HELD:
-                self._held.append((bytes(payload), now))
-                return acts
-            self.count("held_overflow")
+            # Never judged on an unsynced clock, however long the sync takes: the head-end
+            # retries what it still wants, so dropping the oldest is safe, acting is not.
+            self._held.append(bytes(payload))
+            if len(self._held) > MAX_HELD:
+                self._held.pop(0)
+                self.count("held_overflow")
+            return acts
         self._command(payload, now, acts)
         return self._finish(acts)
 
@@ -252,7 +259,7 @@ class ReceiverCore:
     def _release_held(self, now, acts):
         held = self._held
         self._held = []
-        for payload, _ in held:
+        for payload in held:
             self._command(payload, now, acts)
 
     def _reject(self, reason, cmd_id, now, acts, leaf="cmd"):
@@ -467,10 +474,6 @@ class ReceiverCore:
 
     def tick(self, now):
         acts = []
-        if self._held and not self.synced and now - self._held[0][1] >= HOLD_UNSYNCED_MS:
-            # No sync came: act on the board's own clock rather than never.
-            self.count("unsynced_commands", len(self._held))
-            self._release_held(now, acts)
         self._run(now, acts)
         return self._finish(acts)
 
@@ -562,6 +565,8 @@ class ReceiverCore:
 
     def _run(self, now, acts):
         """Apply the rules of the module docstring at time ``now``."""
+        if not self.synced:
+            return  # ``now`` may be year 2000: start nothing, drop nothing as missed
         cur = self.current
         if cur is not None and cur.kind == KIND_STREAM:
             end = self._stream_end(cur.stream, now)

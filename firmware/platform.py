@@ -62,6 +62,10 @@ class Platform:
         """The board's own wall clock, ms since the Unix epoch (before any time sync)."""
         raise NotImplementedError
 
+    def set_rtc_ms(self, ms):
+        """Set the board's wall clock to network time ``ms`` (after each time sync), so that a
+        reset without a power cut boots with the right time."""
+
     async def open_connection(self, host, port, ssl=None):
         """A TCP (or TLS) stream pair ``(reader, writer)``, as ``asyncio.open_connection``."""
         raise NotImplementedError

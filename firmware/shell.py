@@ -84,6 +84,7 @@ _FETCH_ATTEMPTS = 3
 _LINK_RETRY_MS = 5000
 _REBOOT_FLUSH_MS = 5000   # how long a reboot waits for the outbox to empty
 _IO_BYTES = 2048          # file read and HTTP chunk; a multiple of the 256-byte ADPCM block
+_RTC_TRUST_MS = 30 * 86400000  # an RTC this far past the last sync is garbage, not time kept
 
 
 async def sleep_ms(ms):
@@ -143,6 +144,16 @@ class Receiver:
             jitter_slots=cfg["jitter_slots"], jitter_slot_bytes=cfg["jitter_slot_bytes"])
         self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"])
         self.core.set_cached(self.cache.shas())
+        # Wall time before the first sync of this boot: only from an RTC that kept time. The
+        # ESP32's RTC runs on across a watchdog or software reset (the shell sets it at every
+        # sync) but restarts at 2000-01-01 after a power cut: it is trusted only when it reads
+        # later than the last sync this flash remembers, so a receiver that reset while its
+        # link was down still plays its schedule on time, and one that lost power waits.
+        self._synced_ms = saved.get("synced_ms", 0)   # network time of a past sync (a floor)
+        self._sync_saved = False
+        rtc = platform.rtc_ms()
+        if self._synced_ms and 0 <= rtc - self._synced_ms <= _RTC_TRUST_MS:
+            self.core.set_synced(self.now())
         self._save_state(self.core.export_state())  # the boot count, at once
         self._stats = {"rx": 0, "errors": 0, "time_samples": 0, "fetches": 0,
                        "fetch_errors": 0, "events_sent": 0, "link_failures": 0}
@@ -201,7 +212,8 @@ class Receiver:
 
     def _save_state(self, core_state):
         try:
-            self._state_file.save({"boot": self.boot, "core": core_state})
+            self._state_file.save({"boot": self.boot, "core": core_state,
+                                   "synced_ms": self._synced_ms})
         except OSError:
             self._stats["errors"] += 1
 
@@ -318,8 +330,14 @@ class Receiver:
         if self.clock.add_sample(t0, t1, t2, self.local_ms()):
             self._stats["time_samples"] += 1
             self._wake_scheduler()  # local times of what is scheduled moved
+            now = self.now()
+            self.platform.set_rtc_ms(now)  # so a reset without a power cut restarts on time
+            if not self._sync_saved:  # once per boot: the floor an RTC must read to be trusted
+                self._sync_saved = True
+                self._synced_ms = now
+                self._save_state(self.core.export_state())
             if not self.core.synced:
-                self._apply(self.core.set_synced(self.now()))
+                self._apply(self.core.set_synced(now))
 
     # -- actions -------------------------------------------------------------------------
 

@@ -95,6 +95,13 @@ class HostPlatform(Platform):
     def rtc_ms(self):
         return int(self.clock.local_ms())
 
+    def set_rtc_ms(self, ms):
+        self.clock.offset_ms += ms - self.clock.local_ms()
+
+    def lose_power(self):
+        """What a power cut does to the RTC: it restarts at 2000-01-01 on the next boot."""
+        self.clock.offset_ms -= self.clock.local_ms() - 946684800000.0
+
     # -- network -------------------------------------------------------------------------------
 
     async def open_connection(self, host, port, ssl=None):

@@ -229,6 +229,9 @@ class MpHostPlatform(Platform):
     def rtc_ms(self):
         return self.clock.rtc_ms()
 
+    def set_rtc_ms(self, ms):
+        self.clock.offset_ms += ms - self.clock.rtc_ms()
+
     async def open_connection(self, host, port, ssl=None):
         if self.relay_port is None:
             return await asyncio.open_connection(host, port)

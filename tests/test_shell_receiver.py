@@ -371,3 +371,71 @@ async def test_live_stream_frames_play_in_order_and_a_lost_one_is_skipped(tmp_pa
     assert ended["sid"] == "s1" and ended["reason"] == "finished"
     assert "loaxa/v1/xa/stream/s1" not in rx.mqtt.subscriptions
     await stop(rx, task)
+
+
+# -- wall time before the first sync --------------------------------------------------------
+
+class RtcBoard(FakePlatform):
+    """A board whose RTC the shell sets at each sync, and which a power cut resets to 2000."""
+
+    def __init__(self, storage_dir, rtc_error_ms=-5000):
+        super().__init__(storage_dir)
+        self.rtc_error_ms = rtc_error_ms
+        self.rtc_sets = 0
+
+    def rtc_ms(self):
+        return wall_ms() + self.rtc_error_ms
+
+    def set_rtc_ms(self, ms):
+        self.rtc_error_ms = ms - wall_ms()
+        self.rtc_sets += 1
+
+    def lose_power(self):
+        self.rtc_error_ms = 946684800000 - wall_ms()
+
+
+def boot(tmp_path, board):
+    config = {"device": DEV, "site": SITE, "key": KEY_HEX, "broker": {"host": "127.0.0.1"},
+              "amp_settle_ms": 30, "heartbeat_s": 3600}
+    return Receiver(config, board, mqtt_factory=FakeMQTT)
+
+
+async def test_a_reset_with_the_link_down_plays_on_time_from_the_rtc(tmp_path):
+    put_in_cache(tmp_path)
+    board = RtcBoard(str(tmp_path))
+    rx = boot(tmp_path, board)
+    task = await started(rx)
+    assert board.rtc_sets and abs(board.rtc_error_ms) < 50  # set by the sync
+    at = wall_ms() + 1500
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.PLAY, play_args(at)), False)
+    await until(lambda: rx.mqtt.sent("evt"))
+    await stop(rx, task)
+
+    rx = boot(tmp_path, board)  # a watchdog reset: the RTC kept time; the link stays down
+    assert rx.core.synced and abs(rx.now() - wall_ms()) < 100
+    task = asyncio.ensure_future(rx.run())
+    await until(lambda: ("close",) in board.sink.log, timeout=5)
+    assert not rx.mqtt.connected
+    assert rx.core.export_state()["done"] == ["b1"]
+    await stop(rx, task)
+
+
+async def test_after_a_power_cut_nothing_is_judged_until_the_sync(tmp_path):
+    board = RtcBoard(str(tmp_path))
+    rx = boot(tmp_path, board)
+    task = await started(rx)
+    await stop(rx, task)
+
+    board.lose_power()
+    rx = boot(tmp_path, board)
+    assert not rx.core.synced  # the RTC says 2000: not time anyone kept
+    task = asyncio.ensure_future(rx.run())
+    await asyncio.sleep(0.2)
+    head = Head()
+    rx._on_message(TOPIC + "cmd", head.cmd(M.VOLUME, {"vol": 33}), False)
+    await asyncio.sleep(0.2)
+    assert rx.core.volume == 70 and not rx.mqtt.sent("evt")  # held, not judged on year 2000
+    rx.mqtt.come_up()
+    await until(lambda: rx.core.volume == 33)
+    assert rx.mqtt.sent("evt")[0]["ok"] is True
+    await stop(rx, task)

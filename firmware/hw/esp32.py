@@ -91,6 +91,14 @@ class Esp32Platform(Platform):
     def rtc_ms(self):
         return time.time_ns() // 1000000 + self._epoch_ms
 
+    def set_rtc_ms(self, ms):
+        # The RTC keeps counting across machine.reset() and the watchdog (not a power cut):
+        # set here after each sync, it lets the shell boot on time with its link down.
+        ms -= self._epoch_ms
+        t = time.gmtime(ms // 1000)
+        # RTC.datetime: (year, month, day, weekday, hours, minutes, seconds, microseconds)
+        machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], ms % 1000 * 1000))
+
     # -- network -------------------------------------------------------------------------
 
     async def open_connection(self, host, port, ssl=None):

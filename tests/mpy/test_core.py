@@ -180,12 +180,46 @@ def test_commands_before_clock_sync_are_held_until_sync():
     assert starts(acts)[0][2] == 1000  # one second late, with a skip
 
 
-def test_held_commands_are_processed_without_sync_after_a_while():
+def test_nothing_is_decided_on_an_unsynced_clock_however_long_it_waits():
+    # After a power cut the board's RTC says 2000-01-01: an expiry or a start time read on it
+    # means nothing, so held commands wait for the sync, not for a timeout.
+    year_2000 = 946684800000
     core = C.ReceiverCore(DEV, SITE, KEY)
-    core.on_command(Head().cmd(M.VOLUME, {"vol": 10}), T0)
-    assert core.volume == 70
-    core.tick(T0 + C.HOLD_UNSYNCED_MS)
+    core.set_cached((SHA,))
+    head = Head()
+    core.on_command(head.cmd(M.VOLUME, {"vol": 10}), year_2000)
+    core.on_command(head.cmd(M.PLAY, media(at=T0 + 1000)), year_2000)
+    for minutes in (1, 10, 60, 600):
+        assert core.tick(year_2000 + minutes * 60000) == []
+    assert core.volume == 70 and core.current is None
+    acts = core.set_synced(T0)
+    assert [e["ok"] for e in events(acts, M.EV_ACK)] == [True, True]
     assert core.volume == 10
+    assert starts(core.tick(T0 + 1000))
+
+
+def test_restored_schedule_is_not_dropped_as_missed_before_the_sync():
+    core, head = new_core(), Head()
+    core.on_command(head.cmd(M.PLAY, media(at=T0 + 60000)), T0)
+    state = core.export_state()
+    # Rebooted with a clock that runs a day ahead and no sync yet: nothing is "missed".
+    rebooted = C.ReceiverCore(DEV, SITE, KEY, state=state)
+    rebooted.set_cached((SHA,))
+    assert rebooted.tick(T0 + 86400000) == []
+    assert [it.bid for it in rebooted.schedule] == ["b1"]
+    rebooted.set_synced(T0 + 59000)
+    assert starts(rebooted.tick(T0 + 60000))
+
+
+def test_held_commands_keep_the_newest_when_too_many_wait():
+    core = C.ReceiverCore(DEV, SITE, KEY)
+    head = Head()
+    for vol in range(C.MAX_HELD + 3):
+        core.on_command(head.cmd(M.VOLUME, {"vol": vol}), T0)
+    assert core.counters["held_overflow"] == 3
+    acts = core.set_synced(T0)
+    assert len(events(acts, M.EV_ACK)) == C.MAX_HELD
+    assert core.volume == C.MAX_HELD + 2
 
 
 # -- scheduling and proof of play ---------------------------------------------------------

@@ -83,6 +83,9 @@ class Board:
     def rtc_ms(self):
         return head_ms() - 5000  # 5 s slow before the first sync
 
+    def set_rtc_ms(self, ms):
+        self.rtc_set = ms
+
     async def link_up(self):
         pass
 
