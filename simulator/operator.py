@@ -222,6 +222,17 @@ class Operator:
     def emergency(self, devices, media, vol=None):
         return self.play_at(devices, media, None, prio=messages.PRIO_EMERGENCY, vol=vol)
 
+    def stream(self, devices, sid, sno, key_hex, codec_of, rate, prio=messages.PRIO_LIVE,
+               bid=None):
+        """Tell each device to play live stream ``sid`` (frames follow on its stream topic);
+        ``codec_of(device)`` gives each one's codec. Returns the broadcast id."""
+        bid = bid or "b%d" % next(self._ids)
+        for device in devices:
+            self.send(device, messages.STREAM, {"bid": bid, "sid": sid, "sno": sno,
+                                                "key": key_hex, "codec": codec_of(device),
+                                                "rate": rate, "prio": prio})
+        return bid
+
     def fetch(self, devices, media):
         return [self.send(d, messages.FETCH, self.media_args(d, media)) for d in devices]
 

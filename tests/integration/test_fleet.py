@@ -8,8 +8,8 @@ the operator received.
 
 The acceptance tests run twice: with CPython receivers (many in this process) and with
 MicroPython receivers, each its own process of the MicroPython that computes like an ESP32
-(float32, 31-bit small ints, a WROVER's heap; simulator/mp_runtime.py), at least
-``MIN_MICROPYTHON_RECEIVERS`` of them: what runs on the pole is what is tested.
+(float32, 31-bit small ints, a WROVER's heap; simulator/mp_runtime.py), at least ten of
+them (tests/integration/conftest.py): what runs on the pole is what is tested.
 """
 
 import asyncio
@@ -24,27 +24,12 @@ from simulator.scenario import FleetScenario, now_ms
 pytestmark = pytest.mark.integration
 
 START_TOLERANCE_MS = 50.0
-MIN_MICROPYTHON_RECEIVERS = 10
 PREEMPT_WITHIN_S = 1.0
 RESUBSCRIBE_WITHIN_S = 30.0
 
 
 def address(broker):
     return (broker.host, broker.port)
-
-
-@pytest.fixture(params=["cpython", "micropython"])
-def runtime(request):
-    if request.param == "micropython":
-        from tools import mpbuild
-
-        if mpbuild.esp32_model() is None:
-            pytest.skip("no ESP32-model MicroPython: %s" % mpbuild.skip_reason())
-    return request.param
-
-
-def fleet_size(count, runtime):
-    return max(count, MIN_MICROPYTHON_RECEIVERS) if runtime == "micropython" else count
 
 
 def specs_with_bad_clocks(count, zones, seed):
@@ -90,9 +75,9 @@ async def test_zone_plays_at_the_same_true_time_and_reports_it(mqtt_broker, runt
         assert not sc.fleet.crashed()
 
 
-async def test_emergency_preempts_what_plays(mqtt_broker, runtime):
+async def test_emergency_preempts_what_plays(mqtt_broker, runtime, fleet_size):
     """Acceptance 2: an emergency preempts a normal item within 1 s, reported "preempted"."""
-    specs = generate_specs(fleet_size(6, runtime), zones=2, offset_ms=1500, drift_ppm=50, seed=2)
+    specs = generate_specs(fleet_size(6), zones=2, offset_ms=1500, drift_ppm=50, seed=2)
     items = (("ban-tin", 6.0), ("bao-lu", 1.0))
     async with FleetScenario(address(mqtt_broker), specs, items=items, runtime=runtime) as sc:
         ids = sc.fleet.ids()
@@ -116,9 +101,9 @@ async def test_emergency_preempts_what_plays(mqtt_broker, runtime):
             assert sc.operator.events_of(device, "started", bid=alarm)
 
 
-async def test_cut_link_still_plays_from_cache_and_reports_later(mqtt_broker, runtime):
+async def test_cut_link_still_plays_from_cache_and_reports_later(mqtt_broker, runtime, fleet_size):
     """Acceptance 3a: offline at air time, on time anyway, proof of play once back."""
-    specs = specs_with_bad_clocks(fleet_size(4, runtime), zones=1, seed=3)
+    specs = specs_with_bad_clocks(fleet_size(4), zones=1, seed=3)
     async with FleetScenario(address(mqtt_broker), specs, items=(("tin-chieu", 1.0),),
                              runtime=runtime) as sc:
         ids = sc.fleet.ids()
@@ -164,9 +149,9 @@ async def test_receivers_come_back_after_a_broker_restart(mqtt_broker):
         assert all(sc.fleet[d].sink.playbacks_of(bid=bid) for d in ids)
 
 
-async def test_forged_replayed_and_expired_commands_change_nothing(mqtt_broker, runtime):
+async def test_forged_replayed_and_expired_commands_change_nothing(mqtt_broker, runtime, fleet_size):
     """Acceptance 4a: bad signature, replayed or older counter, expired: rejected, no effect."""
-    specs = generate_specs(fleet_size(3, runtime), zones=1, seed=5)
+    specs = generate_specs(fleet_size(3), zones=1, seed=5)
     async with FleetScenario(address(mqtt_broker), specs, items=(("tone", 1.0),),
                              runtime=runtime) as sc:
         ids = sc.fleet.ids()
