@@ -29,21 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from firmware.mqtt import MQTTClient  # noqa: E402
 from simulator.clock import ticks_diff  # noqa: E402
 from simulator.fleet import generate_specs  # noqa: E402
-from simulator.scenario import FleetScenario, now_ms, percentile  # noqa: E402
+from simulator.scenario import FleetScenario, now_ms  # noqa: E402
+from simulator.scenario import error_stats as stats  # noqa: E402
+from simulator.scenario import format_stats as fmt  # noqa: E402
 from tools.testbrokers import start_mosquitto  # noqa: E402
-
-
-def stats(values):
-    values = [abs(v) for v in values]
-    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
-            "max": max(values) if values else None}
-
-
-def fmt(row):
-    if not row["n"]:
-        return "n=0"
-    return "n=%d  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms" % (
-        row["n"], row["p50"], row["p99"], row["max"])
 
 
 async def watch_loop_lag(samples, period=0.01):

@@ -4,9 +4,10 @@ Blocks have the layout of ``protocol.media`` (IMA WAV, mono): s16 LE first sampl
 index, u8 0, then 4-bit codes low nibble first. Every block carries its own predictor state, so
 any block decodes alone and a lost block costs only its own 31.6 ms (at 16 kHz).
 
-``decode_block(block, out)`` writes 16-bit little-endian PCM into the preallocated ``out``
-(a bytearray of at least ``2 * samples_in_block(len(block))`` bytes) and returns the number of
-samples. It allocates nothing per call, so it can run in the audio path on a ~100 KB heap.
+``decode_block(block, out[, start, end])`` writes 16-bit little-endian PCM into the
+preallocated ``out`` (a bytearray of at least ``2 * samples_in_block(len(block))`` bytes) and
+returns the number of samples; ``start``/``end`` pick one block out of a longer buffer without
+slicing it. It allocates nothing per call, so it can run in the audio path on a ~100 KB heap.
 
 The arithmetic is ffmpeg's (``diff = (2 * magnitude + 1) * step >> 3``), so this decoder's
 output is bit-identical to ffmpeg's IMA WAV decoder and to what the encoder predicted.
@@ -48,21 +49,18 @@ def samples_in_block(nbytes):
     return adpcm_samples_per_block(nbytes)
 
 
-def _decode_python(block, out):
-    n = len(block)
-    if n < HEADER_BYTES:
-        return 0
-    pred = block[0] | (block[1] << 8)
+def _decode_python(block, start, end, out):
+    pred = block[start] | (block[start + 1] << 8)
     if pred & 0x8000:
         pred -= 0x10000
-    idx = block[2]
+    idx = block[start + 2]
     if idx > MAX_STEP_INDEX:
         idx = MAX_STEP_INDEX
     out[0] = pred & 0xFF
     out[1] = (pred >> 8) & 0xFF
     o = 2
     steps = STEP_TABLE
-    for i in range(HEADER_BYTES, n):
+    for i in range(start + HEADER_BYTES, end):
         byte = block[i]
         # Two codes per byte, low nibble first. Unrolled by hand: a nested loop or a helper
         # call costs more than the arithmetic in MicroPython bytecode.
@@ -106,11 +104,17 @@ def _decode_python(block, out):
         out[o + 2] = pred & 0xFF
         out[o + 3] = (pred >> 8) & 0xFF
         o += 4
-    return (n - HEADER_BYTES) * 2 + 1
+    return (end - start - HEADER_BYTES) * 2 + 1
 
 
 try:
-    from firmware.adpcm_viper import decode_viper as _decode_native
+    from firmware import adpcm_viper
+
+    # A viper function takes at most 4 arguments on the MicroPython versions a board may run
+    # (block, start, end, out), so the step table reaches it as a module global, set here: the
+    # native decoder uses the one table this module defines.
+    adpcm_viper.STEPS_LE16 = STEP_TABLE_LE16
+    _decode_native = adpcm_viper.decode_viper
     IMPLEMENTATION = "viper"
 except (ImportError, SyntaxError, NotImplementedError, ValueError):
     # CPython (no `micropython` module) or a port without native code (wasm): plain Python.
@@ -118,15 +122,18 @@ except (ImportError, SyntaxError, NotImplementedError, ValueError):
     IMPLEMENTATION = "python"
 
 
-def decode_block(block, out):
+def decode_block(block, out, start=0, end=-1):
     """Decode one block into ``out`` (16-bit LE PCM); return the number of samples written.
 
-    ``block`` may be bytes, bytearray or a memoryview slice; a short last block is decoded as
-    far as it goes. ``out`` must hold ``2 * samples_in_block(len(block))`` bytes.
+    The block is ``block[start:end]`` (``end`` -1: to the end), given by offsets because a
+    memoryview slice allocates in MicroPython and the I2S sink decodes every block of what it
+    is handed in place. ``block`` may be bytes, bytearray or a memoryview; a short last block
+    is decoded as far as it goes. ``out`` must hold ``2 * samples_in_block(end - start)`` bytes.
     """
+    if end < 0:
+        end = len(block)
+    if end - start < HEADER_BYTES:
+        return 0
     if _decode_native is not None:
-        n = len(block)
-        if n < HEADER_BYTES:
-            return 0
-        return _decode_native(block, n, out, STEP_TABLE_LE16)
-    return _decode_python(block, out)
+        return _decode_native(block, start, end, out)
+    return _decode_python(block, start, end, out)

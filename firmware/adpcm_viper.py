@@ -8,22 +8,26 @@ either way the plain-Python decoder is used. Same algorithm, line for line.
 # ruff: noqa: F821  (ptr8 and ptr16 are built-ins inside a viper function)
 import micropython
 
+# The IMA step table as little-endian u16 bytes: set by firmware.adpcm when it imports this
+# module (a viper function takes at most 4 arguments on older ports, so it is not one of them).
+STEPS_LE16 = b""
+
 
 @micropython.viper
-def decode_viper(block, n: int, out, steps) -> int:
+def decode_viper(block, start: int, end: int, out) -> int:
     src = ptr8(block)
     dst = ptr16(out)
-    tab = ptr16(steps)
-    pred = src[0] | (src[1] << 8)
+    tab = ptr16(STEPS_LE16)
+    pred = src[start] | (src[start + 1] << 8)
     if pred & 0x8000:
         pred -= 0x10000
-    idx = int(src[2])
+    idx = int(src[start + 2])
     if idx > 88:
         idx = 88
     dst[0] = pred & 0xFFFF
     k = 1
-    i = 4
-    while i < n:
+    i = start + 4
+    while i < end:
         byte = int(src[i])
         half = 0
         while half < 2:

@@ -9,27 +9,45 @@ Layout under ``dir``::
 An item is only in the index once its hash was checked and the file renamed into place, so a
 power cut mid-download leaves a ``.part`` file to resume, never a bad item that would play.
 Eviction removes items the schedule no longer needs, oldest first, until the new one fits.
+
+How much the cache may hold (``budget``): ``capacity`` (config ``cache_bytes``) at most, and no
+more than the filesystem can give it, ``space()`` (``(free bytes, block bytes)`` from
+``os.statvfs``, see Platform.storage_space) plus what the cache already holds, minus
+``reserve`` for the writes that matter more than media (state, outbox, config). Everything is
+counted in whole filesystem blocks, as flash is spent, and ``.part`` files count as held: a
+download in progress takes flash like a finished one. Files nobody owns (a ``.part`` of an item
+nothing wants any more, an item the index lost, a temp file of an interrupted write) are swept
+at boot (``sweep``), and again when the flash turns out full (``heal``).
 """
 
 import json
 import os
 
-from firmware.store import file_size, makedirs, remove, write_atomic
+from firmware.store import file_size, finish_atomic, makedirs, remove, write_atomic
 
 _NAME_LEN = 32
+_INDEX = "index.json"
+_PART = ".part"
+# Kept free for the state file (rewritten whole, so twice its size while it is replaced: a
+# 64-item schedule is ~25 KB), the outbox (300 events of ~150 B, also rewritten when trimmed)
+# and the config's good copy, with littlefs' copy-on-write blocks on top: 32 blocks of 4 KB.
+RESERVE_BYTES = 131072
 
 
 class MediaCache:
-    def __init__(self, directory, capacity):
+    def __init__(self, directory, capacity, space=None, reserve=RESERVE_BYTES):
         self.dir = directory
         self.capacity = capacity
+        self.reserve = reserve
+        self._space = space       # () -> (free bytes, block bytes) or None; None: capacity only
         makedirs(directory)
         self._index = []          # [sha, size, codec], oldest first
+        finish_atomic(self.dir + "/" + _INDEX)
         self._load()
 
     def _load(self):
         try:
-            with open(self.dir + "/index.json") as f:
+            with open(self.dir + "/" + _INDEX) as f:
                 entries = json.load(f)
         except (OSError, ValueError):
             entries = []
@@ -38,17 +56,19 @@ class MediaCache:
                 sha, size, codec = entry
             except (TypeError, ValueError):
                 continue
+            if not isinstance(sha, str) or not isinstance(codec, str):
+                continue  # a damaged index must not stop the boot
             if file_size(self._file(sha, codec)) == size:
                 self._index.append([sha, size, codec])
 
     def _save(self):
-        write_atomic(self.dir + "/index.json", json.dumps(self._index).encode())
+        write_atomic(self.dir + "/" + _INDEX, json.dumps(self._index).encode())
 
     def _file(self, sha, codec):
         return "%s/%s.%s" % (self.dir, sha[:_NAME_LEN], codec)
 
     def part_path(self, sha):
-        return "%s/%s.part" % (self.dir, sha[:_NAME_LEN])
+        return "%s/%s%s" % (self.dir, sha[:_NAME_LEN], _PART)
 
     def _entry(self, sha):
         for entry in self._index:
@@ -67,41 +87,112 @@ class MediaCache:
     def shas(self):
         return [entry[0] for entry in self._index]
 
+    def _names(self):
+        try:
+            return os.listdir(self.dir)
+        except OSError:
+            return []
+
+    def _parts(self):
+        """``[(file name, size)]`` of the downloads in progress."""
+        out = []
+        for name in self._names():
+            if name.endswith(_PART):
+                out.append((name, max(0, file_size(self.dir + "/" + name))))
+        return out
+
+    def _flash(self):
+        """``(free bytes, block bytes)`` of the filesystem, or None (capacity alone counts)."""
+        if self._space is None:
+            return None
+        try:
+            return self._space()
+        except Exception:
+            return None
+
+    def _held(self, block):
+        """Flash held by the items and the ``.part`` files, in whole blocks."""
+        total = 0
+        for entry in self._index:
+            total += _blocks(entry[1], block)
+        for _, size in self._parts():
+            total += _blocks(size, block)
+        return total
+
     def used(self):
+        """Bytes of media in the cache, downloads in progress included."""
         total = 0
         for entry in self._index:
             total += entry[1]
+        for _, size in self._parts():
+            total += size
         return total
 
-    def free(self):
-        return max(0, self.capacity - self.used())
+    def budget(self):
+        """What the cache may hold in all, in bytes of flash (see the module docstring)."""
+        return self._room()[0]
 
-    def make_room(self, size, keep):
+    def _room(self):
+        """``(budget, held, block)``: the budget, what the cache holds now, the block size."""
+        flash = self._flash()
+        if not flash:
+            return self.capacity, self._held(1), 1
+        free, block = flash
+        held = self._held(block)
+        budget = min(self.capacity, free + held - self.reserve)
+        return max(0, budget), held, block
+
+    def free(self):
+        budget, held, _ = self._room()
+        return max(0, budget - held)
+
+    def make_room(self, size, keep, sha=None):
         """Evict items not in ``keep`` (oldest first) until ``size`` bytes fit; return the sha
-        list evicted, or None if it cannot fit even then (nothing is evicted in that case)."""
-        if size > self.capacity:
-            return None
-        need = size - self.free()
+        list evicted, or None if it cannot fit even then (nothing is evicted in that case).
+
+        ``sha``: the item to be downloaded, whose ``.part`` (already counted as held) the
+        finished file replaces. Downloads nothing in ``keep`` wants are swept first."""
+        wanted = set(keep)
+        if sha is not None:
+            wanted.add(sha)
+        self.sweep(wanted)
+        budget, held, block = self._room()
+        have = 0 if sha is None else max(0, file_size(self.part_path(sha)))
+        need = held + _blocks(size, block) - _blocks(have, block) - budget
         victims = []
         for entry in self._index:
             if need <= 0:
                 break
-            if entry[0] not in keep:
+            if entry[0] not in wanted:
                 victims.append(entry[0])
-                need -= entry[1]
+                need -= _blocks(entry[1], block)
         if need > 0:
             return None
-        for sha in victims:
-            self.remove(sha)
+        for victim in victims:
+            self.remove(victim)
         return victims
 
     def add(self, sha, size, codec):
-        """Move the checked ``.part`` file into place and index it."""
+        """Move the checked ``.part`` file into place and index it.
+
+        The index is written first: a power cut before the rename leaves an index entry
+        without its file (dropped at the next load) and the complete ``.part``, which the next
+        fetch of that item finds whole, instead of a finished file nobody indexed. A write that
+        fails (flash full) leaves the index as it was and raises."""
         final = self._file(sha, codec)
-        remove(final)
-        os.rename(self.part_path(sha), final)
-        self._index.append([sha, size, codec])
-        self._save()
+        entry = [sha, size, codec]
+        self._index.append(entry)
+        try:
+            self._save()
+            remove(final)
+            os.rename(self.part_path(sha), final)
+        except OSError:
+            self._index.remove(entry)
+            try:
+                self._save()
+            except OSError:
+                pass  # the entry is dropped at the next load: its file is not there
+            raise
 
     def remove(self, sha):
         entry = self._entry(sha)
@@ -110,3 +201,43 @@ class MediaCache:
         self._index.remove(entry)
         remove(self._file(sha, entry[2]))
         self._save()
+
+    def drop_part(self, sha):
+        remove(self.part_path(sha))
+
+    def sweep(self, keep):
+        """Remove what no index entry owns and no one wants: ``.part`` files of items not in
+        ``keep``, files the index lost, temp files of interrupted writes. Returns the names
+        removed."""
+        owned = {_INDEX}
+        for entry in self._index:
+            owned.add("%s.%s" % (entry[0][:_NAME_LEN], entry[2]))
+        for sha in keep:
+            owned.add(sha[:_NAME_LEN] + _PART)
+        swept = []
+        for name in self._names():
+            if name not in owned:
+                remove(self.dir + "/" + name)
+                swept.append(name)
+        return swept
+
+    def heal(self, keep):
+        """The flash was found full: sweep, then evict items not in ``keep`` (oldest first)
+        until the filesystem has ``reserve`` bytes free again. Returns the sha list evicted."""
+        self.sweep(keep)
+        evicted = []
+        for entry in list(self._index):
+            flash = self._flash()
+            if not flash or flash[0] >= self.reserve:
+                break
+            if entry[0] not in keep:
+                self.remove(entry[0])
+                evicted.append(entry[0])
+        return evicted
+
+
+def _blocks(size, block):
+    """``size`` bytes rounded up to whole blocks of ``block`` bytes."""
+    if block <= 1:
+        return size
+    return (size + block - 1) // block * block

@@ -112,10 +112,13 @@ class IllegalTransition(Exception):
 
 
 class ReceiverCore:
-    """One receiver's state. ``codecs`` are what its sink decodes; ``state`` from PERSIST."""
+    """One receiver's state. ``codecs`` are what its sink decodes; ``state`` from PERSIST.
+    ``guard``: the CommandGuard to judge commands with (the shell's makes each counter durable
+    before the command acts, firmware/recovery.py); a plain one by default."""
 
     def __init__(self, device, site, key, codecs=("mp3", "adpcm"), volume=70,
-                 emergency_volume=100, state=None, jitter_slots=16, jitter_slot_bytes=4096):
+                 emergency_volume=100, state=None, jitter_slots=16, jitter_slot_bytes=4096,
+                 guard=None):
         self.device = device
         self.site = site
         self.codecs = codecs
@@ -128,7 +131,7 @@ class ReceiverCore:
         self.synced = False
         self.seq = 0                # last event seq used
         self.counters = {"rejected": 0, "malformed": 0, "bad_frames": 0}
-        self._guard = CommandGuard(key, device)
+        self._guard = guard if guard is not None else CommandGuard(key, device)
         self._cached = set()        # sha of media in the cache
         self._fetching = {}         # sha -> [media args, retry_at or None while in flight]
         self._done = []             # bids recently ended

@@ -2,7 +2,7 @@
 
 A VS1053 takes the MP3 bytes as they are; the firmware only needs to know where frames start
 and how many samples each holds, to seek for a late start and to hand the sink whole frames.
-Everything works through a preallocated buffer: no allocation per frame.
+Everything works through a preallocated buffer and views made once: no allocation per frame.
 """
 
 _BITRATES_V1 = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
@@ -17,22 +17,41 @@ def bitrate_kbps(b1, b2):
     return (_BITRATES_V1 if (b1 >> 3) & 3 == 3 else _BITRATES_V2)[b2 >> 4]
 
 
-def frame_info(b0, b1, b2):
-    """``(frame_bytes, samples, rate)`` of a Layer III header starting with these bytes, or None."""
+def frame_bytes(b0, b1, b2):
+    """Length of the Layer III frame whose header starts with these bytes, or 0 when they are
+    not one. Small ints only and no tuple, so it can run once per frame without allocating."""
     if b0 != 0xFF or (b1 & 0xE0) != 0xE0:
-        return None
+        return 0
     version = (b1 >> 3) & 3
     if version == 1 or ((b1 >> 1) & 3) != 1:  # reserved version; not Layer III
-        return None
+        return 0
     br_index = b2 >> 4
     rate_index = (b2 >> 2) & 3
     if br_index == 0 or br_index == 15 or rate_index == 3:
-        return None
+        return 0
     rate = _RATES[version][rate_index]
     pad = (b2 >> 1) & 1
     if version == 3:
-        return (144000 * bitrate_kbps(b1, b2) // rate + pad, 1152, rate)
-    return (72000 * bitrate_kbps(b1, b2) // rate + pad, 576, rate)
+        return 144000 * _BITRATES_V1[br_index] // rate + pad
+    return 72000 * _BITRATES_V2[br_index] // rate + pad
+
+
+def frame_samples(b1):
+    """Samples in a frame of a header that ``frame_bytes`` accepts: 1152 (MPEG-1) or 576."""
+    return 1152 if (b1 >> 3) & 3 == 3 else 576
+
+
+def frame_rate(b1, b2):
+    """Sample rate of a header that ``frame_bytes`` accepts."""
+    return _RATES[(b1 >> 3) & 3][(b2 >> 2) & 3]
+
+
+def frame_info(b0, b1, b2):
+    """``(frame_bytes, samples, rate)`` of a Layer III header starting with these bytes, or None."""
+    length = frame_bytes(b0, b1, b2)
+    if not length:
+        return None
+    return (length, frame_samples(b1), frame_rate(b1, b2))
 
 
 def id3_length(head):
@@ -45,63 +64,71 @@ def id3_length(head):
 
 
 class FrameReader:
-    """Reads whole frames from an open binary file into ``buf`` (at least MAX_FRAME_BYTES)."""
+    """Reads whole frames, one per call, from an open binary file into ``buf`` (a bytearray of
+    at least MAX_FRAME_BYTES).
+
+    Nothing is allocated per frame once each frame length of the file has been seen: a
+    memoryview slice allocates in MicroPython, so the views this reads into and hands out are
+    made once per length and kept (a file at one sample rate has at most 28 lengths: 14
+    bitrates, padded or not).
+    """
 
     def __init__(self, f, buf):
         self.f = f
         self.buf = buf
         self.view = memoryview(buf)
+        self._head = self.view[:4]
+        self._next_byte = self.view[3:4]
+        self._frames = {}  # frame length -> view[:length], what read_frame returns
+        self._bodies = {}  # frame length -> view[4:length], what the rest of a frame is read into
         head = self.view[:10]
         n = f.readinto(head)
         f.seek(id3_length(bytes(head[:n])) if n == 10 else 0)
 
-    def _header(self, at=0):
-        """Find the next frame header; return (frame_bytes, samples, rate) with its 4 bytes in
-        ``buf[at:at + 4]``."""
+    def _header(self):
+        """Find the next frame header, its 4 bytes into ``buf[0:4]``; return the frame's length,
+        or 0 at the end of the file."""
         buf = self.buf
-        if self.f.readinto(self.view[at:at + 4]) != 4:
-            return None
+        if self.f.readinto(self._head) != 4:
+            return 0
         for _ in range(_RESYNC_LIMIT):
-            info = frame_info(buf[at], buf[at + 1], buf[at + 2])
-            if info is not None:
-                return info
-            buf[at] = buf[at + 1]
-            buf[at + 1] = buf[at + 2]
-            buf[at + 2] = buf[at + 3]
-            if self.f.readinto(self.view[at + 3:at + 4]) != 1:
-                return None
-        return None
+            length = frame_bytes(buf[0], buf[1], buf[2])
+            if length:
+                return length
+            buf[0] = buf[1]
+            buf[1] = buf[2]
+            buf[2] = buf[3]
+            if self.f.readinto(self._next_byte) != 1:
+                return 0
+        return 0
 
     def skip_samples(self, samples):
         """Skip whole frames worth at most ``samples``; return the samples left over (less
         than one frame), for the sink to drop or to accept as the start error."""
         while samples > 0:
             pos = self.f.tell()
-            info = self._header()
-            if info is None:
+            length = self._header()
+            if not length:
                 return 0
-            if info[1] > samples:
+            in_frame = frame_samples(self.buf[1])
+            if in_frame > samples:
                 self.f.seek(pos)
                 return samples
-            self.f.seek(info[0] - 4, 1)
-            samples -= info[1]
+            self.f.seek(length - 4, 1)
+            samples -= in_frame
         return 0
 
-    def read_frames(self):
-        """Fill ``buf`` with as many whole frames as fit; return a memoryview of them, or None
+    def read_frame(self):
+        """The next whole frame as a memoryview of ``buf`` (good until the next call), or None
         at the end of the file (a truncated last frame is left out)."""
-        n = 0
-        size = len(self.buf)
-        while n + 4 <= size:
-            pos = self.f.tell()
-            info = self._header(n)
-            if info is None:
-                break
-            length = info[0]
-            if n + length > size:
-                self.f.seek(pos)  # the next call starts with this frame
-                break
-            if self.f.readinto(self.view[n + 4:n + length]) != length - 4:
-                break
-            n += length
-        return self.view[:n] if n else None
+        length = self._header()
+        if not length or length > len(self.buf):
+            return None
+        body = self._bodies.get(length)
+        if body is None:  # a length not seen before in this file
+            body = self.view[4:length]
+            self._bodies[length] = body
+            self._frames[length] = self.view[:length]
+        if self.f.readinto(body) != length - 4:
+            return None
+        return self._frames[length]

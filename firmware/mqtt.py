@@ -8,10 +8,30 @@ peterhinch's mqtt_as): keepalive, reconnect with jittered exponential backoff, r
 QoS 1 acknowledgements, and no exception escapes on anything the network or broker does.
 
 Lifecycle of one connection ("session" below):
-  open stream -> CONNECT -> CONNACK -> reader + keepalive tasks -> resubscribe (SUBACK)
+  [resolve, once per connect cycle] -> open stream (TCP, or TLS verified by the platform's
+  context) -> CONNECT -> CONNACK -> reader + keepalive tasks -> resubscribe (SUBACK)
   -> await on_connect() -> connected -> ... -> something sets ``_down`` (EOF, malformed packet,
   keepalive timeout, write error, abort(), close()) -> tasks cancelled, waiters released,
   stream closed -> on_disconnect(reason) -> backoff -> again.
+
+DNS, once per connect cycle. A connect cycle is the run of attempts from the moment a connection
+is needed (run() starting, or the loss of one that was up) until one is accepted. Given
+``resolve`` (the platform's), the client asks it for the broker's address at the cycle's first
+attempt and dials that address on every further attempt of the cycle: on the board a lookup
+blocks the event loop (MicroPython has no asynchronous DNS), so a link that keeps failing must
+not cost one per attempt. A connection that was up and is lost starts a new cycle, so a broker
+that moved to another address is followed on the next reconnect; so does an address that failed
+``_CYCLE_FAILURES`` attempts in a row (the name may point elsewhere now). A lookup that fails
+keeps the last address that resolved for the cycle (a DNS server down does not cut a receiver
+off a broker it knows), and is asked again when that cycle ends. Without ``resolve`` the host
+name is dialled as it is (the platform's dial resolves it, every attempt).
+
+TLS: ``ssl`` is the platform's client context (firmware/platform.py ``tls_context``: the site's
+CA, certificate required) and ``server_hostname`` the name the broker's certificate must carry,
+passed to every dial because the dial goes to an address. A failure of the TLS layer (refused
+certificate, failed handshake) counts in ``stats["tls_failures"]`` as well as
+``connect_failures``. Nothing here logs, and neither ``stats`` nor any error kept holds the
+password or a key.
 """
 
 try:
@@ -52,6 +72,9 @@ _SKIP_CHUNK = 512            # oversized packets are read and dropped this much 
 _CLOSE_WAIT_S = 1            # how long to wait for a closing stream before aborting it
 _JOIN_MAX = 1024             # payloads up to this are sent in one write with their head
 _PING_ANSWER_MS = 10000      # time left for a PINGRESP before the link counts as dead
+_CYCLE_FAILURES = 3          # failed attempts on one resolved address before the name is asked
+                             # again (with the default backoff: after ~1.5 s, then every ~90 s)
+_MBEDTLS_CODES_BELOW = -256  # MicroPython's mbedtls errors are OSErrors with codes below this
 
 # How a session ended, for the backoff in run().
 _FAILED = 0     # could not open the stream or complete CONNECT/CONNACK
@@ -63,6 +86,24 @@ def _default_random_below(n):
     return random.getrandbits(30) % n
 
 
+def _tls_failure(exc):
+    """Whether a failed attempt was the TLS layer's doing (certificate refused, handshake failed)
+    rather than TCP's. MicroPython's mbedtls raises ValueError carrying the reasons a
+    certificate was refused, or OSError with an mbedtls code (below -256; errors of the socket
+    under it come out as the positive errnos they are); CPython raises ssl.SSLError, an OSError
+    whose class name says so (its certificate errors are ValueErrors as well)."""
+    if isinstance(exc, ProtocolError):  # a malformed CONNACK: MQTT's, not TLS's
+        return False
+    if isinstance(exc, ValueError):
+        return True
+    if isinstance(exc, OSError):
+        code = exc.args[0] if exc.args else 0
+        if isinstance(code, int) and code < _MBEDTLS_CODES_BELOW:
+            return True
+        return type(exc).__name__.startswith("SSL")
+    return False
+
+
 class MQTTClient:
     """One receiver's MQTT connection, kept up by run().
 
@@ -72,16 +113,23 @@ class MQTTClient:
     from it works); ``on_disconnect(reason)`` (sync) when a connection that was accepted ends,
     reason one of "closed", "aborted", "stopped" (run() cancelled), "eof", "keepalive_timeout", "write_error",
     "read_error", "suback_timeout", "malformed: <why>". Failed attempts to connect call no
-    callback; they show in ``stats`` ("connect_failures", "refused") and ``last_refusal``.
+    callback; they show in ``stats`` ("connect_failures", "refused", "dns_failures",
+    "tls_failures") and ``last_refusal``.
+
+    ``open_connection(address, port, ssl)`` (and ``server_hostname=`` when ``ssl`` is given)
+    opens a stream, as the platform's does; ``resolve(host, port)`` (a coroutine, optional)
+    gives the address to dial, asked once per connect cycle (module docstring).
     """
 
     def __init__(self, client_id, host, port=1883, *, open_connection, ticks_ms, ticks_diff,
                  user=None, password=None, keepalive=30, will=None, ssl=None,
+                 server_hostname=None, resolve=None,
                  on_message=None, on_connect=None, on_disconnect=None,
                  random_below=None, backoff_min_ms=500, backoff_max_ms=30000, max_packet=20000):
         self.client_id = client_id
         self.host = host
         self.port = port
+        self.server_hostname = server_hostname  # TLS: the name the broker's certificate carries
         self.user = user
         self.password = password
         self.keepalive = keepalive          # seconds; 0 turns keepalive off
@@ -100,8 +148,14 @@ class MQTTClient:
             "connects": 0, "disconnects": 0, "connect_failures": 0, "refused": 0,
             "malformed": 0, "oversized": 0, "suback_failures": 0, "pings": 0,
             "callback_errors": 0, "rx": 0, "tx": 0, "bytes_in": 0, "bytes_out": 0,
+            "resolves": 0, "dns_failures": 0, "tls_failures": 0,
         }
         self._open_connection = open_connection
+        self._resolve_host = resolve
+        self._address = None                # what this connect cycle dials (None: ask resolve)
+        self._known_address = None          # the last address a lookup gave
+        self._address_failures = 0          # failed attempts in a row on self._address
+        self._io_error = None               # what a write of the current attempt raised
         self._ticks_ms = ticks_ms
         self._ticks_diff = ticks_diff
         self._random_below = random_below or _default_random_below
@@ -239,34 +293,50 @@ class MQTTClient:
     async def _session(self):
         self._down.clear()
         self._down_reason = ""
+        self._io_error = None
         timeout_s = self.connect_timeout_ms / 1000
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                self._open_connection(self.host, self.port, self.ssl), timeout_s)
-        except Exception:
+        address = await self._cycle_address(timeout_s)
+        if address is None:  # no lookup answered yet, and none ever did
             self.stats["connect_failures"] += 1
+            self._down.set()
+            return _FAILED
+        try:
+            if self.ssl is None:
+                opening = self._open_connection(address, self.port, None)
+            else:
+                opening = self._open_connection(address, self.port, self.ssl,
+                                                server_hostname=self.server_hostname or self.host)
+            self._reader, self._writer = await asyncio.wait_for(opening, timeout_s)
+        except Exception as exc:
+            self._attempt_failed(exc)
             self._down.set()
             return _FAILED
         now = self._ticks_ms()
         self._last_rx = self._last_tx = self._last_ping = now
+        error = None
         try:
             code = await asyncio.wait_for(self._handshake(), timeout_s)
         except ProtocolError:
             self.stats["malformed"] += 1
             code = -1
-        except Exception:  # EOF, reset, timeout, or abort()/close() while connecting
+        except Exception as exc:  # EOF, reset, timeout, TLS, or abort()/close() while connecting
             code = -1
+            error = exc
         if code:
             if code > 0:
                 self.stats["refused"] += 1
                 self.last_refusal = CONNACK_REFUSALS[code]
+                self._address_failures = 0  # the broker answered: the address is right
             else:
-                self.stats["connect_failures"] += 1
+                # On MicroPython the TLS handshake runs inside the first writes and reads, so a
+                # refused certificate shows here (a write's error is kept by _send).
+                self._attempt_failed(self._io_error or error)
             self._drop("connect_failed")
             await self._close_stream()
             return _REFUSED if code > 0 else _FAILED
 
         self.stats["connects"] += 1
+        self._address_failures = 0
         self.last_refusal = None
         self._accepted = True
         tasks = [asyncio.create_task(self._read_loop())]
@@ -299,7 +369,41 @@ class MQTTClient:
                     self.stats["callback_errors"] += 1
             await self._close_stream()
             await asyncio.sleep(0)  # let the cancelled tasks finish before the next session
+            self._end_cycle()  # the next connection is a new cycle: its name is asked again
         return _WAS_UP
+
+    async def _cycle_address(self, timeout_s):
+        """The address this attempt dials: the connect cycle's, resolved at its first attempt.
+        None when the lookup failed and no earlier one ever answered."""
+        if self._resolve_host is None:
+            return self.host
+        if self._address is not None:
+            return self._address
+        self.stats["resolves"] += 1
+        try:
+            address = await asyncio.wait_for(self._resolve_host(self.host, self.port), timeout_s)
+        except Exception:
+            self.stats["dns_failures"] += 1
+            # The last address that resolved serves this cycle (the broker is likely still
+            # there); with none, the next attempt asks again, after its backoff.
+            self._address = self._known_address
+            return self._address
+        self._address = self._known_address = address
+        return address
+
+    def _attempt_failed(self, exc):
+        """Count a failed attempt (stream not opened, or CONNECT not answered); end the cycle
+        once its address failed _CYCLE_FAILURES times in a row."""
+        self.stats["connect_failures"] += 1
+        if self.ssl is not None and exc is not None and _tls_failure(exc):
+            self.stats["tls_failures"] += 1
+        self._address_failures += 1
+        if self._address_failures >= _CYCLE_FAILURES:
+            self._end_cycle()
+
+    def _end_cycle(self):
+        self._address = None
+        self._address_failures = 0
 
     async def _handshake(self):
         """Send CONNECT, read CONNACK; return its return code (0 = accepted)."""
@@ -409,7 +513,8 @@ class MQTTClient:
                     writer.write(payload)
                     size += len(payload)
                 await writer.drain()
-        except Exception:  # OSError, or anything a broken transport raises
+        except Exception as exc:  # OSError, or anything a broken transport (or TLS) raises
+            self._io_error = exc
             self._drop("write_error")
             return False
         self.stats["tx"] += 1

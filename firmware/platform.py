@@ -11,6 +11,14 @@ clock estimator, not here.
 """
 
 
+class SinkError(Exception):
+    """An audio output that cannot go on (a chip that does not answer, a DREQ line stuck low).
+
+    The message is short and names the chip and what to check ("vs1053: DREQ stuck low"): the
+    shell reports it as the play's failure detail, so it reaches the head-end as it is.
+    """
+
+
 class Sink:
     """An audio output. ``codecs`` lists what it decodes ("mp3" for VS1053, "adpcm" for I2S).
 
@@ -66,9 +74,25 @@ class Platform:
         """Set the board's wall clock to network time ``ms`` (after each time sync), so that a
         reset without a power cut boots with the right time."""
 
-    async def open_connection(self, host, port, ssl=None):
-        """A TCP (or TLS) stream pair ``(reader, writer)``, as ``asyncio.open_connection``."""
+    async def open_connection(self, host, port, ssl=None, server_hostname=None):
+        """A TCP (or TLS) stream pair ``(reader, writer)``, as ``asyncio.open_connection``.
+
+        ``ssl``: None (TCP), True (TLS without verification, on MicroPython: media downloads,
+        which the shell checks by SHA-256 anyway) or a context from ``tls_context`` (verified).
+        ``server_hostname``: the name the server's certificate must carry, given with a
+        context because ``host`` is then an address (``resolve``)."""
         raise NotImplementedError
+
+    async def resolve(self, host, port):
+        """The address to dial for ``host`` (a DNS lookup), asked by the MQTT client once per
+        connect cycle (firmware/mqtt.py). This default gives the name back: the dial resolves
+        it then, at every attempt."""
+        return host
+
+    def tls_context(self, cadata):
+        """A client TLS context that requires the server's certificate to chain to the CA whose
+        DER bytes are ``cadata`` (the site's CA, from provisioning), for ``open_connection``."""
+        raise NotImplementedError("TLS to the broker is not available on this platform")
 
     async def link_up(self):
         """Bring the network link up (Wi-Fi, Ethernet, PPP); return when it is usable."""
@@ -108,3 +132,19 @@ class Platform:
 
     def reboot(self):
         raise NotImplementedError
+
+    def reset_cause(self):
+        """Why this boot happened, one of ``RESET_CAUSES``: "power-on", "brown-out" (the supply
+        sagged; on the ESP32 a brown-out resets the chip), "watchdog", "hard" (a reset by
+        software, ``machine.reset()`` after a crash, a panic, the reset pin), "soft" (a soft
+        reset of the interpreter), "deep-sleep" or "unknown"."""
+        return "unknown"
+
+    def storage_space(self):
+        """``(free bytes, block bytes)`` of the filesystem under ``storage_dir``, or None."""
+        from firmware.store import fs_space
+
+        return fs_space(self.storage_dir)
+
+
+RESET_CAUSES = ("power-on", "brown-out", "watchdog", "hard", "soft", "deep-sleep", "unknown")

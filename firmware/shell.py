@@ -20,7 +20,17 @@ Tasks, each small and each never letting an exception out:
 - time sync: a burst of ``timesync_burst`` requests at each connect, then one per
   ``timesync_s``; signed replies checked and matched by t0;
 - heartbeat: compact telemetry on ``.../hb`` every ``heartbeat_s``;
-- watchdog: feeds ``platform.feed_watchdog`` while the event loop is alive.
+- watchdog: feeds ``platform.feed_watchdog`` while the event loop is alive;
+- recovery (firmware/recovery.py): after ``STABLE_MS`` the boot counts as stable (its crash-loop
+  count goes back to 0); after ``offline_reboot_min`` without the broker, with nothing playing
+  or about to start, the state goes to flash and the board reboots.
+
+Flash (firmware/store.py, firmware/cache.py): every command's counter is in flash before the
+command acts (``_before_command``), so a failed write refuses the command ("storage",
+"no-space") instead of reopening the replay window; the state is read back from whichever copy
+survived (the replay counter from the highest of them). A full flash (ENOSPC) is reported as
+"no-space" and the cache gives space back. Three boots in a row that crash before they are
+stable bring up safe mode: connected and reporting, no saved schedule, no fetcher, no player.
 
 Anything a peer sends (any topic) goes through ``_on_message``, which counts and drops what it
 cannot use and never raises.
@@ -56,8 +66,21 @@ from firmware.cache import MediaCache
 from firmware.clock import ClockEstimator, TickExtender
 from firmware.http import HttpError, download, sha256_hex
 from firmware.mp3 import MAX_FRAME_BYTES, FrameReader
+from firmware.platform import RESET_CAUSES, SinkError
+from firmware.recovery import (
+    CRASH_LOOP_BOOTS,
+    MEDIA_COMMANDS,
+    REFUSED_NO_SPACE,
+    REFUSED_SAFE_MODE,
+    REFUSED_STORAGE,
+    SAFE_CRASH_LOOP,
+    STABLE_MS,
+    DurableGuard,
+    crashes_before,
+    highest,
+)
 from firmware.schedule import KIND_STREAM
-from firmware.store import Outbox, StateFile, makedirs, remove
+from firmware.store import Outbox, StateFile, fs_space, is_no_space, makedirs, remove
 from protocol import messages as M
 from protocol import topics as T
 from protocol.errors import ProtocolError
@@ -68,6 +91,7 @@ DEFAULT_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 _SCHED_POLL_MS = 1000     # the scheduler's longest sleep; anything that changes the schedule
                           # wakes it at once (``_wake_scheduler``)
 _STREAM_POLL_MS = 20      # the stream player's longest sleep while its buffer is empty
+_ANCHOR_MS = 1000         # how often the stream player re-reads the clock (drift, new syncs)
 _WATCHDOG_MS = 5000       # feed period; the ESP32 watchdog bites after 30 s
 _BURST_GAP_MS = 250       # between the time-sync requests of a burst
 _BURST_SPREAD_MS = 1000   # random delay before a burst: a fleet reconnecting together
@@ -85,10 +109,30 @@ _LINK_RETRY_MS = 5000
 _REBOOT_FLUSH_MS = 5000   # how long a reboot waits for the outbox to empty
 _IO_BYTES = 2048          # file read and HTTP chunk; a multiple of the 256-byte ADPCM block
 _RTC_TRUST_MS = 30 * 86400000  # an RTC this far past the last sync is garbage, not time kept
+_RECOVERY_POLL_MS = 5000  # how often the recovery task looks at uptime and the link
+_MINUTE_MS = 60000        # the unit of offline_reboot_min
+_REBOOT_QUIET_MS = 120000  # an offline reboot waits while something starts sooner than this
+REBOOT_COMMAND = "command"  # why the firmware rebooted itself (the next birth's "rebooted")
+REBOOT_OFFLINE = "offline"
 
 
-async def sleep_ms(ms):
-    await asyncio.sleep(ms / 1000 if ms > 0 else 0)
+if hasattr(asyncio, "sleep_ms"):
+    # MicroPython's: an int argument and a singleton generator, so a sleep allocates nothing
+    # (``ms / 1000`` would box a float on the board, in the audio loop above all).
+    sleep_ms = asyncio.sleep_ms
+else:
+    async def sleep_ms(ms):
+        await asyncio.sleep(ms / 1000 if ms > 0 else 0)
+
+
+def _reset_cause(platform):
+    """``platform.reset_cause()``, "unknown" for a board that cannot tell (or says nonsense)."""
+    read = getattr(platform, "reset_cause", None)
+    try:
+        cause = read() if read is not None else "unknown"
+    except Exception:
+        cause = "unknown"
+    return cause if cause in RESET_CAUSES else "unknown"
 
 
 def _default_mqtt(receiver, cfg, will):
@@ -96,11 +140,19 @@ def _default_mqtt(receiver, cfg, will):
 
     broker = cfg["broker"]
     p = receiver.platform
+    context = server_name = None
+    if broker.get("tls"):
+        # Verified or not at all: validate() refused "tls" without the site's CA. One context
+        # for every connection (on the board mbedtls parses the CA once, not per attempt); the
+        # broker's certificate must chain to that CA and carry server_name, which every dial
+        # passes on because the dial goes to the address resolved for its connect cycle.
+        context = p.tls_context(configuration.ca_der(broker["ca"]))
+        server_name = broker.get("server_name") or broker["host"]
     return MQTTClient(
         cfg["device"], broker["host"], broker["port"], open_connection=p.open_connection,
-        ticks_ms=p.ticks_ms, ticks_diff=p.ticks_diff, user=broker.get("user"),
-        password=broker.get("password"), keepalive=cfg["keepalive_s"], will=will,
-        ssl=True if broker.get("tls") else None, on_message=receiver._on_message,
+        resolve=p.resolve, ticks_ms=p.ticks_ms, ticks_diff=p.ticks_diff,
+        user=broker.get("user"), password=broker.get("password"), keepalive=cfg["keepalive_s"],
+        will=will, ssl=context, server_hostname=server_name, on_message=receiver._on_message,
         on_connect=receiver._on_connect, on_disconnect=receiver._on_disconnect,
         random_below=p.random_below)
 
@@ -112,7 +164,9 @@ class Receiver:
     ``mqtt`` (MQTTClient), ``cache`` (MediaCache), ``outbox`` (Outbox), ``stats`` (dict),
     ``playing`` (the core's summary of what plays, or None), ``playing_item`` (the
     schedule.Item the player task is playing), ``now()`` (network ms), ``local_ms()``,
-    ``heartbeat()`` (the payload bytes), ``boot`` (boot count).
+    ``heartbeat()`` (the payload bytes), ``boot`` (boot count), ``boot_info`` (the birth's
+    protocol.messages.BIRTH_BOOT_FIELDS: reset cause, brown-outs, crashes, fallbacks),
+    ``safe_mode`` (None, or why the receiver came up in safe mode).
     ``mqtt_factory(receiver, config, will)`` replaces the MQTT client in unit tests.
     """
 
@@ -130,19 +184,47 @@ class Receiver:
         self._started_local = self.ticks.now()
         self.clock = ClockEstimator()
         self.clock.seed(self._started_local, platform.rtc_ms())
+        self._stats = {"rx": 0, "errors": 0, "time_samples": 0, "fetches": 0,
+                       "fetch_errors": 0, "events_sent": 0, "link_failures": 0,
+                       "no_space": 0}
+        # What the last boots left in flash, and how this one began (firmware/recovery.py).
         self._state_file = StateFile(storage + "/state.json")
         saved = self._state_file.load()
-        self.boot = saved.get("boot", 0) + 1
+        copies = self._state_file.copies
+        self.boot = highest(copies, "boot") + 1
+        cause = _reset_cause(platform)
+        self.brownouts = highest(copies, "brownouts") + (1 if cause == "brown-out" else 0)
+        crashes = crashes_before(saved.get("unstable", 0), cause)
+        self.safe_mode = SAFE_CRASH_LOOP if crashes >= CRASH_LOOP_BOOTS else None
+        self._unstable = crashes + 1  # boots in a row not yet stable, this one included
+        self._rebooted = None         # why this boot is about to reboot itself, once it does
+        rebooted = saved.get("rebooted")
+        fallback = cfg.get("fallback") or {}
+        self.boot_info = {"reset": cause, "brownouts": self.brownouts,
+                          "crashes": crashes or None, "safe": self.safe_mode,
+                          "config": fallback.get("file"), "config_error": fallback.get("error"),
+                          "state": self._state_file.recovered,
+                          "rebooted": rebooted if isinstance(rebooted, str) else None}
+        self._config_kept = False     # config.json saved as the good copy this boot
         self.outbox = Outbox(storage + "/outbox.jsonl")
-        core_state = saved.get("core") or {}
+        core_state = saved.get("core")
+        core_state = dict(core_state) if isinstance(core_state, dict) else {}
+        # The replay counter never goes back: the highest that any readable copy holds.
+        core_state["ctr"] = highest(copies, "core", "ctr")
+        if self.safe_mode:
+            core_state.pop("items", None)  # the saved schedule may be what crashes each boot
         # A power cut between an event's append and the state write must not reuse its seq.
-        if self.outbox.last_seq() > core_state.get("seq", 0):
+        if self.outbox.last_seq() > highest((core_state,), "seq"):
             core_state["seq"] = self.outbox.last_seq()
         self.core = C.ReceiverCore(
             self.device, self.site, self._key, codecs=tuple(self.sink.codecs),
             volume=cfg["volume"], emergency_volume=cfg["emergency_volume"], state=core_state,
-            jitter_slots=cfg["jitter_slots"], jitter_slot_bytes=cfg["jitter_slot_bytes"])
-        self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"])
+            jitter_slots=cfg["jitter_slots"], jitter_slot_bytes=cfg["jitter_slot_bytes"],
+            guard=DurableGuard(self._key, self.device, self._before_command))
+        # Free flash from the board (HostPlatform can pretend a small one), else statvfs.
+        space = getattr(platform, "storage_space", None) or (lambda: fs_space(storage))
+        self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"], space)
+        self.cache.sweep(self.core.needed_media())  # what the last boot left half done
         self.core.set_cached(self.cache.shas())
         # Wall time before the first sync of this boot: only from an RTC that kept time. The
         # ESP32's RTC runs on across a watchdog or software reset (the shell sets it at every
@@ -154,9 +236,7 @@ class Receiver:
         rtc = platform.rtc_ms()
         if self._synced_ms and 0 <= rtc - self._synced_ms <= _RTC_TRUST_MS:
             self.core.set_synced(self.now())
-        self._save_state(self.core.export_state())  # the boot count, at once
-        self._stats = {"rx": 0, "errors": 0, "time_samples": 0, "fetches": 0,
-                       "fetch_errors": 0, "events_sent": 0, "link_failures": 0}
+        self._save_state(self.core.export_state())  # the boot and crash counts, at once
         self._t_cmd = T.device_topic(self.site, self.device, T.CMD)
         self._t_time = T.device_topic(self.site, self.device, T.TIME)
         self._t_status = T.device_topic(self.site, self.device, T.STATUS)
@@ -172,6 +252,7 @@ class Receiver:
         self._background = []
         self._scheduler = None        # the scheduler task, and whether it sleeps
         self._scheduler_sleeping = False
+        self._scheduler_woken = False
         self._player = None           # the player task
         self.playing_item = None      # the Item the player task plays
         self._amp_on = False
@@ -211,11 +292,49 @@ class Receiver:
         return self.core.playing()
 
     def _save_state(self, core_state):
+        """Write the state file. None once it is in flash, else why not: "no-space" when the
+        flash is full even after the cache gave space back, "storage" for any other failure
+        (counted, never raised)."""
+        state = {"boot": self.boot, "core": core_state, "synced_ms": self._synced_ms,
+                 "unstable": self._unstable, "brownouts": self.brownouts}
+        if self._rebooted:
+            state["rebooted"] = self._rebooted
         try:
-            self._state_file.save({"boot": self.boot, "core": core_state,
-                                   "synced_ms": self._synced_ms})
-        except OSError:
+            self._state_file.save(state)
+            return None
+        except OSError as e:
+            if not is_no_space(e):
+                self._stats["errors"] += 1
+                return REFUSED_STORAGE
+        self._no_space()  # the cache gives space back; then once more
+        try:
+            self._state_file.save(state)
+            return None
+        except OSError as e:
             self._stats["errors"] += 1
+            return REFUSED_NO_SPACE if is_no_space(e) else REFUSED_STORAGE
+
+    def _no_space(self):
+        """The flash is full: count it, and let the cache give space back (files nobody owns,
+        then items nothing scheduled needs)."""
+        self._stats["no_space"] += 1
+        try:
+            for sha in self.cache.heal(self.core.needed_media()):
+                self.core.media_evicted(sha)
+        except Exception:
+            self._stats["errors"] += 1
+
+    def _before_command(self, cmd):
+        """The command guard's last step for an authentic, fresh command, before the core acts
+        on it (firmware/recovery.py): its counter goes to flash first, so no reboot can make a
+        command that took effect new again. A write that fails refuses the command with the
+        reason; in safe mode commands that would fetch or play are refused."""
+        state = self.core.export_state()
+        state["ctr"] = cmd["ctr"]
+        failed = self._save_state(state)
+        if self.safe_mode and cmd["k"] in MEDIA_COMMANDS:
+            return REFUSED_SAFE_MODE
+        return failed
 
     def _will(self, conn):
         return (self._t_status, M.death(self.device, self.boot, conn), 1, True)
@@ -230,10 +349,12 @@ class Receiver:
         # Remembered by the client and (re)sent on every connect.
         await self.mqtt.subscribe(self._t_cmd, 1)
         await self.mqtt.subscribe(self._t_time, 0)
-        self._scheduler = asyncio.create_task(self._scheduler_loop())
-        self._tasks.append(self._scheduler)
+        if not self.safe_mode:  # safe mode plays nothing: no scheduler, player or fetcher
+            self._scheduler = asyncio.create_task(self._scheduler_loop())
+            self._tasks.append(self._scheduler)
+            self._tasks.append(asyncio.create_task(self._fetch_loop()))
         for coro in (self._watchdog_loop(), self._link_loop(), self._outbox_loop(),
-                     self._fetch_loop(), self._timesync_loop(), self._heartbeat_loop()):
+                     self._timesync_loop(), self._heartbeat_loop(), self._recovery_loop()):
             self._tasks.append(asyncio.create_task(coro))
         await self._stopped.wait()
 
@@ -248,8 +369,12 @@ class Receiver:
             pass
 
     async def shutdown(self):
-        """Stop everything: the player, the tasks, a clean MQTT disconnect."""
+        """Stop everything: the player, the tasks, a clean MQTT disconnect. A deliberate stop
+        (the simulator, a test), so this boot did not crash: its crash-loop count is cleared."""
         self._running = False
+        if self._unstable and not self.safe_mode:
+            self._unstable = 0
+            self._save_state(self.core.export_state())
         await self._go_quiet_and_offline()
         for task in self._tasks + self._background:
             task.cancel()
@@ -279,18 +404,70 @@ class Receiver:
             self.platform.feed_watchdog()
             await sleep_ms(_WATCHDOG_MS)
 
+    async def _recovery_loop(self):
+        """Stable after STABLE_MS of uptime: the crash-loop count goes back to 0 (not in safe
+        mode, which lasts until a reboot command or a power cycle). Without the broker for
+        ``offline_reboot_min`` (0: never): reboot, which clears what no retry gets out of (a
+        stuck Wi-Fi driver or modem, a lost DHCP lease). Measured on the tick counter, never
+        the wall clock, and put off while something plays or is about to start, so a receiver
+        playing its schedule from the cache with the link down is not cut short."""
+        started = offline_since = self.local_ms()
+        while self._running:
+            await sleep_ms(_RECOVERY_POLL_MS)
+            now = self.local_ms()
+            if self._unstable and not self.safe_mode and now - started >= STABLE_MS:
+                self._unstable = 0
+                self._save_state(self.core.export_state())
+            limit = self.config["offline_reboot_min"] * _MINUTE_MS
+            if self._online:
+                offline_since = now
+            elif limit and now - offline_since >= limit and self._quiet_for_reboot():
+                await self._reboot_self(REBOOT_OFFLINE)
+                return
+
+    def _quiet_for_reboot(self):
+        """Nothing plays and, by a synced clock, nothing starts within _REBOOT_QUIET_MS."""
+        if self.playing_item is not None or self.core.current is not None:
+            return False
+        if not self.core.synced:
+            return True  # nothing is started before the sync anyway
+        now = self.now()
+        start = self.core.schedule.next_start(now)
+        return start is None or start - now > _REBOOT_QUIET_MS
+
+    async def _reboot_self(self, why):
+        """Reboot of the firmware's own accord: the state in flash first, with ``why`` for the
+        next birth. A reboot command also ends safe mode and the crash-loop count."""
+        self._rebooted = why
+        if why == REBOOT_COMMAND:
+            self._unstable = 0
+        self._save_state(self.core.export_state())
+        await self._go_quiet_and_offline()
+        self.outbox.close()
+        self.platform.reboot()
+
     # -- MQTT callbacks ------------------------------------------------------------------
 
     async def _on_connect(self):
         self._conn += 1
         caps = {"codecs": list(self.sink.codecs), "sink": self.sink.name,
-                "cache_free": self.cache.free(), "cache_total": self.cache.capacity,
+                "cache_free": self.cache.free(), "cache_total": self.cache.budget(),
                 "rates": list(getattr(self.sink, "rates", DEFAULT_RATES)),
                 # the head-end's offline threshold follows each receiver's heartbeat period
                 "hb": self.config["heartbeat_s"]}
         link = (self.platform.link_info() or {}).get("type") or self.config["link"]["type"]
-        birth = M.birth(self.device, self.boot, self._conn, FIRMWARE_VERSION, caps, link)
+        birth = M.birth(self.device, self.boot, self._conn, FIRMWARE_VERSION, caps, link,
+                        self.boot_info)
         await self.mqtt.publish(self._t_status, birth, 1, True)
+        if not self._config_kept and not self.config.get("fallback"):
+            # This config has reached the broker: it is the one to fall back to.
+            self._config_kept = True
+            try:
+                configuration.remember_good(self.platform.storage_dir)
+            except OSError as e:
+                self._stats["errors"] += 1
+                if is_no_space(e):
+                    self._no_space()
         self.mqtt.will = self._will(self._conn + 1)  # for the next connection
         self._online = True
         self._sync_burst = True
@@ -374,8 +551,10 @@ class Receiver:
             if kind == C.EVENT:
                 try:
                     self.outbox.append(act[1])
-                except OSError:
+                except OSError as e:
                     self._stats["errors"] += 1
+                    if is_no_space(e):
+                        self._no_space()  # space back for the next event
                 self._outbox_wake.set()
             elif kind == C.PERSIST:
                 self._save_state(act[1])
@@ -422,9 +601,7 @@ class Receiver:
         # A clean DISCONNECT suppresses the will: publish the death ourselves.
         await self.mqtt.publish(self._t_status, M.death(self.device, self.boot, self._conn),
                                 1, True, 2000)
-        await self._go_quiet_and_offline()
-        self.outbox.close()
-        self.platform.reboot()
+        await self._reboot_self(REBOOT_COMMAND)
 
     # -- amplifier -----------------------------------------------------------------------
 
@@ -454,6 +631,7 @@ class Receiver:
     def _wake_scheduler(self):
         if self._scheduler_sleeping:
             self._scheduler_sleeping = False
+            self._scheduler_woken = True  # this cancel is a wake-up, not a stop
             self._scheduler.cancel()
 
     async def _scheduler_loop(self):
@@ -485,8 +663,11 @@ class Receiver:
             try:
                 await sleep_ms(wait)
             except asyncio.CancelledError:
-                if not self._running:
+                # Only our own wake-up is swallowed: a cancel from outside (shutdown, a test
+                # tearing its loop down) ends the task.
+                if not (self._running and self._scheduler_woken):
                     raise
+            self._scheduler_woken = False
             self._scheduler_sleeping = False
 
     # -- players -------------------------------------------------------------------------
@@ -549,20 +730,27 @@ class Receiver:
                 self.sink.close()
         except asyncio.CancelledError:
             raise
+        except SinkError as e:  # the sink's own reason ("vs1053: DREQ stuck low") is the detail
+            self._player_done(item, str(e))
+            return
         except Exception as e:
             self._player_done(item, "player: %s" % type(e).__name__)
             return
         self._player_done(item, None)
+
+    # The two file loops allocate nothing per frame (gc.mem_alloc() in tests/mpy/test_sinks.py):
+    # FrameReader reads into views it keeps, the ADPCM loop reads into one view made per play,
+    # and a hardware sink's write returns a preallocated awaitable (firmware/hw/paced.py).
 
     async def _stream_mp3(self, reader, skip, rate, volume):
         remainder = reader.skip_samples(skip)
         self.sink.set_volume(volume)
         self.sink.open("mp3", rate, remainder)
         while True:
-            frames = reader.read_frames()
-            if frames is None:
+            frame = reader.read_frame()
+            if frame is None:
                 return
-            await self.sink.write(frames)
+            await self.sink.write(frame)
 
     async def _stream_adpcm(self, f, skip, rate, volume, block):
         per_block = adpcm_samples_per_block(block)
@@ -572,31 +760,83 @@ class Receiver:
         self.sink.open("adpcm", rate, skip - blocks * per_block)
         view = memoryview(self._play_buf)
         chunk = (len(self._play_buf) // block) * block
+        chunk_view = view[:chunk]  # a slice allocates: one per play, not one per read
         while True:
-            n = f.readinto(view[:chunk])
+            n = f.readinto(chunk_view)
             if not n:
                 return
-            await self.sink.write(view[:n])
+            await self.sink.write(chunk_view if n == chunk else view[:n])
+
+    def _ticks_at(self, network_ms):
+        """The ``ticks_ms`` value at which the synced clock reads ``network_ms`` (near now)."""
+        p = self.platform
+        return p.ticks_add(p.ticks_ms(), self.clock.local_ms(network_ms) - self.ticks.now())
 
     async def _play_stream(self, item, volume):
+        """Live frames from the jitter buffer to the sink, each heard at its play time.
+
+        Per frame only small ints: stream time is ``ticks_diff(ticks_ms(), anchor)``, where
+        ``anchor`` is the tick at which the stream's base time comes by the synced clock,
+        recomputed every ``_ANCHOR_MS`` (that allocates; a frame does not). The first frame,
+        and the first after lost ones, is written at its own time into an empty sink, so it is
+        heard then; every other frame is taken ``stream_lead_ms`` early and queues behind the
+        one playing, so nothing is heard between frames. A lost frame is silence of its own
+        length: the stream stays on its timeline.
+        """
         info = item.stream
         jitter = self.core.jitter
+        p = self.platform
+        lead = self.config["stream_lead_ms"]
+        rate = info.rate
         opened = False
+        anchor = anchored = 0
+        base = None
+        # Stream time at which everything written has been heard, kept exactly: whole ms plus
+        # a remainder in (samples x 1000) units, since a frame is rarely a whole number of ms
+        # (an ADPCM block is 31.5625 ms at 16 kHz) and rounding would drift by frames.
+        heard_until = 0
+        heard_rem = 0
         try:
             await self._amp_ready()
             while self.playing_item is item:
-                now = self.now()
-                frame = jitter.pop(now)
-                if frame is None:
-                    nxt = jitter.next_play_at()
-                    wait = _STREAM_POLL_MS if nxt is None else min(_STREAM_POLL_MS, nxt - now)
-                    await sleep_ms(max(1, wait))
+                if jitter.base is None:
+                    await sleep_ms(_STREAM_POLL_MS)
                     continue
+                t = p.ticks_ms()
+                if base is not jitter.base or p.ticks_diff(t, anchored) >= _ANCHOR_MS:
+                    base = jitter.base
+                    anchor = self._ticks_at(base)
+                    anchored = t
+                now = p.ticks_diff(t, anchor)
+                queued = opened and heard_until > now
+                frame = jitter.pop_at(now, lead if queued else 0)
+                if frame is None:
+                    nxt = jitter.next_at()
+                    wait = _STREAM_POLL_MS
+                    if nxt is not None and nxt - now - (lead if queued else 0) < wait:
+                        wait = nxt - now - (lead if queued else 0)
+                    await sleep_ms(wait if wait > 0 else 1)
+                    continue
+                if queued and frame.at > heard_until + frame.duration_ms // 2:
+                    # Frames were lost before this one: let the sink run dry, and write this
+                    # one when it is due, so it is heard at its own time, not early.
+                    wait = frame.at - p.ticks_diff(p.ticks_ms(), anchor)
+                    if wait > 0:
+                        await sleep_ms(wait)
+                    queued = False
                 if not opened:
                     self.sink.set_volume(volume)
                     self.sink.open(info.codec, info.rate, 0)
                     opened = True
                 await self.sink.write(frame.payload)
+                if not queued:  # heard from now on (a late write is heard late, not early)
+                    heard_until = frame.at if frame.at > now else now
+                    heard_rem = 0
+                heard_rem += frame.samples * 1000
+                if heard_rem >= rate:
+                    whole = heard_rem // rate
+                    heard_until += whole
+                    heard_rem -= whole * rate
                 if frame.last:
                     await self.sink.drain()
                     self.sink.close()
@@ -604,6 +844,8 @@ class Receiver:
                     return
         except asyncio.CancelledError:
             raise
+        except SinkError as e:
+            self._player_done(item, str(e))
         except Exception as e:
             self._player_done(item, "player: %s" % type(e).__name__)
 
@@ -626,7 +868,11 @@ class Receiver:
             try:
                 error = await self._fetch(media)
             except Exception as e:
-                error = "fetch: %s" % type(e).__name__
+                if is_no_space(e):
+                    self._no_space()
+                    error = REFUSED_NO_SPACE
+                else:
+                    error = "fetch: %s" % type(e).__name__
             self._fetch_queue.pop(0)
             self._stats["fetches"] += 1
             now = self.now()
@@ -641,7 +887,8 @@ class Receiver:
         sha = media["sha"]
         if self.cache.has(sha):
             return None
-        evicted = self.cache.make_room(media["size"], self.core.needed_media())
+        # The budget follows the flash (statvfs), and this item's .part already counts as held.
+        evicted = self.cache.make_room(media["size"], self.core.needed_media(), sha)
         if evicted is None:
             return "cache-full"
         for old in evicted:
@@ -657,16 +904,32 @@ class Receiver:
             except HttpError as e:
                 error = str(e)
                 continue
-            except OSError:
+            except OSError as e:
+                if is_no_space(e):
+                    return self._fetch_out_of_space(sha)
                 error = "connect failed"  # never the URL: it may carry a token
                 continue
             if await sha256_hex(part, self._fetch_buf) != sha:
                 remove(part)
                 error = "sha mismatch"
                 continue
-            self.cache.add(sha, media["size"], media["codec"])
+            try:
+                self.cache.add(sha, media["size"], media["codec"])
+            except OSError as e:
+                if is_no_space(e):
+                    return self._fetch_out_of_space(sha)
+                raise
             return None
         return error
+
+    def _fetch_out_of_space(self, sha):
+        """The flash filled up under a download (the budget is an estimate: other writes,
+        filesystem overhead): the partial file goes at once, so the state and the outbox can
+        still be written, the cache gives space back, and the fetch fails "no-space" (the core
+        retries it later against the budget the flash has then)."""
+        self.cache.drop_part(sha)
+        self._no_space()
+        return REFUSED_NO_SPACE
 
     # -- outbox --------------------------------------------------------------------------
 

@@ -1,12 +1,18 @@
 """What survives a reboot: the state file and the event outbox, both in flash.
 
-MicroPython-safe file handling only (open, os.rename, os.remove, os.stat). Flash wears out, so
-writes are few: the state file is rewritten when the core says so (a command, a start, an
-end), the outbox appends one line per event and is rewritten only when trimmed.
+MicroPython-safe file handling only (open, os.rename, os.remove, os.stat, os.statvfs). Flash
+wears out, so writes are few: the state file is rewritten when the core says so (a command, a
+start, an end), the outbox appends one line per event and is rewritten only when trimmed.
+
+Flash also fills up: a write that finds it full raises OSError with errno 28 (ENOSPC; littlefs'
+LFS_ERR_NOSPC and FAT's FR_DENIED both arrive as that). ``is_no_space`` names it, so callers
+report "no-space" and give space back instead of calling it a network or generic error.
 """
 
 import json
 import os
+
+ENOSPC = 28  # MicroPython's errno module may not define it (the WebAssembly port does not)
 
 
 def file_size(path):
@@ -37,30 +43,134 @@ def makedirs(path):
             pass
 
 
+def is_no_space(exc):
+    """True when ``exc`` says the filesystem is full (ENOSPC)."""
+    if not isinstance(exc, OSError) or not exc.args:
+        return False
+    return exc.args[0] == ENOSPC
+
+
+def fs_space(path):
+    """``(free bytes, block bytes)`` of the filesystem holding ``path``, or None when unknown.
+
+    ``os.statvfs`` is on every port with a filesystem (ESP32 littlefs/FAT, unix, WebAssembly):
+    f_frsize * f_bavail is what a write can still use (littlefs and FAT count no blocks
+    reserved for root, so f_bavail is f_bfree there)."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return None
+    try:
+        st = statvfs(path)
+    except OSError:
+        return None
+    block = st[1] or st[0]
+    if block <= 0:
+        return None
+    return st[4] * block, block
+
+
 def write_atomic(path, data):
-    """Write ``data`` to ``path`` so a power cut leaves the old or the new file, never half."""
+    """Write ``data`` to ``path`` so a power cut leaves the old or the new file, never half.
+
+    A write that fails (flash full, flash error) leaves the old file and no temp file behind,
+    then raises."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    except OSError:
+        remove(tmp)  # a half-written temp file only holds space the next write needs
+        raise
     os.rename(tmp, path)
 
 
+def finish_atomic(path):
+    """Settle a ``write_atomic`` that a power cut interrupted, before ``path`` is read.
+
+    A ``.tmp`` next to ``path`` was torn mid-write or never renamed: ``path`` is the committed
+    copy and the temp file goes. A ``.tmp`` without ``path`` is the new copy caught between
+    the write and the rename (FAT removes the old file before it renames over it): it is put
+    in place. Either way no stray temp file holds flash."""
+    tmp = path + ".tmp"
+    if file_size(tmp) < 0:
+        return
+    if file_size(path) >= 0:
+        remove(tmp)
+        return
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        remove(tmp)
+
+
+def _read_json_dict(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 class StateFile:
-    """A JSON dict in flash (``state.json``): counters, schedule, boot count."""
+    """A JSON dict in flash (``state.json``): counters, schedule, boot count.
+
+    A save writes ``state.json.tmp`` whole, turns the current file into ``state.json.bak`` and
+    renames the temp file into place, so at every instant one complete copy is on flash: a
+    power cut mid-write leaves ``state.json`` as it was; one between the renames leaves the
+    complete ``.tmp`` (and the ``.bak``). ``load`` reads ``state.json``, else ``.tmp``, else
+    ``.bak``, and sets ``recovered`` to the copy it had to fall back to ("tmp", "bak"), or to
+    "lost" when state files were there and none could be read; None when ``state.json`` read
+    whole (or there never was one). ``copies`` holds every readable copy, newest first, so the
+    caller can keep the highest counters of them all: a torn or corrupt file never turns the
+    replay counter back to 0 while an older copy still knows better.
+    """
 
     def __init__(self, path):
         self.path = path
+        self.recovered = None
+        self.copies = []
+        self._rotate = False    # the file in place is a good copy, worth keeping as .bak
 
     def load(self):
-        try:
-            with open(self.path) as f:
-                data = json.load(f)
-        except (OSError, ValueError):
+        self.copies = []
+        self.recovered = None
+        primary = None
+        seen = False
+        for suffix, name in (("", None), (".tmp", "tmp"), (".bak", "bak")):
+            path = self.path + suffix
+            if file_size(path) < 0:
+                continue
+            seen = True
+            data = _read_json_dict(path)
+            if data is None:
+                continue
+            self.copies.append(data)
+            if primary is None:
+                primary = data
+                self.recovered = name
+        self._rotate = self.recovered is None and primary is not None
+        if primary is None:
+            self.recovered = "lost" if seen else None
             return {}
-        return data if isinstance(data, dict) else {}
+        return primary
 
     def save(self, data):
-        write_atomic(self.path, json.dumps(data).encode())
+        """Write ``data``; raises OSError (the committed copies stay as they were)."""
+        blob = json.dumps(data).encode()
+        tmp = self.path + ".tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(blob)
+        except OSError:
+            remove(tmp)
+            raise
+        if self._rotate and file_size(self.path) >= 0:
+            os.rename(self.path, self.path + ".bak")  # replaces the older backup
+        else:
+            remove(self.path)  # not a good copy (corrupt, or none): the .bak stays the backup
+        os.rename(tmp, self.path)
+        self._rotate = True
 
 
 class Outbox:
@@ -87,6 +197,7 @@ class Outbox:
         self._high = 0            # highest seq ever queued
         self._acked_since_write = 0
         self._file = None
+        finish_atomic(path)
         self._load()
 
     def _load(self):

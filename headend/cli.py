@@ -1,4 +1,5 @@
-"""`loaxa headend ...`: serve, migrate, provision, create-user, export-mosquitto.
+"""`loaxa headend ...`: serve, migrate, provision, create-user, export-mosquitto,
+export-broker-tls.
 
 Configuration comes from LOAXA_* environment variables (headend/settings.py); the options
 here override the few that are handy on a command line.
@@ -65,15 +66,17 @@ def _zones(text: str) -> list[tuple[str, str]]:
 
 def cmd_provision(args) -> int:
     from headend.errors import ServiceError
-    from headend.services.provisioning import export_mosquitto, provision_fleet
+    from headend.services.provisioning import export_mosquitto, provision_fleet, receiver_config
 
     settings = _settings(args)
     session = _session(settings)
+    tls = settings.broker_tls if args.tls is None else args.tls
     try:
-        broker = (args.broker_host or settings.mqtt_host, args.broker_port or settings.mqtt_port)
+        broker = (args.broker_host or settings.mqtt_host,
+                  args.broker_port or (settings.broker_tls_port if tls else settings.mqtt_port))
         fleet = provision_fleet(session, settings=settings, receivers=args.receivers,
                                 zones=_zones(args.zones), codecs=tuple(args.codecs.split(",")),
-                                prefix=args.prefix, broker=broker, actor="cli")
+                                prefix=args.prefix, broker=broker, tls=tls, actor="cli")
         if args.mosquitto_dir:
             for path in export_mosquitto(session, settings=settings,
                                          directory=Path(args.mosquitto_dir)):
@@ -89,6 +92,20 @@ def cmd_provision(args) -> int:
     out.chmod(0o600)  # it holds every receiver's key and password
     print("provisioned %d receivers in %d zones; fleet file (secrets!) %s"
           % (len(fleet["devices"]), len(_zones(args.zones)), out))
+    if tls:
+        print("receivers verify the broker (TLS on port %d, name %s) against the site's CA in %s"
+              % (fleet["broker"]["port"], fleet["broker"]["server_name"],
+                 settings.resolved_tls_dir))
+    if args.config_dir:
+        configs = Path(args.config_dir)
+        configs.mkdir(parents=True, exist_ok=True)
+        for device in fleet["devices"]:
+            path = configs / ("%s.json" % device["id"])
+            path.write_text(json.dumps(receiver_config(fleet, device), ensure_ascii=False,
+                                       indent=1))
+            path.chmod(0o600)  # the receiver's key and password
+        print("wrote %d receiver configs (secrets!) to %s: add each pole's link, copy as "
+              "/data/config.json (docs/flashing.md)" % (len(fleet["devices"]), configs))
     return 0
 
 
@@ -102,6 +119,23 @@ def cmd_export_mosquitto(args) -> int:
             print("wrote %s" % path)
     finally:
         session.close()
+    return 0
+
+
+def cmd_export_broker_tls(args) -> int:
+    from headend.services.tls import TlsError, export_broker_tls
+
+    settings = _settings(args)
+    try:
+        paths = export_broker_tls(settings=settings, directory=Path(args.dir),
+                                  host=args.broker_host)
+    except TlsError as exc:
+        print("loaxa headend export-broker-tls: %s" % exc.message, file=sys.stderr)
+        return 1
+    for path in paths:
+        print("wrote %s" % path)
+    print("include %s from mosquitto.conf; the key file must be readable by the broker only"
+          % paths[-1])
     return 0
 
 
@@ -163,11 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-host")
     p.add_argument("--broker-port", type=int)
     p.add_argument("--mosquitto-dir", help="also write Mosquitto passwd/acl/conf here")
+    p.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
+                   help="receivers verify the broker over TLS against the site's CA, made "
+                        "once (default: LOAXA_BROKER_TLS)")
+    p.add_argument("--config-dir", help="also write each receiver's config.json here "
+                                        "(DIR/<id>.json, holds its secrets)")
     p.set_defaults(func=cmd_provision)
 
     p = sub.add_parser("export-mosquitto", help="write Mosquitto passwd, acl and conf files")
     p.add_argument("dir")
     p.set_defaults(func=cmd_export_mosquitto)
+
+    p = sub.add_parser("export-broker-tls",
+                       help="write the broker's TLS certificate, key, the site's CA and a "
+                            "Mosquitto listener (tls.conf) into DIR")
+    p.add_argument("dir")
+    p.add_argument("--broker-host", help="the receivers' broker host, put on the certificate "
+                                         "with LOAXA_BROKER_TLS_NAMES (default LOAXA_MQTT_HOST)")
+    p.set_defaults(func=cmd_export_broker_tls)
 
     p = sub.add_parser("create-user", help="add a user (or --update one)")
     p.add_argument("username")

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     mqtt_tls: bool = False
     mqtt_ca_file: Path | None = None
     mqtt_client_id: str = ""  # default: the username, else loaxa-headend-{site_id}; fixed, for a persistent session
+    # Receivers over TLS (headend/services/tls.py): provisioning gives every receiver the
+    # site's CA and "tls": true on ``broker_tls_port``; the broker gets a certificate from that
+    # CA naming ``broker_tls_names`` (host names and/or IPs; the receivers' broker host is
+    # added) and receivers check the first of them (else that host). The CA's key and the
+    # broker's live in ``tls_dir`` (default {data_dir}/tls, mode 0700, keys 0600).
+    broker_tls: bool = False
+    broker_tls_port: int = 8883
+    broker_tls_names: list[str] = []
+    tls_dir: Path | None = None
     # When set, the broker's ``passwd`` and ``acl`` files are rewritten here after every
     # provisioning, so a new receiver can log in at once: the embedded broker rereads them on
     # connect; Mosquitto needs a SIGHUP (``loaxa headend export-mosquitto`` writes the same).
@@ -94,6 +103,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or "sqlite:///%s" % (Path(self.data_dir) / "headend.sqlite3")
+
+    @property
+    def resolved_tls_dir(self) -> Path:
+        return Path(self.tls_dir) if self.tls_dir else Path(self.data_dir) / "tls"
 
     @property
     def resolved_media_dir(self) -> Path:

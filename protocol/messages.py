@@ -239,14 +239,36 @@ def open_time_reply(key, payload, device):
 
 # -- presence, heartbeat, events -----------------------------------------------------------
 
-def birth(device, boot, conn, fw, caps, link):
+# The birth's fields (docs/protocol.md, "Presence", has a row for each): the session and what
+# the receiver is, then BIRTH_BOOT_FIELDS, how this boot came about and what it recovered from.
+BIRTH_FIELDS = ("v", "k", "dev", "boot", "conn", "fw", "caps", "link")
+BIRTH_BOOT_FIELDS = (
+    "reset",         # str: why the board started (Platform.reset_cause(): "power-on", ...)
+    "brownouts",     # int: brown-out resets seen on this flash
+    "crashes",       # int: boots in a row that crashed before this one (left out when 0)
+    "safe",          # str: safe mode and why ("crash-loop"); left out when not in safe mode
+    "config",        # str: the fallback config file in use ("config.good.json"), if any
+    "config_error",  # str: why config.json was refused, with "config"
+    "state",         # str: the state copy recovered from ("tmp", "bak") or "lost", if any
+    "rebooted",      # str: why the firmware rebooted itself last ("command", "offline")
+)
+
+
+def birth(device, boot, conn, fw, caps, link, boot_info=None):
     """Retained on .../status when the receiver connects (Sparkplug-style birth).
 
     ``boot`` counts reboots (kept in flash) and ``conn`` counts connections since boot, so the
     head-end can tell a stale death (an older session's will) from a current one.
+    ``boot_info``: a dict of BIRTH_BOOT_FIELDS; a None value is left out.
     """
-    return encode({"v": PROTOCOL_VERSION, "k": "birth", "dev": device, "boot": boot,
-                   "conn": conn, "fw": fw, "caps": caps, "link": link})
+    msg = {"v": PROTOCOL_VERSION, "k": "birth", "dev": device, "boot": boot, "conn": conn,
+           "fw": fw, "caps": caps, "link": link}
+    for name in boot_info or ():
+        if name not in BIRTH_BOOT_FIELDS:
+            raise ValueError("not a birth field: %s" % name)
+        if boot_info[name] is not None:
+            msg[name] = boot_info[name]
+    return encode(msg)
 
 
 def death(device, boot, conn):

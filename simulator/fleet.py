@@ -12,8 +12,9 @@ A fleet is described like the head-end's device registry, as JSON::
 the given ranges. ``Fleet.start()`` runs every receiver: with ``runtime="cpython"`` (the
 default, for large fleets) each is a task in the current loop; with ``runtime="micropython"``
 each is its own process of the MicroPython that computes like an ESP32 (simulator/mp_runtime.py),
-with the board's heap. ``restart``, ``cut`` and ``restore`` act on one of them; ``status_rows``
-reports.
+with the board's heap (``heap_probe``: True, or the number of receivers, counted from the
+first, that measure their live heap: simulator/mp_receiver.py). ``restart``, ``cut`` and
+``restore`` act on one of them; ``status_rows`` reports.
 """
 
 import asyncio
@@ -195,7 +196,7 @@ class Fleet:
 
     def __init__(self, specs, site="demo", broker=("127.0.0.1", 1883), workdir=None,
                  ticks_near_wrap=True, keep_bytes=False, config_overrides=None, seed=0,
-                 runtime="cpython", heap=None, mpy=True):
+                 runtime="cpython", heap=None, mpy=True, heap_probe=False, heap_check=True):
         if runtime not in RUNTIMES:
             raise ValueError("runtime must be one of %s" % ", ".join(RUNTIMES))
         self.runtime = runtime
@@ -215,7 +216,8 @@ class Fleet:
             for i, spec in enumerate(self.specs):
                 self.receivers[spec.id] = mp_runtime.MpSimReceiver(
                     self, spec, os.path.join(self.workdir, spec.id), heap=heap or HEAP_PSRAM,
-                    keep_bytes=keep_bytes, seed=seed * 100003 + i, ticks_near_wrap=ticks_near_wrap)
+                    keep_bytes=keep_bytes, seed=seed * 100003 + i, ticks_near_wrap=ticks_near_wrap,
+                    heap_probe=heap_probe is True or i < int(heap_probe), heap_check=heap_check)
         for i, spec in enumerate(self.specs if runtime == "cpython" else ()):
             platform = HostPlatform(
                 spec.id, offset_ms=spec.offset_ms, drift_ppm=spec.drift_ppm,

@@ -8,6 +8,7 @@ with the true time it happened.
 
 import os
 import random
+import ssl as _ssl
 import tempfile
 import time
 
@@ -73,6 +74,9 @@ class HostPlatform(Platform):
         self.temperature_c = 38.5
         self.free_memory = 92000
         self.amp_fault = False
+        self.reset_cause_name = "power-on"  # what the next boot reads (reboot() sets "hard")
+        self.flash_free = None  # bytes the flash has free; None: the real directory's statvfs
+        self.flash_block = 4096
         # Recorded: what the firmware did to the board.
         self.amp_on = False
         self.amp_changes = []   # (true time s, on)
@@ -104,8 +108,24 @@ class HostPlatform(Platform):
 
     # -- network -------------------------------------------------------------------------------
 
-    async def open_connection(self, host, port, ssl=None):
-        return await self.link.open_connection(host, port, ssl=ssl)
+    async def open_connection(self, host, port, ssl=None, server_hostname=None):
+        return await self.link.open_connection(host, port, ssl=ssl,
+                                               server_hostname=server_hostname)
+
+    async def resolve(self, host, port):
+        return await self.link.resolve(host, port)
+
+    def tls_context(self, cadata):
+        """What the board builds (firmware/hw/esp32.py), in CPython's terms: the broker's
+        certificate must chain to the site's CA and carry the name the client passes as
+        server_hostname (CPython's PROTOCOL_TLS_CLIENT checks both by default; set here anyway,
+        so the simulator can never drift to an unverified connection)."""
+        context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+        context.verify_mode = _ssl.CERT_REQUIRED
+        context.check_hostname = True
+        context.minimum_version = _ssl.TLSVersion.TLSv1_2
+        context.load_verify_locations(cadata=bytes(cadata))
+        return context
 
     async def link_up(self):
         # The radio link itself is up; faults are beyond it (see LinkPath), so the firmware's
@@ -146,7 +166,16 @@ class HostPlatform(Platform):
     def feed_watchdog(self):
         self.watchdog_feeds += 1
 
+    def reset_cause(self):
+        return self.reset_cause_name
+
+    def storage_space(self):
+        if self.flash_free is None:
+            return super().storage_space()
+        return self.flash_free, self.flash_block
+
     def reboot(self):
         self.reboots.append(time.time())
+        self.reset_cause_name = "hard"  # as machine.reset() reads on the next boot
         if self.on_reboot is not None:
             self.on_reboot(self)

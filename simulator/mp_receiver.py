@@ -12,16 +12,22 @@ Started by simulator/mp_runtime.py, which reads the ``@`` report lines this proc
     {"do": "set", "mains": 0, ...}         set board sensors (attributes of MpHostPlatform)
     {"do": "heap"}                         report the live heap now (after a collection)
 
+A heap smaller than the receiver needs (firmware/heap.py) is refused before the firmware is
+imported: ``{"k": "refused", "reason"}`` and exit ``REFUSED_EXIT``, as a board would refuse.
+
 Status: ``{"k": "st", "mq": connected, "sy": synced, "se": network - true ms, "vol",
 "cnt": core counters, "stats": shell stats, "mqs": MQTT client stats, "boot", "play": bid,
-"heap": {phase: [peak allocated, min free]}}``. The heap peaks are sampled every
-``HEAP_SAMPLE_MS`` without forcing a collection (what the allocator really had to find), by
-phase: "boot" until the first sync, then "idle", "fetch", "play-file", "play-live".
+"heap": {phase: [peak allocated, min free]}}``, by phase: "boot" until the first sync, then
+"idle", "fetch", "play-file", "play-live". By default the heap is sampled with each status
+(garbage included: on a 2 MB heap the collector runs late). With ``"heap_probe": true`` in the
+sim settings (the benchmark) it is sampled every ``HEAP_SAMPLE_MS`` after a ``gc.collect()``
+every ``PROBE_MS``, so the peaks are of live data, what a smaller board must hold; that costs
+CPU, which is why it is not the default: with 50 receivers on 2 cores, sampling every 20 ms
+alone took most of the machine.
 """
 
 import gc
 import json
-import select
 import sys
 
 try:
@@ -29,19 +35,20 @@ try:
 except ImportError:
     import uasyncio as asyncio
 
-from firmware.schedule import KIND_STREAM
-from firmware.shell import Receiver
-from simulator.mp_host import MpHostPlatform, report, true_us
+from firmware.heap import heap_refusal
+from simulator.mp_host import report, true_us
 
-STATUS_MS = 200
+STATUS_MS = 250
+REFUSED_EXIT = 4
 HEAP_SAMPLE_MS = 20
-STDIN_POLL_MS = 50
+PROBE_MS = 100
 
 
 class Monitor:
-    def __init__(self, receiver, platform):
+    def __init__(self, receiver, platform, probe=False):
         self.rx = receiver
         self.platform = platform
+        self.probe = probe
         self.heap = {}
         self.running = True
 
@@ -51,7 +58,7 @@ class Monitor:
             return "boot"
         item = rx.playing_item
         if item is not None:
-            return "play-live" if item.kind == KIND_STREAM else "play-file"
+            return "play-live" if item.stream is not None else "play-file"
         if rx._fetch_queue:
             return "fetch"
         return "idle"
@@ -80,23 +87,22 @@ class Monitor:
                 "heap": self.heap}
 
     async def status_loop(self):
+        period = HEAP_SAMPLE_MS if self.probe else STATUS_MS
         n = 0
         while self.running:
+            if self.probe and n % (PROBE_MS // HEAP_SAMPLE_MS) == 0:
+                gc.collect()
             self.sample_heap()
             n += 1
-            if n * HEAP_SAMPLE_MS >= STATUS_MS:
+            if n * period >= STATUS_MS:
                 n = 0
                 report(self.status())
-            await asyncio.sleep_ms(HEAP_SAMPLE_MS)
+            await asyncio.sleep_ms(period)
 
     async def command_loop(self):
-        poll = select.poll()
-        poll.register(sys.stdin, select.POLLIN)
+        stdin = asyncio.StreamReader(sys.stdin)  # polled by asyncio: no wake-ups while idle
         while self.running:
-            if not poll.poll(0):
-                await asyncio.sleep_ms(STDIN_POLL_MS)
-                continue
-            line = sys.stdin.readline()
+            line = await stdin.readline()
             if not line:  # the parent is gone: go down as a powered-off board would
                 await self.stop()
                 return
@@ -125,6 +131,16 @@ class Monitor:
 async def main(path):
     with open(path) as f:
         settings = json.load(f)
+    # As board/main.py does first: refuse a heap the receiver cannot run in, with the reason
+    # (the benchmark turns this off to measure what the firmware itself needs).
+    gc.collect()
+    refusal = heap_refusal(gc.mem_free(), gc.mem_alloc())
+    if refusal and settings["sim"].get("heap_check", True):
+        report({"k": "refused", "t": true_us(), "reason": refusal})
+        raise SystemExit(REFUSED_EXIT)
+    from firmware.shell import Receiver
+    from simulator.mp_host import MpHostPlatform
+
     platform = MpHostPlatform(settings["sim"])
     gc.collect()
     before = gc.mem_alloc()
@@ -138,7 +154,7 @@ async def main(path):
         return receiver.core.playing()
 
     platform.sink.context = now_playing
-    monitor = Monitor(receiver, platform)
+    monitor = Monitor(receiver, platform, settings["sim"].get("heap_probe", False))
     asyncio.create_task(monitor.status_loop())
     asyncio.create_task(monitor.command_loop())
     await receiver.run()

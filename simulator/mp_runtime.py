@@ -22,12 +22,13 @@ import os
 import time
 
 from simulator.network import LinkPath
-from simulator.sink import Playback
+from simulator.sink import Playback, PlaybackLog
 from tools import mpbuild
 
 REPO = str(mpbuild.REPO)
 SCRIPT = os.path.join(REPO, "simulator", "mp_receiver.py")
 REBOOT_EXIT = 3
+REFUSED_EXIT = 4  # simulator/mp_receiver.py: the heap is too small for the receiver
 STOP_TIMEOUT_S = 5.0
 
 
@@ -82,7 +83,7 @@ class RemoteReceiver:
         return time.time() * 1000.0 + (self.sync_error_ms or 0)
 
 
-class RemoteSink:
+class RemoteSink(PlaybackLog):
     """The playbacks a MicroPython receiver reported, as ``simulator.sink.Playback`` records."""
 
     def __init__(self, keep_dir=None):
@@ -140,13 +141,6 @@ class RemoteSink:
     def stop(self):
         self.process_gone()
 
-    def playbacks_of(self, item=None, bid=None):
-        return [p for p in self.playbacks
-                if (item is None or p.item == item) and (bid is None or p.bid == bid)]
-
-    @property
-    def playing(self):
-        return self.current is not None
 
 
 SENSORS = ("rssi", "mains", "dc_volts", "temperature_c", "amp_fault")
@@ -190,10 +184,13 @@ class MpSimReceiver:
     """One receiver as a MicroPython process, restarted on the same flash when it reboots."""
 
     def __init__(self, fleet, spec, storage_dir, heap=mpbuild.HEAP_PSRAM, keep_bytes=False,
-                 seed=0, ticks_near_wrap=True):
+                 seed=0, ticks_near_wrap=True, heap_probe=False, heap_check=True):
         self.fleet = fleet
         self.spec = spec
         self.heap = heap
+        self.heap_probe = heap_probe  # live-heap peaks (a collection every 100 ms): benchmark
+        self.heap_check = heap_check  # False: run in any heap, to measure what it needs
+        self.refused = None           # why the process refused to start (its heap)
         self.seed = seed
         self.ticks_near_wrap = ticks_near_wrap
         os.makedirs(storage_dir, exist_ok=True)
@@ -223,7 +220,8 @@ class MpSimReceiver:
                         "codecs": [self.spec.codec], "relay_port": relay_port,
                         "keep_bytes": self.keep_bytes, "seed": self.seed,
                         "ticks_near_wrap": self.ticks_near_wrap, "link_type": "wifi",
-                        "sensors": self.platform.sensors}}
+                        "sensors": self.platform.sensors, "heap_probe": self.heap_probe,
+                        "heap_check": self.heap_check}}
 
     async def start(self):
         port = await self.link.serve()
@@ -276,6 +274,8 @@ class MpSimReceiver:
             self.platform.led_changes.append((msg["t"] / 1e6, msg["p"]))
         elif kind == "boot":
             self.boot_report = msg
+        elif kind == "refused":
+            self.refused = msg["reason"]
         elif kind == "heap":
             self.heap_reports.append(msg)
         elif kind != "reboot":

@@ -11,6 +11,14 @@ between the other end and the real broker connection. That is where faults are a
 - ``latency_ms``: one-way delay added to every chunk, in both directions, order preserved.
 - ``loss``: the fraction of MQTT QoS-0 PUBLISH packets from the broker that never arrive
   (time-sync replies, audio frames); the relay reassembles MQTT packets to drop whole ones.
+- ``hosts``: what the receiver's DNS answers ({name: address}, ahead of the system's), so a test
+  can move the broker to another address; ``resolves`` counts the lookups asked, and a lookup
+  fails while the link is cut, as on the board.
+
+TLS, when the firmware asks for it (a context from ``HostPlatform.tls_context``), is between the
+relay and the broker: the certificate check runs in the dial, with the firmware's own context
+and server name, and a refusal reaches the firmware as the dial's error; the relay itself sees
+plain MQTT, so loss and the packet counts work the same with TLS.
 
 It also counts what crosses it, for the data-volume benchmark (bench/bench_link_bytes.py):
 bytes each way, MQTT packets each way (reads, for a connection that is not MQTT, such as an
@@ -20,6 +28,7 @@ sees every whole MQTT packet ("in": broker -> receiver, "out": receiver -> broke
 
 import asyncio
 import errno
+import ipaddress
 import random
 import socket
 import time
@@ -78,6 +87,8 @@ class LinkPath:
         self.other_bytes_out = 0
         self.on_packet = None      # on_packet("in" | "out", packet bytes), whole MQTT packets
         self.cuts = []             # (true time s, "cut" | "restore")
+        self.hosts = {}            # name -> address: this receiver's DNS answers, first
+        self.resolves = 0          # DNS lookups asked through this path
         self._server = None        # serve(): the listener for a receiver in another process
 
     # -- fault control ------------------------------------------------------------------------
@@ -113,21 +124,42 @@ class LinkPath:
 
     # -- what the platform calls --------------------------------------------------------------
 
-    async def open_connection(self, host, port, ssl=None):
-        upstream = await self._dial(host, port, ssl)
+    async def open_connection(self, host, port, ssl=None, server_hostname=None):
+        upstream = await self._dial(host, port, ssl, server_hostname)
         device_sock, relay_sock = socket.socketpair()
         device = await asyncio.open_connection(sock=device_sock)
         self._attach(await asyncio.open_connection(sock=relay_sock), upstream)
         return device
 
-    async def _dial(self, host, port, ssl=None):
+    async def resolve(self, host, port):
+        """``host``'s address as the board's lookup gives it (IPv4 only, as lwIP is set up on
+        the ESP32 port); ``hosts`` answers first. Fails while the link is cut."""
+        self.resolves += 1
+        if not self.up:
+            raise OSError(errno.EHOSTUNREACH, "link is cut: no DNS")
+        if host in self.hosts:
+            return self.hosts[host]
+        try:
+            ipaddress.ip_address(host)
+            return host  # a literal needs no lookup (nor a thread of the loop's executor)
+        except ValueError:
+            pass
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=socket.AF_INET,
+                                                            type=socket.SOCK_STREAM)
+        return infos[0][4][0]
+
+    async def _dial(self, host, port, ssl=None, server_hostname=None):
         """The upstream connection, through the link's faults (refused while cut)."""
         if not self.up:
             self.refused += 1
             raise OSError(errno.ECONNREFUSED, "link is cut")
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000.0)  # SYN on its way
-        upstream = await asyncio.open_connection(host, port, ssl=ssl)
+        if ssl:
+            upstream = await asyncio.open_connection(host, port, ssl=ssl,
+                                                     server_hostname=server_hostname)
+        else:
+            upstream = await asyncio.open_connection(host, port)
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000.0)  # SYN-ACK on its way back
         if not self.up:

@@ -195,7 +195,8 @@ class Operator:
         self.publish_raw(sent.topic, sent.payload, qos=1)
 
     def publish_raw(self, topic, payload, qos=1, retain=False):
-        return self._client.publish(topic, payload, qos=qos, retain=retain)
+        # Nothing returned: paho's MQTTMessageInfo cannot cross to an OperatorProcess caller.
+        self._client.publish(topic, payload, qos=qos, retain=retain)
 
     def media_args(self, device, media):
         """The url/sha/size/dur/codec/rate of ``media`` (a MediaItem) in this device's codec."""
@@ -222,15 +223,15 @@ class Operator:
     def emergency(self, devices, media, vol=None):
         return self.play_at(devices, media, None, prio=messages.PRIO_EMERGENCY, vol=vol)
 
-    def stream(self, devices, sid, sno, key_hex, codec_of, rate, prio=messages.PRIO_LIVE,
+    def stream(self, devices, sid, sno, key_hex, codec, rate, prio=messages.PRIO_LIVE,
                bid=None):
-        """Tell each device to play live stream ``sid`` (frames follow on its stream topic);
-        ``codec_of(device)`` gives each one's codec. Returns the broadcast id."""
+        """Tell each device to play live stream ``sid`` of ``codec`` (frames follow on its
+        stream topic). Returns the broadcast id."""
         bid = bid or "b%d" % next(self._ids)
         for device in devices:
             self.send(device, messages.STREAM, {"bid": bid, "sid": sid, "sno": sno,
-                                                "key": key_hex, "codec": codec_of(device),
-                                                "rate": rate, "prio": prio})
+                                                "key": key_hex, "codec": codec, "rate": rate,
+                                                "prio": prio})
         return bid
 
     def fetch(self, devices, media):

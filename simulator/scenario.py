@@ -29,6 +29,20 @@ def percentile(values, p):
     return values[rank]
 
 
+def error_stats(values):
+    """``{"n", "p50", "p99", "max"}`` of the absolute values (ms), for reports."""
+    values = [abs(v) for v in values]
+    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
+            "max": max(values) if values else None}
+
+
+def format_stats(row):
+    if not row["n"]:
+        return "n=0"
+    return "n=%d  p50 %7.1f ms  p99 %7.1f ms  max %7.1f ms" % (
+        row["n"], row["p50"], row["p99"], row["max"])
+
+
 class FleetScenario:
     """``broker``: (host, port). ``items``: (id, seconds) test tones to make and serve.
     ``settle_s``: extra time after every receiver synced, for its clock filter to converge."""
@@ -36,7 +50,7 @@ class FleetScenario:
     def __init__(self, broker, specs, site="test", items=(("tone", 1.0),), workdir=None,
                  settle_s=1.0, connect_timeout=30.0, operator_auth=None, keep_bytes=False,
                  config_overrides=None, media_dir=None, seed=0, operator_process=False,
-                 runtime="cpython", heap=None):
+                 runtime="cpython", heap=None, heap_probe=False, heap_check=True):
         self.broker = broker
         self.specs = specs
         self.site = site
@@ -51,7 +65,7 @@ class FleetScenario:
         self.fleet = Fleet(specs, site=site, broker=broker,
                            workdir=os.path.join(self.workdir, "boards"), keep_bytes=keep_bytes,
                            config_overrides=config_overrides, seed=seed, runtime=runtime,
-                           heap=heap)
+                           heap=heap, heap_probe=heap_probe, heap_check=heap_check)
         self.server = None
         self.operator = None
         self.items = {}
@@ -112,6 +126,28 @@ class FleetScenario:
             if played and played[0].started_true is not None:
                 errors[device] = played[0].started_true * 1000.0 - at_ms
         return errors
+
+    async def relay_live(self, source, codec, sid, sno, key, play_delay_ms, lose=()):
+        """Publish ``source`` (a file played as live: audio/live.py, real ffmpeg, paced) as
+        stream ``sid``, frames stamped capture time + ``play_delay_ms``; frames whose seq is in
+        ``lose`` never reach the broker. Returns ``{"first": play_at of the first frame, "end":
+        when the last one ends, "lost_ms": {seq: duration}}`` (epoch ms)."""
+        from audio.live import LiveFramer, stamped_frames
+        from protocol.signing import HmacKey
+        from protocol.topics import stream_topic
+
+        topic = stream_topic(self.site, sid)
+        report = {"lost_ms": {}}
+        async with LiveFramer(source, codec=codec) as framer:
+            async for frame, packet in stamped_frames(framer, HmacKey(key), sno, play_delay_ms):
+                play_at = frame.captured_at_ms + play_delay_ms
+                report.setdefault("first", play_at)
+                report["end"] = play_at + frame.samples * 1000 // framer.rate
+                if frame.seq in lose:
+                    report["lost_ms"][frame.seq] = frame.samples * 1000 / framer.rate
+                    continue
+                self.operator.publish_raw(topic, packet, qos=0)
+        return report
 
     def proof_of_play(self, bid, ids, reason="finished"):
         """Devices in ``ids`` that reported both started and ended(``reason``) for ``bid``."""

@@ -67,7 +67,23 @@ class Playback:
             "%.3f" % self.ended_true if self.ended_true else "-", self.how)
 
 
-class RecordingSink(Sink):
+class PlaybackLog:
+    """Queries over ``playbacks`` (Playback records) and ``current``, for tests and reports;
+    shared by this sink and simulator/mp_runtime.py's view of a MicroPython receiver's."""
+
+    playbacks = ()
+    current = None
+
+    def playbacks_of(self, item=None, bid=None):
+        return [p for p in self.playbacks
+                if (item is None or p.item == item) and (bid is None or p.bid == bid)]
+
+    @property
+    def playing(self):
+        return self.current is not None
+
+
+class RecordingSink(PlaybackLog, Sink):
     """Records playbacks instead of making sound. ``clock`` is the board's DriftingClock.
 
     ``context`` is an optional callable returning a dict describing what the firmware is
@@ -178,12 +194,3 @@ class RecordingSink(Sink):
         self.current = None
         self._counter = None
 
-    # -- queries for tests and reports -------------------------------------------------------
-
-    def playbacks_of(self, item=None, bid=None):
-        return [p for p in self.playbacks
-                if (item is None or p.item == item) and (bid is None or p.bid == bid)]
-
-    @property
-    def playing(self):
-        return self.current is not None

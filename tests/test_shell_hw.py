@@ -3,8 +3,11 @@ modules standing in for the ESP32 at the register and pin level.
 
 What this proves: the VS1053 register values and SPI framing, the late-start accounting of both
 sinks, the I2S sink's decode-and-skip path with the real ADPCM decoder, supply-voltage and
-epoch conversions, Wi-Fi retry logic. What it cannot prove (docs/flashing.md lists it): that
-the chips and the radio behave as their datasheets say.
+epoch conversions, Wi-Fi retry logic, pin validation, and that a sink failing mid-play ends the
+play "failed" with the sink's reason. The sinks' timing on a board that keeps time (DREQ, the
+I2S DMA buffer, allocation per frame) is tested under MicroPython too: tests/mpy/test_sinks.py.
+What it cannot prove (docs/flashing.md lists it): that the chips and the radio behave as their
+datasheets say.
 """
 
 import importlib
@@ -21,6 +24,7 @@ class FakePin:
 
     def __init__(self, pin, mode=None, pull=None, value=None):
         self.pin = pin
+        self.pull = pull
         self.level = 1 if value is None else value
         self.history = []
 
@@ -44,7 +48,10 @@ class FakeSPI:
 
     def write_readinto(self, out, into):
         self.writes.append(bytes(out))
-        value = self.mode_reads.pop(0) if self.mode_reads else 0x0800
+        if out[1] == 0x01:  # SCI_STATUS: SS_VER 4, a VS1053
+            value = 0x0040
+        else:
+            value = self.mode_reads.pop(0) if self.mode_reads else 0x0800
         into[2], into[3] = value >> 8, value & 0xFF
 
 
@@ -56,6 +63,17 @@ class FakeI2S:
         self.kwargs = kwargs
         self.data = bytearray()
         self.closed = False
+        self.handler = None
+
+    def irq(self, handler):
+        self.handler = handler
+
+    def write(self, buf, off=0, n=-1):
+        n = len(buf) - off if n < 0 else n
+        self.data += bytes(buf[off:off + n])
+        if self.handler is not None:  # non-blocking mode: "in DMA memory" at once here
+            self.handler(self)
+        return n
 
     def deinit(self):
         self.closed = True
@@ -145,7 +163,8 @@ async def test_vs1053_sink_feeds_32_byte_chunks_and_drops_a_late_frame(board):
     vs = board("firmware.hw.vs1053")
     sink = vs.VS1053Sink(2, 18, 23, 19, 5, 16, 4, 17)
     spi = sink._spi
-    assert sci_writes(spi)[:3] == [(vs.SCI_MODE, vs.SM_SDINEW), (vs.SCI_CLOCKF, 0xE000),
+    # 0x8800: 3.5x the 12.288 MHz crystal (+1.0x for WMA/AAC), within the 55.3 MHz maximum.
+    assert sci_writes(spi)[:3] == [(vs.SCI_MODE, vs.SM_SDINEW), (vs.SCI_CLOCKF, 0x8800),
                                    (vs.SCI_VOL, vs.volume_register(70))]
     sink.set_volume(80)
     assert sci_writes(spi)[-1] == (vs.SCI_VOL, 0x1414)
@@ -154,9 +173,13 @@ async def test_vs1053_sink_feeds_32_byte_chunks_and_drops_a_late_frame(board):
     frames = bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x01" * 140 + bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x02" * 140
     sink.open("mp3", 16000, skip_samples=400)  # a late start: more than half a frame left over
     await sink.write(frames)                   # the first frame is dropped
-    assert [len(w) for w in spi.writes] == [32, 32, 32, 32, 16]
+    # Whole chunks only: the last 16 bytes wait in the stage for the next frame or the end fill.
+    assert [len(w) for w in spi.writes] == [32, 32, 32, 32]
     assert spi.writes[0] == bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x02" * 28
-    assert sink.bytes_written == 144
+    assert sink.bytes_written == 128
+    await sink.drain()
+    assert spi.writes[4] == b"\x02" * 16 + bytes(16) and set(b"".join(spi.writes[5:])) == {0}
+    assert sink.bytes_written == 160 + 64 * 32
     spi.mode_reads = [vs.SM_SDINEW | vs.SM_CANCEL, vs.SM_SDINEW]
     sink.stop()
     assert (vs.SCI_MODE, vs.SM_SDINEW | vs.SM_CANCEL) in sci_writes(spi)
@@ -164,21 +187,10 @@ async def test_vs1053_sink_feeds_32_byte_chunks_and_drops_a_late_frame(board):
         sink.open("adpcm", 16000)
 
 
-async def test_i2s_sink_decodes_blocks_and_skips_samples(board, monkeypatch):
+async def test_i2s_sink_decodes_blocks_and_skips_samples(board):
     i2s = board("firmware.hw.i2s_adpcm")
     from firmware.adpcm import decode_block
 
-    class Writer:
-        def __init__(self, stream, extra):
-            self.stream = stream
-
-        def write(self, buf):
-            self.stream.data += bytes(buf)
-
-        async def drain(self):
-            pass
-
-    monkeypatch.setattr(i2s.asyncio, "StreamWriter", Writer)
     assert i2s.split_skip(1200, 505) == (2, 190)
     assert i2s.volume_shift(100) == 0 and i2s.volume_shift(1) == -5 and i2s.volume_shift(0) == -6
     blocks = bytes([0x10, 0x00, 20, 0]) + bytes(range(252))
@@ -192,6 +204,7 @@ async def test_i2s_sink_decodes_blocks_and_skips_samples(board, monkeypatch):
     assert sink.samples_written == 2 * 505 - 100
     assert bytes(sink._i2s.data[:810]) == bytes(pcm[200:])  # the first 100 samples skipped
     assert sink._i2s.kwargs["rate"] == 16000 and FakeI2S.shifts == []
+    assert sink._i2s.handler is not None  # non-blocking mode: I2S.write never holds the loop
     sink.set_volume(40)
     await sink.write(blocks[:256])
     assert FakeI2S.shifts == [-3]
@@ -212,6 +225,10 @@ def test_supply_temperature_and_clock_conversions(board):
     assert platform._amp.history == [1, 0]
     assert platform.link_info() == {"type": "wifi", "rssi": None}
     assert platform.sink.name == "i2s"
+    # GPIO34-39 have no pulls: asking for one would be silently ignored, so the code does not
+    # (the board's wiring has the resistor, docs/flashing.md).
+    assert platform._fault.pin == 39 and platform._fault.pull is None
+    assert platform.amplifier_fault() is False  # the external pull-up holds it high
     with pytest.raises(ValueError, match="not supported yet"):
         hw.make_link(config.merge(cfg, {"link": {"type": "ppp"}}))
 
@@ -257,3 +274,55 @@ def test_a_4g_receiver_defaults_to_the_economical_heartbeat(tmp_path):
     assert (cfg["heartbeat_s"], cfg["keepalive_s"]) == (120, 60)
     cfg = config.load(str(tmp_path), base)
     assert (cfg["heartbeat_s"], cfg["keepalive_s"]) == (30, 30)
+
+
+async def test_a_sink_failing_mid_play_ends_the_play_failed_with_its_reason(tmp_path):
+    """A VS1053 whose DREQ sticks low 2 KB into an MP3: the write gives up (bounded, about a
+    full FIFO's play time plus 0.3 s) and the proof of play says "failed" with the sink's own
+    reason, never "finished" (and never the bare "player: SinkError")."""
+    import hashlib
+
+    from mpy import fake_machine, sink_rig
+    from test_shell_receiver import (
+        DEV,
+        KEY_HEX,
+        SITE,
+        TOPIC,
+        FakeMQTT,
+        FakePlatform,
+        Head,
+        started,
+        stop,
+        until,
+    )
+
+    from firmware.cache import MediaCache
+    from firmware.shell import Receiver
+    from protocol import messages as M
+
+    vs1053, _ = sink_rig.load_sinks()
+    sink, chip = sink_rig.new_vs1053(vs1053, speed=4, stuck_after=2048)
+    mp3 = sink_rig.mp3_frames(40)  # 1.4 s at 16 kHz
+    sha = hashlib.sha256(mp3).hexdigest()
+    cache = MediaCache(str(tmp_path / "cache"), 10 ** 6)
+    with open(cache.part_path(sha), "wb") as f:
+        f.write(mp3)
+    cache.add(sha, len(mp3), "mp3")
+    board = FakePlatform(str(tmp_path))
+    board.sink = sink
+    config = {"device": DEV, "site": SITE, "key": KEY_HEX, "broker": {"host": "127.0.0.1"},
+              "amp_settle_ms": 0, "heartbeat_s": 3600}
+    rx = Receiver(config, board, mqtt_factory=FakeMQTT)
+    task = await started(rx)
+    try:
+        args = {"bid": "b1", "item": "m1", "url": "http://127.0.0.1:9/m1", "sha": sha,
+                "size": len(mp3), "dur": 1440, "codec": "mp3", "rate": 16000,
+                "at": rx.now() + 200, "prio": 0}
+        rx._on_message(TOPIC + "cmd", Head().cmd(M.PLAY, args), False)
+        await until(lambda: any(e["k"] == "ended" for e in rx.mqtt.sent("evt")), timeout=5)
+        ended = [e for e in rx.mqtt.sent("evt") if e["k"] == "ended"][0]
+        assert (ended["reason"], ended["detail"]) == ("failed", "vs1053: DREQ stuck low")
+        assert chip.overruns == 0 and 2048 <= chip.sdi_bytes < len(mp3)
+    finally:
+        await stop(rx, task)
+        fake_machine.reset_board()

@@ -6,8 +6,10 @@ The integration tests (tests/integration/) run the same Receiver against real br
 """
 
 import asyncio
+import errno
 import hashlib
 import json
+import os
 import time
 
 from firmware.cache import MediaCache
@@ -71,6 +73,9 @@ class FakePlatform(Platform):
     def ticks_diff(self, a, b):
         d = (a - b) & 0x3FFFFFFF
         return d - 0x40000000 if d >= 0x20000000 else d
+
+    def ticks_add(self, a, delta):
+        return (a + delta) & 0x3FFFFFFF
 
     def rtc_ms(self):
         return wall_ms() - 5000  # the board's clock is 5 s slow until synced
@@ -439,3 +444,153 @@ async def test_after_a_power_cut_nothing_is_judged_until_the_sync(tmp_path):
     await until(lambda: rx.core.volume == 33)
     assert rx.mqtt.sent("evt")[0]["ok"] is True
     await stop(rx, task)
+
+
+# -- flash: the counter durable before a command acts, torn state, a full flash ----------------
+
+def fetch_args():
+    return {"item": "m1", "url": "http://127.0.0.1:9/m1", "sha": SHA, "size": len(ADPCM),
+            "dur": 190, "codec": "adpcm", "rate": 16000}
+
+
+async def test_the_counter_is_in_flash_before_the_command_acts(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    written = []
+    save = rx._state_file.save
+
+    def spy(data):
+        written.append((data["core"]["ctr"], rx.core.volume))
+        save(data)
+
+    rx._state_file.save = spy
+    head = Head()
+    rx._on_message(TOPIC + "cmd", head.cmd(M.VOLUME, {"vol": 10}), False)
+    assert rx.core.volume == 10
+    # The first write naming counter 1 happened while the volume was still the old one.
+    assert [w for w in written if w[0] == head.ctr][0] == (head.ctr, 70)
+    await stop(rx, task)
+
+
+async def test_a_command_whose_counter_cannot_be_written_is_refused_and_stays_a_replay(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    head = Head()
+    save = rx._state_file.save
+    failure = {"errno": errno.EIO}
+
+    def broken(data):
+        raise OSError(failure["errno"], "flash says no")
+
+    rx._state_file.save = broken
+    payload = head.cmd(M.VOLUME, {"vol": 10})
+    rx._on_message(TOPIC + "cmd", payload, False)
+    rx._on_message(TOPIC + "cmd", payload, False)  # the same again: a replay, saved or not
+    failure["errno"] = errno.ENOSPC
+    rx._on_message(TOPIC + "cmd", head.cmd(M.VOLUME, {"vol": 15}), False)
+    assert rx.core.volume == 70  # nothing acted on an unsaved counter
+    await until(lambda: len([e for e in rx.mqtt.sent("evt") if e["k"] == "ack"]) == 3)
+    acks = [e for e in rx.mqtt.sent("evt") if e["k"] == "ack"]
+    assert [(a["ok"], a["reason"]) for a in acks] == [
+        (False, "storage"), (False, "replay"), (False, "no-space")]
+    assert rx.stats["no_space"] == 1
+    rx._state_file.save = save
+    rx._on_message(TOPIC + "cmd", head.cmd(M.VOLUME, {"vol": 20}), False)
+    assert rx.core.volume == 20
+    await stop(rx, task)
+    assert make_receiver(tmp_path).core.export_state()["ctr"] == head.ctr
+
+
+async def test_a_torn_state_file_does_not_reopen_the_replay_window(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    head = Head()
+    first = head.cmd(M.VOLUME, {"vol": 10})
+    rx._on_message(TOPIC + "cmd", first, False)
+    rx._on_message(TOPIC + "cmd", head.cmd(M.VOLUME, {"vol": 20}), False)
+    await stop(rx, task)
+    with open(str(tmp_path / "state.json"), "w") as f:
+        f.write('{"boot": 1, "core": {"ctr": ')  # a torn write, a bad block
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    rx._on_message(TOPIC + "cmd", first, False)  # captured on the air, played back
+    await until(lambda: rx.core.volume == 10 or any(
+        e["k"] == "rejected" for e in rx.mqtt.sent("evt")))
+    assert rx.core.volume == 20 and rx.mqtt.sent("evt")[-1]["reason"] == "replay"
+    assert rx.boot_info["state"] == "bak"  # and the birth says where the state came from
+    assert json.loads(rx.mqtt.published[0][1])["state"] == "bak"
+    await stop(rx, task)
+
+
+async def test_a_full_flash_under_a_download_is_reported_as_no_space(tmp_path, monkeypatch):
+    from firmware import shell
+
+    async def fills_up(open_connection, url, path, size, chunk=2048):
+        with open(path, "wb") as f:
+            f.write(b"\0" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shell, "download", fills_up)
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.FETCH, fetch_args()), False)
+    # (Three attempts, 6 s of back-off, when it is taken for a network error.)
+    await until(lambda: any(e["k"] == "fetch_failed" for e in rx.mqtt.sent("evt")), 10)
+    failed = [e for e in rx.mqtt.sent("evt") if e["k"] == "fetch_failed"][0]
+    assert failed["reason"] == "no-space"
+    assert not os.path.exists(rx.cache.part_path(SHA)) and rx.stats["no_space"] == 1
+    await stop(rx, task)
+
+
+class SmallFlash(FakePlatform):
+    """A board whose flash has ``free`` bytes left (4 KB blocks), whatever the disk has."""
+
+    def __init__(self, storage_dir, free):
+        super().__init__(storage_dir)
+        self.free = free
+
+    def storage_space(self):
+        return self.free, 4096
+
+
+async def test_the_cache_budget_comes_from_the_flash_not_only_from_cache_bytes(
+        tmp_path, monkeypatch):
+    from firmware import shell
+    from firmware.cache import RESERVE_BYTES
+
+    downloads = []
+
+    async def never(*args, **kwargs):
+        downloads.append(args)
+        raise AssertionError("no download may start")
+
+    monkeypatch.setattr(shell, "download", never)
+    board = SmallFlash(str(tmp_path), RESERVE_BYTES + 1000)
+    rx = Receiver({"device": DEV, "site": SITE, "key": KEY_HEX,
+                   "broker": {"host": "127.0.0.1"}, "heartbeat_s": 3600}, board,
+                  mqtt_factory=FakeMQTT)
+    task = await started(rx)
+    caps = json.loads(rx.mqtt.published[0][1])["caps"]
+    assert caps["cache_total"] == 1000 and caps["cache_free"] == 1000  # not 2000000
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.FETCH, fetch_args()), False)
+    await until(lambda: any(e["k"] == "fetch_failed" for e in rx.mqtt.sent("evt")))
+    assert rx.mqtt.sent("evt")[-1]["reason"] == "cache-full" and not downloads
+    await stop(rx, task)
+
+
+async def test_orphans_are_swept_at_boot_and_a_wanted_download_is_kept(tmp_path):
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.PLAY, play_args(rx.now() + 3600000)), False)
+    await stop(rx, task)
+    cache_dir = str(tmp_path / "cache")
+    leftovers = {SHA[:32] + ".part": 100,             # the scheduled item's download: kept
+                 "f" * 32 + ".part": 5000,             # an item nobody wants any more
+                 "e" * 32 + ".adpcm": 3000,            # finished, but the index never got it
+                 "index.json.tmp": 20}                 # an interrupted index write
+    for name, size in leftovers.items():
+        with open(cache_dir + "/" + name, "wb") as f:
+            f.write(b"\0" * size)
+    rx = make_receiver(tmp_path)
+    assert [n for n in os.listdir(cache_dir) if n != "index.json"] == [SHA[:32] + ".part"]
+    assert rx.cache.used() == 100  # the download in progress counts as held

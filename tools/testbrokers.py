@@ -11,6 +11,9 @@ can be killed like a real one and never shares the test's event loop.
 
     broker = start_mosquitto(tmp_path, accounts={"d1": "pw1", "headend": "pw"})  # ACL per device
     broker = start_embedded_broker(tmp_path, accounts={"d1": "pw1"})  # the same, on amqtt
+
+    broker = start_mosquitto(tmp_path, tls={"cafile": ..., "certfile": ..., "keyfile": ...})
+    # its listener is TLS only, with the lines `loaxa headend export-broker-tls` writes
 """
 
 import base64
@@ -82,6 +85,7 @@ class BrokerProcess:
         self.log_path = Path(log_path) if log_path else None  # the broker's own log file, if any
         self.cwd = cwd
         self.accounts = {}
+        self.tls = False  # the listener speaks TLS only (start_mosquitto(tls=...))
         self._proc = None
         self._log = None
 
@@ -205,12 +209,14 @@ def _with_headend_account(accounts):
 
 
 def start_mosquitto(directory, port=None, accounts=None, extra_conf=(),
-                    log_types=("error", "warning", "notice"), start=True):
+                    log_types=("error", "warning", "notice"), start=True, tls=None):
     """Start Mosquitto in ``directory`` (config, log and password files go there).
 
     ``accounts``: None for anonymous access, or {username: password}; a "headend" account is
     added (random password, see ``broker.accounts``) when missing. Anonymous clients are then
     refused and each device is held to its own topics.
+    ``tls``: {"cafile", "certfile", "keyfile"} paths (headend/services/tls.py makes them): the
+    listener speaks TLS only, configured as `loaxa headend export-broker-tls` writes it.
     """
     binary = find_mosquitto()
     if binary is None:
@@ -221,8 +227,14 @@ def start_mosquitto(directory, port=None, accounts=None, extra_conf=(),
     host = "127.0.0.1"
     port = port or free_port(host)
     log_path = directory / ("mosquitto-%d.log" % port)
-    conf = ["listener %d %s" % (port, host), "persistence false",
-            "log_dest file %s" % log_path]
+    if tls is None:
+        conf = ["listener %d %s" % (port, host)]
+    else:
+        from headend.services.tls import mosquitto_tls_lines
+
+        conf = mosquitto_tls_lines(port, tls["cafile"], tls["certfile"], tls["keyfile"],
+                                   bind=host)
+    conf += ["persistence false", "log_dest file %s" % log_path]
     conf += ["log_type %s" % t for t in log_types]
     if os.geteuid() == 0:
         conf.append("user root")  # otherwise it drops to user mosquitto, who cannot read tmp_path
@@ -240,6 +252,7 @@ def start_mosquitto(directory, port=None, accounts=None, extra_conf=(),
                            directory / ("mosquitto-%d.out" % port), log_path=log_path)
     broker.accounts = accounts or {}
     broker.conf_path = conf_path
+    broker.tls = tls is not None
     return broker.start() if start else broker
 
 

@@ -3,7 +3,9 @@
 Pins and calibration come from the config's "pins", "dc_divider" and "dc_offset_v" (defaults in
 firmware/config.py for an ESP32-WROVER board): amplifier relay (active high), status LED,
 mains-present input (high when mains is there), DC input voltage through a resistor divider on
-an ADC pin, amplifier fault input (active low, as on most class-D modules).
+an ADC pin, amplifier fault input (active low, as on most class-D modules). The default inputs
+sit on GPIO34-39, which have no internal pull resistors: the wiring provides them
+(docs/flashing.md), the code asks for none.
 
 Links: Wi-Fi today (firmware/hw/wifi.py). "eth" (LAN8720) and "ppp" (4G modem) are planned.
 """
@@ -15,6 +17,7 @@ except ImportError:  # MicroPython before 1.21
 
 import gc
 import os
+import socket
 import time
 
 import esp32
@@ -37,6 +40,46 @@ def epoch_offset_ms(gmtime_of_zero_year):
 def dc_volts(microvolts, divider, offset_v):
     """Input voltage from the ADC pin's µV reading through a ``divider``:1 resistor divider."""
     return round(microvolts * divider / 1000000 + offset_v, 2)
+
+
+# machine.reset_cause() on the ESP32 port (ports/esp32/modmachine.c) maps ESP-IDF's
+# esp_reset_reason(): ESP_RST_POWERON and ESP_RST_BROWNOUT both to PWRON_RESET, ESP_RST_SW and
+# ESP_RST_PANIC (machine.reset(), so every crash of main.py, and a panic) to HARD_RESET, the
+# three watchdogs to WDT_RESET. A brown-out is therefore read from the chip: on the classic
+# ESP32 the PRO CPU's last reset reason is RTC_CNTL_RESET_STATE_REG bits 0-5, and 15 is
+# RTCWDT_BROWN_OUT_RESET (ESP32 TRM, rom/rtc.h). The S2/S3/C3 keep that register elsewhere (a
+# read there would fault), so on them a brown-out reads as a power-on.
+_RTC_CNTL_RESET_STATE_REG = 0x3FF48034
+_RESET_REASON_MASK = 0x3F
+_RESET_BROWN_OUT = 15
+
+
+def reset_cause_name(cause, raw_reason=None):
+    """A Platform.reset_cause() name from ``machine.reset_cause()`` and, for a power-on, the
+    chip's raw reset reason (None when it cannot be read)."""
+    if cause == getattr(machine, "PWRON_RESET", None):
+        return "brown-out" if raw_reason == _RESET_BROWN_OUT else "power-on"
+    for name, constant in (("hard", "HARD_RESET"), ("watchdog", "WDT_RESET"),
+                           ("deep-sleep", "DEEPSLEEP_RESET"), ("soft", "SOFT_RESET")):
+        if cause == getattr(machine, constant, None):
+            return name
+    return "unknown"
+
+
+def _classic_esp32():
+    """The chip is an ESP32 (not S2/S3/C3): ``os.uname().machine`` ends "with ESP32"."""
+    try:
+        return os.uname().machine.endswith("with ESP32")
+    except Exception:
+        return False
+
+
+def read_reset_cause():
+    cause = machine.reset_cause()
+    raw = None
+    if cause == getattr(machine, "PWRON_RESET", None) and _classic_esp32():
+        raw = machine.mem32[_RTC_CNTL_RESET_STATE_REG] & _RESET_REASON_MASK
+    return reset_cause_name(cause, raw)
 
 
 def make_sink(cfg):
@@ -69,7 +112,11 @@ class Esp32Platform(Platform):
         self._amp = Pin(pins["amp"], Pin.OUT, value=0)
         self._led = Pin(pins["led"], Pin.OUT, value=0)
         self._mains = Pin(pins["mains"], Pin.IN)
-        self._fault = Pin(pins["amp_fault"], Pin.IN, Pin.PULL_UP)
+        # No Pin.PULL_UP: GPIO34-39 (39 by default) have no internal pulls and MicroPython
+        # ignores the request silently. The fault output of a class-D module is open drain, so
+        # the board needs an external pull-up (10 kΩ to 3.3 V, docs/flashing.md); without it a
+        # floating input reads noise as faults.
+        self._fault = Pin(pins["amp_fault"], Pin.IN)
         self._dc = ADC(Pin(pins["dc_adc"]), atten=ADC.ATTN_11DB)
         self._epoch_ms = epoch_offset_ms(time.gmtime(0)[0])
         self._wdt = None
@@ -101,8 +148,32 @@ class Esp32Platform(Platform):
 
     # -- network -------------------------------------------------------------------------
 
-    async def open_connection(self, host, port, ssl=None):
-        return await asyncio.open_connection(host, port, ssl=ssl)
+    async def open_connection(self, host, port, ssl=None, server_hostname=None):
+        # With a context from tls_context the certificate must name server_hostname, not the
+        # address dialled. MicroPython's open_connection wraps the socket with
+        # do_handshake_on_connect=False: the handshake, and the certificate check, run in the
+        # first writes and reads, where the MQTT client sees (and counts) a refusal.
+        return await asyncio.open_connection(host, port, ssl=ssl, server_hostname=server_hostname)
+
+    async def resolve(self, host, port):
+        # Blocking: MicroPython has no asynchronous DNS, and lwIP's getaddrinfo holds the whole
+        # event loop until the answer (or its timeout) comes. Hence once per connect cycle
+        # (firmware/mqtt.py), never per attempt. A literal address is answered without a query.
+        address = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+        # The ESP32 port gives ("10.0.0.2", 8883). A port that gives a raw sockaddr instead
+        # cannot be dialled by address from here: the name then goes to the dial.
+        return address[0] if isinstance(address, tuple) else host
+
+    def tls_context(self, cadata):
+        import ssl  # only with TLS configured: mbedtls's context costs heap
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # MicroPython's ssl.SSLContext starts at CERT_NONE, unlike CPython's: without this any
+        # certificate, or none, would do. (The ESP32 stubs leave verify_mode out; the port has
+        # it: extmod/modtls_mbedtls.c's attribute handler, micropython-lib's ssl.py property.)
+        context.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
+        context.load_verify_locations(cadata=cadata)  # DER bytes of the site's CA
+        return context
 
     async def link_up(self):
         await self.link.up()
@@ -163,3 +234,13 @@ class Esp32Platform(Platform):
 
     def reboot(self):
         machine.reset()
+
+    def reset_cause(self):
+        cause = getattr(self, "_reset_cause", None)
+        if cause is None:  # read once: it names how this boot began
+            try:
+                cause = read_reset_cause()
+            except Exception:
+                cause = "unknown"
+            self._reset_cause = cause
+        return cause

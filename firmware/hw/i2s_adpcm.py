@@ -1,16 +1,32 @@
 """I2S DAC/amplifier sink (e.g. MAX98357A) with IMA-ADPCM decoded on the ESP32.
 
-``machine.I2S`` in TX mode, 16-bit mono. Each written ADPCM block is decoded by
-``firmware.adpcm.decode_block`` (viper code where the port has it) into one preallocated PCM
-buffer: nothing is allocated per block by this module. The DMA buffer (``ibuf``) holds about
-half a second, and writes go through an asyncio stream over the I2S object, so ``write`` awaits
-while the DMA is full: the real-time pacing.
+``machine.I2S`` in TX mode, 16-bit mono, with a DMA buffer (``ibuf``) of about half a second.
+Each ADPCM block is decoded by ``firmware.adpcm.decode_block`` (viper code where the port has
+it), in place in the buffer it came in (by offsets), into one of two preallocated PCM buffers.
+
+Writes never block the event loop. MicroPython's I2S has three modes (extmod/machine_i2s.c and
+ports/esp32/machine_i2s.c): blocking, the default, where ``write`` waits until the whole buffer
+is in DMA memory (``i2s_channel_write`` with ``portMAX_DELAY``: 31.6 ms per block once the DMA is
+full, the whole event loop held); asyncio, entered only when something polls the object
+(``ioctl``); and non-blocking, entered by ``I2S.irq(handler)``: ``write`` hands the buffer to a
+FreeRTOS task and returns at once, the task copies it into DMA memory as that frees up, then
+schedules ``handler`` (``mp_sched_schedule``). The old sink wrote through
+``asyncio.StreamWriter(i2s, {})``, whose ``write`` calls ``I2S.write`` at once: nothing had
+polled the object, so it was in blocking mode and blocked (and its ``out_buf += buf`` path
+allocates). This sink uses the irq mode: decode the next block into the free PCM buffer while
+the other goes to DMA, wait (sleeping, see firmware/hw/paced.py) until the handler says it has,
+write the next. The ESP32's queue to that task holds one buffer and a write to a full queue is
+dropped (``xQueueSend`` with no wait), so there is never more than one buffer in flight; the
+one being written is not touched until its handler ran. ``write(buf, offset, length)`` is
+MicroPython's stream write with an offset (py/stream.c): no slice for a late start's partial
+block. Nothing is allocated per block.
 
 ``skip_samples`` (a late start's remainder, less than one block) is dropped from the start of
 the first decoded block: the start is sample-accurate.
 
 Volume: the DAC has no volume register, so PCM is attenuated in place with ``I2S.shift`` in
-6 dB steps (0..-36 dB over 100..1; 0 mutes by writing nothing).
+6 dB steps (0..-36 dB over 100..1); 0 shifts by 15 bits (silence) and still plays in real time,
+so a muted item ends when it would have.
 """
 
 try:
@@ -21,11 +37,13 @@ except ImportError:  # MicroPython before 1.21
 from machine import I2S, Pin
 
 from firmware.adpcm import decode_block, samples_in_block
+from firmware.hw.paced import DONE, PacedWrite
 from firmware.platform import Sink
 from protocol.media import ADPCM_BLOCK_BYTES
 
 IBUF_BYTES = 16000   # DMA buffer: 0.5 s at 16 kHz, 16-bit mono
 _MAX_SHIFT = 6
+_MUTE_SHIFT = -15    # a 16-bit sample shifted this far is 0 or -1: silence
 
 
 def volume_shift(volume):
@@ -47,12 +65,24 @@ class I2SAdpcmSink(Sink):
         self._id = i2s_id
         self._pins = (Pin(sck), Pin(ws), Pin(sd))
         self._block = block_bytes
-        self._pcm = bytearray(2 * samples_in_block(block_bytes))
-        self._pcm_view = memoryview(self._pcm)
+        pcm_bytes = 2 * samples_in_block(block_bytes)
+        self._pcm = (bytearray(pcm_bytes), bytearray(pcm_bytes))  # one in flight, one filling
+        self._fill = 0           # index of the PCM buffer to decode into next
+        self._ready_off = 0      # decoded PCM waiting in self._pcm[self._fill] (bytes)
+        self._ready_len = 0
+        self._in_flight = False  # a buffer is with the driver; cleared by its irq handler
+        self._flight_polls = 0   # polls since it was handed over
+        self._lost_after = 1     # polls after which its handler must have been lost
+        self._on_sent = self._buffer_sent  # bound once: the handler is called per block
+        self._src = self._pcm[0]  # the ADPCM being written, and where in it
+        self._src_off = 0
+        self._src_end = 0
+        self._paced = PacedWrite(self._feed)
         self._i2s = None
-        self._writer = None
         self._rate = 0
+        self._poll_ms = 1
         self._skip = 0
+        self._shift = volume_shift(70)
         self.volume = 70
         self.samples_written = 0
 
@@ -63,44 +93,89 @@ class I2SAdpcmSink(Sink):
         sck, ws, sd = self._pins
         self._i2s = I2S(self._id, sck=sck, ws=ws, sd=sd, mode=I2S.TX, bits=16,
                         format=I2S.MONO, rate=rate, ibuf=IBUF_BYTES)
-        self._writer = asyncio.StreamWriter(self._i2s, {})  # MicroPython: StreamWriter(stream, extra)
+        self._i2s.irq(self._on_sent)  # non-blocking mode: write returns at once
         self._rate = rate
+        # A quarter of a block's play time: the handler is waited for with that much lag at
+        # most, against half a second of audio in the DMA buffer.
+        block_ms = samples_in_block(self._block) * 1000 // rate
+        self._poll_ms = max(1, block_ms // 4)
+        # The handler reaches Python through mp_sched_schedule, which drops it when the
+        # scheduler's queue is full. By the time the whole DMA buffer and two blocks have
+        # played, the buffer is in DMA memory for sure: go on without the handler then.
+        self._lost_after = (IBUF_BYTES * 500 // rate + 2 * block_ms) // self._poll_ms + 1
 
     def _deinit(self):
         if self._i2s is not None:
             self._i2s.deinit()
         self._i2s = None
-        self._writer = None
+        self._in_flight = False
+        self._ready_len = 0
+
+    def _buffer_sent(self, i2s):
+        # Scheduled by the driver once the buffer is in DMA memory: the buffer is free again.
+        self._in_flight = False
 
     def open(self, codec, rate, skip_samples=0):
         if codec != "adpcm":
             raise ValueError("I2S sink plays adpcm only")
         self._start_i2s(rate)
         self._skip = skip_samples
+        self._ready_len = 0
         self.samples_written = 0
 
-    async def write(self, buf):
-        """Whole ADPCM blocks (a short last block of a file is decoded too)."""
-        mv = memoryview(buf)
-        block = self._block
-        for off in range(0, len(mv), block):
-            samples = decode_block(mv[off:off + block], self._pcm)
-            first = 0
-            if self._skip:
-                first = min(self._skip, samples)
-                self._skip -= first
-            if first >= samples or self.volume <= 0:
-                continue
-            pcm = self._pcm_view[2 * first:2 * samples]
-            shift = volume_shift(self.volume)
-            if shift:
-                I2S.shift(buf=pcm, bits=16, shift=shift)
-            self._writer.write(pcm)
-            await self._writer.drain()
-            self.samples_written += samples - first
+    def write(self, buf):
+        """Await the result: whole ADPCM blocks (a short last block of a file is decoded too).
+        Done once every block is decoded and all but the last is with the driver."""
+        self._src = buf
+        self._src_off = 0
+        self._src_end = len(buf)
+        return self._paced
+
+    def _feed(self):
+        """One step of a write (``PacedWrite``): hand decoded PCM to the driver when it has
+        taken the last, decode the next block meanwhile; DONE, or the ms to sleep."""
+        while True:
+            if self._ready_len:
+                if self._in_flight:
+                    self._flight_polls += 1
+                    if self._flight_polls <= self._lost_after:
+                        return self._poll_ms
+                self._in_flight = True
+                self._flight_polls = 0
+                self._i2s.write(self._pcm[self._fill], self._ready_off, self._ready_len)
+                self._fill ^= 1
+                self._ready_len = 0
+            if self._src_off >= self._src_end:
+                return DONE
+            self._decode_next()
+
+    def _decode_next(self):
+        start = self._src_off
+        end = min(start + self._block, self._src_end)
+        self._src_off = end
+        pcm = self._pcm[self._fill]
+        samples = decode_block(self._src, pcm, start, end)
+        first = 0
+        if self._skip:
+            first = min(self._skip, samples)
+            self._skip -= first
+        if first >= samples:
+            return
+        if self._shift:
+            I2S.shift(buf=pcm, bits=16, shift=self._shift)
+        self._ready_off = 2 * first
+        self._ready_len = 2 * (samples - first)
+        self.samples_written += samples - first
 
     async def drain(self):
-        # What is in the DMA buffer plays out in at most IBUF_BYTES / (2 * rate) seconds.
+        # The decoded block still waiting goes to the driver, then what is in the DMA buffer
+        # plays out in at most IBUF_BYTES / (2 * rate) seconds.
+        self._src_off = self._src_end = 0
+        await self._paced
+        polls = 0
+        while self._in_flight and polls <= self._lost_after:
+            await asyncio.sleep(self._poll_ms / 1000)
+            polls += 1
         if self._rate:
             await asyncio.sleep(IBUF_BYTES / (2 * self._rate))
 
@@ -109,7 +184,9 @@ class I2SAdpcmSink(Sink):
 
     def stop(self):
         self._skip = 0
+        self._src_off = self._src_end = 0
         self._deinit()  # drops what is queued in the DMA buffer at once
 
     def set_volume(self, volume):
         self.volume = volume
+        self._shift = volume_shift(volume) if volume > 0 else _MUTE_SHIFT

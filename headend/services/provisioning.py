@@ -1,5 +1,11 @@
-"""Provisioning in bulk: a fleet file for the simulator (or a flashing station), and the
-broker's password and ACL files for production Mosquitto."""
+"""Provisioning in bulk: a fleet file for the simulator (or a flashing station), each
+receiver's ``config.json``, and the broker's password and ACL files for production Mosquitto.
+
+With TLS (``settings.broker_tls`` or ``tls=True``) the fleet's ``broker`` also holds ``"tls":
+true``, the site's CA certificate (``ca``, base64 DER: public) and the ``server_name`` receivers
+check; the CA and the broker's certificate are made on the way (headend/services/tls.py). The
+only secrets in a fleet file are each receiver's own key and broker password.
+"""
 
 from pathlib import Path
 from typing import Any
@@ -11,6 +17,7 @@ from headend.models import Receiver, User, Zone
 from headend.security import mosquitto_hash
 from headend.services.devices import provision_device
 from headend.services.sites import create_zone, ensure_site
+from headend.services.tls import receiver_tls
 from headend.settings import Settings
 from protocol import topics
 
@@ -18,9 +25,21 @@ from protocol import topics
 def provision_fleet(session: Session, *, settings: Settings, receivers: int,
                     zones: list[tuple[str, str]], codecs: tuple[str, ...] = ("mp3", "adpcm"),
                     prefix: str = "r", broker: tuple[str, int] | None = None,
+                    tls: bool | None = None,
                     actor: User | str | None = None) -> dict[str, Any]:
     """Create the zones that are missing and ``receivers`` new receivers spread over them
-    round-robin (codecs alternating); return the fleet JSON object, secrets included."""
+    round-robin (codecs alternating); return the fleet JSON object, secrets included.
+    ``tls`` (default ``settings.broker_tls``): receivers verify the broker against the site's
+    CA, on ``settings.broker_tls_port`` unless ``broker`` names a port."""
+    if tls is None:
+        tls = settings.broker_tls
+    host, port = broker or (settings.mqtt_host,
+                            settings.broker_tls_port if tls else settings.mqtt_port)
+    broker_config: dict[str, Any] = {"host": host, "port": port}
+    if tls:
+        # First: a CA that cannot be made must not leave receivers whose secrets (shown once)
+        # never reached a fleet file.
+        broker_config.update(receiver_tls(settings=settings, host=host))
     ensure_site(session, site_id=settings.site_id, name=settings.site_name)
     for new_zone, name in zones:
         if session.get(Zone, new_zone) is None:
@@ -48,9 +67,17 @@ def provision_fleet(session: Session, *, settings: Settings, receivers: int,
                         "mqtt_password": made.mqtt_password, "codec": made.receiver.codec})
     session.commit()
     refresh_broker_accounts(session, settings=settings)
-    host, port = broker or (settings.mqtt_host, settings.mqtt_port)
-    return {"site": settings.site_id, "broker": {"host": host, "port": port},
-            "devices": devices}
+    return {"site": settings.site_id, "broker": broker_config, "devices": devices}
+
+
+def receiver_config(fleet: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
+    """One receiver's ``config.json`` (firmware/config.py) from a fleet file's entry: its own
+    identity, key and broker account, the site's broker (with the CA when TLS), its sink. The
+    technician adds the link (Wi-Fi name and password) of the pole's site."""
+    broker = dict(fleet["broker"])
+    broker.update({"user": device["mqtt_user"], "password": device["mqtt_password"]})
+    return {"device": device["id"], "site": fleet["site"], "key": device["key"],
+            "broker": broker, "sink": "i2s" if device.get("codec") == "adpcm" else "vs1053"}
 
 
 def device_acl_lines() -> list[str]:
@@ -85,7 +112,8 @@ def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -
                                 % topics.ROOT]) + "\n")
     conf = directory / "loaxa.conf"
     conf.write_text("\n".join([
-        "# Loaxa: include from mosquitto.conf; add a TLS listener (certfile/keyfile) in production",
+        "# Loaxa: include from mosquitto.conf; receivers' TLS listener: `loaxa headend "
+        "export-broker-tls DIR` writes DIR/tls.conf",
         "allow_anonymous false",
         "# one client id per account: nobody can take over the head-end's (or a receiver's) session",
         "use_username_as_clientid true",

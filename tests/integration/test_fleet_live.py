@@ -12,9 +12,6 @@ import os
 
 import pytest
 
-from audio.live import LiveFramer, stamped_frames
-from protocol.signing import HmacKey
-from protocol.topics import stream_topic
 from simulator.fleet import generate_specs
 from simulator.scenario import FleetScenario
 
@@ -24,19 +21,6 @@ PLAY_DELAY_MS = 500     # frames are stamped capture time + this (the head-end's
 LOST_SEQ = 12           # the frame of each stream that never arrives
 START_TOLERANCE_MS = 50.0
 GAP_TOLERANCE_MS = 15.0
-
-
-async def relay(sc, codec, sid, sno, key, source, report):
-    """Publish the frames of ``source`` as live stream ``sid`` (one frame lost)."""
-    topic = stream_topic(sc.site, sid)
-    async with LiveFramer(source, codec=codec) as framer:
-        async for frame, packet in stamped_frames(framer, HmacKey(key), sno, PLAY_DELAY_MS):
-            report.setdefault("first", frame.captured_at_ms + PLAY_DELAY_MS)
-            report["end"] = frame.captured_at_ms + PLAY_DELAY_MS + frame.samples * 1000 // framer.rate
-            if frame.seq == LOST_SEQ:
-                report["lost_ms"] = frame.samples * 1000 / framer.rate
-                continue
-            sc.operator.publish_raw(topic, packet, qos=0)
 
 
 async def test_live_frames_are_heard_back_to_back_and_a_lost_one_is_silence(mosquitto_broker,
@@ -50,20 +34,22 @@ async def test_live_frames_are_heard_back_to_back_and_a_lost_one_is_silence(mosq
             ids = [s.id for s in specs if s.codec == codec]
             key = os.urandom(32)
             sid = "live-" + codec
-            bid = sc.operator.stream(ids, sid, 7 + n, key.hex(), lambda d, c=codec: c, 16000)
-            streams[codec] = (ids, sid, 7 + n, key, bid, {})
+            bid = sc.operator.stream(ids, sid, 7 + n, key.hex(), codec, 16000)
+            streams[codec] = (ids, sid, 7 + n, key, bid)
         await sc.operator.until(lambda: all(
             sc.operator.events_of(d, "started", bid=bid)
-            for ids, _, _, _, bid, _ in streams.values() for d in ids), 10)
+            for ids, _, _, _, bid in streams.values() for d in ids), 10)
         await asyncio.sleep(0.3)  # the subscriptions are on the broker
-        await asyncio.gather(*(relay(sc, codec, sid, sno, key, source, report)
-                               for codec, (_, sid, sno, key, _, report) in streams.items()))
+        reports = await asyncio.gather(*(
+            sc.relay_live(source, codec, sid, sno, key, PLAY_DELAY_MS, lose=(LOST_SEQ,))
+            for codec, (_, sid, sno, key, _) in streams.items()))
         await sc.operator.until(lambda: all(
             sc.operator.events_of(d, "ended", bid=bid)
-            for ids, _, _, _, bid, _ in streams.values() for d in ids), 15)
+            for ids, _, _, _, bid in streams.values() for d in ids), 15)
 
         problems = []
-        for ids, _, _, _, bid, report in streams.values():
+        for (ids, _, _, _, bid), report in zip(streams.values(), reports, strict=True):
+            lost_ms = report["lost_ms"][LOST_SEQ]
             for device in ids:
                 played, = sc.fleet[device].sink.playbacks_of(bid=bid)
                 start_error = played.started_true * 1000 - report["first"]
@@ -72,9 +58,9 @@ async def test_live_frames_are_heard_back_to_back_and_a_lost_one_is_silence(mosq
                 if abs(start_error) > START_TOLERANCE_MS:
                     problems.append("%s started %+.1f ms off" % (device, start_error))
                 # Exactly one silence, the lost frame's, and the frames after it on time.
-                if len(gaps) != 1 or abs(gaps[0] - report["lost_ms"]) > GAP_TOLERANCE_MS:
+                if len(gaps) != 1 or abs(gaps[0] - lost_ms) > GAP_TOLERANCE_MS:
                     problems.append("%s gaps %s ms, lost frame %.1f ms"
-                                    % (device, [round(g, 1) for g in gaps], report["lost_ms"]))
+                                    % (device, [round(g, 1) for g in gaps], lost_ms))
                 if abs(end_error) > START_TOLERANCE_MS:
                     problems.append("%s ended %+.1f ms off" % (device, end_error))
                 ended, = sc.operator.events_of(device, "ended", bid=bid)

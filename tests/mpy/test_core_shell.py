@@ -9,12 +9,16 @@ shell in more depth on CPython.
 import asyncio
 import hashlib
 import json
-import os
 import time
 
 from firmware.cache import MediaCache
 from firmware.shell import Receiver
 from protocol import messages as M
+
+try:
+    from flash_dir import remove_tree  # MicroPython: tests/mpy is on the path
+except ImportError:  # CPython: tests/mpy is a package
+    from .flash_dir import remove_tree
 
 KEY = b"\x11" * 32
 DEV = "rx-1"
@@ -79,6 +83,9 @@ class Board:
 
     def ticks_diff(self, a, b):
         return ticks_diff(a, b)
+
+    def ticks_add(self, a, delta):
+        return (a + delta) & 0x3FFFFFFF
 
     def rtc_ms(self):
         return head_ms() - 5000  # 5 s slow before the first sync
@@ -157,20 +164,6 @@ class HeadEndLink:
 
     def events(self):
         return [json.loads(p) for t, p in self.published if t == TOPIC + "evt"]
-
-
-def remove_tree(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for name in names:
-        full = path + "/" + name
-        try:
-            os.remove(full)
-        except OSError:
-            remove_tree(full)
-    os.rmdir(path)
 
 
 async def until(predicate, limit_ms=5000):
