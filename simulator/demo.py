@@ -30,6 +30,8 @@ from pathlib import Path
 import httpx
 
 SITE = "xa-mau"
+RUNTIME_NAMES = {"cpython": "simulated in this process",
+                 "micropython": "each an ESP32-model MicroPython process"}
 SITE_NAME = "Xã Mẫu"
 VILLAGES = [("thon-dong", "Thôn Đông"), ("thon-doai", "Thôn Đoài"), ("xom-chua", "Xóm Chùa")]
 HEADEND_MQTT_USER = "headend"
@@ -264,8 +266,8 @@ class Demo:
             local = at.astimezone(tz)
             say("")
             say("=" * 64)
-            say("Loaxa demo: %d/%d receivers online in %d villages" % (online, total,
-                                                                       len(VILLAGES)))
+            say("Loaxa demo: %d/%d receivers online in %d villages (%s)" % (
+                online, total, len(VILLAGES), RUNTIME_NAMES[self.runtime]))
             say("Open %s" % self.url)
             say("Log in as: admin")
             say("Password:  %s" % self.admin_password)

@@ -139,3 +139,15 @@ def test_demo_starts_stops_cleanly_and_reuses_its_setup(tmp_path):
 
     chosen, _, _, third = run_once(directory, {"LOAXA_ADMIN_PASSWORD": "chon-mat-khau-1"})
     assert chosen == "chon-mat-khau-1", third
+
+
+def test_demo_with_micropython_receivers(tmp_path):
+    """LOAXA_RUNTIME=micropython: each receiver is its own ESP32-model MicroPython process;
+    they come online at the head-end, and Ctrl-C leaves none of them running."""
+    from tools import mpbuild
+
+    if mpbuild.esp32_model() is None:
+        pytest.skip("no ESP32-model MicroPython: %s" % mpbuild.skip_reason())
+    _, devices, _, output = run_once(tmp_path / "demo", {"LOAXA_RUNTIME": "micropython"})
+    assert len(devices) == RECEIVERS and all(d["online"] for d in devices), output
+    assert "each an ESP32-model MicroPython process" in output
