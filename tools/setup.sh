@@ -26,7 +26,7 @@ MP_SHARED=../shared/micropython
 MP_TAG=v1.28.0
 
 say() { echo "setup: $*"; }
-key_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+key_of() { { cat "$@" 2>/dev/null || true; } | sha256sum | cut -c1-16; }
 stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ]; }
 stamp_set() { mkdir -p "$STAMPS" && echo "$2" >"$STAMPS/$1"; }
 # pip lists every unreachable extra index it skips; that noise hides real errors.
