@@ -70,6 +70,44 @@ def _authenticate_before_session_lookup(broker):
     BrokerProtocolHandler.init_from_connect = read_and_authenticate
 
 
+def _keep_undelivered_for_persistent_sessions():
+    """Queue again a QoS 1/2 message that a persistent session's connection failed to take.
+
+    amqtt 0.12 forgets an outgoing message whose acknowledgement never came: when a head-end's
+    connection closes (a DISCONNECT being processed, a dropped link not yet noticed) while a
+    report is on its way to it, the flow is cancelled and the message is discarded with it.
+    MQTT 3.1.2.4 keeps unacknowledged QoS 1 and 2 messages of a session without clean start, so
+    here such a message goes back to the session's queue and is sent when the client returns.
+    A message the client did get but whose acknowledgement was lost arrives twice, which QoS 1
+    allows (the head-end's reports are idempotent by device and sequence number).
+    """
+    from amqtt.broker import RetainedApplicationMessage
+    from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+    from amqtt.session import OUTGOING
+
+    if getattr(BrokerProtocolHandler, "_loaxa_keeps_undelivered", False):
+        return  # several brokers in one process (tests): wrap once
+    BrokerProtocolHandler._loaxa_keeps_undelivered = True
+
+    def keeping(flow, acknowledged):
+        async def run(self, app_message):
+            try:
+                await flow(self, app_message)
+            finally:
+                session = self.session
+                if (app_message.direction == OUTGOING and not acknowledged(app_message)
+                        and session is not None and not session.clean_session
+                        and not session.is_anonymous):
+                    session.retained_messages.put_nowait(RetainedApplicationMessage(
+                        None, app_message.topic, app_message.data, app_message.qos))
+        return run
+
+    BrokerProtocolHandler._handle_qos1_message_flow = keeping(
+        BrokerProtocolHandler._handle_qos1_message_flow, lambda m: m.puback_packet is not None)
+    BrokerProtocolHandler._handle_qos2_message_flow = keeping(
+        BrokerProtocolHandler._handle_qos2_message_flow, lambda m: m.pubrec_packet is not None)
+
+
 async def serve(host, port, passwd_file=None, acl_file=None, ready=None):
     """Run the broker until cancelled or until SIGINT/SIGTERM."""
     from amqtt.broker import Broker
@@ -77,6 +115,7 @@ async def serve(host, port, passwd_file=None, acl_file=None, ready=None):
     broker = Broker(broker_config(host, port, passwd_file, acl_file))
     if passwd_file:
         _authenticate_before_session_lookup(broker)
+    _keep_undelivered_for_persistent_sessions()
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
