@@ -58,6 +58,9 @@ Choices (where the protocol leaves room):
   sync are held (the newest ``MAX_HELD``; older ones are dropped and counted) and judged once
   the clock is synced; ``tick`` starts and drops nothing until then. The shell syncs from the
   head-end's time replies, or at boot from an RTC it can trust (firmware/shell.py);
+- a command whose counter is beyond the synced clock plus ``M.MAX_COUNTER_AHEAD_MS`` (10 min) is
+  rejected "future-counter" and its counter is not consumed (firmware/guard.py): one bad
+  counter must not make every later command a replay;
 - "rejected" events are rate-limited to ``REJECT_EVENTS_PER_MIN``; the counters always count.
 """
 

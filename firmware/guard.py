@@ -1,17 +1,21 @@
-"""Command acceptance: signature and shape (protocol.messages.open_command), replay, expiry.
+"""Command acceptance: signature and shape (protocol.messages.open_command), replay, a counter
+too far ahead of the clock, expiry.
 
 Sans-IO. The guard holds the last accepted counter; the core persists it (``last_ctr``) so a
-reboot does not reopen the replay window.
+reboot does not reopen the replay window. A counter above ``now + MAX_COUNTER_AHEAD_MS`` is
+refused ("future-counter") before anything consumes it, so it never raises that floor. ``now``
+must be synced network ms: the core judges no command before the clock is synced.
 """
 
 from protocol.errors import ProtocolError
-from protocol.messages import decode, open_command
+from protocol.messages import MAX_COUNTER_AHEAD_MS, decode, open_command
 from protocol.signing import open_sealed
 
 # Reasons that mean "this message did not come from our head-end, or not now": they also raise
 # a "rejected" event. Validation failures of an authentic command ("bad-field", "bad-args")
 # only get a negative ack.
-AUTH_REASONS = ("malformed", "bad-signature", "replay", "expired", "wrong-device")
+AUTH_REASONS = ("malformed", "bad-signature", "replay", "future-counter", "expired",
+                "wrong-device")
 # Reasons that count as a malformed payload (the other counter in the heartbeat).
 MALFORMED_REASONS = ("malformed", "bad-field", "bad-args")
 
@@ -25,11 +29,16 @@ class CommandGuard:
     def check(self, payload, now):
         """Return the command dict, or raise ProtocolError with the rejection reason.
 
-        Does not consume the counter: call ``accept`` once the command is acted on.
+        Does not consume the counter: call ``accept`` once the command is acted on. A refused
+        command ("replay", "future-counter", "expired") leaves ``last_ctr`` as it was.
         """
         cmd = open_command(self._key, payload, self._device)
         if cmd["ctr"] <= self.last_ctr:
             raise ProtocolError("replay", "counter %d <= %d" % (cmd["ctr"], self.last_ctr))
+        if cmd["ctr"] > now + MAX_COUNTER_AHEAD_MS:
+            # Ints only (ms epochs are big ints on the ESP32; never floats). Not consumed.
+            raise ProtocolError("future-counter", "counter %d > now %d + %d"
+                                % (cmd["ctr"], now, MAX_COUNTER_AHEAD_MS))
         if cmd["exp"] < now:
             raise ProtocolError("expired")
         return cmd

@@ -103,6 +103,11 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
             log.warning("no receiver %s: command %s dropped", command.device_id, command.kind)
             continue
         ctr = last[command.device_id] = messages.next_counter(last.get(command.device_id, 0), now)
+        if ctr > now + messages.MAX_COUNTER_AHEAD_MS:
+            # The stored counter ran ahead of this clock (it jumped forward, then back): the
+            # receiver refuses this one ("future-counter") until the clock catches up.
+            log.warning("counter for %s is %d ms ahead of the clock: the receiver will refuse "
+                        "it as future-counter", command.device_id, ctr - now)
         payload = messages.sign_command(key, command.device_id, command.kind, command.args, ctr,
                                         now + ttl_s * 1000, command.cmd_id)
         out.append(Outgoing(command.device_id,

@@ -48,6 +48,15 @@ END_CANCELLED = "cancelled"
 END_FAILED = "failed"
 END_REASONS = (END_FINISHED, END_PREEMPTED, END_CANCELLED, END_FAILED)
 
+# How far a command's counter may run ahead of the receiver's synced clock (ms). The head-end
+# signs ``ctr = max(last + 1, now)`` (``next_counter``), so an honest counter is its clock plus
+# one per command sent within the same ms: far less than this. The receiver refuses a counter
+# above ``now + MAX_COUNTER_AHEAD_MS`` ("future-counter") without raising its replay floor, so
+# one command from a head-end whose clock jumped ahead (or a bad counter such as 2**63) cannot
+# make it refuse every later command as a replay. 10 min covers sync error and drift between
+# syncs with a wide margin.
+MAX_COUNTER_AHEAD_MS = 600000
+
 CODECS = ("mp3", "adpcm")
 MAX_PAYLOAD = 16384  # JSON messages larger than this are refused unread
 MAX_SCHEDULE_ITEMS = 64

@@ -41,22 +41,56 @@ def _authenticate_before_session_lookup(broker):
     client id first and checks the credentials afterwards, so anyone reaching the port, even
     with a wrong password, could knock the head-end off by naming its client id. Here the
     credentials are checked as the CONNECT is read, and a refused client is answered
-    "not authorized" before any session is looked at. The broker process runs one broker, so
-    wrapping the class's reader once is safe.
+    "not authorized" before any session is looked at. The same goes for a last will on a topic
+    the account may not write (amqtt publishes wills unchecked). A client id that is still
+    connected has its old connection closed first (amqtt leaves it open and deaf). The broker
+    process runs one broker, so wrapping the class's reader once is safe.
     """
+    from amqtt.contexts import Action
     from amqtt.errors import AMQTTError
     from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 
     read_connect = BrokerProtocolHandler.init_from_connect
 
+    async def _will_allowed(session):
+        # amqtt 0.12 publishes a last will without asking the ACL: a receiver could set its will
+        # on another receiver's status or event topic and forge that receiver's report by
+        # dropping its link. The will topic must be a topic name (no wildcard, no "$") the
+        # account may write, exactly as a PUBLISH of it would be checked.
+        if not session.will_flag:
+            return True
+        topic = session.will_topic
+        if not topic or "+" in topic or "#" in topic or topic.startswith("$"):
+            return False
+        return await broker._topic_filtering(session, topic, Action.PUBLISH)
+
+    async def _close_old_connection(known):
+        # A second CONNECT with a connected client id (MQTT-3.1.4-2: the server disconnects the
+        # existing client). amqtt 0.12 drops the old session's subscriptions (clean session) or
+        # hands its session to the new connection, but leaves the old socket open: the old
+        # client stays connected, deaf, and never reconnects. Here its handler is stopped (the
+        # socket closed) and its message loop is let run to its end (will published, session
+        # marked disconnected) before the new connection's session is looked up, so the new
+        # connection resumes or replaces a disconnected session the normal way.
+        session, old_handler = known
+        broker.logger.info("%s connected again: closing its previous connection",
+                           session.client_id)
+        await old_handler.stop()
+        for _ in range(500):  # bounded: the old message loop ends within a few iterations
+            if session.transitions.state != "connected":
+                break
+            await asyncio.sleep(0.01)
+
     async def read_and_authenticate(reader, writer, plugins_manager, loop=None):
         handler, session = await read_connect(reader, writer, plugins_manager, loop)
-        if not await broker._authenticate(session, None):
+        if not await broker._authenticate(session, None) or not await _will_allowed(session):
             handler.attach(session, reader, writer)
             await handler.mqtt_connack_authorize(False)
             await writer.close()
             raise AMQTTError("refused %r before its session was looked up" % session.client_id)
         known = broker._sessions.get(session.client_id)
+        if known is not None and known[0].transitions.state == "connected":
+            await _close_old_connection(known)
         if known is not None and known[0].clean_session and not session.clean_session:
             # A clean session's state ends with its connection (MQTT 3.1.2.4), but amqtt keeps it
             # until a periodic sweep and would resume it with its clean flag: the head-end's
@@ -108,6 +142,44 @@ def _keep_undelivered_for_persistent_sessions():
         BrokerProtocolHandler._handle_qos2_message_flow, lambda m: m.pubrec_packet is not None)
 
 
+def _retained_messages_obey_the_read_acl():
+    """Send a retained message only to a session subscribed to the filter and allowed to read it.
+
+    amqtt 0.12 hands out retained messages without asking the ACL, which it does ask for every
+    live delivery; and when a client connects it replays the retained messages of every filter
+    any client has subscribed to (the head-end's ``loaxa/v1/#``), not only its own. A receiver
+    could so read every other receiver's retained birth and status just by connecting. Here
+    each retained message is checked like a live delivery (RECEIVE, the ACL's "read"), for
+    filters the session really holds.
+    """
+    from amqtt.broker import Broker
+    from amqtt.contexts import Action
+
+    if getattr(Broker, "_loaxa_retained_acl", False):
+        return  # several brokers in one process (tests): wrap once
+    Broker._loaxa_retained_acl = True
+
+    async def publish_retained(self, subscription, session):
+        topic_filter, qos = subscription
+        if all(held.client_id != session.client_id
+               for held, _ in self._subscriptions.get(topic_filter, ())):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        tasks = []
+        for topic, retained in list(self._retained_messages.items()):
+            if (self._matches(topic, topic_filter)
+                    and await self._topic_filtering(session, topic, Action.RECEIVE)):
+                kept_qos = qos if retained.qos is None else retained.qos
+                tasks.append(asyncio.ensure_future(handler.mqtt_publish(
+                    retained.topic, retained.data, min(qos, kept_qos), retain=True)))
+        if tasks:
+            await asyncio.wait(tasks)
+
+    Broker._publish_retained_messages_for_subscription = publish_retained
+
+
 async def serve(host, port, passwd_file=None, acl_file=None, ready=None):
     """Run the broker until cancelled or until SIGINT/SIGTERM."""
     from amqtt.broker import Broker
@@ -116,6 +188,7 @@ async def serve(host, port, passwd_file=None, acl_file=None, ready=None):
     if passwd_file:
         _authenticate_before_session_lookup(broker)
     _keep_undelivered_for_persistent_sessions()
+    _retained_messages_obey_the_read_acl()
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

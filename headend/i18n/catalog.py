@@ -149,6 +149,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reason.no-codec": ("cụm loa không giải mã được định dạng này",
                         "the receiver cannot decode this format"),
     "reason.expired": ("lệnh hết hạn trước khi tới", "the command expired on the way"),
+    "reason.future-counter": ("cụm loa từ chối: bộ đếm lệnh vượt quá giờ của cụm loa "
+                              "(kiểm tra đồng hồ máy chủ)",
+                              "refused by the receiver: the command counter is ahead of its "
+                              "clock (check the head-end's clock)"),
+    "reason.replay": ("cụm loa từ chối: lệnh cũ gửi lại", "refused by the receiver: a replayed command"),
+    "reason.bad-signature": ("cụm loa từ chối: sai chữ ký (khóa thiết bị không khớp)",
+                             "refused by the receiver: bad signature (device key mismatch)"),
     # -- broadcasts list ---------------------------------------------------------------------
     "broadcasts.title": ("Lượt phát", "Broadcasts"),
     "broadcasts.none": ("Chưa có lượt phát nào.", "No broadcasts yet."),

@@ -117,6 +117,55 @@ def test_expired_command_is_rejected():
     assert len(core.schedule) == 0 and core.current is None
 
 
+def test_counter_far_ahead_of_the_clock_is_refused_and_does_not_raise_the_floor():
+    core, head = new_core(), Head()
+    ok = core.on_command(head.cmd(M.VOLUME, {"vol": 40}), T0)
+    assert events(ok, M.EV_ACK)[0]["ok"] and core.volume == 40
+    floor = core.export_state()["ctr"]
+    for bad in (2 ** 63, T0 + 86400000, T0 + M.MAX_COUNTER_AHEAD_MS + 1):
+        acts = core.on_command(head.cmd(M.VOLUME, {"vol": 10}, ctr=bad), T0)
+        assert events(acts, M.EV_REJECTED)[0]["reason"] == "future-counter"
+        ack = events(acts, M.EV_ACK)[0]
+        assert ack["ok"] is False and ack["reason"] == "future-counter" and ack["cmd"] == "c%d" % bad
+        assert C.PERSIST not in kinds(acts)
+        assert core.volume == 40 and core.export_state()["ctr"] == floor
+    assert core.counters["future-counter"] == 3
+    # The next ordinary command (counter = the head-end's clock) is still accepted.
+    acts = core.on_command(head.cmd(M.VOLUME, {"vol": 20}, ctr=T0 + 5), T0 + 10)
+    assert events(acts, M.EV_ACK)[0]["ok"] and core.volume == 20
+    assert core.export_state()["ctr"] == T0 + 5
+
+
+def test_counter_within_the_bound_is_accepted():
+    core, head = new_core(), Head()
+    edge = T0 + M.MAX_COUNTER_AHEAD_MS
+    acts = core.on_command(head.cmd(M.VOLUME, {"vol": 33}, ctr=edge), T0)
+    assert events(acts, M.EV_ACK)[0]["ok"] and core.volume == 33
+    assert acts[-1][0] == C.PERSIST and acts[-1][1]["ctr"] == edge
+
+
+def test_held_command_with_a_future_counter_is_judged_by_the_synced_clock():
+    core = C.ReceiverCore(DEV, SITE, KEY)
+    head = Head()
+    # Before sync the board's clock may say year 2000: nothing is judged yet.
+    assert core.on_command(head.cmd(M.VOLUME, {"vol": 11}, ctr=2 ** 63), 946684800000) == []
+    assert core.on_command(head.cmd(M.VOLUME, {"vol": 12}, ctr=T0), 946684800000) == []
+    acts = core.set_synced(T0)
+    assert events(acts, M.EV_REJECTED)[0]["reason"] == "future-counter"
+    assert [e["ok"] for e in events(acts, M.EV_ACK)] == [False, True]
+    assert core.volume == 12 and core.export_state()["ctr"] == T0
+
+
+def test_future_counter_refused_after_a_restart_from_saved_state():
+    core, head = new_core(), Head()
+    state = core.on_command(head.cmd(M.VOLUME, {"vol": 30}), T0)[-1][1]
+    core.on_command(head.cmd(M.VOLUME, {"vol": 10}, ctr=2 ** 63), T0)
+    rebooted = new_core(state=core.export_state())
+    assert rebooted.export_state()["ctr"] == state["ctr"]
+    acts = rebooted.on_command(head.cmd(M.VOLUME, {"vol": 50}, ctr=T0 + 1), T0 + 1)
+    assert events(acts, M.EV_ACK)[0]["ok"] and rebooted.volume == 50
+
+
 def test_command_for_another_device_is_rejected():
     core = new_core()
     acts = core.on_command(Head(dev="rx-02").cmd(M.REBOOT, {}), T0)
