@@ -337,7 +337,13 @@ class Receiver:
         return failed
 
     def _will(self, conn):
-        return (self._t_status, M.death(self.device, self.boot, conn), 1, True)
+        return (self._t_status, self._sealed(T.STATUS, M.death(self.device, self.boot, conn)),
+                1, True)
+
+    def _sealed(self, leaf, body):
+        """A report as it goes on the wire: MACed with this receiver's key (protocol.messages,
+        "reports"), so nobody else can speak for it."""
+        return M.seal_report(self._key, leaf, body)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -458,7 +464,7 @@ class Receiver:
         link = (self.platform.link_info() or {}).get("type") or self.config["link"]["type"]
         birth = M.birth(self.device, self.boot, self._conn, FIRMWARE_VERSION, caps, link,
                         self.boot_info)
-        await self.mqtt.publish(self._t_status, birth, 1, True)
+        await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True)
         if not self._config_kept and not self.config.get("fallback"):
             # This config has reached the broker: it is the one to fall back to.
             self._config_kept = True
@@ -599,8 +605,7 @@ class Receiver:
             await sleep_ms(100)
             waited += 100
         # A clean DISCONNECT suppresses the will: publish the death ourselves.
-        await self.mqtt.publish(self._t_status, M.death(self.device, self.boot, self._conn),
-                                1, True, 2000)
+        await self.mqtt.publish(self._t_status, self._will(self._conn)[1], 1, True, 2000)
         await self._reboot_self(REBOOT_COMMAND)
 
     # -- amplifier -----------------------------------------------------------------------
@@ -943,7 +948,7 @@ class Receiver:
             if entry is None:
                 await self._outbox_wake.wait()
                 continue
-            if await self.mqtt.publish(self._t_evt, entry[1], 1):
+            if await self.mqtt.publish(self._t_evt, self._sealed(T.EVENT, entry[1]), 1):
                 self.outbox.acked(entry[0])
                 self._stats["events_sent"] += 1
             else:
@@ -1016,6 +1021,7 @@ class Receiver:
                 if self.mqtt.connected:
                     # QoS 1: the PUBACK is the broker's sign of life, so an idle link needs no
                     # PINGREQ/PINGRESP on top (firmware/mqtt.py, _keepalive_loop).
-                    await self.mqtt.publish(self._t_hb, self.heartbeat(), 1)
+                    await self.mqtt.publish(self._t_hb, self._sealed(T.HEARTBEAT,
+                                                                     self.heartbeat()), 1)
             except Exception:
                 self._stats["errors"] += 1

@@ -12,7 +12,7 @@ import json
 from protocol import PROTOCOL_VERSION
 from protocol.errors import ProtocolError
 from protocol.signing import open_sealed, seal
-from protocol.topics import valid_id
+from protocol.topics import EVENT, HEARTBEAT, STATUS, valid_id
 
 # Bulletin classes, lowest first. A higher class preempts a lower one.
 PRIO_NORMAL = 0
@@ -57,6 +57,12 @@ END_REASONS = (END_FINISHED, END_PREEMPTED, END_CANCELLED, END_FAILED)
 # syncs with a wide margin.
 MAX_COUNTER_AHEAD_MS = 600000
 
+# Bounds of the numbers a receiver reports, so a report can never carry a value the head-end
+# cannot store or turn into a time: counters (boot, conn, event seq, uptime s) count up from 0
+# in 31 bits, the ESP32's small int; times are ms up to 9999-12-31, the last a datetime holds.
+MAX_COUNT = 0x7FFFFFFF
+MAX_TIME_MS = 253402300799999
+
 CODECS = ("mp3", "adpcm")
 MAX_PAYLOAD = 16384  # JSON messages larger than this are refused unread
 MAX_SCHEDULE_ITEMS = 64
@@ -93,6 +99,17 @@ def need_int(obj, key, lo=None, hi=None, optional=False):
     if value is None and optional:
         return None
     if not _is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ProtocolError("bad-field", key)
+    return value
+
+
+def need_number(obj, key, lo, hi, optional=False):
+    """An int or a finite float within [lo, hi] (NaN compares false both ways: refused)."""
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not lo <= value <= hi):
         raise ProtocolError("bad-field", key)
     return value
 
@@ -288,7 +305,48 @@ def death(device, boot, conn):
 
 def session_of(msg):
     """The (boot, conn) pair of a birth, death or heartbeat, for comparing sessions."""
-    return (need_int(msg, "boot", 0), need_int(msg, "conn", 0))
+    return (need_int(msg, "boot", 0, MAX_COUNT), need_int(msg, "conn", 0, MAX_COUNT))
+
+
+# The heartbeat's fields (firmware/shell.py builds it; docs/protocol.md, "Heartbeat"): name ->
+# (kind, low, high) where kind is "int", "num" (int or float), "str" (high = longest) or "id".
+# The head-end keeps only these, each checked; boot, conn and up are required.
+HEARTBEAT_FIELDS = {
+    "boot": ("int", 0, MAX_COUNT), "conn": ("int", 0, MAX_COUNT),
+    "up": ("int", 0, MAX_COUNT),            # s since boot
+    "heap": ("int", 0, MAX_COUNT),          # free bytes
+    "vol": ("int", 0, 100),
+    "cu": ("int", 0, MAX_COUNT),            # cache used, bytes
+    "off": ("int", -MAX_TIME_MS, MAX_TIME_MS),  # clock offset ms (network - local)
+    "amp": ("int", 0, 1), "mains": ("int", 0, 1), "af": ("int", 0, 1), "sy": ("int", 0, 1),
+    "dc": ("num", 0, 100),                  # supply volts
+    "ln": ("str", 0, 16),                   # link type
+    "rssi": ("num", -200, 50),              # dBm
+    "play": ("id", 0, 0),                   # bid playing
+    "rej": ("int", 0, MAX_COUNT), "mal": ("int", 0, MAX_COUNT),
+    "temp": ("num", -100, 200),             # MCU degrees C
+}
+HEARTBEAT_REQUIRED = ("boot", "conn", "up")
+
+
+def check_heartbeat(msg):
+    """The heartbeat's known fields, each checked (ProtocolError("bad-field") if one is out of
+    bounds or a required one is missing); fields this version does not know are left out."""
+    out = {"v": PROTOCOL_VERSION}
+    for name in HEARTBEAT_FIELDS:
+        kind, lo, hi = HEARTBEAT_FIELDS[name]
+        optional = name not in HEARTBEAT_REQUIRED
+        if kind == "int":
+            value = need_int(msg, name, lo, hi, optional)
+        elif kind == "num":
+            value = need_number(msg, name, lo, hi, optional)
+        elif kind == "str":
+            value = need_str(msg, name, optional, hi)
+        else:
+            value = need_id(msg, name, optional)
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def event(seq, kind, t, fields):
@@ -300,11 +358,41 @@ def event(seq, kind, t, fields):
 
 
 def check_event(msg):
-    need_int(msg, "seq", 0)
-    need_int(msg, "t", 0)
+    need_int(msg, "seq", 0, MAX_COUNT)
+    need_int(msg, "t", 0, MAX_TIME_MS)
     kind = msg.get("k")
     if kind not in EVENTS:
         raise ProtocolError("bad-field", "k")
     if kind == EV_ENDED and msg.get("reason") not in END_REASONS:
         raise ProtocolError("bad-field", "reason")
     return msg
+
+
+# -- reports: receiver -> head-end, authenticated -------------------------------------------
+
+# Births and deaths (.../status), heartbeats (.../hb) and events (.../evt) travel sealed with
+# the device's key, like commands, the MAC taken over this domain and the body: only the
+# receiver (or its head-end) can make one, and a report of one kind never passes for another
+# kind or for a command. Replays are judged by the head-end with the counters inside: the
+# session (boot, conn) and uptime of presence and heartbeats, the event seq (headend/mqtt).
+REPORT_LEAVES = (STATUS, HEARTBEAT, EVENT)
+
+
+def _report_domain(leaf):
+    if leaf not in REPORT_LEAVES:
+        raise ProtocolError("malformed", "not a report topic")
+    return b"loaxa-report/" + leaf.encode() + b"\n"
+
+
+def seal_report(key, leaf, body):
+    """The wire form of a report's JSON ``body`` (bytes) on topic leaf ``leaf``."""
+    return seal(key, body, _report_domain(leaf))
+
+
+def open_report(key, leaf, payload):
+    """Authenticate a report and return it decoded; ProtocolError "malformed" or
+    "bad-signature"."""
+    domain = _report_domain(leaf)
+    if payload is None or len(payload) > MAX_PAYLOAD:
+        raise ProtocolError("malformed", "empty or too large")
+    return decode(open_sealed(key, payload, domain))

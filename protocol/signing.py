@@ -9,6 +9,10 @@ The signature covers the exact body bytes as sent, so no canonical JSON form is 
 body names the device, a counter that only grows and an expiry (see ``protocol.messages``):
 the receiver checks all three, which makes a captured command useless for another device, for a
 replay, or after it expires.
+
+Receivers' reports travel in the same form, their MAC computed over a ``domain`` (the kind of
+report) followed by the body, so a report can never pass for a command or for a report of
+another kind: the same key authenticates both directions.
 """
 
 import hashlib
@@ -75,12 +79,12 @@ def key_from_hex(text):
     return key
 
 
-def seal(key, body):
-    """Return the signed wire form of ``body`` (bytes)."""
-    return hexlify(hmac_sha256(key, body)) + b"\n" + body
+def seal(key, body, domain=b""):
+    """Return the signed wire form of ``body`` (bytes); ``domain`` is MACed before the body."""
+    return hexlify(HmacKey(key).digest(domain, body)) + b"\n" + body
 
 
-def open_sealed(key, payload):
+def open_sealed(key, payload, domain=b""):
     """Check a signed payload and return its body bytes, or raise ProtocolError("bad-signature")."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise ProtocolError("malformed", "payload is not bytes")
@@ -92,6 +96,6 @@ def open_sealed(key, payload):
     except Exception:
         raise ProtocolError("malformed", "signature is not hex")
     body = payload[SIG_HEX_LEN + 1:]
-    if not equal(sig, hmac_sha256(key, body)):
+    if not equal(sig, HmacKey(key).digest(domain, body)):
         raise ProtocolError("bad-signature")
     return body

@@ -139,8 +139,11 @@ class Operator:
             return
         if not message.payload:
             return  # a retained status being cleared
+        info = self.devices.get(device)
         try:
-            msg = messages.decode(message.payload)
+            if info is None:
+                raise ProtocolError("unknown-device")
+            msg = messages.open_report(info.key, leaf, message.payload)
         except ProtocolError as exc:
             with self._lock:
                 self.malformed.append((message.topic, message.payload, exc.reason))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_shell_receiver import (
     DEV,
+    KEY,
     KEY_HEX,
     SITE,
     TOPIC,
@@ -55,7 +56,8 @@ def boot(board, **overrides):
 
 
 def birth_of(rx):
-    return [json.loads(p) for t, p, _, _ in rx.mqtt.published if t == TOPIC + "status"][0]
+    return [M.open_report(KEY, "status", p) for t, p, _, _ in rx.mqtt.published
+            if t == TOPIC + "status"][0]
 
 
 def acks(rx):

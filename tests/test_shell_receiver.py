@@ -173,7 +173,8 @@ class FakeMQTT:
         return True
 
     def sent(self, leaf):
-        return [json.loads(p) for t, p, _, _ in self.published if t == TOPIC + leaf]
+        return [M.open_report(KEY, leaf, p) for t, p, _, _ in self.published
+                if t == TOPIC + leaf]
 
 
 def make_receiver(tmp_path, **overrides):
@@ -228,15 +229,15 @@ async def test_birth_will_and_subscriptions(tmp_path):
     rx = make_receiver(tmp_path)
     task = await started(rx)
     topic, payload, qos, retain = rx.mqtt.published[0]
-    birth = json.loads(payload)
+    birth = M.open_report(KEY, "status", payload)  # sealed with the device's key
     assert topic == TOPIC + "status" and qos == 1 and retain
     assert birth["k"] == "birth" and (birth["boot"], birth["conn"]) == (1, 1)
     assert birth["caps"]["codecs"] == ["adpcm"] and birth["caps"]["sink"] == "fake"
     assert birth["caps"]["cache_total"] == 2000000 and birth["link"] == "wifi"
     # The will of a connection names that connection; the next one is ready for a reconnect.
-    assert json.loads(rx.mqtt.wills[0][1]) == {"v": 1, "k": "death", "dev": DEV, "boot": 1,
+    assert M.open_report(KEY, "status", rx.mqtt.wills[0][1]) == {"v": 1, "k": "death", "dev": DEV, "boot": 1,
                                                "conn": 1}
-    assert json.loads(rx.mqtt.will[1])["conn"] == 2
+    assert M.open_report(KEY, "status", rx.mqtt.will[1])["conn"] == 2
     assert rx.mqtt.subscriptions == {TOPIC + "cmd": 1, TOPIC + "time": 0}
     rx.mqtt.drop()
     await rx.mqtt.reconnect()
@@ -518,7 +519,7 @@ async def test_a_torn_state_file_does_not_reopen_the_replay_window(tmp_path):
         e["k"] == "rejected" for e in rx.mqtt.sent("evt")))
     assert rx.core.volume == 20 and rx.mqtt.sent("evt")[-1]["reason"] == "replay"
     assert rx.boot_info["state"] == "bak"  # and the birth says where the state came from
-    assert json.loads(rx.mqtt.published[0][1])["state"] == "bak"
+    assert M.open_report(KEY, "status", rx.mqtt.published[0][1])["state"] == "bak"
     await stop(rx, task)
 
 
@@ -570,7 +571,7 @@ async def test_the_cache_budget_comes_from_the_flash_not_only_from_cache_bytes(
                    "broker": {"host": "127.0.0.1"}, "heartbeat_s": 3600}, board,
                   mqtt_factory=FakeMQTT)
     task = await started(rx)
-    caps = json.loads(rx.mqtt.published[0][1])["caps"]
+    caps = M.open_report(KEY, "status", rx.mqtt.published[0][1])["caps"]
     assert caps["cache_total"] == 1000 and caps["cache_free"] == 1000  # not 2000000
     rx._on_message(TOPIC + "cmd", Head().cmd(M.FETCH, fetch_args()), False)
     await until(lambda: any(e["k"] == "fetch_failed" for e in rx.mqtt.sent("evt")))

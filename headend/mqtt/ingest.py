@@ -1,8 +1,10 @@
 """Apply a batch of receiver reports (births, deaths, heartbeats, events) to the database.
 
-No network here: the MQTT service hands over decoded-or-not payloads and gets back the
+No network here: the MQTT service hands over the payloads as they came and gets back the
 commands that follow from them (what a returning receiver missed). Everything a receiver
-sends is validated first; a malformed report is counted and dropped, never raised.
+sends is authenticated with its key and validated first; a forged, replayed or malformed
+report is counted and dropped, never raised, and changes nothing: not even the receiver's
+"last seen", which only a report that proves the receiver is alive now moves.
 """
 
 import logging
@@ -11,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from headend.commands import Command, chunks
+from headend.logbudget import LogBudget
 from headend.models import (
     DELIVERY_CANCELLED,
     DELIVERY_FAILED,
@@ -37,6 +40,7 @@ from headend.services.broadcasts import commands_for_returning, finish_overdue, 
 from headend.settings import Settings
 from protocol import messages, topics
 from protocol.errors import ProtocolError
+from protocol.signing import key_from_hex
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,10 @@ END_STATE = {messages.END_FINISHED: DELIVERY_PLAYED, messages.END_PREEMPTED: DEL
              messages.END_CANCELLED: DELIVERY_CANCELLED, messages.END_FAILED: DELIVERY_FAILED}
 # How far a delivery has come; reports never move it backwards.
 _RANK = {DELIVERY_OFFLINE: 0, DELIVERY_PENDING: 0, DELIVERY_FETCHED: 1, DELIVERY_PLAYING: 2}
-_MAX_LOGGED_PER_BATCH = 5
+# Dropped reports are counted in the stats; the log gets a few lines a minute and a summary,
+# so a flood of bad messages cannot flood the log.
+_dropped_log = LogBudget(log, lines=5, per_s=60.0)
+_rejected_log = LogBudget(log, lines=5, per_s=60.0)  # receivers refusing what they were sent
 
 
 @dataclass
@@ -84,15 +91,13 @@ class _Batch:
         self.receivers: dict[str, Receiver] = {}
         self.returning: dict[str, Receiver] = {}
         self.touched: set[str] = set()
-        self.logged = 0
 
     def drop(self, report: Report, reason: str) -> None:
         self.result.stats["malformed"] += 1
         self.result.stats["malformed." + reason] += 1
-        if self.logged < _MAX_LOGGED_PER_BATCH:
-            self.logged += 1
-            # The payload is peer input and is not logged; the topic and reason say enough.
-            log.warning("dropped %s from %s: %s", report.leaf, report.device_id, reason)
+        # The payload is peer input and is not logged; the topic and reason say enough.
+        _dropped_log.warning(reason, "dropped %s from %s: %s", report.leaf, report.device_id,
+                             reason)
 
 
 def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
@@ -116,7 +121,8 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
             batch.result.time_requests.append(report)
             continue
         try:
-            msg = messages.decode(report.payload)
+            msg = _validated(report.leaf, messages.open_report(
+                key_from_hex(found.device_key), report.leaf, report.payload))
         except ProtocolError as exc:
             batch.drop(report, exc.reason)
             continue
@@ -138,21 +144,30 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
     return batch.result
 
 
+def _validated(leaf: str, msg: dict[str, Any]) -> dict[str, Any]:
+    """An authentic report checked against its kind's fields, before anything looks at it."""
+    if leaf == topics.HEARTBEAT:
+        return messages.check_heartbeat(msg)
+    if leaf == topics.EVENT:
+        return messages.check_event(msg)
+    messages.session_of(msg)
+    return msg
+
+
 def _apply_all(batch: _Batch, decoded, event_handler) -> None:
     for report, receiver, msg in decoded:
-        # Any message proves the receiver is alive right now.
-        receiver.last_seen = max(receiver.last_seen or batch.now, _dt(report.received_ms))
         try:
             if report.leaf == topics.STATUS:
-                _status(batch, receiver, msg)
+                alive = _status(batch, receiver, msg)
             elif report.leaf == topics.HEARTBEAT:
-                _heartbeat(batch, receiver, msg)
-            elif report.leaf == topics.EVENT:
-                event_handler.apply(report, receiver, msg)
+                alive = _heartbeat(batch, receiver, msg)
             else:
-                batch.drop(report, "unexpected-topic")
+                alive = event_handler.apply(report, receiver, msg)
         except ProtocolError as exc:
             batch.drop(report, exc.reason)
+            continue
+        if alive:
+            receiver.last_seen = max(receiver.last_seen or batch.now, _dt(report.received_ms))
 
 
 # -- presence ------------------------------------------------------------------------------
@@ -172,7 +187,8 @@ def _come_online(batch: _Batch, receiver: Receiver) -> None:
     batch.returning[receiver.id] = receiver
 
 
-def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
+def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
+    """Apply a birth or a death; True if it shows the receiver alive now (a birth)."""
     if msg.get("dev") != receiver.id:
         raise ProtocolError("wrong-device")
     session = messages.session_of(msg)
@@ -200,12 +216,13 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
         batch.result.stats["birth"] += 1
         if new_session or not receiver.online:
             _come_online(batch, receiver)
-    elif kind == "death":
+        return True
+    if kind == "death":
         if known is not None and session < known:
             # The will of an older connection, published after the receiver already came
             # back: it must not mark a live receiver offline.
             batch.result.stats["stale_death"] += 1
-            return
+            return False
         batch.result.stats["death"] += 1
         receiver.session_boot, receiver.session_conn = session
         if receiver.online:
@@ -213,23 +230,44 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
         receiver.online = False
         receiver.offline_reason = "link-lost"
         batch.returning.pop(receiver.id, None)
-    else:
-        raise ProtocolError("bad-field", "k")
+        return False
+    raise ProtocolError("bad-field", "k")
 
 
-def _heartbeat(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> None:
+def _heartbeat(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
+    """Keep the heartbeat's checked telemetry; True if it is a new one of the session we know.
+
+    A heartbeat of an older session, or one of this session that is not later than the last
+    (its uptime did not grow: a copy replayed by somebody holding the receiver's broker
+    password), is refused: it would keep a dead receiver "online" and its old figures.
+    """
+    telemetry = msg  # checked: only the known fields
+    session = messages.session_of(telemetry)
+    known = _session_key(receiver)
+    last = receiver.telemetry if isinstance(receiver.telemetry, dict) else {}
+    if known is not None and (session < known or (
+            session == known and session == _telemetry_session(last)
+            and telemetry["up"] <= _int_or(last.get("up"), -1))):
+        raise ProtocolError("replayed")
     batch.result.stats["heartbeat"] += 1
-    receiver.telemetry = msg
-    if receiver.online:
-        return
-    # Marked offline for silence, but it is talking in the session we know: it was only
-    # quiet (or its reports were late). Anything it missed meanwhile is sent now.
-    try:
-        session = messages.session_of(msg)
-    except ProtocolError:
-        session = None
-    if session is None or session == _session_key(receiver):
+    receiver.telemetry = telemetry
+    if session != known:
+        # Talking in a session we have no birth of (the birth was lost, or comes later in
+        # this batch): it is alive, but presence waits for its birth.
+        return True
+    if not receiver.online:
+        # Marked offline for silence (or by a death) but talking in the session we know: it
+        # was only quiet, or its reports were late. Anything it missed meanwhile is sent now.
         _come_online(batch, receiver)
+    return True
+
+
+def _telemetry_session(telemetry: dict[str, Any]) -> tuple[Any, Any]:
+    return (telemetry.get("boot"), telemetry.get("conn"))
+
+
+def _int_or(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def offline_allowance_s(settings: Settings, capabilities: Any) -> float:
@@ -274,6 +312,10 @@ class _Events:
         self.batch = batch
         self.events = events
         self.seen: set[tuple[str, int, int]] = set()  # (device, epoch, seq)
+        # Per receiver whose counters restarted (epoch > 0): the latest event time of its
+        # earlier epochs. Seqs restart with the epoch, so an old event replayed now would look
+        # new by (epoch, seq); its time gives it away.
+        self.epoch_floor: dict[str, datetime] = {}
         self.deliveries: dict[tuple[str, str], Delivery] = {}
         self.by_command: dict[str, Delivery] = {}
         self.open_plays: dict[tuple[str, str | None], PlayLog] = {}
@@ -290,9 +332,7 @@ class _Events:
         keys: set[tuple[str, int]] = set()
         for report, _receiver, msg in self.events:
             pairs.setdefault(report.device_id, set())
-            seq = msg.get("seq")
-            if isinstance(seq, int) and not isinstance(seq, bool):
-                keys.add((report.device_id, seq))
+            keys.add((report.device_id, msg["seq"]))
         # Which of these are stored already: a row-value IN, one query per 300.
         epochs = {r.device_id: rc.event_epoch or 0 for r, rc, _ in self.events}
         triples = sorted((d, epochs[d], seq) for d, seq in keys)
@@ -302,6 +342,16 @@ class _Events:
                     .where(tuple_(DeviceEvent.device_id, DeviceEvent.epoch,
                                   DeviceEvent.seq).in_(part))):
                 self.seen.add((device_id, epoch, seq))
+        restarted = sorted({rc.id for _, rc, _ in self.events if rc.event_epoch})
+        for part in chunks(restarted):
+            for device_id, latest in session.execute(
+                    select(DeviceEvent.device_id, func.max(DeviceEvent.t))
+                    .join(Receiver, Receiver.id == DeviceEvent.device_id)
+                    .where(DeviceEvent.device_id.in_(part),
+                           DeviceEvent.epoch < Receiver.event_epoch)
+                    .group_by(DeviceEvent.device_id)):
+                if latest is not None:
+                    self.epoch_floor[device_id] = latest
         devices = sorted(pairs)
         bids = sorted({m.get("bid") for _, _, m in self.events if isinstance(m.get("bid"), str)})
         cmds = sorted({m.get("cmd") for _, _, m in self.events if isinstance(m.get("cmd"), str)})
@@ -343,21 +393,25 @@ class _Events:
         if self.new_cached:
             self.batch.session.execute(insert(DeviceMedia), self.new_cached)
 
-    def apply(self, report: Report, receiver: Receiver, msg: dict[str, Any]) -> None:
-        messages.check_event(msg)
+    def apply(self, report: Report, receiver: Receiver, msg: dict[str, Any]) -> bool:
+        """Apply a new event; True if it was new (a duplicate proves nothing about now)."""
         epoch = receiver.event_epoch or 0
         key = (receiver.id, epoch, msg["seq"])
         if key in self.seen:
             self.batch.result.stats["duplicate_event"] += 1
-            return
-        self.seen.add(key)
+            return False
         t = _dt(msg["t"])
+        floor = self.epoch_floor.get(receiver.id)
+        if floor is not None and t <= floor:
+            raise ProtocolError("replayed")
+        self.seen.add(key)
         self.new_events.append({"device_id": receiver.id, "epoch": epoch, "seq": msg["seq"],
                                 "kind": msg["k"], "t": t, "body": msg,
                                 "received_at": self.batch.now})
         self.batch.result.stats["event." + msg["k"]] += 1
         handler = getattr(self, "_" + msg["k"])
         handler(receiver, msg, t)
+        return True
 
     def _delivery(self, receiver: Receiver, msg: dict[str, Any]) -> Delivery | None:
         bid = msg.get("bid")
@@ -379,8 +433,9 @@ class _Events:
 
     def _rejected(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         # Somebody sent this receiver a command it refused: a forgery, a replay, or our clock.
-        log.warning("receiver %s rejected a %s message: %s", receiver.id,
-                    str(msg.get("topic"))[:16], str(msg.get("reason"))[:32])
+        reason = str(msg.get("reason"))[:32]
+        _rejected_log.warning(reason, "receiver %s rejected a %s message: %s", receiver.id,
+                              str(msg.get("topic"))[:16], reason)
 
     def _fetched(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         sha = msg.get("sha")
@@ -411,8 +466,8 @@ class _Events:
         skip = msg.get("skip")
         play = PlayLog(device_id=receiver.id, epoch=receiver.event_epoch or 0, broadcast_id=bid,
                        item=_str(msg.get("item")), seq=msg["seq"], started_at=t,
-                       scheduled_at=_dt(at) if at is not None and _int(at) else None,
-                       skip_ms=skip if _int(skip) else None)
+                       scheduled_at=_dt(at) if _time(at) else None,
+                       skip_ms=skip if _count(skip) else None)
         self.batch.session.add(play)
         self.open_plays[(receiver.id, bid)] = play
         delivery = self._delivery(receiver, msg)
@@ -432,7 +487,7 @@ class _Events:
             self.batch.session.add(play)
         play.ended_at = t
         play.outcome = outcome
-        play.played_ms = played if _int(played) else None
+        play.played_ms = played if _count(played) else None
         delivery = self._delivery(receiver, msg)
         if delivery is not None:
             # The receiver's report is the truth about what was heard.
@@ -441,8 +496,14 @@ class _Events:
             delivery.reason = msg["reason"]
 
 
-def _int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _count(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and 0 <= value <= messages.MAX_COUNT)
+
+
+def _time(value: Any) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool)
+            and 0 < value <= messages.MAX_TIME_MS)
 
 
 def _str(value: Any) -> str | None:

@@ -151,17 +151,28 @@ class Commune:
         caps = {"codecs": list(codecs), "sink": "sim"}
         if heartbeat_s is not None:
             caps["hb"] = heartbeat_s
-        return Report("status", device, messages.birth(device, boot, conn, "0.1.0", caps, "sim"),
-                      now_ms(), qos=1)
+        return self.sealed("status", device,
+                           messages.birth(device, boot, conn, "0.1.0", caps, "sim"))
 
     def death(self, device, boot=1, conn=1):
-        return Report("status", device, messages.death(device, boot, conn), now_ms(), qos=1)
+        return self.sealed("status", device, messages.death(device, boot, conn))
+
+    def heartbeat(self, device, boot=1, conn=1, up=60, **fields):
+        body = dict({"v": 1, "boot": boot, "conn": conn, "up": up}, **fields)
+        return self.sealed("hb", device, messages.encode(body))
+
+    def sealed(self, leaf, device, body, key=None):
+        """A report as ``device`` sends it: ``body`` MACed with its key (or ``key``)."""
+        from protocol.signing import key_from_hex
+
+        key = key_from_hex(key or self.keys[device])
+        return Report(leaf, device, messages.seal_report(key, leaf, body), now_ms(), qos=1)
 
     def event(self, device, kind, t=None, seq=None, **fields):
         if seq is None:
             seq = self.seq[device] = self.seq.get(device, 0) + 1
-        body = messages.encode(messages.event(seq, kind, t or now_ms(), fields))
-        return Report("evt", device, body, now_ms(), qos=1)
+        return self.sealed("evt", device,
+                           messages.encode(messages.event(seq, kind, t or now_ms(), fields)))
 
     def commands_to(self, device):
         """The commands published to ``device`` so far, opened with its key."""

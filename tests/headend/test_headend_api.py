@@ -227,7 +227,7 @@ def test_malformed_reports_are_counted_and_dropped(commune):
     from headend.mqtt.ingest import Report
 
     junk = [Report("evt", "a1", b"{not json", 0, qos=1), Report("status", "a1", b"[]", 0),
-            Report("evt", "a1", b'{"v":1,"seq":"x","k":"started","t":1}', 0),
+            commune.sealed("evt", "a1", b'{"v":1,"seq":"x","k":"started","t":1}'),
             Report("hb", "nobody", b'{"v":1}', 0), Report("evt", "a1", b"\xff" * 20000, 0)]
     result = commune.report(*junk, commune.birth("a2"))
     assert result.stats["malformed"] == 5

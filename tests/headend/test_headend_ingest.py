@@ -22,20 +22,26 @@ SITE = "xa-ingest"
 
 
 class FakeBoard:
-    """A receiver's MQTT side, reduced to publishing reports (paho, like any client)."""
+    """A receiver's MQTT side, reduced to publishing reports (paho, like any client), sealed
+    with its key as the firmware does."""
 
-    def __init__(self, broker, device):
+    def __init__(self, broker, device, key):
         self.device = device
+        self.key = key_from_hex(key)
         self.replies = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device)
         self.client.on_message = lambda c, u, m: self.replies.append(m.payload)
         self.client.will_set(topics.device_topic(SITE, device, "status"),
-                             messages.death(device, 1, 1), qos=1, retain=True)
+                             messages.seal_report(self.key, "status",
+                                                  messages.death(device, 1, 1)),
+                             qos=1, retain=True)
         self.client.connect(broker.host, broker.port)
         self.client.subscribe(topics.device_topic(SITE, device, "time"), qos=0)
         self.client.loop_start()
 
-    def send(self, leaf, payload, qos=1, retain=False):
+    def send(self, leaf, payload, qos=1, retain=False, sealed=True):
+        if sealed and leaf in messages.REPORT_LEAVES:
+            payload = messages.seal_report(self.key, leaf, payload)
         info = self.client.publish(topics.device_topic(SITE, self.device, leaf), payload,
                                    qos=qos, retain=retain)
         info.wait_for_publish(5)
@@ -90,7 +96,7 @@ def rows(factory, model, **where):
 
 def test_reports_are_stored_and_time_requests_answered(mqtt_broker, headend):
     service = headend(mqtt_broker)
-    board = FakeBoard(mqtt_broker, "d1")
+    board = FakeBoard(mqtt_broker, "d1", headend.keys["d1"])
     try:
         board.send("status", messages.birth("d1", 1, 1, "0.1.0", {"codecs": ["mp3"]}, "sim"),
                    retain=True)
@@ -108,7 +114,8 @@ def test_reports_are_stored_and_time_requests_answered(mqtt_broker, headend):
         assert got_t0 == t0 and t1 <= t2 and abs(t2 - time.time() * 1000) < 5000
         # malformed input on every subscribed topic: counted, dropped, the service goes on
         for leaf in ("status", "hb", "evt", "treq"):
-            board.send(leaf, b"\x00garbage", qos=1 if leaf in ("status", "evt") else 0)
+            board.send(leaf, b"\x00garbage", qos=1 if leaf in ("status", "evt") else 0,
+                       sealed=False)
         board.event(3, "fetched", item="m1", sha="a" * 64)
         wait_for(lambda: service.stats["malformed"] >= 4, what="malformed reports counted")
         wait_for(lambda: service.stats["event.fetched"] == 1, what="service still ingesting")
@@ -122,7 +129,7 @@ def test_reports_sent_while_the_headend_is_away_arrive_when_it_returns(mosquitto
     # QoS-1 messages for it, so this guarantee needs Mosquitto (or another full broker).
     first = headend(mosquitto_broker)
     first.stop()  # the persistent session stays on the broker
-    board = FakeBoard(mosquitto_broker, "d2")
+    board = FakeBoard(mosquitto_broker, "d2", headend.keys["d2"])
     try:
         for seq in range(1, 21):
             board.event(seq, "started", bid="b%d" % seq, item="m1", at=1, skip=0)
@@ -135,7 +142,7 @@ def test_reports_sent_while_the_headend_is_away_arrive_when_it_returns(mosquitto
 
 def test_a_death_marks_the_receiver_offline(mqtt_broker, headend):
     headend(mqtt_broker)
-    board = FakeBoard(mqtt_broker, "d1")
+    board = FakeBoard(mqtt_broker, "d1", headend.keys["d1"])
     board.send("status", messages.birth("d1", 1, 1, "0.1.0", {"codecs": ["mp3"]}, "sim"),
                retain=True)
     wait_for(lambda: rows(headend.factory, Receiver, id="d1", online=True), what="online")

@@ -11,7 +11,6 @@ cycle asks DNS once (the link's counting resolver), however many attempts it mak
 """
 
 import asyncio
-import json
 import queue
 import ssl
 import threading
@@ -25,7 +24,8 @@ from headend.db import make_engine, make_session_factory, migrate
 from headend.services import tls
 from headend.services.provisioning import provision_fleet, receiver_config
 from headend.settings import Settings
-from protocol import topics
+from protocol import messages, topics
+from protocol.signing import key_from_hex
 from simulator.host import HostPlatform
 from tools.testbrokers import BrokerUnavailable, free_port, start_mosquitto
 
@@ -73,8 +73,9 @@ class Observer:
         self.client.subscribe("%s/%s/dev/+/status" % (topics.ROOT, SITE), qos=1)
         assert subscribed.wait(WAIT_S)
 
-    async def births(self, timeout_s):
-        """Births seen within ``timeout_s`` (returns at the first one)."""
+    async def births(self, timeout_s, key_hex):
+        """Births seen within ``timeout_s`` (returns at the first one), each opened with the
+        receiver's key as the head-end does."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
@@ -82,7 +83,7 @@ class Observer:
             except queue.Empty:
                 await asyncio.sleep(0.05)
                 continue
-            message = json.loads(payload)
+            message = messages.open_report(key_from_hex(key_hex), topics.STATUS, payload)
             if message.get("k") == "birth":
                 return [message]
         return []
@@ -148,7 +149,7 @@ async def test_receiver_verifies_the_broker_and_gets_its_birth_through(tmp_path,
     observer = Observer(broker)
     receiver, platform, task = await run_receiver(config, tmp_path)
     try:
-        births = await observer.births(WAIT_S)
+        births = await observer.births(WAIT_S, config["key"])
         assert births and births[0]["dev"] == config["device"], broker.log_text()[-2000:]
         mqtt = receiver.mqtt
         # The context the firmware built is a verifying one, for the broker's name.
@@ -180,7 +181,7 @@ async def refused(tmp_path, config, files, tls_mosquitto):
     observer = Observer(broker)
     receiver, platform, task = await run_receiver(config, tmp_path)
     try:
-        assert not await observer.births(REFUSED_S)
+        assert not await observer.births(REFUSED_S, config["key"])
         mqtt = receiver.mqtt
         assert mqtt.stats["connects"] == 0 and not mqtt.connected
         assert mqtt.stats["tls_failures"] >= 2, mqtt.stats

@@ -163,7 +163,7 @@ class HeadEndLink:
         return True
 
     def events(self):
-        return [json.loads(p) for t, p in self.published if t == TOPIC + "evt"]
+        return [M.open_report(KEY, "evt", p) for t, p in self.published if t == TOPIC + "evt"]
 
 
 async def until(predicate, limit_ms=5000):

@@ -54,6 +54,7 @@ class Station:
         self.app = app
         self.settings = app.state.settings
         self.seq: dict[str, int] = {}
+        self.uptime: dict[str, int] = {}
         self.keys: dict[str, str] = {}
         with app.state.session_factory() as session:
             for role in ("admin", "operator", "technician", "viewer"):
@@ -82,6 +83,7 @@ class Station:
     def report(self, device: str, leaf: str, msg: dict | bytes, at: datetime | None = None):
         at = at or datetime.now(UTC)
         payload = msg if isinstance(msg, bytes) else messages.encode(msg)
+        payload = messages.seal_report(key_from_hex(self.keys[device]), leaf, payload)
         report = Report(leaf, device, payload, ms(at), qos=1)
         with self.app.state.session_factory() as session:
             result = apply_batch(session, settings=self.settings, reports=[report], now=at)
@@ -97,7 +99,10 @@ class Station:
                 at)
 
     def heartbeat(self, device: str, at: datetime | None = None, **fields):
-        self.report(device, "hb", dict({"v": 1, "boot": 1, "conn": 1, "up": 60}, **fields), at)
+        # uptime grows with each heartbeat, as a receiver's does (a repeated one is a replay)
+        self.uptime[device] = self.uptime.get(device, 0) + 60
+        self.report(device, "hb", dict({"v": 1, "boot": 1, "conn": 1, "up": self.uptime[device]},
+                                       **fields), at)
 
     def event(self, device: str, kind: str, **fields):
         seq = self.seq[device] = self.seq.get(device, 0) + 1
