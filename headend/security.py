@@ -5,6 +5,7 @@ import hashlib
 import os
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import bcrypt
 import jwt
@@ -25,17 +26,37 @@ _ALGORITHM = "HS256"
 
 
 BCRYPT_ROUNDS = 12
+# bcrypt reads at most 72 bytes (bcrypt 5 refuses more): a longer password is refused at
+# create/update, and at login it is simply wrong.
+MAX_PASSWORD_BYTES = 72
+
+# A hash of nothing anyone knows, per cost: an unknown or inactive user's login checks it, so
+# it takes as long as a real one and the timing does not say which names exist.
+_dummy_hashes: dict[int, bytes] = {}
 
 
 def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
 
 
-def verify_password(password: str, hashed: str) -> bool:
+def _dummy_hash() -> bytes:
+    rounds = BCRYPT_ROUNDS
+    if rounds not in _dummy_hashes:
+        _dummy_hashes[rounds] = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds))
+    return _dummy_hashes[rounds]
+
+
+def verify_password(password: str, hashed: str | None) -> bool:
+    """True if ``password`` matches ``hashed``. ``hashed=None`` (no such user) checks a dummy
+    hash of the same cost and is False: always exactly one bcrypt check, whatever the input."""
+    secret = password.encode("utf-8", "surrogatepass") if password else b""
+    too_long = len(secret) > MAX_PASSWORD_BYTES
     try:
-        return bcrypt.checkpw(password.encode(), hashed.encode())
-    except ValueError:
+        matches = bcrypt.checkpw(secret[:MAX_PASSWORD_BYTES],
+                                 hashed.encode() if hashed else _dummy_hash())
+    except ValueError:  # a malformed stored hash
         return False
+    return matches and hashed is not None and not too_long
 
 
 # Mosquitto's own password hash ($7$ = PBKDF2-HMAC-SHA512), so the broker's password file can
@@ -50,20 +71,32 @@ def mosquitto_hash(password: str, iterations: int = MOSQUITTO_ITERATIONS) -> str
                             base64.b64encode(digest).decode())
 
 
-def make_token(*, secret: str, username: str, role: str, ttl_min: int) -> str:
+class TokenClaims(NamedTuple):
+    username: str
+    epoch: int  # the user's token_epoch when it was made; a password change bumps it
+
+
+def make_token(*, secret: str, username: str, role: str, ttl_min: int, epoch: int) -> str:
+    if ttl_min <= 0:
+        raise ValueError("a token must expire: ttl_min must be positive")
     now = datetime.now(UTC)
-    claims = {"sub": username, "role": role, "iat": now, "exp": now + timedelta(minutes=ttl_min)}
+    claims = {"sub": username, "role": role, "ep": epoch, "iat": now,
+              "exp": now + timedelta(minutes=ttl_min)}
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
-def read_token(*, secret: str, token: str) -> str | None:
-    """The username in a valid, unexpired token, else None."""
+def read_token(*, secret: str, token: str) -> TokenClaims | None:
+    """The claims of a valid, unexpired token, else None. A token without an expiry, an issue
+    time, a subject or an epoch is refused: every token this head-end makes has them."""
     try:
-        claims = jwt.decode(token, secret, algorithms=[_ALGORITHM])
+        claims = jwt.decode(token, secret, algorithms=[_ALGORITHM],
+                            options={"require": ["exp", "iat", "sub", "ep"]})
     except jwt.PyJWTError:
         return None
-    sub = claims.get("sub")
-    return sub if isinstance(sub, str) else None
+    sub, epoch = claims.get("sub"), claims.get("ep")
+    if not isinstance(sub, str) or type(epoch) is not int:
+        return None
+    return TokenClaims(sub, epoch)
 
 
 def random_password(nbytes: int = 18) -> str:

@@ -4,6 +4,10 @@ A random nonce lives in an HttpOnly cookie; every form carries ``HMAC(secret_key
 A page on another site can neither read the cookie nor compute the MAC without the head-end's
 secret, so it cannot forge a form post (and the session cookie is SameSite=Lax on top).
 The nonce is not tied to the login, so the login form itself is protected too.
+
+The API accepts the same session cookie; a state-changing API call authenticated by it (not by
+a bearer header) must carry the same token in the ``X-CSRF-Token`` header
+(headend/api/deps.py), e.g. a page script reading it from the page's form field.
 """
 
 import hashlib
@@ -16,6 +20,7 @@ from fastapi import Depends, Form, HTTPException, Request, Response, status
 
 COOKIE = "loaxa_csrf"
 FIELD = "csrf"
+HEADER = "X-CSRF-Token"
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 
 
@@ -45,9 +50,15 @@ def remember_nonce(request: Request, response: Response) -> None:
                             secure=request.url.scheme == "https", path="/")
 
 
-def check_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
+def csrf_valid(request: Request, token: str | None) -> bool:
+    """True if ``token`` is the one made for this browser's nonce cookie."""
     nonce = _cookie_nonce(request)
-    if nonce is None or not hmac.compare_digest(csrf.encode(), _mac(request, nonce).encode()):
+    return nonce is not None and token is not None and hmac.compare_digest(
+        token.encode("utf-8", "replace"), _mac(request, nonce).encode())
+
+
+def check_csrf(request: Request, csrf: Annotated[str, Form()] = "") -> None:
+    if not csrf_valid(request, csrf):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "csrf")
 
 

@@ -5,13 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import RedirectResponse
 
-from headend.api.deps import SessionDep, SettingsDep
+from headend.api.deps import SessionDep, SettingsDep, ThrottleDep
+from headend.api.routes.auth import client_address
 from headend.i18n import pick_language
 from headend.security import make_token
+from headend.services.login_throttle import TooManyAttempts
 from headend.services.users import authenticate
 from headend.web.csrf import CsrfChecked
 from headend.web.guard import PageRoute
-from headend.web.rendering import LANGUAGE_COOKIE, render, translator_of
+from headend.web.rendering import LANGUAGE_COOKIE, error_text, render, translator_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
@@ -39,17 +41,29 @@ def login_form(request: Request, next: str = HOME):
 
 
 @router.post("/login")
-def login(request: Request, session: SessionDep, settings: SettingsDep, _: CsrfChecked,
-          username: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
-          next: Annotated[str, Form()] = HOME):
-    user = authenticate(session, username=username.strip(), password=password)
+def login(request: Request, session: SessionDep, settings: SettingsDep, throttle: ThrottleDep,
+          _: CsrfChecked, username: Annotated[str, Form()] = "",
+          password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = HOME):
+    # The same back-off as POST /api/v1/auth/token, and the same counts.
+    username, address = username.strip(), client_address(request)
+    try:
+        throttle.begin(username=username, address=address)
+    except TooManyAttempts as wait:
+        response = render(request, "login.html",
+                          {"next": safe_next(next), "username": username,
+                           "error": error_text(translator_of(request), wait)},
+                          status_code=wait.status)
+        response.headers["Retry-After"] = str(wait.retry_after_s)
+        return response
+    user = authenticate(session, username=username, password=password)
     if user is None:
         return render(request, "login.html",
                       {"next": safe_next(next), "username": username,
                        "error": translator_of(request)("login.failed")},
                       status_code=status.HTTP_401_UNAUTHORIZED)
+    throttle.succeeded(username=username, address=address)
     token = make_token(secret=settings.secret_key, username=user.username, role=user.role,
-                       ttl_min=settings.token_ttl_min)
+                       ttl_min=settings.token_ttl_min, epoch=user.token_epoch)
     response = RedirectResponse(safe_next(next), status.HTTP_303_SEE_OTHER)
     response.set_cookie(SESSION_COOKIE, token, max_age=settings.token_ttl_min * 60,
                         httponly=True, samesite="lax", secure=request.url.scheme == "https",
