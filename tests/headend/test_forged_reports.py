@@ -3,8 +3,9 @@ are MACed with its key, and a report that does not verify (no MAC, a wrong one, 
 device's key, a report of another kind), a replayed one, or one with numbers the head-end
 cannot hold changes no presence, delivery or play-log row, and does not flood the log.
 
-Through the real ingest on SQLite and PostgreSQL; tests/security/test_forged_reports_brokers.py
-sends the same forgeries through both real brokers and the MQTT service."""
+Through the real ingest on SQLite and PostgreSQL; test_headend_ingest.py sends forgeries
+through both real brokers and the MQTT service
+(test_reports_forged_with_a_stolen_broker_password_change_nothing)."""
 
 import logging
 import time

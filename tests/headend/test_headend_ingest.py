@@ -151,3 +151,35 @@ def test_a_death_marks_the_receiver_offline(mqtt_broker, headend):
     wait_for(lambda: rows(headend.factory, Receiver, id="d1", online=False), timeout=15,
              what="offline from the death message")
     assert threading.active_count() < 50
+
+
+def test_reports_forged_with_a_stolen_broker_password_change_nothing(mqtt_broker, headend):
+    """Somebody with d1's broker password (sniffed, or read off the pole's box) but not its
+    key publishes on d1's topics through the real broker: a forged death, a false proof of
+    play, a heartbeat with a far-future session. None of it reaches a row."""
+    service = headend(mqtt_broker)
+    board = FakeBoard(mqtt_broker, "d1", headend.keys["d1"])
+    attacker = FakeBoard(mqtt_broker, "d1-attacker", headend.keys["d2"])  # a key, not d1's
+    try:
+        board.send("status", messages.birth("d1", 1, 1, "0.1.0", {"codecs": ["mp3"]}, "sim"),
+                   retain=True)
+        wait_for(lambda: rows(headend.factory, Receiver, id="d1", online=True), what="online")
+        forged = {"status": messages.death("d1", 1, 1),
+                  "hb": messages.encode({"v": 1, "boot": 2 ** 30, "conn": 1, "up": 5}),
+                  "evt": messages.encode(messages.event(7, "ended", int(time.time() * 1000),
+                                                        {"bid": "bx", "reason": "finished"}))}
+        for leaf, body in forged.items():
+            info = attacker.client.publish(topics.device_topic(SITE, "d1", leaf),
+                                           messages.seal_report(attacker.key, leaf, body), qos=1)
+            info.wait_for_publish(5)
+            info = attacker.client.publish(topics.device_topic(SITE, "d1", leaf), body, qos=1)
+            info.wait_for_publish(5)
+        wait_for(lambda: service.stats["malformed"] >= 6, what="the forgeries dropped")
+        (receiver,) = rows(headend.factory, Receiver, id="d1")
+        assert receiver.online and (receiver.session_boot, receiver.session_conn) == (1, 1)
+        assert receiver.telemetry is None
+        assert rows(headend.factory, PlayLog, device_id="d1") == []
+        assert service.stats["malformed.bad-signature"] == 3
+    finally:
+        attacker.close()
+        board.close()
