@@ -154,22 +154,29 @@ class MpRecordingSink(Sink):
 
     async def drain(self):
         if self.current is not None:
+            self._flush_counter()  # a short last block is heard before the drain returns
+            # Drained means the last sample has been heard. A loop, not one sleep: sleep_ms
+            # counts whole ticks of ticks_ms, so one sleep can wake up to a ms early.
             wait = self._cursor - true_us()
-            if wait > 0:  # rounded up: drained means the last sample has been heard
+            while wait > 0:
                 await asyncio.sleep_ms((wait + 999) // 1000)
+                wait = self._cursor - true_us()
 
     def close(self):
         if self.current is None:
             return
-        extra = self._counter.flush()
-        self._samples += extra
-        self._cursor += extra * 1000000 // self._rate
+        self._flush_counter()
         now = true_us()
         self._finish("closed", now if now > self._cursor else self._cursor)
 
     def stop(self):
         if self.current is not None:
             self._finish("stopped", true_us())
+
+    def _flush_counter(self):
+        extra = self._counter.flush()
+        self._samples += extra
+        self._cursor += extra * 1000000 // self._rate
 
     def set_volume(self, volume):
         self.volume = volume

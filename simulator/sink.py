@@ -158,20 +158,25 @@ class RecordingSink(PlaybackLog, Sink):
     async def drain(self):
         if self.current is None:
             return
+        self._flush_counter()  # a short last block is heard before the drain returns
         wait = self._cursor - self._now()
-        if wait > 0:
+        while wait > 0:  # drained means the last sample has been heard, even if a sleep wakes early
             await asyncio.sleep(wait)
+            wait = self._cursor - self._now()
 
     def close(self):
         """The end of what was written: the last sample is heard when the cursor runs out."""
         playback = self.current
         if playback is None:
             return
-        extra = self._counter.flush()
-        playback.samples += extra
-        if playback.rate:
-            self._cursor += extra / float(playback.rate)
+        self._flush_counter()
         self._finish(playback, "closed", max(self._now(), self._cursor))
+
+    def _flush_counter(self):
+        extra = self._counter.flush()
+        self.current.samples += extra
+        if self.current.rate:
+            self._cursor += extra / float(self.current.rate)
 
     def stop(self):
         playback = self.current
