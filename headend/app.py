@@ -15,6 +15,7 @@ from headend.api.main import api_router, install_error_handlers
 from headend.commands import RecordingPublisher
 from headend.db import make_engine, make_session_factory, migrate, session_scope
 from headend.media_http import router as media_router
+from headend.private_files import secure_storage
 from headend.services.sites import ensure_site
 from headend.settings import Settings
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     url = settings.resolved_database_url
+    secure_storage(settings)
     migrate(url)
     engine = make_engine(url)
     session_factory = make_session_factory(engine)

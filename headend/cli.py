@@ -25,7 +25,9 @@ def _settings(args, **overrides) -> Settings:
 
 def _session(settings: Settings):
     from headend.db import make_engine, make_session_factory, migrate
+    from headend.private_files import secure_storage
 
+    secure_storage(settings)
     migrate(settings.resolved_database_url)
     return make_session_factory(make_engine(settings.resolved_database_url))()
 
@@ -48,8 +50,10 @@ def cmd_serve(args) -> int:
 
 def cmd_migrate(args) -> int:
     from headend.db import migrate
+    from headend.private_files import secure_storage
 
     settings = _settings(args)
+    secure_storage(settings)
     migrate(settings.resolved_database_url)
     print("database at the newest schema: %s" % settings.resolved_database_url.split("@")[-1])
     return 0
