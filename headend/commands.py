@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
+from headend.clock_guard import CLOCK
 from headend.db import begin_writing
 from headend.models import CommandCounter, Receiver
 from protocol import messages, topics
@@ -76,10 +77,12 @@ def chunks(items: list, size: int = _CHUNK):
 def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: int,
             now: int | None = None) -> list[Outgoing]:
     """Sign ``commands`` with each receiver's key and the next counter (persisted in
-    ``session``, not committed). Commands for unknown receivers are dropped with a warning."""
+    ``session``, not committed). Commands for unknown receivers are dropped with a warning.
+    Raises ClockUntrusted, before any write, while the head-end's clock is not trusted."""
     if not commands:
         return []
-    now = now_ms() if now is None else now
+    trusted = CLOCK.now_ms()  # raises ClockUntrusted before anything is written
+    now = trusted if now is None else now
     device_ids = sorted({c.device_id for c in commands})
     keys: dict[str, bytes] = {}
     last: dict[str, int] = {}

@@ -9,6 +9,7 @@ from headend.api.routes import (
     audit,
     auth,
     broadcasts,
+    clock,
     devices,
     health,
     media,
@@ -19,7 +20,8 @@ from headend.api.routes import (
 from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, zones, devices, media, broadcasts, playlog, audit, health):
+for module in (auth, users, zones, devices, media, broadcasts, playlog, audit, health,
+               clock):
     api_router.include_router(module.router)
 
 

@@ -1,10 +1,18 @@
 """Request and response bodies of the API (pydantic). Secrets appear only in
 ``DeviceProvisioned``, the one answer that shows a receiver's key and password."""
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from headend.errors import Invalid
+
+# The largest command arguments, JSON-encoded: a device command's arguments are a few small
+# fields (a volume, a broadcast id); megabytes would be signed, stored in the audit log and
+# pushed to a receiver whose heap is a few tens of kilobytes.
+MAX_ARGS_BYTES = 1024
 
 
 class Token(BaseModel):
@@ -96,6 +104,17 @@ class DeviceProvisioned(DevicePublic):
 class DeviceCommand(BaseModel):
     kind: Literal["identify", "volume", "reboot", "stop"]
     args: dict[str, Any] = {}
+
+    @field_validator("args")
+    @classmethod
+    def _small_args(cls, args: dict[str, Any]) -> dict[str, Any]:
+        # Raised as the service errors are, so the answer carries its own code.
+        size = len(json.dumps(args, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_ARGS_BYTES:
+            raise Invalid("args-too-large", "command arguments may be at most %d bytes of JSON"
+                          % MAX_ARGS_BYTES,
+                          "Tham số lệnh dài tối đa %d byte (JSON)" % MAX_ARGS_BYTES)
+        return args
 
 
 class CommandSent(BaseModel):
@@ -219,3 +238,5 @@ class Health(BaseModel):
     receivers: int
     online: int
     stats: dict[str, int]
+    clock_trusted: bool = True
+    clock_problem: str | None = None  # why nothing is signed (headend/clock_guard.py)

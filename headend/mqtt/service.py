@@ -27,12 +27,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from headend.clock_guard import CLOCK, ClockUntrusted
 from headend.commands import Outgoing, chunks, now_ms, prepare
 from headend.db import session_scope
-from headend.models import Receiver
+from headend.logbudget import LogBudget
+from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.settings import Settings
 from protocol import messages, topics
@@ -40,6 +42,7 @@ from protocol.errors import ProtocolError
 from protocol.signing import key_from_hex
 
 log = logging.getLogger(__name__)
+_clock_log = LogBudget(log, lines=5, per_s=60.0)  # one line per refused reply would flood
 
 # Leaf -> QoS of the head-end's subscription. Presence and events are QoS 1, so the broker
 # keeps them for the head-end's persistent session while it restarts (proof of play is never
@@ -73,12 +76,20 @@ class MqttService:
 
     def start(self) -> "MqttService":
         self._load_keys()
+        self._learn_counter_floor()
         self._stop.clear()
         self._connect("5" if self._protocol in ("auto", "5") else "3.1.1")
         self._ingest_thread = threading.Thread(target=self._ingest_loop, name="loaxa-ingest",
                                                daemon=True)
         self._ingest_thread.start()
         return self
+
+    def _learn_counter_floor(self) -> None:
+        """A clock far behind the newest counter this head-end signed is wrong (a dead RTC
+        battery): it must neither sign nor teach receivers its time."""
+        with session_scope(self.session_factory) as session:
+            newest = session.scalar(select(func.max(CommandCounter.last_ctr)))
+        CLOCK.learn_floor(newest or 0)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -190,7 +201,14 @@ class MqttService:
             self.stats["malformed"] += 1
             self.stats["malformed." + exc.reason] += 1
             return
-        reply = messages.time_reply(key, report.device_id, t0, report.received_ms, now_ms())
+        try:
+            sent = CLOCK.now_ms()
+        except ClockUntrusted as exc:
+            # Receivers keep their own clocks rather than learn a wrong time from this one.
+            self.stats["time_reply.untrusted_clock"] += 1
+            _clock_log.warning("time", "no time reply to %s: %s", report.device_id, exc.message)
+            return
+        reply = messages.time_reply(key, report.device_id, t0, report.received_ms, sent)
         client = self._client
         if client is None:
             return
@@ -275,8 +293,13 @@ class MqttService:
         with session_scope(self.session_factory) as session:
             result = apply_batch(session, settings=self.settings, reports=batch,
                                  now=datetime.now(UTC))
-            outgoing = prepare(session, site_id=self.settings.site_id,
-                               commands=result.commands, ttl_s=self.settings.command_ttl_s)
+            try:
+                outgoing = prepare(session, site_id=self.settings.site_id,
+                                   commands=result.commands, ttl_s=self.settings.command_ttl_s)
+            except ClockUntrusted as exc:  # raised before any write: the reports still count
+                outgoing = []
+                self.stats["commands.untrusted_clock"] += len(result.commands)
+                _clock_log.warning("commands", "%d commands not sent: %s", len(result.commands), exc.message)
             session.commit()
         self.stats.update(result.stats)
         for device_id in result.went_offline:

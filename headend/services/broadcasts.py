@@ -53,6 +53,9 @@ PRIO_WIRE = {"normal": messages.PRIO_NORMAL, "priority": messages.PRIO_PRIORITY,
 PAST_TOLERANCE = timedelta(seconds=5)
 # How long after its end a broadcast waits for late reports before it is summarised.
 REPORT_GRACE = timedelta(seconds=60)
+# The furthest ahead a broadcast may be scheduled: a year (and a leap day) covers every yearly
+# programme; beyond it is a typing slip, and near year 9999 the end time would overflow.
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
 def _ms(dt: datetime) -> int:
@@ -180,6 +183,10 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
         if start_at < now - PAST_TOLERANCE:
             raise Invalid("start-in-past", "start_at is in the past",
                           "Thời điểm phát đã qua")
+        if start_at > now + MAX_SCHEDULE_AHEAD:
+            raise Invalid("start-too-far", "start_at may be at most %d days ahead"
+                          % MAX_SCHEDULE_AHEAD.days,
+                          "Chỉ được hẹn giờ phát trong vòng %d ngày tới" % MAX_SCHEDULE_AHEAD.days)
         if priority == "emergency" and start_at > now + PAST_TOLERANCE:
             raise Invalid("emergency-later", "an emergency plays now: leave start_at empty",
                           "Tin khẩn cấp phát ngay: không đặt giờ phát")

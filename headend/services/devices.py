@@ -22,11 +22,15 @@ from headend.models import (
 )
 from headend.security import mosquitto_hash, random_key_hex, random_password
 from headend.services import audit
-from headend.services.sites import check_name, ensure_site
+from headend.services.sites import check_coordinates, check_name, ensure_site
 from headend.settings import Settings
 from protocol import messages
 from protocol.errors import ProtocolError
 from protocol.topics import valid_id
+
+# Ids a receiver may not take (compared case-insensitively): a receiver's id is its broker
+# account, so one named like the head-end's account or client id could take over its session.
+RESERVED_DEVICE_IDS = ("headend", "admin", "loaxa")
 
 # Commands a technician may send to one receiver from the API or the pages.
 DEVICE_COMMANDS = (messages.IDENTIFY, messages.VOLUME, messages.REBOOT, messages.STOP)
@@ -75,15 +79,31 @@ def _check_codec(codec: str) -> None:
                       "Codec phải là một trong: %s" % ", ".join(messages.CODECS))
 
 
+def _check_not_reserved(device_id: str, *, site_id: str, settings: Settings | None) -> None:
+    reserved = set(RESERVED_DEVICE_IDS) | {"loaxa-headend-%s" % site_id}
+    if settings is not None:
+        reserved |= {settings.resolved_client_id, settings.mqtt_username}
+    reserved = {name.casefold() for name in reserved if name}
+    if device_id.casefold() in reserved or device_id.startswith("$"):
+        raise Invalid("reserved-device-id", "device id %r is reserved for the head-end"
+                      % device_id, "Mã thiết bị %r dành riêng cho máy chủ" % device_id)
+
+
 def provision_device(session: Session, *, site_id: str, name: str, device_id: str | None = None,
                      zone_id: str | None = None, lat: float | None = None,
                      lon: float | None = None, codec: str = "mp3",
-                     actor: User | str | None = None, commit: bool = True) -> ProvisionedDevice:
-    """Create a receiver with a random 32-byte key and a random broker password."""
+                     actor: User | str | None = None, commit: bool = True,
+                     settings: Settings | None = None) -> ProvisionedDevice:
+    """Create a receiver with a random 32-byte key and a random broker password.
+
+    ``settings`` names the head-end's own broker account and client id, which no receiver may
+    take; without it only the default client id of ``site_id`` is known."""
     device_id = device_id or "rx-%s" % secrets.token_hex(3)
     if not valid_id(device_id):
         raise Invalid("bad-device-id", "device id must be 1-48 characters of A-Z a-z 0-9 _ -",
                       "Mã thiết bị chỉ gồm 1-48 ký tự A-Z a-z 0-9 _ -")
+    _check_not_reserved(device_id, site_id=site_id, settings=settings)
+    check_coordinates(lat, lon)
     if session.get(Receiver, device_id) is not None:
         raise Conflict("device-exists", "receiver %r already exists" % device_id,
                        "Cụm loa %r đã tồn tại" % device_id)
@@ -170,6 +190,7 @@ def update_device(session: Session, *, device_id: str, name: str | None = None,
     if zone_id is not _UNSET:
         _check_zone(session, zone_id)
         receiver.zone_id = changed["zone"] = zone_id
+    check_coordinates(None if lat is _UNSET else lat, None if lon is _UNSET else lon)
     if lat is not _UNSET:
         receiver.lat = changed["lat"] = lat
     if lon is not _UNSET:

@@ -61,7 +61,7 @@ def provision_fleet(session: Session, *, settings: Settings, receivers: int,
         made = provision_device(session, site_id=settings.site_id, device_id=device_id,
                                 name="Cụm loa %s %d" % (zone_name, i // max(1, len(zones)) + 1),
                                 zone_id=zone_id, codec=codecs[i % len(codecs)], actor=actor,
-                                commit=False)
+                                commit=False, settings=settings)
         devices.append({"id": device_id, "name": made.receiver.name, "zone": zone_id,
                         "key": made.device_key, "mqtt_user": made.mqtt_user,
                         "mqtt_password": made.mqtt_password, "codec": made.receiver.codec})

@@ -1,5 +1,7 @@
 """The site (commune) and its zones (villages: thôn, xóm, tổ dân phố)."""
 
+import math
+
 from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
@@ -17,6 +19,19 @@ def check_name(name: str) -> str:
         raise Invalid("bad-name", "a name must be at most %d characters, without NUL"
                       % NAME_LENGTH, "Tên dài tối đa %d ký tự" % NAME_LENGTH)
     return name
+
+
+def check_coordinates(lat: float | None, lon: float | None) -> None:
+    """A pole's position as typed: finite degrees on the globe or nothing, so the map and the
+    database never hold 1e308 or NaN (JSON bodies may carry NaN and Infinity)."""
+    for value, limit, what, what_vi in ((lat, 90, "lat", "Vĩ độ"), (lon, 180, "lon", "Kinh độ")):
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                or not math.isfinite(value) or not -limit <= value <= limit:
+            raise Invalid("bad-coordinates", "%s must be a number from -%d to %d"
+                          % (what, limit, limit),
+                          "%s phải là số từ -%d đến %d" % (what_vi, limit, limit))
 
 
 def ensure_site(session: Session, *, site_id: str, name: str) -> Site:

@@ -29,7 +29,8 @@ def provision_device(body: DeviceCreate, session: SessionDep, settings: Settings
     are shown."""
     made = devices.provision_device(session, site_id=settings.site_id, device_id=body.id,
                                     name=body.name, zone_id=body.zone, lat=body.lat,
-                                    lon=body.lon, codec=body.codec, actor=user)
+                                    lon=body.lon, codec=body.codec, actor=user,
+                                    settings=settings)
     provisioning.refresh_broker_accounts(session, settings=settings)
     view = devices.get_device(session, device_id=made.receiver.id)
     return DeviceProvisioned(**DevicePublic.model_validate(view).model_dump(),
