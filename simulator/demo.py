@@ -13,6 +13,11 @@ accepts no anonymous client: it reads the accounts the head-end exports for Mosq
 (``broker/passwd`` and ``broker/acl``), so each receiver logs in as itself and may touch only
 its own topics, and the head-end's persistent session keeps reports across its restarts. Ctrl-C stops the receivers,
 then the head-end, then the broker, and waits for each, so no process is left behind.
+
+While it runs, a head-end or broker that dies is started again (simulator/supervise.py, at most
+5 times a minute) and the receivers keep running; an API error while polling is logged, not
+fatal. An admin password given in LOAXA_ADMIN_PASSWORD is never printed nor stored, and is
+taken out of the environment before any child process starts.
 """
 
 import argparse
@@ -45,6 +50,8 @@ BULLETIN_TEXT = (
     "Xin cảm ơn bà con đã lắng nghe.")
 BULLETIN_LEAD_S = 45  # the sample bulletin plays this long after the demo is up
 STATUS_EVERY_S = 60
+SUPERVISE_EVERY_S = 1.0  # how soon a dead head-end or broker is noticed
+ADMIN_PASSWORD_ENV = "LOAXA_ADMIN_PASSWORD"
 
 
 def say(text=""):
@@ -102,12 +109,14 @@ class Demo:
         """Receivers (the head-end's provisioning service), the admin account, and the
         broker's account files exported from them."""
         from headend.db import make_engine, make_session_factory, migrate
+        from headend.private_files import secure_storage
         from headend.security import random_password, verify_password
         from headend.services.provisioning import export_mosquitto, provision_fleet
         from headend.services.users import create_user, get_user, update_user
         from simulator.fleet import DeviceSpec
 
         settings = self.settings(broker)
+        secure_storage(settings)
         migrate(settings.resolved_database_url)
         engine = make_engine(settings.resolved_database_url)
         fleet_path = self.dir / "fleet.json"
@@ -126,9 +135,9 @@ class Demo:
                     say("Reusing %d receivers from %s" % (self.count, fleet_path))
                 fleet["broker"] = {"host": broker[0], "port": broker[1]}
                 write_secret(fleet_path, json.dumps(fleet, ensure_ascii=False, indent=1))
+                # The operator knows a password they chose: it is not written to disk.
                 password = (self.given_password
                             or read_or_make_secret(password_path, lambda: random_password(9)))
-                write_secret(password_path, password)
                 admin = get_user(session, username="admin")
                 if admin is None:
                     create_user(session, username="admin", password=password, role="admin",
@@ -184,13 +193,21 @@ class Demo:
 
     async def login(self):
         self.http = httpx.AsyncClient(base_url=self.url, timeout=30)
+        await self.authenticate()
+
+    async def authenticate(self):
         r = await self.http.post("/api/v1/auth/token",
                                  data={"username": "admin", "password": self.admin_password})
         r.raise_for_status()
         self.http.headers["Authorization"] = "Bearer " + r.json()["access_token"]
 
     async def online(self) -> tuple[int, int, int]:
-        devices = (await self.http.get("/api/v1/devices")).json()
+        r = await self.http.get("/api/v1/devices")
+        if r.status_code == 401:  # the token expired while the demo ran for hours
+            await self.authenticate()
+            r = await self.http.get("/api/v1/devices")
+        r.raise_for_status()
+        devices = r.json()
         return (sum(1 for d in devices if d["online"]), len(devices),
                 sum(1 for d in devices if d.get("now_playing")))
 
@@ -270,21 +287,45 @@ class Demo:
                 online, total, len(VILLAGES), RUNTIME_NAMES[self.runtime]))
             say("Open %s" % self.url)
             say("Log in as: admin")
-            say("Password:  %s" % self.admin_password)
+            if self.given_password:
+                say("Password:  (given by %s)" % ADMIN_PASSWORD_ENV)
+            else:
+                say("Password:  %s" % self.admin_password)
             say("Sample bulletin scheduled at %s (Asia/Ho_Chi_Minh): %s/broadcasts/%s"
                 % (local.strftime("%H:%M:%S"), self.url, bid))
             say("Ctrl-C stops everything. Data: %s" % self.dir)
             say("=" * 64)
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), STATUS_EVERY_S)
-                except TimeoutError:
-                    online, total, playing = await self.online()
-                    say("%s  %d/%d receivers online, %d playing"
-                        % (datetime.now(tz).strftime("%H:%M:%S"), online, total, playing))
+            await self.supervise(stop, tz)
         finally:
             await self.shutdown()
         return 0
+
+    async def supervise(self, stop, tz):
+        """Until Ctrl-C: restart the broker or head-end if one died (the broker first, as the
+        head-end waits for it), and print how many receivers are online now and then."""
+        from simulator.supervise import Restarter
+
+        keepers = [Restarter("broker", self.broker, say), Restarter("head-end", self.headend, say)]
+        next_status = time.monotonic() + STATUS_EVERY_S
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), SUPERVISE_EVERY_S)
+                break
+            except TimeoutError:
+                pass
+            for keeper in keepers:
+                await asyncio.to_thread(keeper.check)
+            if time.monotonic() < next_status:
+                continue
+            next_status = time.monotonic() + STATUS_EVERY_S
+            now = datetime.now(tz).strftime("%H:%M:%S")
+            try:
+                online, total, playing = await self.online()
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                say("%s  head-end API error (%s); asking again in %d s"
+                    % (now, str(exc) or type(exc).__name__, STATUS_EVERY_S))
+                continue
+            say("%s  %d/%d receivers online, %d playing" % (now, online, total, playing))
 
     async def shutdown(self):
         say("Stopping: receivers, head-end, broker...")
@@ -319,8 +360,11 @@ def main(argv=None):
             % args.port)
         return 1
     args.dir.mkdir(parents=True, exist_ok=True)
-    demo = Demo(args.dir.resolve(), args.port, args.receivers,
-                os.environ.get("LOAXA_ADMIN_PASSWORD") or None, runtime=args.runtime)
+    # Out of os.environ before anything starts: the head-end, the broker and the receivers
+    # inherit this process's environment, and none of them needs the admin's password.
+    admin_password = os.environ.pop(ADMIN_PASSWORD_ENV, None) or None
+    demo = Demo(args.dir.resolve(), args.port, args.receivers, admin_password,
+                runtime=args.runtime)
     try:
         return asyncio.run(demo.run())
     except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
