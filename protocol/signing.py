@@ -95,6 +95,10 @@ def open_sealed(key, payload, domain=b""):
         sig = unhexlify(payload[:SIG_HEX_LEN])
     except Exception:
         raise ProtocolError("malformed", "signature is not hex")
+    # unhexlify reads "AB" as "ab": without this, re-casing the signature of a genuine
+    # message would mint a second, different payload that verifies.
+    if hexlify(sig) != payload[:SIG_HEX_LEN]:
+        raise ProtocolError("malformed", "signature is not lowercase hex")
     body = payload[SIG_HEX_LEN + 1:]
     if not equal(sig, HmacKey(key).digest(domain, body)):
         raise ProtocolError("bad-signature")
