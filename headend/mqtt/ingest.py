@@ -8,6 +8,7 @@ report is counted and dropped, never raised, and changes nothing: not even the r
 """
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -144,8 +145,24 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
     return batch.result
 
 
+def _finite(msg: Any) -> bool:
+    """No NaN or Infinity anywhere: Python's json reads them, PostgreSQL's json refuses them."""
+    todo = [msg]
+    while todo:  # iterative: json.loads already allowed nesting near the recursion limit
+        value = todo.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if isinstance(value, dict):
+            todo.extend(value.values())
+        elif isinstance(value, list):
+            todo.extend(value)
+    return True
+
+
 def _validated(leaf: str, msg: dict[str, Any]) -> dict[str, Any]:
     """An authentic report checked against its kind's fields, before anything looks at it."""
+    if not _finite(msg):
+        raise ProtocolError("bad-field", "not a finite number")
     if leaf == topics.HEARTBEAT:
         return messages.check_heartbeat(msg)
     if leaf == topics.EVENT:
