@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from headend.api.main import api_router, install_error_handlers
 from headend.commands import RecordingPublisher
 from headend.db import make_engine, make_session_factory, migrate, session_scope
+from headend.keystore import load_kek, seal_plain_keys
 from headend.media_http import router as media_router
 from headend.private_files import secure_storage
 from headend.services.sites import ensure_site
@@ -31,6 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     session_factory = make_session_factory(engine)
     with session_scope(session_factory) as session:
         ensure_site(session, site_id=settings.site_id, name=settings.site_name)
+        # Keys stored in plain by an older head-end are sealed once, under the KEK.
+        seal_plain_keys(session, load_kek(settings))
+        session.commit()
     settings.resolved_media_dir.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from headend.clock_guard import CLOCK
 from headend.db import begin_writing
+from headend.keystore import DeviceKeyError, open_stored
 from headend.models import CommandCounter, Receiver
 from protocol import messages, topics
 from protocol.signing import key_from_hex
@@ -93,7 +94,10 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
     for part in chunks(device_ids):
         for dev, key_hex in session.execute(
                 select(Receiver.id, Receiver.device_key).where(Receiver.id.in_(part))):
-            keys[dev] = key_from_hex(key_hex)
+            try:
+                keys[dev] = key_from_hex(open_stored(session, dev, key_hex))
+            except DeviceKeyError as exc:  # one bad row must not stop an emergency to all
+                log.error("%s: its commands are dropped", exc)
         for dev, ctr in session.execute(select(CommandCounter.device_id, CommandCounter.last_ctr)
                                         .where(CommandCounter.device_id.in_(part))
                                         .order_by(CommandCounter.device_id).with_for_update()):

@@ -1,4 +1,5 @@
-"""Secrets at rest: the head-end's database and its TLS keys are readable by its own user only.
+"""Secrets at rest: the head-end's database, its key-encryption key and its TLS keys are
+readable by its own user only.
 
 The SQLite file holds every receiver's signing key and broker password hash, the TLS folder
 the site CA's private key. A 0644 file in a 0755 folder (what a default umask gives) lets any
@@ -39,6 +40,7 @@ def _private_paths(settings: Settings) -> list[Path]:
     if database is not None:
         paths += [database.parent, database]
         paths += [database.with_name(database.name + suffix) for suffix in SQLITE_COMPANIONS]
+    paths.append(settings.resolved_kek_file)  # the key that opens every device key
     tls = settings.resolved_tls_dir
     if tls.is_dir():
         paths.append(tls)

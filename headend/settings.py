@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # Security.
     secret_key: str = DEFAULT_SECRET
     token_ttl_min: int = 12 * 60
+    # Receivers' keys are sealed under this key-encryption key (headend/keystore.py): 64 hex
+    # chars from a secret manager, else the file ``kek_file`` (default
+    # {data_dir}/key-encryption-key, 0600, made if missing), kept apart from the database.
+    key_encryption_key: str = ""
+    kek_file: Path | None = None
 
     # Presence: receivers send a heartbeat every ``heartbeat_s``; one silent for
     # ``offline_after_s`` is marked offline (checked every ``presence_sweep_s``, so an outage is
@@ -107,6 +112,10 @@ class Settings(BaseSettings):
     @property
     def resolved_tls_dir(self) -> Path:
         return Path(self.tls_dir) if self.tls_dir else Path(self.data_dir) / "tls"
+
+    @property
+    def resolved_kek_file(self) -> Path:
+        return Path(self.kek_file) if self.kek_file else Path(self.data_dir) / "key-encryption-key"
 
     @property
     def resolved_media_dir(self) -> Path:

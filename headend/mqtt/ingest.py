@@ -18,6 +18,7 @@ from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from headend.commands import Command, chunks
+from headend.keystore import open_stored
 from headend.logbudget import LogBudget
 from headend.models import (
     DELIVERY_CANCELLED,
@@ -123,7 +124,8 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
             continue
         try:
             msg = _validated(report.leaf, messages.open_report(
-                key_from_hex(found.device_key), report.leaf, report.payload))
+                key_from_hex(open_stored(session, found.id, found.device_key)), report.leaf,
+                report.payload))
         except ProtocolError as exc:
             batch.drop(report, exc.reason)
             continue

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from headend.clock_guard import CLOCK, ClockUntrusted
 from headend.commands import Outgoing, chunks, now_ms, prepare
 from headend.db import session_scope
+from headend.keystore import load_kek, open_device_key
 from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
@@ -242,9 +243,10 @@ class MqttService:
             else:
                 for part in chunks(device_ids):
                     rows += session.execute(query.where(Receiver.id.in_(part))).all()
+        kek = load_kek(self.settings)
         for device_id, key in rows:
             try:
-                self._keys[device_id] = key_from_hex(key)
+                self._keys[device_id] = key_from_hex(open_device_key(kek, device_id, key))
             except ProtocolError:
                 log.error("receiver %s has an unusable key in the database", device_id)
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from headend.commands import Command, Publisher, new_command_id, prepare
 from headend.errors import Conflict, Invalid, NotFound
+from headend.keystore import kek_for, load_kek, seal_device_key
 from headend.models import (
     DELIVERY_PLAYING,
     Broadcast,
@@ -113,7 +114,9 @@ def provision_device(session: Session, *, site_id: str, name: str, device_id: st
     key = random_key_hex()
     password = random_password()
     receiver = Receiver(id=device_id, site_id=site_id, name=check_name(name or device_id),
-                        zone_id=zone_id, lat=lat, lon=lon, codec=codec, device_key=key, mqtt_user=device_id,
+                        zone_id=zone_id, lat=lat, lon=lon, codec=codec, mqtt_user=device_id,
+                        device_key=seal_device_key(load_kek(settings) if settings else
+                                                   kek_for(session), device_id, key),
                         mqtt_password_hash=mosquitto_hash(password), online=False)
     session.add(receiver)
     session.flush()  # before its counter row, which refers to it

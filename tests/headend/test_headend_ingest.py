@@ -66,8 +66,9 @@ def headend(tmp_path, database_url):
     keys = {}
     with factory() as session:
         for device in ("d1", "d2"):
-            keys[device] = provision_device(session, site_id=SITE, name=device,
-                                            device_id=device).device_key
+            keys[device] = provision_device(
+                session, site_id=SITE, name=device, device_id=device,
+                settings=Settings(data_dir=tmp_path, database_url=url)).device_key  # its KEK
     services = []
 
     def start(broker, **overrides):

@@ -1,0 +1,172 @@
+"""Receivers' signing keys at rest: sealed (AES-256-GCM) under a key-encryption key (KEK) that
+lives outside the database, so a copy of the database (a backup, a stolen file) yields no key.
+
+The KEK comes from ``LOAXA_KEY_ENCRYPTION_KEY`` (64 hex chars; from a secret manager), else
+from ``settings.resolved_kek_file`` (default ``{data_dir}/key-encryption-key``, 0600), made
+with 32 random bytes when missing. A stored key reads ``kek1:`` + base64(nonce || ciphertext),
+with the device id as associated data: a sealed key copied onto another receiver's row does
+not open. A plain hex value (a database from before sealing) still opens, and
+``seal_plain_keys`` seals those at start.
+
+The KEK is read once per process and remembered per database, so the hot paths (signing
+commands, opening reports) find it from their session without a file read or a settings
+argument: ``kek_for(session)``.
+"""
+
+import base64
+import logging
+import os
+import threading
+from binascii import unhexlify
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from headend.models import Receiver
+from headend.settings import Settings
+from protocol.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "kek1:"
+KEK_BYTES = 32
+NONCE_BYTES = 12
+PRIVATE_MODE = 0o600
+
+_lock = threading.Lock()
+_by_source: dict[str, bytes] = {}  # "env" value or KEK file path -> KEK
+_by_database: dict[str, bytes] = {}  # database URL -> the KEK its keys are sealed under
+
+
+class DeviceKeyError(ProtocolError):
+    """A stored device key that does not open: wrong KEK, tampered, or moved from another row.
+    A ProtocolError, so the paths that already drop a receiver with an unusable key (ingest,
+    the MQTT service's key cache) drop this one the same way. Names the device, never a key."""
+
+    def __init__(self, device_id: str, why: str):
+        super().__init__("unopenable-key", "stored key of receiver %r does not open (%s)"
+                         % (device_id, why))
+        self.device_id = device_id
+
+
+def _kek_from_hex(text: str, where: str) -> bytes:
+    try:
+        kek = unhexlify(text.strip())
+    except ValueError:
+        kek = b""
+    if len(kek) != KEK_BYTES:
+        raise ValueError("the key-encryption key in %s must be %d hex characters"
+                         % (where, 2 * KEK_BYTES))
+    return kek
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write with mode 0600 from the first byte, then rename into place (no half-written KEK,
+    no moment where others may read it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
+    try:
+        os.fchmod(fd, PRIVATE_MODE)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _database_key(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=False)
+
+
+def load_kek(settings: Settings) -> bytes:
+    """The KEK of ``settings`` (read once per process), remembered for its database."""
+    with _lock:
+        if settings.key_encryption_key:
+            source = "env"
+            kek = _by_source.get(source + settings.key_encryption_key)
+            if kek is None:
+                kek = _kek_from_hex(settings.key_encryption_key, "LOAXA_KEY_ENCRYPTION_KEY")
+                _by_source[source + settings.key_encryption_key] = kek
+        else:
+            path = settings.resolved_kek_file
+            kek = _by_source.get(str(path))
+            if kek is None:
+                if not path.exists():
+                    _write_private(path, os.urandom(KEK_BYTES).hex().encode())
+                    log.warning("made a new key-encryption key in %s: back it up apart from "
+                                "the database", path)
+                elif path.stat().st_mode & 0o077:
+                    log.warning("%s was readable by others: made 0600", path)
+                    os.chmod(path, PRIVATE_MODE)
+                kek = _kek_from_hex(path.read_text(), str(path))
+                _by_source[str(path)] = kek
+        _by_database[_database_key(settings.resolved_database_url)] = kek
+        return kek
+
+
+def kek_for(session: Session) -> bytes:
+    """The KEK for the database of ``session``: the one loaded for it, else (a SQLite file
+    opened without settings, as scripts and tests do) the default of its folder."""
+    url = session.get_bind().url
+    kek = _by_database.get(url.render_as_string(hide_password=False))
+    if kek is not None:
+        return kek
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return load_kek(Settings(data_dir=Path(url.database).parent,
+                                 database_url=url.render_as_string(hide_password=False)))
+    raise RuntimeError("no key-encryption key loaded for this database: call "
+                       "headend.keystore.load_kek(settings) first")
+
+
+def seal_device_key(kek: bytes, device_id: str, key_hex: str) -> str:
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(kek).encrypt(nonce, unhexlify(key_hex), device_id.encode())
+    return PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def is_sealed(stored: str) -> bool:
+    return stored.startswith(PREFIX)
+
+
+def open_device_key(kek: bytes, device_id: str, stored: str) -> str:
+    """The key (hex) of ``device_id`` from its stored value; a legacy plain hex value as is."""
+    if not is_sealed(stored):
+        return stored
+    try:
+        blob = base64.b64decode(stored[len(PREFIX):], validate=True)
+    except ValueError:
+        raise DeviceKeyError(device_id, "not base64") from None
+    if len(blob) <= NONCE_BYTES:
+        raise DeviceKeyError(device_id, "too short")
+    try:
+        key = AESGCM(kek).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], device_id.encode())
+    except InvalidTag:
+        raise DeviceKeyError(device_id, "wrong key-encryption key, altered, or another "
+                                        "receiver's") from None
+    return key.hex()
+
+
+def open_stored(session: Session, device_id: str, stored: str) -> str:
+    """``open_device_key`` with the KEK of ``session``'s database (none needed for plain hex)."""
+    return open_device_key(kek_for(session), device_id, stored) if is_sealed(stored) else stored
+
+
+def seal_plain_keys(session: Session, kek: bytes) -> int:
+    """Seal every receiver key still stored in plain hex (idempotent); returns how many.
+    The caller commits."""
+    count = 0
+    for receiver in session.scalars(select(Receiver).where(~Receiver.device_key.startswith(PREFIX))):
+        try:
+            receiver.device_key = seal_device_key(kek, receiver.id, receiver.device_key)
+        except ValueError:
+            log.error("receiver %s has an unusable key in the database: left as is", receiver.id)
+            continue
+        count += 1
+    if count:
+        log.warning("sealed %d receiver keys that were stored in plain", count)
+    return count
