@@ -23,10 +23,11 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from headend.models import Receiver
+from headend.private_files import PRIVATE_FILE, make_private, write_atomically
 from headend.settings import Settings
 from protocol.errors import ProtocolError
 
@@ -35,11 +36,12 @@ log = logging.getLogger(__name__)
 PREFIX = "kek1:"
 KEK_BYTES = 32
 NONCE_BYTES = 12
-PRIVATE_MODE = 0o600
 
 _lock = threading.Lock()
 _by_source: dict[str, bytes] = {}  # "env" value or KEK file path -> KEK
-_by_database: dict[str, bytes] = {}  # database URL -> the KEK its keys are sealed under
+# database URL -> the KEK its keys are sealed under. URL objects hash as tuples: the lookup on
+# every signing and every report costs no rendering of the URL.
+_by_database: dict[URL, bytes] = {}
 
 
 class DeviceKeyError(ProtocolError):
@@ -64,25 +66,6 @@ def _kek_from_hex(text: str, where: str) -> bytes:
     return kek
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write with mode 0600 from the first byte, then rename into place (no half-written KEK,
-    no moment where others may read it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_MODE)
-    try:
-        os.fchmod(fd, PRIVATE_MODE)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _database_key(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=False)
-
-
 def load_kek(settings: Settings) -> bytes:
     """The KEK of ``settings`` (read once per process), remembered for its database."""
     with _lock:
@@ -97,15 +80,15 @@ def load_kek(settings: Settings) -> bytes:
             kek = _by_source.get(str(path))
             if kek is None:
                 if not path.exists():
-                    _write_private(path, os.urandom(KEK_BYTES).hex().encode())
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomically(path, os.urandom(KEK_BYTES).hex().encode(), PRIVATE_FILE)
                     log.warning("made a new key-encryption key in %s: back it up apart from "
                                 "the database", path)
-                elif path.stat().st_mode & 0o077:
-                    log.warning("%s was readable by others: made 0600", path)
-                    os.chmod(path, PRIVATE_MODE)
+                else:
+                    make_private(path)
                 kek = _kek_from_hex(path.read_text(), str(path))
                 _by_source[str(path)] = kek
-        _by_database[_database_key(settings.resolved_database_url)] = kek
+        _by_database[make_url(settings.resolved_database_url)] = kek
         return kek
 
 
@@ -113,7 +96,7 @@ def kek_for(session: Session) -> bytes:
     """The KEK for the database of ``session``: the one loaded for it, else (a SQLite file
     opened without settings, as scripts and tests do) the default of its folder."""
     url = session.get_bind().url
-    kek = _by_database.get(url.render_as_string(hide_password=False))
+    kek = _by_database.get(url)
     if kek is not None:
         return kek
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":

@@ -48,7 +48,8 @@ def _private_paths(settings: Settings) -> list[Path]:
     return paths
 
 
-def _make_private(path: Path) -> None:
+def make_private(path: Path) -> None:
+    """Take group and other bits off ``path`` (warning), or raise ExposedSecrets."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if not mode & 0o077:
         return
@@ -64,6 +65,20 @@ def _make_private(path: Path) -> None:
     log.warning("%s was readable by others (mode %04o): now %04o", path, mode, wanted)
 
 
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with ``mode`` from the first byte (no moment where a secret
+    sits in a file others may read, no half-written file), then rename into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)  # also for a leftover .tmp made with other bits
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
 def secure_storage(settings: Settings) -> None:
     """Create the SQLite folder (0700) and file (0600) if missing, then make private every
     database and TLS file found open to others. Call before the database is first opened."""
@@ -76,4 +91,4 @@ def secure_storage(settings: Settings) -> None:
             os.close(os.open(database, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
     for path in _private_paths(settings):
         if path.exists():
-            _make_private(path)
+            make_private(path)

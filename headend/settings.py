@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_SECRET = "development-only-secret-change-me"
 
 
+def default_client_id(site_id: str) -> str:
+    """The head-end's MQTT client id when none is configured (no receiver may take it)."""
+    return "loaxa-headend-%s" % site_id
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOAXA_", env_file=None, extra="ignore")
 
@@ -124,7 +129,7 @@ class Settings(BaseSettings):
     @property
     def resolved_client_id(self) -> str:
         # With accounts, the broker binds the client id to the username (one session each).
-        return self.mqtt_client_id or self.mqtt_username or "loaxa-headend-%s" % self.site_id
+        return self.mqtt_client_id or self.mqtt_username or default_client_id(self.site_id)
 
     @cached_property
     def tz(self) -> ZoneInfo:

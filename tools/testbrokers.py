@@ -117,6 +117,7 @@ class BrokerProcess:
         """Start the broker and return once it accepts TCP connections."""
         if self.running:
             return self
+        self._close_log()  # the last run's, if the broker died without stop() (a supervisor restarts it)
         self._log = open(self.output_path, "ab")
         self._proc = subprocess.Popen(self.argv, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                       stdout=self._log, stderr=subprocess.STDOUT)

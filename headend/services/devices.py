@@ -24,7 +24,7 @@ from headend.models import (
 from headend.security import mosquitto_hash, random_key_hex, random_password
 from headend.services import audit
 from headend.services.sites import check_coordinates, check_name, ensure_site
-from headend.settings import Settings
+from headend.settings import Settings, default_client_id
 from protocol import messages
 from protocol.errors import ProtocolError
 from protocol.topics import valid_id
@@ -81,7 +81,7 @@ def _check_codec(codec: str) -> None:
 
 
 def _check_not_reserved(device_id: str, *, site_id: str, settings: Settings | None) -> None:
-    reserved = set(RESERVED_DEVICE_IDS) | {"loaxa-headend-%s" % site_id}
+    reserved = set(RESERVED_DEVICE_IDS) | {default_client_id(site_id)}
     if settings is not None:
         reserved |= {settings.resolved_client_id, settings.mqtt_username}
     reserved = {name.casefold() for name in reserved if name}

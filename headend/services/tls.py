@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from headend.errors import ServiceError
+from headend.private_files import PRIVATE_DIR, PRIVATE_FILE, write_atomically
 from headend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,7 @@ CA_CERT = "ca.pem"
 BROKER_KEY = "broker.key"
 BROKER_CERT = "broker.pem"
 MOSQUITTO_CONF = "tls.conf"
-PRIVATE_MODE = 0o600
 PUBLIC_MODE = 0o644
-DIR_MODE = 0o700
 
 VALID_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 CA_VALID_UNTIL = datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -67,25 +66,11 @@ class TlsError(ServiceError):
 
 # -- files ----------------------------------------------------------------------------------
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` with ``mode`` from the first byte (no moment where a key sits
-    in a file others may read), then rename into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # also for a leftover .tmp made with other bits
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def tls_dir(settings: Settings) -> Path:
     """The folder of the site's TLS files, made (0700) if missing and kept at 0700."""
     directory = settings.resolved_tls_dir
     directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, DIR_MODE)
+    os.chmod(directory, PRIVATE_DIR)
     return directory
 
 
@@ -151,8 +136,8 @@ def load_or_create_ca(*, settings: Settings):
                                          encipher_only=False, decipher_only=False), critical=True)
             .add_extension(ski, critical=False)
             .sign(key, hashes.SHA256()))
-    _write(key_path, _key_pem(key), PRIVATE_MODE)
-    _write(cert_path, _cert_pem(cert), PUBLIC_MODE)
+    write_atomically(key_path, _key_pem(key), PRIVATE_FILE)
+    write_atomically(cert_path, _cert_pem(cert), PUBLIC_MODE)
     log.info("made the CA of site %s in %s (certificate SHA-256 %s)", settings.site_id,
              directory, fingerprint(cert))
     return cert, key
@@ -267,8 +252,8 @@ def ensure_broker_certificate(*, settings: Settings, names: list[str]) -> tuple[
             names = names + [name for name in have if name not in names]
     key = _new_key()
     cert = issue_server_certificate(ca_cert, ca_key, key.public_key(), names)
-    _write(key_path, _key_pem(key), PRIVATE_MODE)
-    _write(cert_path, _cert_pem(cert), PUBLIC_MODE)
+    write_atomically(key_path, _key_pem(key), PRIVATE_FILE)
+    write_atomically(cert_path, _cert_pem(cert), PUBLIC_MODE)
     log.info("issued the broker certificate for %s in %s (SHA-256 %s)", ", ".join(names),
              directory, fingerprint(cert))
     return cert_path, key_path
@@ -293,9 +278,9 @@ def export_broker_tls(*, settings: Settings, directory: Path,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     ca_path, cert_path, key_path = directory / CA_CERT, directory / BROKER_CERT, directory / BROKER_KEY
-    _write(ca_path, _cert_pem(ca_certificate(settings=settings)), PUBLIC_MODE)
-    _write(cert_path, cert_src.read_bytes(), PUBLIC_MODE)
-    _write(key_path, key_src.read_bytes(), PRIVATE_MODE)
+    write_atomically(ca_path, _cert_pem(ca_certificate(settings=settings)), PUBLIC_MODE)
+    write_atomically(cert_path, cert_src.read_bytes(), PUBLIC_MODE)
+    write_atomically(key_path, key_src.read_bytes(), PRIVATE_FILE)
     conf = directory / MOSQUITTO_CONF
     conf.write_text("\n".join(mosquitto_tls_lines(settings.broker_tls_port, ca_path.resolve(),
                                                   cert_path.resolve(), key_path.resolve()))

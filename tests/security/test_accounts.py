@@ -15,7 +15,6 @@ from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from headend.app import create_app
 from headend.db import MIGRATIONS_DIR, migrate
 from headend.services.login_throttle import (
     BASE_DELAY_S,
@@ -24,34 +23,7 @@ from headend.services.login_throttle import (
     LoginThrottle,
     TooManyAttempts,
 )
-from headend.services.users import create_user
-from headend.settings import Settings
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch):
-    """bcrypt at its lowest cost: the hashes are real, the tests just do not wait."""
-    monkeypatch.setattr("headend.security.BCRYPT_ROUNDS", 4)
-
-
-@pytest.fixture
-def app(tmp_path):
-    settings = Settings(data_dir=tmp_path / "var", mqtt_enabled=False, site_id="xa-sec",
-                        public_base_url="http://headend.test")
-    app = create_app(settings)
-    with app.state.session_factory() as session:
-        for role in ("admin", "operator", "viewer"):
-            create_user(session, username=role, password=PASSWORD, role=role)
-    yield app
-    app.state.engine.dispose()
-
-
-@pytest.fixture
-def client(app):
-    with TestClient(app) as c:
-        yield c
+from tests.headend.conftest import PASSWORD
 
 
 class FakeClock:

@@ -17,16 +17,10 @@ from headend.models import Receiver
 from headend.services.users import create_user
 from headend.settings import Settings
 from protocol import messages
-from tests.headend.conftest import Commune, login
+from tests.headend.conftest import PASSWORD, Commune, login
 
 SITE = "xa-test"
-PASSWORD = "correct horse battery"
 DEVICES = {"thon-1": ["a1", "a2"]}
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch):
-    monkeypatch.setattr("headend.security.BCRYPT_ROUNDS", 4)
 
 
 @pytest.fixture

@@ -4,46 +4,23 @@ head-end's own broker account or a reserved name. Each is refused with a 422 and
 and nothing is stored."""
 
 import pytest
-from fastapi.testclient import TestClient
 
-from headend.app import create_app
 from headend.services.devices import provision_device
-from headend.services.users import create_user
 from headend.settings import Settings
+from tests.headend.conftest import login
 from tools.testaudio import tone_wav
 
-PASSWORD = "correct horse battery"
 SITE = "xa-bounds"
 
 
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch):
-    """bcrypt at its lowest cost: the hashes are real, the tests just do not wait."""
-    monkeypatch.setattr("headend.security.BCRYPT_ROUNDS", 4)
-
-
 @pytest.fixture
-def app(tmp_path):
-    settings = Settings(data_dir=tmp_path / "var", mqtt_enabled=False, site_id=SITE,
-                        mqtt_username="hq-account", public_base_url="http://headend.test")
-    app = create_app(settings)
-    with app.state.session_factory() as session:
-        create_user(session, username="admin", password=PASSWORD, role="admin")
-    yield app
-    app.state.engine.dispose()
-
-
-@pytest.fixture
-def client(app):
-    with TestClient(app) as c:
-        yield c
+def settings_overrides():
+    return {"site_id": SITE, "mqtt_username": "hq-account"}
 
 
 @pytest.fixture
 def as_admin(client):
-    r = client.post("/api/v1/auth/token", data={"username": "admin", "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": "Bearer " + r.json()["access_token"]}
+    return login(client, "admin")
 
 
 def refused(r, code):
