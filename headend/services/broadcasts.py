@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from headend.commands import Command, Publisher, chunks, new_command_id, now_ms, prepare
-from headend.errors import Conflict, Invalid, NotFound
+from headend.errors import Conflict, Forbidden, Invalid, NotFound
 from headend.models import (
     BROADCAST_CANCELLED,
     BROADCAST_FAILED,
@@ -42,6 +42,7 @@ from headend.models import (
     User,
     Zone,
 )
+from headend.security import has_permission
 from headend.services import audit
 from headend.services.media import get_media
 from headend.settings import Settings
@@ -157,6 +158,23 @@ def _play_command(settings: Settings, broadcast: Broadcast, receiver: Receiver,
 
 # -- create / cancel -----------------------------------------------------------------------
 
+def permission_for(priority: str) -> str:
+    """The permission a broadcast of ``priority`` needs: one rule whichever way it is sent
+    (``POST /broadcasts``, ``POST /emergency``, the pages)."""
+    return "emergency" if priority == "emergency" else "broadcast"
+
+
+def check_may_send(actor: User | str | None, priority: str) -> None:
+    """Refuse a person whose role lacks ``permission_for(priority)``. A system actor (a string:
+    the scheduler, a warning source) was authorised where it came in."""
+    if isinstance(actor, User) and not has_permission(actor.role, permission_for(priority)):
+        if priority == "emergency":
+            raise Forbidden("forbidden", "role %s may not send an emergency" % actor.role,
+                            "Bạn không có quyền phát tin khẩn cấp")
+        raise Forbidden("forbidden", "role %s may not broadcast" % actor.role,
+                        "Bạn không có quyền phát bản tin")
+
+
 def create_broadcast(session: Session, *, settings: Settings, publisher: Publisher,
                      media_id: Any, targets: Any, priority: Any = "normal",
                      start_at: datetime | None = None, actor: User | str | None = None,
@@ -170,6 +188,7 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     if priority not in PRIORITIES:
         raise Invalid("bad-priority", "priority must be one of %s" % ", ".join(PRIORITIES),
                       "Mức ưu tiên phải là: thường, ưu tiên hoặc khẩn cấp")
+    check_may_send(actor, priority)
     if not isinstance(media_id, str) or not media_id:
         raise Invalid("missing-field", "media_id is required", "Cần chọn bản tin")
     try:
