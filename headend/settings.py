@@ -108,6 +108,15 @@ class Settings(BaseSettings):
             if not self.mqtt_password:
                 raise ValueError("LOAXA_MQTT_PASSWORD must be set outside development (the "
                                  "broker must not accept anonymous clients)")
+            if not self.key_encryption_key and (
+                    self.kek_file is None
+                    or self.resolved_kek_file.resolve().is_relative_to(
+                        Path(self.data_dir).resolve())):
+                # Beside the database, every copy of the data folder (a backup, a stolen disk)
+                # carries the key that opens every receiver's key.
+                raise ValueError("LOAXA_KEY_ENCRYPTION_KEY (from a secret manager) or "
+                                 "LOAXA_KEK_FILE outside the data folder must be set outside "
+                                 "development")
         return self
 
     @property
