@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # {data_dir}/key-encryption-key, 0600, made if missing), kept apart from the database.
     key_encryption_key: str = ""
     kek_file: Path | None = None
+    # Bearer token Prometheus scrapes /metrics with (users' "read" tokens work too); empty:
+    # users' tokens only.
+    metrics_token: str = ""
 
     # Presence: receivers send a heartbeat every ``heartbeat_s``; one silent for
     # ``offline_after_s`` is marked offline (checked every ``presence_sweep_s``, so an outage is

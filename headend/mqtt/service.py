@@ -102,6 +102,10 @@ class MqttService:
             client.loop_stop()
         self.connected.clear()
 
+    def queue_depth(self) -> int:
+        """Reports received and not yet ingested (approximate, for /metrics)."""
+        return self._queue.qsize()
+
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
 
