@@ -374,3 +374,93 @@ def test_the_label_qr_matrix_is_segnos_for_the_payload():
     expected = segno.make(qr_payload("xa-01", "r01", "ABCD-EFGH"), error="m")
     assert qr_matrix(svg).tolist() == [[bool(v) for v in row]
                                        for row in expected.matrix_iter(border=4)]
+
+
+# -- mpremote through a pseudo-terminal to the ESP32-model MicroPython -----------------------
+
+class PtyRepl:
+    """MicroPython's unix port (the ESP32-model build) with its REPL on one pseudo-terminal,
+    bridged to a second one whose path mpremote opens as if it were a board's USB serial port.
+    mpremote must be told ``resume``: its soft reset (Ctrl-D) would end the unix REPL."""
+
+    def __init__(self, binary, cwd, heap="2m"):
+        import pty
+        import threading
+        import tty
+
+        self._mp, mp_side = pty.openpty()
+        tty.setraw(mp_side)
+        self.proc = subprocess.Popen([str(binary), "-X", "heapsize=" + heap], stdin=mp_side,
+                                     stdout=mp_side, stderr=mp_side, cwd=cwd, close_fds=True)
+        os.close(mp_side)
+        self._user, self._user_side = pty.openpty()  # the side kept open: no EIO between runs
+        tty.setraw(self._user)
+        tty.setraw(self._user_side)
+        self.path = os.ttyname(self._user_side)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._bridge, daemon=True)
+        self._thread.start()
+
+    def _bridge(self):
+        import select
+
+        other = {self._mp: self._user, self._user: self._mp}
+        while not self._stop.is_set():
+            ready, _, _ = select.select(list(other), [], [], 0.2)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    return  # MicroPython ended
+                os.write(other[fd], data)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        for fd in (self._mp, self._user, self._user_side):
+            os.close(fd)
+
+
+@pytest.fixture
+def pty_board(tmp_path):
+    binary = esp32_model()
+    if binary is None:
+        pytest.skip("ESP32-model MicroPython: " + skip_reason())
+    board = tmp_path / "board"  # the "board's" file system root: MicroPython's unix port
+    board.mkdir()             # writes where it is told, so every path is under this folder
+    repl = PtyRepl(binary, cwd=board)
+    yield repl, board
+    repl.close()
+
+
+def test_mpremote_installs_the_bundle_through_a_pseudo_terminal(tmp_path, bundle, pty_board):
+    repl, board = pty_board
+    stale = board / "lib" / "firmware" / "removed_module.mpy"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"M\x06old")
+    config = write_config(tmp_path / "r01.json")
+    manifest = read_bundle(bundle)
+    steps = mpremote_steps([repl.path, "resume"], bundle, manifest, config=config,
+                           root=str(board), reset=False)
+    quiet = lambda _: None  # noqa: E731
+    # The probe reads a real MicroPython's answer: 1.28, whose .mpy ABI is x86's here, so the
+    # bundle's Xtensa code is refused by name.
+    with pytest.raises(FlashError, match="loads .mpy 6.3 for x86; the bundle is .mpy 6.3 for "
+                                         "xtensawin"):
+        run_steps(steps[:1], dry_run=False, say=quiet)
+    run_steps(steps[1:], dry_run=False, say=quiet)  # prepare, copy, verify, config
+    installed = tree_bytes(board)
+    assert installed.pop("data/config.json") == config.read_bytes()
+    assert installed == tree_bytes(bundle / "files")  # the stale module is gone
+    result = subprocess.run([str(esp32_model()), "-X", "heapsize=2m", "-c",
+                             "import firmware.core, protocol.messages; print('ok')"],
+                            env={**os.environ, "MICROPYPATH": str(board / "lib")}, cwd=board,
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr
+    # A file damaged on the board is caught by the on-board check against the manifest.
+    (board / "lib/protocol/topics.mpy").write_bytes(b"M\x06\x00\x1fdamaged")
+    with pytest.raises(FlashError, match="loaxa-verify: bad %s/lib/protocol/topics.mpy" % board):
+        run_steps([s for s in steps if "against the manifest" in s.title], dry_run=False,
+                  say=quiet)
