@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tools.device_bundle import FILES, MPY_ARCHS
@@ -22,6 +23,9 @@ from tools.device_bundle import FILES, MPY_ARCHS
 # image starts in their flash (MicroPython's download page gives the same offsets).
 CHIPS = {"esp32": "0x1000", "esp32s3": "0x0"}
 BAUD = "460800"
+# The first boot after write-flash formats the file system before the REPL answers.
+PROBE_ATTEMPTS = 3
+RETRY_PAUSE_S = 3
 # Asked of the board's MicroPython: which release and .mpy ABI, and how much heap (a SPIRAM
 # build on a board with PSRAM has ~2 MB; without PSRAM ~110 KB, refused by firmware/heap.py).
 PROBE = ('import sys, gc; gc.collect(); print(sys.implementation); '
@@ -86,8 +90,8 @@ class Step:
     """One external command, its title for the progress line, and what checks its output
     (None: its output goes straight to the terminal, as esptool's progress bar does)."""
 
-    def __init__(self, title, argv, check=None):
-        self.title, self.argv, self.check = title, argv, check
+    def __init__(self, title, argv, check=None, attempts=1):
+        self.title, self.argv, self.check, self.attempts = title, argv, check, attempts
 
 
 def esptool_steps(port, chip, firmware=None, erase=False):
@@ -122,7 +126,7 @@ def mpremote_steps(connect, bundle, manifest, config=None, psram=True, root="", 
                          "make": json.dumps([root + "/lib", root + "/data"])}
     steps = [
         Step("check MicroPython on the board", base + ["exec", PROBE],
-             lambda out: check_micropython(out, manifest, psram)),
+             lambda out: check_micropython(out, manifest, psram), attempts=PROBE_ATTEMPTS),
         Step("remove the old firmware, make /lib and /data",
              base + ["exec", prepare], lambda out: expect(out, "loaxa-prepare: ok")),
         Step("copy bundle %s (%d files)" % (manifest["version"], len(manifest["files"])),
@@ -256,29 +260,41 @@ def check_image(path):
         raise FlashError("%s is not an ESP32 firmware image (.bin from micropython.org)" % path)
 
 
-def run_steps(steps, dry_run, say=print):
+def run_steps(steps, dry_run, say=print, sleep=time.sleep):
     """Run (or, dry, print) each step in order; stop at the first failure with its reason."""
     for number, step in enumerate(steps, 1):
         say("[%d/%d] %s" % (number, len(steps), step.title))
         say("  $ " + shlex.join(step.argv))
         if dry_run:
             continue
-        try:
-            if step.check is None:
-                result = subprocess.run(step.argv, timeout=900)
-                out = ""
-            else:
-                result = subprocess.run(step.argv, capture_output=True, text=True, timeout=300)
-                out = result.stdout + result.stderr
-        except FileNotFoundError:
-            raise FlashError("%s is not installed: make setup (or pip install esptool mpremote)"
-                             % step.argv[0]) from None
-        except subprocess.TimeoutExpired:
-            raise FlashError("%s did not finish: is the board still connected?" % step.title) from None
-        if result.returncode != 0:
-            raise FlashError("%s failed (exit %d)%s" % (step.title, result.returncode,
-                                                        (":\n" + out.strip()[-800:]) if out else ""))
-        if step.check is not None:
-            answer = step.check(out)
-            if isinstance(answer, str):
-                say("  ok: " + answer)
+        for attempt in range(1, step.attempts + 1):
+            try:
+                answer = run_step(step)
+                break
+            except FlashError as exc:
+                if attempt == step.attempts:
+                    raise
+                say("  not yet (%s); again in %d s" % (str(exc).split("\n")[0], RETRY_PAUSE_S))
+                sleep(RETRY_PAUSE_S)
+        if isinstance(answer, str):
+            say("  ok: " + answer)
+
+
+def run_step(step):
+    """One command; its check's answer, or FlashError saying why it failed."""
+    try:
+        if step.check is None:
+            result = subprocess.run(step.argv, timeout=900)
+            out = ""
+        else:
+            result = subprocess.run(step.argv, capture_output=True, text=True, timeout=300)
+            out = result.stdout + result.stderr
+    except FileNotFoundError:
+        raise FlashError("%s is not installed: make setup (or pip install esptool mpremote)"
+                         % step.argv[0]) from None
+    except subprocess.TimeoutExpired:
+        raise FlashError("%s did not finish: is the board still connected?" % step.title) from None
+    if result.returncode != 0:
+        raise FlashError("%s failed (exit %d)%s" % (step.title, result.returncode,
+                                                    (":\n" + out.strip()[-800:]) if out else ""))
+    return step.check(out) if step.check is not None else None

@@ -267,9 +267,10 @@ def test_a_failing_step_stops_the_run_with_its_reason(tmp_path, bundle, fake_too
                                                       monkeypatch):
     monkeypatch.setenv("FAKE_PROBE", "Traceback: no such board\n")
     steps = mpremote_steps(["/dev/ttyUSB0"], bundle, read_bundle(bundle))
+    pauses = []
     with pytest.raises(FlashError, match="no MicroPython answers on the board"):
-        run_steps(steps, dry_run=False, say=lambda _: None)
-    assert len(fake_tools()) == 1  # stopped after the probe
+        run_steps(steps, dry_run=False, say=lambda _: None, sleep=pauses.append)
+    assert len(fake_tools()) == 3 and len(pauses) == 2  # the probe, tried 3 times; no more
 
 
 def test_wrong_chip_micropython_and_heap_are_named():
@@ -449,7 +450,7 @@ def test_mpremote_installs_the_bundle_through_a_pseudo_terminal(tmp_path, bundle
     # bundle's Xtensa code is refused by name.
     with pytest.raises(FlashError, match="loads .mpy 6.3 for x86; the bundle is .mpy 6.3 for "
                                          "xtensawin"):
-        run_steps(steps[:1], dry_run=False, say=quiet)
+        run_steps(steps[:1], dry_run=False, say=quiet, sleep=lambda _: None)
     run_steps(steps[1:], dry_run=False, say=quiet)  # prepare, copy, verify, config
     installed = tree_bytes(board)
     assert installed.pop("data/config.json") == config.read_bytes()
