@@ -465,3 +465,92 @@ def test_mpremote_installs_the_bundle_through_a_pseudo_terminal(tmp_path, bundle
     with pytest.raises(FlashError, match="loaxa-verify: bad %s/lib/protocol/topics.mpy" % board):
         run_steps([s for s in steps if "against the manifest" in s.title], dry_run=False,
                   say=quiet)
+
+
+# -- waiting for the birth: the real head-end's API and ingest --------------------------------
+
+@pytest.fixture
+def headend(tmp_path, monkeypatch):
+    """A head-end on a temp SQLite file (MQTT side off), a technician's token, receiver r01."""
+    from fastapi.testclient import TestClient
+
+    from headend.app import create_app
+    from headend.services.users import create_user
+    from headend.settings import Settings
+
+    monkeypatch.setattr("headend.security.BCRYPT_ROUNDS", 4)
+    settings = Settings(data_dir=tmp_path / "var", mqtt_enabled=False, site_id="xa-test")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        with app.state.session_factory() as session:
+            create_user(session, username="kythuat1", password="correct horse battery",
+                        role="technician")
+        token = client.post("/api/v1/auth/token", data={
+            "username": "kythuat1", "password": "correct horse battery"}).json()["access_token"]
+        made = client.post("/api/v1/devices", json={"id": "r01", "name": "Cụm loa 1"},
+                           headers={"Authorization": "Bearer " + token})
+        assert made.status_code == 201, made.text
+        yield app, client, token, made.json()["device_key"]
+    app.state.engine.dispose()
+
+
+def ingest_birth(app, key, boot):
+    """r01's birth, sealed with its key, through the head-end's own ingest."""
+    import time as clock
+
+    from headend.mqtt.ingest import Report, apply_batch
+    from protocol import messages
+    from protocol.signing import key_from_hex
+
+    body = messages.birth("r01", boot, 1, "0.1.0", {"codecs": ["mp3"], "sink": "vs1053"}, "wifi")
+    report = Report("status", "r01", messages.seal_report(key_from_hex(key), "status", body),
+                    clock.time_ns() // 1_000_000, qos=1)
+    with app.state.session_factory() as session:
+        apply_batch(session, settings=app.state.settings, reports=[report])
+        session.commit()
+
+
+def test_waiting_ends_when_the_headend_has_the_new_birth(headend):
+    app, client, token, key = headend
+    before = device.api_device(client, "", token, "r01")["last_seen"]
+    polls = []
+
+    def board_boots(_seconds):  # between two polls, the flashed board's birth arrives
+        polls.append(1)
+        if len(polls) == 2:
+            ingest_birth(app, key, boot=1)
+
+    detail = device.wait_online(client, "", token, "r01", before, timeout_s=600,
+                                say=lambda _: None, sleep=board_boots)
+    assert detail["online"] and detail["firmware"] == "0.1.0" and detail["link"] == "wifi"
+    assert len(polls) == 2
+    # Online already before the reset: only a newer birth (a new last_seen) ends the wait.
+    ticks = iter(range(0, 100, 10))
+    with pytest.raises(FlashError, match="r01 did not come online within 30 s"):
+        device.wait_online(client, "", token, "r01", detail["last_seen"], timeout_s=30,
+                           say=lambda _: None, sleep=lambda _: None, clock=lambda: next(ticks))
+
+
+def test_waiting_refuses_an_unknown_device_and_a_bad_token(headend):
+    _, client, token, _ = headend
+    with pytest.raises(FlashError, match="does not know receiver r99: provision it there"):
+        device.api_device(client, "", token, "r99")
+    with pytest.raises(FlashError, match="refused the token"):
+        device.api_device(client, "", "not-a-token", "r01")
+
+
+def test_flash_help_names_every_option(capsys):
+    with pytest.raises(SystemExit):
+        device.main(["flash", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--port", "--device", "--firmware", "--config", "--bundle", "--erase",
+                   "--dry-run", "--wait-headend", "--token"):
+        assert option in out
+
+
+def test_loaxa_dispatches_device(tmp_path, capsys):
+    from tools.cli import main as loaxa
+
+    assert loaxa(["device", "bundle", "--out", str(tmp_path), "--version", "0.1.0-test"]) == 0
+    assert (tmp_path / "loaxa-firmware-0.1.0-test.tar").exists()
+    assert read_bundle(tmp_path / "loaxa-firmware-0.1.0-test")["version"] == "0.1.0-test"
