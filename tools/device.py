@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -123,7 +124,39 @@ def wait_online(client, url, token, device, before, timeout_s, say=print,
         sleep(WAIT_POLL_S)
 
 
+def unpack_bundle(archive: Path, into: Path) -> Path:
+    """A bundle's .tar (as `loaxa device bundle` writes and a technician is sent) unpacked
+    into ``into``; read_bundle then checks every file against the manifest."""
+    import tarfile
+
+    from tools.device_flash import FlashError
+
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")  # no paths outside, no links, no devices
+    except (OSError, tarfile.TarError) as exc:
+        raise FlashError("cannot unpack bundle %s: %s" % (archive, exc)) from None
+    return into
+
+
 def cmd_flash(args) -> int:
+    from tools.device_flash import FlashError
+
+    bundle = Path(args.bundle) if args.bundle else None
+    if bundle is None:
+        found = sorted(DEFAULT_OUT.glob("loaxa-firmware-*/manifest.json"))
+        if len(found) != 1:
+            raise FlashError("give --bundle DIR (%s): `loaxa device bundle` makes one"
+                             % ("several bundles in %s" % DEFAULT_OUT if found
+                                else "none in %s" % DEFAULT_OUT))
+        bundle = found[0].parent
+    if bundle.suffix == ".tar":
+        with tempfile.TemporaryDirectory(prefix="loaxa-bundle-") as scratch:
+            return flash(args, unpack_bundle(bundle, Path(scratch)))
+    return flash(args, bundle)
+
+
+def flash(args, bundle: Path) -> int:
     from tools.device_bundle import read_bundle
     from tools.device_flash import (
         FlashError,
@@ -135,14 +168,6 @@ def cmd_flash(args) -> int:
         run_steps,
     )
 
-    bundle = Path(args.bundle) if args.bundle else None
-    if bundle is None:
-        found = sorted(DEFAULT_OUT.glob("loaxa-firmware-*/manifest.json"))
-        if len(found) != 1:
-            raise FlashError("give --bundle DIR (%s): `loaxa device bundle` makes one"
-                             % ("several bundles in %s" % DEFAULT_OUT if found
-                                else "none in %s" % DEFAULT_OUT))
-        bundle = found[0].parent
     manifest = read_bundle(bundle)
     cfg = load_config(args.config, args.device) if args.config else None
     if cfg is None:
@@ -205,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--firmware", help="MicroPython image to write (ESP32_GENERIC-SPIRAM-*.bin); "
                                       "without it the MicroPython on the board is checked")
     p.add_argument("--config", help="the receiver's config.json (loaxa device provision)")
-    p.add_argument("--bundle", help="bundle folder (default: the one in %s)" % DEFAULT_OUT)
+    p.add_argument("--bundle", help="bundle folder or its .tar (default: the one in %s)"
+                                    % DEFAULT_OUT)
     p.add_argument("--chip", default="esp32", choices=sorted(CHIPS))
     p.add_argument("--erase", action="store_true", help="erase the whole flash first")
     p.add_argument("--dry-run", action="store_true",

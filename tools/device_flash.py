@@ -122,12 +122,18 @@ def mpremote_steps(connect, bundle, manifest, config=None, psram=True, root="", 
             copy += ["cp", str(files / entry["path"].lstrip("/")), ":%s%s" % (root, entry["path"]),
                      "+"]
     pairs = [[root + e["path"], e["sha256"]] for e in manifest["files"]]
-    prepare = PREPARE % {"remove": json.dumps([root + "/lib/protocol", root + "/lib/firmware"]),
+    remove = [root + "/lib/protocol", root + "/lib/firmware"]
+    if config:
+        # The last config that reached the broker is the receiver's fallback (firmware/config.py):
+        # one left from the board's previous identity must not outlive the new config.
+        remove.append(root + "/data/config.good.json")
+    prepare = PREPARE % {"remove": json.dumps(remove),
                          "make": json.dumps([root + "/lib", root + "/data"])}
     steps = [
         Step("check MicroPython on the board", base + ["exec", PROBE],
              lambda out: check_micropython(out, manifest, psram), attempts=PROBE_ATTEMPTS),
-        Step("remove the old firmware, make /lib and /data",
+        Step("remove the old firmware%s, make /lib and /data"
+             % (" and the old config's fallback copy" if config else ""),
              base + ["exec", prepare], lambda out: expect(out, "loaxa-prepare: ok")),
         Step("copy bundle %s (%d files)" % (manifest["version"], len(manifest["files"])),
              base + copy[:-1]),

@@ -68,6 +68,9 @@ def test_two_bundles_of_the_same_source_are_byte_identical(tmp_path):
     assert tree_bytes(first) == tree_bytes(second)
     tar = first.name + ".tar"
     assert (tmp_path / "a" / tar).read_bytes() == (tmp_path / "b" / tar).read_bytes()
+    # The archive holds the same files as the folder.
+    unpacked = device.unpack_bundle(tmp_path / "a" / tar, tmp_path / "unpacked")
+    assert tree_bytes(unpacked) == tree_bytes(first)
 
 
 def test_every_device_source_is_compiled_into_the_manifest_with_its_hash_and_size(bundle):
@@ -207,6 +210,11 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path, bundle, fake_
         fake, config)
     assert commands[-1] == "%s/mpremote connect /dev/ttyUSB7 reset" % fake
     assert "dry run: nothing was run" in out
+    # The same from the bundle's .tar, as a technician is sent it.
+    assert device.main(["flash", "--port", "/dev/ttyUSB7", "--device", "r01", "--bundle",
+                        str(bundle) + ".tar", "--dry-run"]) == 0
+    assert "copy bundle %s" % read_bundle(bundle)["version"] in capsys.readouterr().out
+    assert fake_tools() == []
 
 
 def test_a_real_run_calls_esptool_then_mpremote_in_order(tmp_path, bundle, fake_tools, capsys):
@@ -225,6 +233,8 @@ def test_a_real_run_calls_esptool_then_mpremote_in_order(tmp_path, bundle, fake_
     assert [c[:4] for c in calls[2:5]] == [["mpremote", "connect", p, "exec"]] * 2 + [
         ["mpremote", "connect", p, "cp"]]
     assert calls[2][4] == PROBE and "loaxa-prepare" in calls[3][4]
+    # A new identity: the previous one's fallback copy goes before the new config comes.
+    assert '"/data/config.good.json"' in calls[3][4]
     assert "loaxa-verify" in calls[5][4]
     assert calls[6] == ["mpremote", "connect", p, "cp", str(config), ":/data/config.json"]
     assert calls[7] == ["mpremote", "connect", p, "reset"]
@@ -441,6 +451,8 @@ def test_mpremote_installs_the_bundle_through_a_pseudo_terminal(tmp_path, bundle
     stale = board / "lib" / "firmware" / "removed_module.mpy"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"M\x06old")
+    (board / "data").mkdir()
+    (board / "data" / "config.good.json").write_text('{"device": "r02"}')  # its old identity
     config = write_config(tmp_path / "r01.json")
     manifest = read_bundle(bundle)
     steps = mpremote_steps([repl.path, "resume"], bundle, manifest, config=config,
