@@ -114,15 +114,18 @@ def mpremote_steps(connect, bundle, manifest, config=None, psram=True, root="", 
     mpremote = tool("mpremote")
     base = [mpremote, "connect", *connect]
     files = Path(bundle) / FILES
+    # The packages under /lib, as the manifest has them: each is replaced whole.
+    packages = sorted({e["path"].split("/")[2] for e in manifest["files"]
+                       if e["path"].startswith("/lib/")})
     copy = []
-    for package in ("protocol", "firmware"):
+    for package in packages:
         copy += ["cp", "-r", str(files / "lib" / package), ":%s/lib/" % root, "+"]
     for entry in manifest["files"]:
         if not entry["path"].startswith("/lib/"):
             copy += ["cp", str(files / entry["path"].lstrip("/")), ":%s%s" % (root, entry["path"]),
                      "+"]
     pairs = [[root + e["path"], e["sha256"]] for e in manifest["files"]]
-    remove = [root + "/lib/protocol", root + "/lib/firmware"]
+    remove = [root + "/lib/" + package for package in packages]
     if config:
         # The last config that reached the broker is the receiver's fallback (firmware/config.py):
         # one left from the board's previous identity must not outlive the new config.

@@ -204,7 +204,7 @@ def test_dry_run_prints_the_exact_commands_and_runs_none(tmp_path, bundle, fake_
         "%s/esptool --chip esp32 --port /dev/ttyUSB7 --baud 460800 write-flash -z 0x1000 %s"
         % (fake, image)]
     assert commands[3].startswith("%s/mpremote connect /dev/ttyUSB7 exec " % fake)
-    assert "cp -r %s/files/lib/protocol :/lib/ + cp -r %s/files/lib/firmware :/lib/" % (
+    assert "cp -r %s/files/lib/firmware :/lib/ + cp -r %s/files/lib/protocol :/lib/" % (
         bundle, bundle) in out
     assert commands[-2] == "%s/mpremote connect /dev/ttyUSB7 cp %s :/data/config.json" % (
         fake, config)
