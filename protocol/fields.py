@@ -164,9 +164,10 @@ def check_fields(table, obj, copy=False, lenient=False, out=None):
     return out if copy else obj
 
 
-def build(table, fields, msg=None):
+def build(table, fields, msg=None, nulls=False):
     """A message from ``fields`` (name -> value), in the table's order: a "v" field gets the
-    protocol version; a None value is left out, and an IF_SET field at 0 or empty too; a STR
+    protocol version; a None value is left out (sent as null with ``nulls``, for a field given
+    as None), and an IF_SET field at 0 or empty too; a STR
     longer than its limit is cut to it; a float NUMBER is rounded to 2 decimals. A name the
     table does not have, or a REQUIRED field left None, is the sender's bug: ValueError.
     """
@@ -186,6 +187,8 @@ def build(table, fields, msg=None):
         if value is None or (use == IF_SET and not value):
             if use == REQUIRED:
                 raise ValueError("missing field: %s" % name)
+            if nulls and value is None and name in fields:
+                msg[name] = None
             continue
         kind = row[TYPE]
         if kind == STR and isinstance(value, str):

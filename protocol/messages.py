@@ -444,9 +444,10 @@ def check_heartbeat(msg):
 def event(seq, kind, t, fields):
     """A receiver event (a dict: the outbox keeps it until the broker has it). ``seq`` grows
     across reboots, so (device, seq) names it for dedup. ``fields``: the kind's
-    (EVENT_FIELDS); None values are left out, long texts cut to their limit."""
+    (EVENT_FIELDS); a None stays null ("at": null, as soon as ready), long texts are cut to
+    their limit."""
     msg = build(EVENT_TABLE, {"seq": seq, "k": kind, "t": t})
-    return build(EVENT_FIELDS[kind], fields, msg)
+    return build(EVENT_FIELDS[kind], fields, msg, True)
 
 
 def check_event(msg):
