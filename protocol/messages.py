@@ -1,8 +1,11 @@
 """JSON messages: commands (signed), presence, heartbeat, events and time sync.
 
 Every JSON message is a compact object with ``"v": 1``. Field names are short because receivers
-on a paid 4G link pay for every byte of telemetry. ``docs/protocol.md`` has a field table and an
-example for each message; this module is the code both sides run.
+on a paid 4G link pay for every byte of telemetry. Each message kind has one field table here
+(the ``*_TABLE`` and ``*_ARGS`` tuples, ``COMMAND_ARGS``, ``EVENT_FIELDS``; rows described in
+protocol/fields.py): senders build from it, receiving edges validate with it, and
+docs/protocol.md shows it (rendered by tools/protocol_doc.py, kept in step by a test). This
+module is the code both sides run.
 
 Times are integers: milliseconds since the Unix epoch by the head-end's clock ("network time").
 """
