@@ -11,7 +11,7 @@ the board: no per-field dicts, no classes)::
 - ``unit``: a short unit for the docs ("ms", "s", "B", ...) or None.
 - ``lo``, ``hi``: limits, None for none. INT and NUMBER: the value's bounds. STR: the shortest
   and longest length (lo None: 1, so an empty string is refused; hi None: 512). ONE_OF: ``lo``
-  is the tuple of allowed values. LIST: ``lo`` is the row every element must pass (None: any),
+  is the tuple of allowed strings. LIST: ``lo`` is the row every element must pass (None: any),
   ``hi`` the most elements. OBJECT: ``lo`` is the object's own table (None: any object).
 - ``use``: REQUIRED (missing, null or out of bounds: the message is refused), OPTIONAL (may be
   missing or null; encoders leave out None) or IF_SET (optional, and encoders also leave it out
