@@ -20,6 +20,7 @@ may give only ``{"broker": {"host": ...}}``. ``redacted`` is the only form ever 
 import binascii
 import json
 
+from protocol.presence import period_s
 from protocol.signing import key_from_hex
 from protocol.topics import valid_id
 
@@ -59,7 +60,7 @@ DEFAULTS = {
     "broker": {"host": None, "port": 1883, "user": None, "password": None, "tls": False,
                "ca": None, "server_name": None},
     "link": {"type": "wifi", "ssid": None, "password": None, "timeout_s": 30},
-    "heartbeat_s": None,         # None: by link type (LINK_PERIODS_S)
+    "heartbeat_s": None,         # None: by link type (protocol.presence.LINK_PERIODS_S)
     "keepalive_s": None,
     "timesync_s": 300,           # between single exchanges after the connect burst (drift is
                                  # estimated, so 5 min keeps a LAN receiver within a few ms)
@@ -85,12 +86,6 @@ DEFAULTS = {
                                  # while playing or just before a start
     "fallback": None,            # set by load(): {"file", "error"} when config.json was refused
 }
-
-
-# Heartbeat and MQTT keepalive periods by link type, when config.json does not set them. On a
-# paid 4G link (ppp) every packet costs ~40 B of TCP/IP and ~29 B of TLS: 60 s keeps a receiver
-# at ~0.6 MB/day on the wire with TLS, against ~1.1 MB/day at 30 s (bench/bench_link_bytes.py).
-LINK_PERIODS_S = {"wifi": 30, "eth": 30, "ppp": 60}
 
 
 class ConfigError(ValueError):
@@ -125,7 +120,9 @@ def validate(cfg):
     if not cfg["broker"].get("host"):
         raise ConfigError("broker.host is missing")
     validate_broker_tls(cfg["broker"])
-    period = LINK_PERIODS_S.get(cfg["link"].get("type"), 30)
+    # Heartbeat and MQTT keepalive follow the link type when config.json does not set them
+    # (protocol/presence.py: 60 s on a paid 4G link, 30 s otherwise).
+    period = period_s(cfg["link"].get("type"))
     for name in ("heartbeat_s", "keepalive_s"):
         if cfg[name] is None:
             cfg[name] = period

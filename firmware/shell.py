@@ -729,8 +729,7 @@ class Receiver:
                 if reader is not None:
                     await self._stream_mp3(reader, skip, rate, volume)
                 else:
-                    await self._stream_adpcm(f, skip, rate, volume,
-                                             args.get("block", ADPCM_BLOCK_BYTES))
+                    await self._stream_adpcm(f, skip, rate, volume, ADPCM_BLOCK_BYTES)
                 await self.sink.drain()
                 self.sink.close()
         except asyncio.CancelledError:
@@ -991,28 +990,24 @@ class Receiver:
     # -- heartbeat -----------------------------------------------------------------------
 
     def heartbeat(self):
-        """The heartbeat payload (bytes); fields in the module docstring."""
+        """The heartbeat payload (bytes): protocol.messages.HEARTBEAT_TABLE's fields, built by
+        protocol.messages.heartbeat (None and IF_SET fields at 0 are left out)."""
         p = self.platform
         local = self.local_ms()
         supply = p.supply() or {}
-        msg = {"v": 1, "boot": self.boot, "conn": self._conn,
-               "up": (local - self._started_local) // 1000, "heap": p.mem_free(),
-               "vol": self.core.volume, "cu": self.cache.used(),
-               "off": int(self.clock.offset_ms(local)), "amp": 1 if self._amp_on else 0}
-        for name in ("mains", "dc"):  # 0 matters here (on battery): only None is left out
-            if supply.get(name) is not None:
-                msg[name] = supply[name]
         link = p.link_info() or {}
-        optional = (("ln", link.get("type")), ("rssi", link.get("rssi")),
-                    ("af", 1 if p.amplifier_fault() else 0),
-                    ("sy", 1 if self.clock.synced else 0),
-                    ("play", self.core.current.bid if self.core.current is not None else None),
-                    ("rej", self.core.counters["rejected"]),
-                    ("mal", self.core.counters["malformed"]), ("temp", p.temperature()))
-        for name, value in optional:
-            if value:
-                msg[name] = round(value, 2) if isinstance(value, float) else value
-        return M.encode(msg)
+        current = self.core.current
+        return M.heartbeat({
+            "boot": self.boot, "conn": self._conn, "up": (local - self._started_local) // 1000,
+            "heap": p.mem_free(), "vol": self.core.volume, "cu": self.cache.used(),
+            "off": int(self.clock.offset_ms(local)), "amp": 1 if self._amp_on else 0,
+            # 0 matters here (on battery): only None (unknown) is left out
+            "mains": supply.get("mains"), "dc": supply.get("dc"),
+            "ln": link.get("type"), "rssi": link.get("rssi"),
+            "af": 1 if p.amplifier_fault() else 0, "sy": 1 if self.clock.synced else 0,
+            "play": current.bid if current is not None else None,
+            "rej": self.core.counters["rejected"], "mal": self.core.counters["malformed"],
+            "temp": p.temperature(), "err": self._stats["errors"]})
 
     async def _heartbeat_loop(self):
         while self._running:

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from protocol import presence
+
 DEFAULT_SECRET = "development-only-secret-change-me"
 
 
@@ -75,12 +77,13 @@ class Settings(BaseSettings):
     # users' tokens only.
     metrics_token: str = ""
 
-    # Presence: receivers send a heartbeat every ``heartbeat_s``; one silent for
-    # ``offline_after_s`` is marked offline (checked every ``presence_sweep_s``, so an outage is
-    # noticed within offline_after_s + presence_sweep_s <= 45 s).
-    heartbeat_s: int = 30
-    offline_after_s: int = 42
-    presence_sweep_s: float = 2.0
+    # Presence (the rules: protocol/presence.py): receivers send a heartbeat every
+    # ``heartbeat_s``; one silent for ``offline_after_s`` (1.4 periods: 42 s) is marked offline,
+    # checked every ``presence_sweep_s``, so an outage is noticed within 44 s <= 45 s. A
+    # receiver declaring a longer period in its birth gets 1.4 of its own.
+    heartbeat_s: int = presence.DEFAULT_PERIOD_S
+    offline_after_s: int = presence.offline_allowance_s(presence.DEFAULT_PERIOD_S)
+    presence_sweep_s: float = presence.SWEEP_S
 
     # Commands and broadcasts.
     command_ttl_s: int = 60  # a command not delivered within this is refused by the receiver

@@ -4,8 +4,9 @@
 Each MPEG frame stands alone, so a live frame carries whole MPEG frames.
 
 ``adpcm``: IMA-ADPCM, mono, as a plain concatenation of fixed-size blocks, no file header
-(the block size and rate come with the command). Each block has the IMA WAV (Microsoft) mono
-layout and carries its own predictor state, so any block decodes alone:
+(always ``ADPCM_BLOCK_BYTES`` per block, so no command carries a size; the rate comes with the
+command). Each block has the IMA WAV (Microsoft) mono layout and carries its own predictor
+state, so any block decodes alone:
 
     offset size type   field
     0      2    s16 LE first sample (also the predictor)

@@ -1,8 +1,11 @@
 """JSON messages: commands (signed), presence, heartbeat, events and time sync.
 
 Every JSON message is a compact object with ``"v": 1``. Field names are short because receivers
-on a paid 4G link pay for every byte of telemetry. ``docs/protocol.md`` has a field table and an
-example for each message; this module is the code both sides run.
+on a paid 4G link pay for every byte of telemetry. Each message kind has one field table here
+(the ``*_TABLE`` and ``*_ARGS`` tuples, ``COMMAND_ARGS``, ``EVENT_FIELDS``; rows described in
+protocol/fields.py): senders build from it, receiving edges validate with it, and
+docs/protocol.md shows it (rendered by tools/protocol_doc.py, kept in step by a test). This
+module is the code both sides run.
 
 Times are integers: milliseconds since the Unix epoch by the head-end's clock ("network time").
 """
@@ -11,8 +14,26 @@ import json
 
 from protocol import PROTOCOL_VERSION
 from protocol.errors import ProtocolError
+from protocol.fields import (
+    BOOL,
+    HEX64,
+    ID,
+    IF_SET,
+    INT,
+    LIST,
+    NUMBER,
+    OBJECT,
+    ONE_OF,
+    OPTIONAL,
+    REQUIRED,
+    STR,
+    build,
+    check_fields,
+    names,
+    with_use,
+)
 from protocol.signing import open_sealed, seal
-from protocol.topics import EVENT, HEARTBEAT, STATUS, valid_id
+from protocol.topics import EVENT, HEARTBEAT, STATUS
 
 # Bulletin classes, lowest first. A higher class preempts a lower one.
 PRIO_NORMAL = 0
@@ -40,6 +61,10 @@ EV_FETCH_FAILED = "fetch_failed"
 EV_STARTED = "started"    # proof of play: audio started
 EV_ENDED = "ended"        # proof of play: audio ended, with a reason
 EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED)
+
+# Presence kinds (receiver -> head-end on .../status, retained).
+BIRTH = "birth"  # the receiver connected: what it is and how this boot came about
+DEATH = "death"  # the last will: the broker publishes it when the connection dies
 
 # Why playback ended.
 END_FINISHED = "finished"
@@ -88,122 +113,227 @@ def decode(payload):
     return obj
 
 
-# -- validation helpers --------------------------------------------------------------------
+# -- field tables ----------------------------------------------------------------------------
+#
+# Every message kind is described once here, as a table of rows (protocol/fields.py explains
+# the row): the sender builds from it, the receiving edge validates with it (the receiver its
+# commands and time replies, the head-end every report) and docs/protocol.md shows it
+# (tools/protocol_doc.py renders it; tests/test_protocol_doc.py fails when they differ).
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+_V = ("v", INT, None, PROTOCOL_VERSION, PROTOCOL_VERSION, REQUIRED, "protocol version")
+
+# The command envelope (head-end -> receiver, sealed): its arguments ``a`` follow its kind.
+COMMAND_TABLE = (
+    _V,
+    ("dev", ID, None, None, None, REQUIRED, "target device id"),
+    ("id", STR, None, 1, 64, REQUIRED, "command id, echoed in the ack"),
+    ("ctr", INT, None, 1, None, REQUIRED, "counter, strictly increasing per device"),
+    ("exp", INT, "net ms", 0, None, REQUIRED, "expiry: refused after this"),
+    ("k", ONE_OF, None, COMMANDS, None, REQUIRED, "command kind"),
+    ("a", OBJECT, None, None, None, REQUIRED, "arguments of the kind (below)"),
+)
+
+_CODEC = ("codec", ONE_OF, None, CODECS, None, REQUIRED, "rendition codec (see Media)")
+_RATE = ("rate", INT, "Hz", 8000, 48000, REQUIRED, "sample rate")
+_PRIO = ("prio", INT, None, PRIO_NORMAL, PRIO_EMERGENCY, REQUIRED, "bulletin class")
+_VOL = ("vol", INT, None, 0, 100, OPTIONAL,
+        "volume (null: default, or the emergency volume for prio 3)")
+
+# The media of a fetch; a play is these plus when, how loud and what it belongs to. The ADPCM
+# block size is fixed (protocol.media.ADPCM_BLOCK_BYTES), so no command carries one.
+FETCH_ARGS = (
+    ("item", ID, None, None, None, REQUIRED, "media item id"),
+    ("url", STR, None, 1, 512, REQUIRED, "where to fetch the rendition (HTTP, Range)"),
+    ("sha", HEX64, None, None, None, REQUIRED, "SHA-256 of the rendition, checked after fetch"),
+    ("size", INT, "B", 1, None, REQUIRED, "rendition size"),
+    ("dur", INT, "ms", 1, None, REQUIRED, "duration"),
+    _CODEC,
+    _RATE,
+)
+PLAY_ARGS = (("bid", ID, None, None, None, REQUIRED, "broadcast id, reported back in events"),
+             ) + FETCH_ARGS + (
+    ("at", INT, "net ms", 0, None, OPTIONAL, "start time (null: as soon as ready)"),
+    _PRIO,
+    _VOL,
+)
+# A schedule's items are plays with a start time.
+SCHEDULE_ITEM_ARGS = with_use(PLAY_ARGS, "at", REQUIRED)
+SCHEDULE_ARGS = (
+    ("from", INT, "net ms", 0, None, REQUIRED, "window start"),
+    ("to", INT, "net ms", 0, None, REQUIRED, "window end"),
+    ("items", LIST, None, ("items", OBJECT, None, SCHEDULE_ITEM_ARGS, None, REQUIRED, "a play"),
+     MAX_SCHEDULE_ITEMS, REQUIRED, "play arguments, each with an `at`"),
+)
+STREAM_ARGS = (
+    ("bid", ID, None, None, None, REQUIRED, "broadcast id"),
+    ("sid", ID, None, None, None, REQUIRED, "stream id: frames on .../stream/{sid}"),
+    ("sno", INT, None, 0, 0xFFFFFFFF, REQUIRED, "stream number, in every frame header"),
+    ("key", HEX64, None, None, None, REQUIRED, "per-stream key for the frame tags"),
+    ("codec", ONE_OF, None, CODECS, None, REQUIRED, "frame payload codec"),
+    _RATE,
+    ("prio", INT, None, PRIO_NORMAL, PRIO_EMERGENCY, REQUIRED, "2 live talk, 3 emergency"),
+    _VOL,
+    ("until", INT, "net ms", 0, None, OPTIONAL, "the stream ends by then anyway"),
+)
+STOP_ARGS = (("bid", ID, None, None, None, OPTIONAL, "the broadcast to stop (none: all)"),)
+VOLUME_ARGS = (("vol", INT, None, 0, 100, REQUIRED, "default volume"),)
+IDENTIFY_ARGS = (("secs", INT, "s", 1, 600, OPTIONAL, "how long to blink and beep"),)
+REBOOT_ARGS = ()
+COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
+                VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
+                REBOOT: REBOOT_ARGS}
+
+# Time sync: the request is plain, the reply sealed.
+TIME_REQUEST_TABLE = (
+    _V,
+    ("t0", INT, "ms", None, None, REQUIRED, "the receiver's monotonic ms when sent"),
+)
+TIME_REPLY_TABLE = (
+    _V,
+    ("dev", ID, None, None, None, REQUIRED, "device id"),
+    ("t0", INT, "ms", None, None, REQUIRED, "the request's t0, echoed"),
+    ("t1", INT, "net ms", 0, None, REQUIRED, "when the request arrived"),
+    ("t2", INT, "net ms", 0, None, REQUIRED, "when the reply left"),
+)
+
+# Presence (.../status, retained): birth and death (the last will).
+_BOOT = ("boot", INT, None, 0, MAX_COUNT, REQUIRED, "reboots, kept in flash")
+_CONN = ("conn", INT, None, 0, MAX_COUNT, REQUIRED, "connections since boot")
+CAPS_TABLE = (
+    ("codecs", LIST, None, ("codecs", STR, None, 1, 16, REQUIRED, "a codec"), 8, OPTIONAL,
+     "codecs it plays"),
+    ("sink", STR, None, 1, 16, OPTIONAL, "vs1053, i2s or sim"),
+    ("cache_free", INT, "B", 0, MAX_COUNT, OPTIONAL, "media cache free"),
+    ("cache_total", INT, "B", 0, MAX_COUNT, OPTIONAL, "what the media cache may hold"),
+    ("rates", LIST, None, ("rates", INT, "Hz", 8000, 48000, REQUIRED, "a rate"), 16, OPTIONAL,
+     "sample rates it plays"),
+    ("hb", INT, "s", 1, 86400, OPTIONAL, "heartbeat period (the offline allowance follows)"),
+)
+BIRTH_HEAD_TABLE = (
+    _V,
+    ("k", ONE_OF, None, (BIRTH,), None, REQUIRED, "birth"),
+    ("dev", ID, None, None, None, REQUIRED, "device id"),
+    _BOOT,
+    _CONN,
+    ("fw", STR, None, 1, 64, OPTIONAL, "firmware version"),
+    ("caps", OBJECT, None, CAPS_TABLE, None, OPTIONAL, "capabilities (below)"),
+    ("link", STR, None, 1, 16, OPTIONAL, "wifi, eth, ppp or sim"),
+)
+# How this boot came about and what it recovered from (values below the table in the docs).
+BIRTH_BOOT_TABLE = (
+    ("reset", STR, None, 1, 16, OPTIONAL, "why the board started"),
+    ("brownouts", INT, None, 0, MAX_COUNT, OPTIONAL, "brown-out resets seen on this flash"),
+    ("crashes", INT, None, 0, MAX_COUNT, OPTIONAL, "boots in a row that crashed (when > 0)"),
+    ("safe", STR, None, 1, 16, OPTIONAL, "safe mode and why (in safe mode)"),
+    ("config", STR, None, 1, 32, OPTIONAL, "the fallback config file in use"),
+    ("config_error", STR, None, 1, 128, OPTIONAL, "why config.json was refused"),
+    ("state", STR, None, 1, 8, OPTIONAL, "the state copy recovered from, or lost"),
+    ("rebooted", STR, None, 1, 16, OPTIONAL, "why the firmware last rebooted itself"),
+)
+BIRTH_TABLE = BIRTH_HEAD_TABLE + BIRTH_BOOT_TABLE
+BIRTH_FIELDS = names(BIRTH_HEAD_TABLE)
+BIRTH_BOOT_FIELDS = names(BIRTH_BOOT_TABLE)
+DEATH_TABLE = (
+    _V,
+    ("k", ONE_OF, None, (DEATH,), None, REQUIRED, "death"),
+    ("dev", ID, None, None, None, REQUIRED, "device id"),
+    _BOOT,
+    _CONN,
+)
+_SESSION_TABLE = (_BOOT, _CONN)
+
+# Heartbeat (.../hb): keys short because 4G is paid per byte; IF_SET fields are left out at 0.
+HEARTBEAT_TABLE = (
+    _V,
+    _BOOT,
+    _CONN,
+    ("up", INT, "s", 0, MAX_COUNT, REQUIRED, "uptime"),
+    ("heap", INT, "B", 0, MAX_COUNT, OPTIONAL, "free heap"),
+    ("vol", INT, None, 0, 100, OPTIONAL, "default volume"),
+    ("cu", INT, "B", 0, MAX_COUNT, OPTIONAL, "media cache used"),
+    ("off", INT, "ms", -MAX_TIME_MS, MAX_TIME_MS, OPTIONAL, "clock offset (network - local)"),
+    ("amp", INT, None, 0, 1, OPTIONAL, "amplifier relay on"),
+    ("mains", INT, None, 0, 1, OPTIONAL, "mains present (0: on battery; none: unknown)"),
+    ("dc", NUMBER, "V", 0, 100, OPTIONAL, "DC supply (none: unknown)"),
+    ("ln", STR, None, 1, 16, IF_SET, "link type"),
+    ("rssi", NUMBER, "dBm", -200, 50, IF_SET, "link signal"),
+    ("af", INT, None, 0, 1, IF_SET, "amplifier fault"),
+    ("sy", INT, None, 0, 1, IF_SET, "clock synced"),
+    ("play", ID, None, None, None, IF_SET, "broadcast id playing now"),
+    ("rej", INT, None, 0, MAX_COUNT, IF_SET, "commands rejected since boot"),
+    ("mal", INT, None, 0, MAX_COUNT, IF_SET, "malformed messages dropped since boot"),
+    ("temp", NUMBER, "°C", -100, 200, IF_SET, "MCU temperature"),
+    ("err", INT, None, 0, MAX_COUNT, IF_SET, "errors the shell caught since boot"),
+)
+
+# Events (.../evt): an envelope, then the fields of its kind. What the firmware sends:
+# firmware/core.py, _ack and the _event call sites.
+EVENT_TABLE = (
+    _V,
+    ("seq", INT, None, 0, MAX_COUNT, REQUIRED, "event number of this device (grows across "
+     "reboots)"),
+    ("k", ONE_OF, None, EVENTS, None, REQUIRED, "event kind"),
+    ("t", INT, "net ms", 0, MAX_TIME_MS, REQUIRED, "when it happened"),
+)
+_REASON = ("reason", STR, None, 1, 128, OPTIONAL, "why")
+_BID = ("bid", ID, None, None, None, OPTIONAL, "broadcast id")
+_ITEM = ("item", ID, None, None, None, OPTIONAL, "media item id (a play)")
+_SID = ("sid", ID, None, None, None, OPTIONAL, "stream id (a stream)")
+EVENT_FIELDS = {
+    EV_ACK: (
+        ("cmd", STR, None, 1, 64, OPTIONAL, "command id (none: unreadable)"),
+        ("ok", BOOL, None, None, None, REQUIRED, "accepted"),
+        ("reason", STR, None, 1, 128, OPTIONAL, "why refused (when not ok)"),
+    ),
+    EV_REJECTED: (
+        ("topic", STR, None, 1, 16, OPTIONAL, "topic leaf: cmd, time, stream"),
+        ("reason", STR, None, 1, 128, OPTIONAL, "the ProtocolError reason"),
+    ),
+    EV_FETCHED: (
+        ("item", ID, None, None, None, REQUIRED, "media item id"),
+        ("sha", HEX64, None, None, None, REQUIRED, "SHA-256 of what is now cached"),
+    ),
+    EV_FETCH_FAILED: (
+        ("item", ID, None, None, None, REQUIRED, "media item id"),
+        ("sha", HEX64, None, None, None, OPTIONAL, "SHA-256 asked for"),
+        _REASON,
+    ),
+    EV_STARTED: (
+        _BID,
+        _ITEM,
+        _SID,
+        ("at", INT, "net ms", 0, MAX_TIME_MS, OPTIONAL, "scheduled start"),
+        ("skip", INT, "ms", 0, MAX_COUNT, OPTIONAL, "audio skipped by a late start"),
+    ),
+    EV_ENDED: (
+        _BID,
+        _ITEM,
+        _SID,
+        ("reason", ONE_OF, None, END_REASONS, None, REQUIRED, "how it ended"),
+        ("played", INT, "ms", 0, MAX_COUNT, OPTIONAL, "audio heard"),
+        ("detail", STR, None, 1, 128, OPTIONAL, "why it failed"),
+    ),
+}
 
 
-def need_int(obj, key, lo=None, hi=None, optional=False):
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not _is_int(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ProtocolError("bad-field", key)
-    return value
-
-
-def need_number(obj, key, lo, hi, optional=False):
-    """An int or a finite float within [lo, hi] (NaN compares false both ways: refused)."""
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not lo <= value <= hi):
-        raise ProtocolError("bad-field", key)
-    return value
-
-
-def need_str(obj, key, optional=False, max_len=512):
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise ProtocolError("bad-field", key)
-    return value
-
-
-def need_id(obj, key, optional=False):
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if not valid_id(value):
-        raise ProtocolError("bad-field", key)
-    return value
-
-
-def _check_media(a):
-    need_id(a, "item")
-    need_str(a, "url")
-    sha = need_str(a, "sha")
-    if len(sha) != 64:
-        raise ProtocolError("bad-field", "sha")
-    need_int(a, "size", 1)
-    need_int(a, "dur", 1)
-    if a.get("codec") not in CODECS:
-        raise ProtocolError("bad-field", "codec")
-    need_int(a, "rate", 8000, 48000)
-
-
-def _check_play(a):
-    need_id(a, "bid")
-    _check_media(a)
-    need_int(a, "at", 0, optional=True)
-    need_int(a, "prio", PRIO_NORMAL, PRIO_EMERGENCY)
-    need_int(a, "vol", 0, 100, optional=True)
-
+# -- validation (thin wrappers over protocol.fields.check_fields) ---------------------------
 
 def check_args(kind, a):
-    """Validate a command's arguments; raise ProtocolError("bad-args"/"bad-field")."""
+    """Validate a command's arguments in place; raise ProtocolError("bad-args"/"bad-field")."""
     if not isinstance(a, dict):
         raise ProtocolError("bad-args", "not an object")
-    if kind == PLAY:
-        _check_play(a)
-    elif kind == FETCH:
-        _check_media(a)
-    elif kind == STREAM:
-        need_id(a, "bid")
-        need_id(a, "sid")
-        need_int(a, "sno", 0, 0xFFFFFFFF)
-        key = need_str(a, "key")
-        if len(key) != 64:
-            raise ProtocolError("bad-field", "key")
-        if a.get("codec") not in CODECS:
-            raise ProtocolError("bad-field", "codec")
-        need_int(a, "rate", 8000, 48000)
-        need_int(a, "prio", PRIO_NORMAL, PRIO_EMERGENCY)
-        need_int(a, "vol", 0, 100, optional=True)
-        need_int(a, "until", 0, optional=True)
-    elif kind == STOP:
-        need_id(a, "bid", optional=True)
-    elif kind == VOLUME:
-        need_int(a, "vol", 0, 100)
-    elif kind == IDENTIFY:
-        need_int(a, "secs", 1, 600, optional=True)
-    elif kind == SCHEDULE:
-        need_int(a, "from", 0)
-        need_int(a, "to", 0)
-        items = a.get("items")
-        if not isinstance(items, list) or len(items) > MAX_SCHEDULE_ITEMS:
-            raise ProtocolError("bad-field", "items")
-        for item in items:
-            if not isinstance(item, dict):
-                raise ProtocolError("bad-field", "items")
-            _check_play(item)
-            if item.get("at") is None:
-                raise ProtocolError("bad-field", "at")
-    elif kind == REBOOT:
-        pass
-    else:
+    table = COMMAND_ARGS.get(kind) if isinstance(kind, str) else None
+    if table is None:
         raise ProtocolError("bad-args", "unknown command %s" % kind)
+    check_fields(table, a)
 
 
 # -- commands ------------------------------------------------------------------------------
 
 def command_body(device, kind, args, ctr, exp, cmd_id):
     """The JSON body of a command, before signing."""
-    return encode({"v": PROTOCOL_VERSION, "dev": device, "id": cmd_id, "ctr": ctr,
-                   "exp": exp, "k": kind, "a": args})
+    return encode(build(COMMAND_TABLE, {"dev": device, "id": cmd_id, "ctr": ctr, "exp": exp,
+                                        "k": kind, "a": args}))
 
 
 def sign_command(key, device, kind, args, ctr, exp, cmd_id):
@@ -224,18 +354,19 @@ def open_command(key, payload, device):
 
     Raises ProtocolError with reason "malformed", "bad-signature", "wrong-device",
     "bad-field" or "bad-args". Replay (counter) and expiry are checked by the receiver's
-    core, which holds the last counter and the clock.
+    core, which holds the last counter and the clock. Checked in place: fields the table
+    does not name are left in the dict, and nothing reads them.
     """
     cmd = decode(open_sealed(key, payload))
     if cmd.get("dev") != device:
         raise ProtocolError("wrong-device")
-    need_str(cmd, "id", max_len=64)
-    need_int(cmd, "ctr", 1)
-    need_int(cmd, "exp", 0)
     kind = cmd.get("k")
     if kind not in COMMANDS:
         raise ProtocolError("bad-args", "unknown command")
-    check_args(kind, cmd.get("a"))
+    if not isinstance(cmd.get("a"), dict):
+        raise ProtocolError("bad-args", "not an object")
+    check_fields(COMMAND_TABLE, cmd)
+    check_args(kind, cmd["a"])
     return cmd
 
 
@@ -243,42 +374,29 @@ def open_command(key, payload, device):
 
 def time_request(t0):
     """Receiver -> head-end: ``t0`` is the receiver's monotonic ms when sent."""
-    return encode({"v": PROTOCOL_VERSION, "t0": t0})
+    return encode(build(TIME_REQUEST_TABLE, {"t0": t0}))
 
 
 def open_time_request(payload):
     """The receiver's ``t0`` from a time request; ProtocolError if it is malformed."""
-    return need_int(decode(payload), "t0")
+    return check_fields(TIME_REQUEST_TABLE, decode(payload))["t0"]
 
 
 def time_reply(key, device, t0, t1, t2):
     """Head-end -> receiver, signed: t1 when the request arrived, t2 when the reply left."""
-    return seal(key, encode({"v": PROTOCOL_VERSION, "dev": device, "t0": t0, "t1": t1, "t2": t2}))
+    return seal(key, encode(build(TIME_REPLY_TABLE, {"dev": device, "t0": t0, "t1": t1,
+                                                     "t2": t2})))
 
 
 def open_time_reply(key, payload, device):
     body = decode(open_sealed(key, payload))
     if body.get("dev") != device:
         raise ProtocolError("wrong-device")
-    return need_int(body, "t0"), need_int(body, "t1", 0), need_int(body, "t2", 0)
+    check_fields(TIME_REPLY_TABLE, body)
+    return body["t0"], body["t1"], body["t2"]
 
 
 # -- presence, heartbeat, events -----------------------------------------------------------
-
-# The birth's fields (docs/protocol.md, "Presence", has a row for each): the session and what
-# the receiver is, then BIRTH_BOOT_FIELDS, how this boot came about and what it recovered from.
-BIRTH_FIELDS = ("v", "k", "dev", "boot", "conn", "fw", "caps", "link")
-BIRTH_BOOT_FIELDS = (
-    "reset",         # str: why the board started (Platform.reset_cause(): "power-on", ...)
-    "brownouts",     # int: brown-out resets seen on this flash
-    "crashes",       # int: boots in a row that crashed before this one (left out when 0)
-    "safe",          # str: safe mode and why ("crash-loop"); left out when not in safe mode
-    "config",        # str: the fallback config file in use ("config.good.json"), if any
-    "config_error",  # str: why config.json was refused, with "config"
-    "state",         # str: the state copy recovered from ("tmp", "bak") or "lost", if any
-    "rebooted",      # str: why the firmware rebooted itself last ("command", "offline")
-)
-
 
 def birth(device, boot, conn, fw, caps, link, boot_info=None):
     """Retained on .../status when the receiver connects (Sparkplug-style birth).
@@ -287,85 +405,59 @@ def birth(device, boot, conn, fw, caps, link, boot_info=None):
     head-end can tell a stale death (an older session's will) from a current one.
     ``boot_info``: a dict of BIRTH_BOOT_FIELDS; a None value is left out.
     """
-    msg = {"v": PROTOCOL_VERSION, "k": "birth", "dev": device, "boot": boot, "conn": conn,
-           "fw": fw, "caps": caps, "link": link}
-    for name in boot_info or ():
-        if name not in BIRTH_BOOT_FIELDS:
-            raise ValueError("not a birth field: %s" % name)
-        if boot_info[name] is not None:
-            msg[name] = boot_info[name]
-    return encode(msg)
+    msg = build(BIRTH_HEAD_TABLE, {"k": BIRTH, "dev": device, "boot": boot, "conn": conn,
+                                   "fw": fw, "caps": caps, "link": link})
+    return encode(build(BIRTH_BOOT_TABLE, boot_info or {}, msg))
 
 
 def death(device, boot, conn):
     """The last will on .../status (retained), published by the broker when the link dies."""
-    return encode({"v": PROTOCOL_VERSION, "k": "death", "dev": device, "boot": boot,
-                   "conn": conn})
+    return encode(build(DEATH_TABLE, {"k": DEATH, "dev": device, "boot": boot, "conn": conn}))
+
+
+def check_status(msg):
+    """A birth or death checked (boot and conn strictly, the rest leniently: presence must not
+    be lost to one bad capability); only its table's fields are kept."""
+    kind = msg.get("k")
+    if kind == BIRTH:
+        return check_fields(BIRTH_TABLE, msg, True, True)
+    if kind == DEATH:
+        return check_fields(DEATH_TABLE, msg, True, True)
+    raise ProtocolError("bad-field", "k")
 
 
 def session_of(msg):
     """The (boot, conn) pair of a birth, death or heartbeat, for comparing sessions."""
-    return (need_int(msg, "boot", 0, MAX_COUNT), need_int(msg, "conn", 0, MAX_COUNT))
+    check_fields(_SESSION_TABLE, msg)
+    return (msg["boot"], msg["conn"])
 
 
-# The heartbeat's fields (firmware/shell.py builds it; docs/protocol.md, "Heartbeat"): name ->
-# (kind, low, high) where kind is "int", "num" (int or float), "str" (high = longest) or "id".
-# The head-end keeps only these, each checked; boot, conn and up are required.
-HEARTBEAT_FIELDS = {
-    "boot": ("int", 0, MAX_COUNT), "conn": ("int", 0, MAX_COUNT),
-    "up": ("int", 0, MAX_COUNT),            # s since boot
-    "heap": ("int", 0, MAX_COUNT),          # free bytes
-    "vol": ("int", 0, 100),
-    "cu": ("int", 0, MAX_COUNT),            # cache used, bytes
-    "off": ("int", -MAX_TIME_MS, MAX_TIME_MS),  # clock offset ms (network - local)
-    "amp": ("int", 0, 1), "mains": ("int", 0, 1), "af": ("int", 0, 1), "sy": ("int", 0, 1),
-    "dc": ("num", 0, 100),                  # supply volts
-    "ln": ("str", 0, 16),                   # link type
-    "rssi": ("num", -200, 50),              # dBm
-    "play": ("id", 0, 0),                   # bid playing
-    "rej": ("int", 0, MAX_COUNT), "mal": ("int", 0, MAX_COUNT),
-    "temp": ("num", -100, 200),             # MCU degrees C
-}
-HEARTBEAT_REQUIRED = ("boot", "conn", "up")
+def heartbeat(fields):
+    """The heartbeat payload (bytes) from ``fields`` (HEARTBEAT_TABLE names): a None value is
+    left out, and so is an IF_SET field at 0."""
+    return encode(build(HEARTBEAT_TABLE, fields))
 
 
 def check_heartbeat(msg):
     """The heartbeat's known fields, each checked (ProtocolError("bad-field") if one is out of
     bounds or a required one is missing); fields this version does not know are left out."""
-    out = {"v": PROTOCOL_VERSION}
-    for name in HEARTBEAT_FIELDS:
-        kind, lo, hi = HEARTBEAT_FIELDS[name]
-        optional = name not in HEARTBEAT_REQUIRED
-        if kind == "int":
-            value = need_int(msg, name, lo, hi, optional)
-        elif kind == "num":
-            value = need_number(msg, name, lo, hi, optional)
-        elif kind == "str":
-            value = need_str(msg, name, optional, hi)
-        else:
-            value = need_id(msg, name, optional)
-        if value is not None:
-            out[name] = value
-    return out
+    return check_fields(HEARTBEAT_TABLE, msg, True)
 
 
 def event(seq, kind, t, fields):
-    """A receiver event. ``seq`` grows across reboots, so (device, seq) names it for dedup."""
-    msg = {"v": PROTOCOL_VERSION, "seq": seq, "k": kind, "t": t}
-    for name in fields:
-        msg[name] = fields[name]
-    return msg
+    """A receiver event (a dict: the outbox keeps it until the broker has it). ``seq`` grows
+    across reboots, so (device, seq) names it for dedup. ``fields``: the kind's
+    (EVENT_FIELDS); a None stays null ("at": null, as soon as ready), long texts are cut to
+    their limit."""
+    msg = build(EVENT_TABLE, {"seq": seq, "k": kind, "t": t})
+    return build(EVENT_FIELDS[kind], fields, msg, True)
 
 
 def check_event(msg):
-    need_int(msg, "seq", 0, MAX_COUNT)
-    need_int(msg, "t", 0, MAX_TIME_MS)
-    kind = msg.get("k")
-    if kind not in EVENTS:
-        raise ProtocolError("bad-field", "k")
-    if kind == EV_ENDED and msg.get("reason") not in END_REASONS:
-        raise ProtocolError("bad-field", "reason")
-    return msg
+    """An event checked: the envelope strictly, the kind's fields leniently (a bad optional
+    field is left out, never the proof of play); only known fields are kept."""
+    out = check_fields(EVENT_TABLE, msg, True)
+    return check_fields(EVENT_FIELDS[out["k"]], msg, True, True, out)
 
 
 # -- reports: receiver -> head-end, authenticated -------------------------------------------

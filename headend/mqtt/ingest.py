@@ -40,7 +40,7 @@ from headend.models import (
 )
 from headend.services.broadcasts import commands_for_returning, finish_overdue, refresh_states
 from headend.settings import Settings
-from protocol import messages, topics
+from protocol import messages, presence, topics
 from protocol.errors import ProtocolError
 from protocol.signing import key_from_hex
 
@@ -162,15 +162,15 @@ def _finite(msg: Any) -> bool:
 
 
 def _validated(leaf: str, msg: dict[str, Any]) -> dict[str, Any]:
-    """An authentic report checked against its kind's fields, before anything looks at it."""
+    """An authentic report checked against its kind's field table (protocol/messages.py),
+    before anything looks at it; only the fields the table names, each checked, go on."""
     if not _finite(msg):
         raise ProtocolError("bad-field", "not a finite number")
     if leaf == topics.HEARTBEAT:
         return messages.check_heartbeat(msg)
     if leaf == topics.EVENT:
         return messages.check_event(msg)
-    messages.session_of(msg)
-    return msg
+    return messages.check_status(msg)
 
 
 def _apply_all(batch: _Batch, decoded, event_handler) -> None:
@@ -213,7 +213,7 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
     session = messages.session_of(msg)
     known = _session_key(receiver)
     kind = msg.get("k")
-    if kind == "birth":
+    if kind == messages.BIRTH:
         # A birth is only ever sent by a live connection (or retained from the latest one), so
         # it is always current; a lower session than known means the board was reset or
         # re-flashed (its boot counter restarted), not an old message.
@@ -232,17 +232,17 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
         receiver.link = fit_text(link, 16) if isinstance(link, str) else None
         new_session = session != known
         receiver.session_boot, receiver.session_conn = session
-        batch.result.stats["birth"] += 1
+        batch.result.stats[messages.BIRTH] += 1
         if new_session or not receiver.online:
             _come_online(batch, receiver)
         return True
-    if kind == "death":
+    if kind == messages.DEATH:
         if known is not None and session < known:
             # The will of an older connection, published after the receiver already came
             # back: it must not mark a live receiver offline.
             batch.result.stats["stale_death"] += 1
             return False
-        batch.result.stats["death"] += 1
+        batch.result.stats[messages.DEATH] += 1
         receiver.session_boot, receiver.session_conn = session
         if receiver.online:
             batch.result.went_offline.append(receiver.id)
@@ -290,15 +290,17 @@ def _int_or(value: Any, default: int) -> int:
 
 
 def offline_allowance_s(settings: Settings, capabilities: Any) -> float:
-    """How long a receiver may be silent before it counts as offline.
+    """How long a receiver may be silent before it counts as offline (protocol/presence.py).
 
-    ``offline_after_s`` suits the default 30 s heartbeat (45 s to notice, sweep included); a
-    receiver that declared a longer period in its birth (``caps.hb``, e.g. 60 s on a paid 4G
-    link) gets 1.4 periods, so one late heartbeat never flaps it offline.
+    ``offline_after_s`` is the allowance at the default 30 s heartbeat (1.4 periods: 42 s, 44 s
+    to notice with the sweep); a receiver that declared a longer period in its birth
+    (``caps.hb``, e.g. 60 s on a paid 4G link) gets 1.4 of its own periods, so one late
+    heartbeat never flaps it offline.
     """
     period = capabilities.get("hb") if isinstance(capabilities, dict) else None
+    # Checked at ingest; a row stored by an older head-end may still hold anything.
     if isinstance(period, int | float) and not isinstance(period, bool) and period > 0:
-        return max(settings.offline_after_s, 1.4 * period)
+        return max(settings.offline_after_s, presence.offline_allowance_s(period))
     return settings.offline_after_s
 
 
