@@ -86,7 +86,7 @@ class Operator:
         self._ids = itertools.count(1)
         self.events = []          # Received, leaf "evt"
         self._events_by_device = {}
-        self.births = []          # Received, leaf "status", k == "birth"
+        self.births = []          # Received, leaf "status", k == messages.BIRTH
         self.deaths = []
         self.heartbeats = {}      # device -> last Received heartbeat
         self.time_requests = 0
@@ -161,7 +161,7 @@ class Operator:
             elif leaf == topics.HEARTBEAT:
                 self.heartbeats[device] = received
             elif leaf == topics.STATUS:
-                (self.births if msg.get("k") == "birth" else self.deaths).append(received)
+                (self.births if msg.get("k") == messages.BIRTH else self.deaths).append(received)
 
     def _answer_time(self, device, payload, arrived):
         info = self.devices.get(device)
