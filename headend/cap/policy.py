@@ -28,8 +28,9 @@ The rules, in the order they are applied (the first that applies gives the reaso
 9. status Exercise: as above, with ``receiver_flag="exercise"``: it airs only on receivers
    marked for exercises; the caller logs it ("no-exercise-receivers") when there are none.
 
-A reference matches a running alert only when both its identifier and its sender do: one
-agency cannot replace or cancel another's alert by reusing an identifier.
+A reference matches a running alert only when its identifier and its sender do, and the
+referencing message comes from that same sender: an agency updates and cancels its own alerts
+only, never another's (an operator can still stop any alert from the emergency page).
 """
 
 from collections.abc import Callable, Iterable, Mapping
@@ -242,11 +243,12 @@ def _lookup(running) -> Callable[[str], RunningAlert | None]:
 
 
 def _referenced(alert: Alert, find) -> tuple[RunningAlert, ...]:
+    """The running alerts ``alert`` references that its own sender sent."""
     found = []
     for reference in alert.references:
         candidate = find(reference.identifier)
-        if candidate is not None and candidate.sender == reference.sender \
-                and candidate not in found:
+        if (candidate is not None and candidate.sender == reference.sender == alert.sender
+                and candidate not in found):
             found.append(candidate)
     return tuple(found)
 
