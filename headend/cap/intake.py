@@ -49,7 +49,8 @@ def receive_cap(body: bytes, *, zones: Iterable[Zone], policy: SitePolicy,
                 ) -> CapResult:
     """Parse ``body`` (raises CapError), decide, and select the zones the alert's area touches.
     An alert that would air but touches no zone, or an exercise whose zones have no receiver
-    marked for exercises, becomes a log entry with that reason."""
+    marked for exercises, becomes a log entry with that reason ("no-zones",
+    "no-exercise-receivers"); an update in that case stops the alert it replaces."""
     alert = parse_cap(body)
     decision = decide(alert, policy, running, now)
     selected = ()
@@ -59,6 +60,6 @@ def receive_cap(body: bytes, *, zones: Iterable[Zone], policy: SitePolicy,
             decision = decision.nothing_to_air("no-zones")
         elif decision.receiver_flag == "exercise" and not has_exercise_receivers(selected):
             decision = decision.nothing_to_air("no-exercise-receivers")
-        if not decision.will_air:
+        if not decision.will_air or decision.action == "stop":
             selected = ()
     return CapResult(alert=alert, decision=decision, zones=selected)

@@ -20,8 +20,10 @@ The rules, in the order they are applied (the first that applies gives the reaso
 6. The alert's own identifier already running from the same sender: logged ("duplicate"), so
    a message fetched twice never plays twice.
 7. Update: replaces ("replace") the running alerts it references, so the new text takes the
-   old one's place instead of playing beside it; referencing nothing running: logged
-   ("no-reference" / "unknown-reference"). Alert: a new alert ("new").
+   old one's place instead of playing beside it (an update that waits for confirmation leaves
+   the old one playing until then; one whose area no longer touches any zone stops it);
+   referencing nothing running: logged ("no-reference" / "unknown-reference"). Alert: a new
+   alert ("new").
 8. Which of aired / queued: the info's (severity, urgency, certainty) against the site's
    automatic rules: matching airs at once ("automatic"), anything else waits for an
    operator's one-click confirmation ("needs-confirmation").
@@ -204,13 +206,16 @@ class Decision:
         return self.outcome in ("aired", "queued")
 
     def nothing_to_air(self, reason: str) -> "Decision":
-        """This decision turned into a log entry, when the caller finds nothing to air it on
-        (no zone matched: "no-zones"; an exercise and no exercise receiver:
-        "no-exercise-receivers"). A stop is never turned into a log entry."""
+        """This decision when the caller finds nothing to air it on (no zone matched:
+        "no-zones"; an exercise and no exercise receiver: "no-exercise-receivers"): a new
+        alert becomes a log entry; a replacement still stops what it replaces (the sender
+        superseded it, with an area that no longer covers this commune); a stop stays."""
         if reason not in REASON_NAMES:
             raise ValueError("unknown reason %r" % reason)
         if self.action == "stop" or not self.will_air:
             return self
+        if self.action == "replace":
+            return replace(self, outcome="aired", reason=reason, action="stop")
         return replace(self, outcome="logged", reason=reason, action=None, targets=())
 
     def refusal(self) -> CapError | None:

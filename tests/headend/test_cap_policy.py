@@ -62,6 +62,9 @@ TABLE = [
     ("update needing confirmation", cap_alert(**UPDATE, infos=(cap_info(severity="Minor"),)),
      {RUNNING.identifier: RUNNING},
      "queued", "needs-confirmation", "replace", [RUNNING.identifier], ["van-lam"], None),
+    ("update moving the area away", cap_alert(**UPDATE, infos=(cap_info(areas=(cap_area(
+        polygons=(HUE_POLYGON,)),)),)), {RUNNING.identifier: RUNNING},
+     "aired", "no-zones", "stop", [RUNNING.identifier], [], None),
     ("update of nothing running", cap_alert(**UPDATE), {},
      "logged", "unknown-reference", None, [], [], None),
     ("update without references", cap_alert(identifier="KTTV-NB-2026-0002", msg_type="Update"),
