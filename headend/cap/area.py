@@ -198,7 +198,25 @@ def _azimuthal_equidistant(centre: Circle):
     return project
 
 
-def _circle_touches(circle: Circle, outline) -> bool:
+def _circle_bounds(circle: Circle):
+    """(min_lon, min_lat, max_lon, max_lat) in degrees around the circle, a little wide, or
+    None when it reaches a pole or half the globe (no cheap test then)."""
+    reach = math.degrees(circle.radius_km / EARTH_RADIUS_KM) * 1.01 + 1e-6
+    if abs(circle.lat) + reach >= 89.0:
+        return None
+    # the widest longitude a spherical cap reaches, from its centre's latitude
+    ratio = math.sin(math.radians(reach)) / math.cos(math.radians(circle.lat))
+    if ratio >= 1.0:
+        return None
+    spread = math.degrees(math.asin(ratio)) * 1.01 + 1e-6
+    return (circle.lon - spread, circle.lat - reach, circle.lon + spread, circle.lat + reach)
+
+
+def _circle_touches(circle: Circle, bounds, outline) -> bool:
+    if bounds is not None:
+        west, south, east, north = outline.bounds
+        if east < bounds[0] or west > bounds[2] or north < bounds[1] or south > bounds[3]:
+            return False
     project = _azimuthal_equidistant(circle)
     vertices = project(np.asarray(shapely.get_coordinates(outline)))
     farthest = float(np.max(np.hypot(vertices[:, 0], vertices[:, 1])))
@@ -209,22 +227,25 @@ def _circle_touches(circle: Circle, outline) -> bool:
     return projected.distance(Point(0.0, 0.0)) <= circle.radius_km
 
 
-def area_touches_zone(area, zone: Zone) -> bool:
-    """Whether one CAP area (an object with ``polygons``, ``circles`` and ``geocodes``, as
-    parse.py makes) touches ``zone``."""
-    if zone.geocodes and any(pair in zone.geocodes for pair in area.geocodes):
-        return True
-    if zone.polygon is None:
-        return False
-    outline = _shape(zone.polygon)
-    if any(_shape(polygon).intersects(outline) for polygon in area.polygons):
-        return True
-    return any(_circle_touches(circle, outline) for circle in area.circles)
-
-
 def select_zones(areas: Iterable, zones: Iterable[Zone]) -> tuple[str, ...]:
-    """The ids of the zones any of ``areas`` touches, in the order ``zones`` came. An empty
-    tuple means nothing matched: nothing airs, and the caller tells the operator."""
+    """The ids of the zones any of ``areas`` touches, in the order ``zones`` came. ``areas``
+    are objects with ``polygons``, ``circles`` and ``geocodes``, as parse.py makes them. An
+    empty tuple means nothing matched: nothing airs, and the caller tells the operator."""
     areas = tuple(areas)
-    return tuple(zone.zone_id for zone in zones
-                 if any(area_touches_zone(area, zone) for area in areas))
+    geocodes = {pair for area in areas for pair in area.geocodes}
+    polygons = [_shape(polygon) for area in areas for polygon in area.polygons]
+    for polygon in polygons:
+        shapely.prepare(polygon)  # each is tested against every zone
+    circles = [(circle, _circle_bounds(circle)) for area in areas for circle in area.circles]
+    selected = []
+    for zone in zones:
+        if geocodes.intersection(zone.geocodes):
+            selected.append(zone.zone_id)
+            continue
+        if zone.polygon is None:
+            continue
+        outline = _shape(zone.polygon)
+        if any(polygon.intersects(outline) for polygon in polygons) or any(
+                _circle_touches(circle, bounds, outline) for circle, bounds in circles):
+            selected.append(zone.zone_id)
+    return tuple(selected)

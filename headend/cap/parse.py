@@ -12,7 +12,8 @@ The steps, each a refusal of its own:
    times with seconds and an offset;
 6. what the schema cannot say ("invalid-cap"): identifiers without spaces or commas,
    references as sender,identifier,sent triples, polygons closed with at least four points in
-   range, circles "lat,lon radius_km", derefUri as base64 whose SHA-1 matches ``digest``.
+   range, circles "lat,lon radius_km", at most MAX_AREA_SHAPES polygons and circles, derefUri
+   as base64 whose SHA-1 matches ``digest``.
 
 Times are aware datetimes in UTC. Whether an alert has expired depends on the clock, so
 policy.py decides that, not the parser.
@@ -34,6 +35,9 @@ from headend.cap.errors import CapError, CapTooLarge
 from headend.cap.schema import CAP_NAMESPACE, validate_cap
 
 MAX_CAP_BYTES = 256 * 1024
+# Polygons and circles in one alert: real alerts carry a handful; the bound keeps the zone
+# selection (each shape against each zone) well under a second.
+MAX_AREA_SHAPES = 200
 # alert/info/area/geocode/value is the deepest CAP path; a signature may nest a little more.
 MAX_DEPTH = 12
 DEFAULT_LANGUAGE = "en-US"  # CAP 1.2: an info without <language> is in en-US
@@ -280,6 +284,14 @@ def _info(element) -> Info:
     )
 
 
+def _check_area_shapes(root) -> None:
+    shapes = sum(1 for _ in root.iterfind("%sinfo/%sarea/%spolygon" % (_NS, _NS, _NS))) + sum(
+        1 for _ in root.iterfind("%sinfo/%sarea/%scircle" % (_NS, _NS, _NS)))
+    if shapes > MAX_AREA_SHAPES:
+        raise CapError("invalid-cap", "%d polygons and circles, at most %d are accepted"
+                       % (shapes, MAX_AREA_SHAPES))
+
+
 def _alert(root) -> Alert:
     return Alert(
         identifier=_identifier(root, "identifier"),
@@ -318,4 +330,5 @@ def parse_cap(data: bytes) -> Alert:
                            % namespace.rsplit(":", 1)[-1])
         raise CapError("not-cap", "the root element is %r, not a CAP 1.2 <alert>" % root.tag[:120])
     validate_cap(root)
+    _check_area_shapes(root)
     return _alert(root)

@@ -147,6 +147,8 @@ REFUSED = [
         "20.2167,105.9333 -2",)),)),)), "invalid-cap", "radius_km"),
     ("circle beyond the Earth", cap_alert(infos=(cap_info(areas=(cap_area(circles=(
         "20.2167,105.9333 30000",)),)),)), "invalid-cap", "Earth"),
+    ("too many circles", cap_alert(infos=(cap_info(areas=(cap_area(circles=(
+        "20.2167,105.9333 1",) * 201),)),)), "invalid-cap", "at most 200"),
     ("area without areaDesc", cap_alert(infos=(cap_info(areas=(
         "<area><polygon>20.2,105.9 20.2,106 20.3,106 20.2,105.9</polygon></area>",)),)),
      "invalid-cap", "areaDesc"),
