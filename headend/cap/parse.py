@@ -134,6 +134,8 @@ def _defused_root(data: bytes):
         raise CapError("forbidden-xml", type(error).__name__) from None
     except ParseError as error:
         raise CapError("malformed", str(error)) from None
+    except LookupError as error:  # an encoding="..." Python does not know
+        raise CapError("malformed", str(error)) from None
 
 
 def _check_depth(root) -> None:

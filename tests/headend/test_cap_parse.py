@@ -24,6 +24,8 @@ from cap_messages import (
     cap_resource,
     reference_to,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from headend.cap.area import Circle
 from headend.cap.errors import CapError
@@ -85,6 +87,8 @@ REFUSED = [
     ("truncated", cap_alert()[:300], "malformed", "well-formed"),
     ("not XML", b"this is not xml at all", "malformed", "well-formed"),
     ("not UTF-8", replaced(b"L\xc5\xa9 qu\xc3\xa9t", b"L\xff qu\xe9t"), "malformed", "well-formed"),
+    ("unknown encoding", replaced(b'encoding="UTF-8"', b'encoding="UTF-9"'), "malformed",
+     "unknown encoding"),
     ("external entity", EXTERNAL_ENTITY, "forbidden-xml", "DTD"),
     ("external DTD", EXTERNAL_DTD, "forbidden-xml", "DTD"),
     ("parameter entity", PARAMETER_ENTITY, "forbidden-xml", "DTD"),
@@ -371,3 +375,29 @@ def test_the_alert_is_immutable():
     with pytest.raises(AttributeError):
         alert.status = "Test"
     assert isinstance(alert.infos, tuple) and isinstance(alert.infos[0].areas, tuple)
+
+
+_VALID = cap_alert(
+    msg_type="Update", references=reference_to(), addresses='a "b c"',
+    infos=(cap_info(resources=(cap_resource(size=3, deref=base64.b64encode(b"abc").decode(),
+                                            digest=hashlib.sha1(b"abc").hexdigest()),),
+                    areas=(cap_area(polygons=("20.2,105.9 20.2,106 20.3,106 20.2,105.9",),
+                                    circles=("20.2,105.9 2",), geocodes=(("a", "b"),)),)),))
+_PIECES = [b"<", b">", b"&", b"&amp;", b"\x00", b"\xff", b",", b" ", b"-", b"+", b"9999", b"nan",
+           b"1e400", b"]]>", b"<![CDATA[x]]>", b"<!-- c -->", b"<?pi x?>", b"24:00:00",
+           b"UTF-9", b"<!DOCTYPE a>", b"</info>", b"<info>"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 4),
+                                st.sampled_from(_PIECES)), min_size=1, max_size=4))
+def test_a_damaged_message_is_refused_and_never_crashes(edits):
+    """Any damage to a valid message (bytes cut, markup or odd values put in) gives an Alert or
+    a CapError, nothing else."""
+    document = bytearray(_VALID)
+    for position, cut, piece in edits:
+        document[position:position + cut] = piece
+    try:
+        parse_cap(bytes(document))
+    except CapError as error:
+        assert error.code in ("malformed", "forbidden-xml", "not-cap", "invalid-cap")
