@@ -524,18 +524,18 @@ async def test_a_torn_state_file_does_not_reopen_the_replay_window(tmp_path):
 
 
 async def test_a_full_flash_under_a_download_is_reported_as_no_space(tmp_path, monkeypatch):
-    from firmware import shell
+    from firmware import fetcher
 
     async def fills_up(open_connection, url, path, size, chunk=2048):
         with open(path, "wb") as f:
             f.write(b"\0" * 100)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shell, "download", fills_up)
+    monkeypatch.setattr(fetcher, "download", fills_up)
     rx = make_receiver(tmp_path)
     task = await started(rx)
     rx._on_message(TOPIC + "cmd", Head().cmd(M.FETCH, fetch_args()), False)
-    # (Three attempts, 6 s of back-off, when it is taken for a network error.)
+    # (A full flash gives up at once: retrying soon cannot mend it.)
     await until(lambda: any(e["k"] == "fetch_failed" for e in rx.mqtt.sent("evt")), 10)
     failed = [e for e in rx.mqtt.sent("evt") if e["k"] == "fetch_failed"][0]
     assert failed["reason"] == "no-space"
@@ -556,7 +556,7 @@ class SmallFlash(FakePlatform):
 
 async def test_the_cache_budget_comes_from_the_flash_not_only_from_cache_bytes(
         tmp_path, monkeypatch):
-    from firmware import shell
+    from firmware import fetcher
     from firmware.cache import RESERVE_BYTES
 
     downloads = []
@@ -565,7 +565,7 @@ async def test_the_cache_budget_comes_from_the_flash_not_only_from_cache_bytes(
         downloads.append(args)
         raise AssertionError("no download may start")
 
-    monkeypatch.setattr(shell, "download", never)
+    monkeypatch.setattr(fetcher, "download", never)
     board = SmallFlash(str(tmp_path), RESERVE_BYTES + 1000)
     rx = Receiver({"device": DEV, "site": SITE, "key": KEY_HEX,
                    "broker": {"host": "127.0.0.1"}, "heartbeat_s": 3600}, board,
