@@ -501,8 +501,7 @@ class Receiver:
             self._save_state(self.core.export_state())
         if step:
             self._apply(self.core.clock_stepped(now, step))
-        if not self.core.synced:
-            self._apply(self.core.set_synced(now))
+        self._apply(self.core.set_synced(now))  # the first time: held commands are judged
 
     async def _send_time_request(self):
         await self.mqtt.publish(self._t_treq, self.timesync.request(), 0)
@@ -510,9 +509,10 @@ class Receiver:
     # -- actions -------------------------------------------------------------------------
 
     def _apply(self, acts):
+        # What is due may have changed (even with no action now): recompute the next wake-up.
+        self._wake_scheduler()
         if not acts:
             return
-        self._wake_scheduler()  # the schedule may have changed: recompute its next wake-up
         starts = False
         for act in acts:
             if act[0] == C.START:

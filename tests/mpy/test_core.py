@@ -611,19 +611,6 @@ def test_live_waits_behind_emergency_while_the_stream_lives():
     assert starts(acts)[0][1].bid == "live1"
 
 
-def test_start_decided_ahead_then_preempted_in_the_lead_window():
-    # The shell ticks the core with the start time a little before it (the player then waits
-    # for the exact moment); a command arriving in that window still works.
-    core, head = new_core(), Head()
-    core.on_command(head.cmd(M.PLAY, media(bid="a", at=T0 + 1000)), T0)
-    assert starts(core.tick(T0 + 1000))  # called at T0 + 750 by the wall clock
-    acts = core.on_command(head.cmd(M.PLAY, media(bid="e", sha=SHA2,
-                                                  prio=M.PRIO_EMERGENCY)), T0 + 800)
-    ended = events(acts, M.EV_ENDED)[0]
-    assert ended["bid"] == "a" and ended["reason"] == "preempted" and ended["played"] == 0
-    assert core.current.bid == "e"
-
-
 def test_items_missed_while_powered_off_are_reported_after_boot():
     core, head = new_core(), Head()
     state = core.on_command(head.cmd(M.PLAY, media(bid="a", at=T0 + 1000, dur=5000)), T0)[-1][1]
