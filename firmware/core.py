@@ -25,7 +25,8 @@ Inputs::
     core.failed(item, now, detail)      the player could not play ``item``
     core.count(name)                    count something the shell dropped (malformed, ...)
 
-Queries: ``playing()``, ``needed_media()``, ``busy_within(now, ms)``.
+Queries: ``playing()``, ``needed_media()``, ``busy_within(now, ms)``; ``jitter`` holds the
+live frames of the stream that plays (the player takes them at their time).
 
 Actions are tuples whose first element names them::
 
