@@ -1,6 +1,6 @@
 """The firmware shell around the core on a real MicroPython asyncio (make test-micropython) and
 on CPython: one Receiver with a board of memory and a stand-in MQTT client that answers time
-requests like the head-end. It syncs, plays a cached ADPCM item at its time, and reports it.
+requests like the head-end. It syncs, plays a cached ADPCM item at its time (the amplifier relay settled before it), and reports it.
 
 Plain functions and asserts only (see tests/mpy/); tests/test_shell_receiver.py covers the
 shell in more depth on CPython.
@@ -77,6 +77,7 @@ class Board:
         self.storage_dir = storage_dir
         self.sink = MemorySink()
         self.amp = []
+        self.amp_at = []
 
     def ticks_ms(self):
         return ticks_ms()
@@ -101,6 +102,7 @@ class Board:
 
     def amplifier(self, on):
         self.amp.append(on)
+        self.amp_at.append(head_ms())
 
     def amplifier_fault(self):
         return False
@@ -199,6 +201,8 @@ async def test_receiver_syncs_plays_on_time_and_reports():
         assert opened[1:3] == ("adpcm", 16000)
         assert opened[4] >= at - 5  # not before its time (the player waits for it)
         assert ("close",) in board.sink.log and board.amp == [True, False]
+        # The relay closed amp_settle_ms (20) before the first sample, opened after the last.
+        assert opened[4] - board.amp_at[0] >= 20 - 1 and board.amp_at[1] >= opened[4]
         assert [e["k"] for e in rx.mqtt.events()] == ["ack", "started", "ended"]
         assert rx.mqtt.events()[-1]["reason"] == "finished"
     finally:
