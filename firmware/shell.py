@@ -146,7 +146,8 @@ class Receiver:
     queued), ``now()`` (network ms), ``local_ms()``,
     ``heartbeat()`` (the payload bytes), ``boot`` (boot count), ``boot_info`` (the birth's
     protocol.messages.BIRTH_BOOT_FIELDS: reset cause, brown-outs, crashes, fallbacks),
-    ``safe_mode`` (None, or why the receiver came up in safe mode).
+    ``safe_mode`` (None, or why the receiver came up in safe mode); its parts ``player``
+    (firmware/player.py), ``fetcher`` (firmware/fetcher.py), ``timesync`` (firmware/timesync.py).
     ``mqtt_factory(receiver, config, will)`` replaces the MQTT client in unit tests.
     """
 

@@ -1,6 +1,7 @@
 """The firmware shell around the core on a real MicroPython asyncio (make test-micropython) and
 on CPython: one Receiver with a board of memory and a stand-in MQTT client that answers time
-requests like the head-end. It syncs, plays a cached ADPCM item at its time (the amplifier relay settled before it), and reports it.
+requests like the head-end. It syncs, plays a cached ADPCM item at its time (the amplifier
+relay settled before it), and reports it.
 
 Plain functions and asserts only (see tests/mpy/); tests/test_shell_receiver.py covers the
 shell in more depth on CPython.
