@@ -10,8 +10,8 @@ Prints one JSON line::
 - ``vs1053_mp3``: ``VS1053Sink.write`` per MP3 frame (144-byte frames, 32 kbit/s, 16 kHz);
 - ``i2s_adpcm``: ``I2SAdpcmSink.write`` per 256-byte IMA-ADPCM block (decode, volume shift,
   hand-over to the I2S driver);
-- ``shell_mp3`` / ``shell_adpcm``: the shell's file loops (``Receiver._stream_mp3`` with
-  ``FrameReader``, ``Receiver._stream_adpcm`` with 2 KB reads) around each sink, per frame;
+- ``shell_mp3`` / ``shell_adpcm``: the player's file loops (``Player._stream_mp3`` with
+  ``FrameReader``, ``Player._stream_adpcm`` with 2 KB reads, firmware/player.py) around each sink, per frame;
 - ``vs1053_heap`` / ``i2s_heap``: bytes of heap each sink keeps from its construction (its
   preallocated buffers and views; the I2S DMA buffer is the driver's, outside this heap).
 

@@ -9,21 +9,40 @@ Inputs::
 
     core.on_command(payload, now)       a message on .../cmd (signed JSON, any bytes)
     core.on_frame(sid, payload, now)    a message on .../stream/{sid} (binary frame); no actions
-    core.tick(now)                      time passes (call at ``next_due`` or every few 100 ms)
+    core.tick(now)                      time passes (call at ``next_due(now)``, and every
+                                        second or so: a poll catches what no time names)
+    core.next_due(now)                  the network time of the next thing to do, or None
     core.set_synced(now)                the clock is synced: held commands are processed now,
                                         and from now on times are judged
-    core.media_ready(sha, now)          a fetch finished, hash checked
-    core.media_failed(sha, now, detail) a fetch gave up (retried after FETCH_RETRY_MS if needed)
+    core.clock_stepped(now, step_ms)    a time reply moved the clock by ``step_ms``: waits the
+                                        core is timing (sync cadence, fetch backoff, relay
+                                        settling) keep their length; start times do not move
+    core.link_up(now) / link_down(now)  the broker link came up / went down
+    core.media_ready(sha, now)          a fetch attempt finished, hash checked
+    core.media_failed(sha, now, detail) a fetch attempt failed (``detail``: why, short)
     core.media_evicted(sha)             the cache dropped an item
     core.finished(item, now)            the player played ``item`` to its end
     core.failed(item, now, detail)      the player could not play ``item``
     core.count(name)                    count something the shell dropped (malformed, ...)
 
+Queries: ``playing()``, ``needed_media()``, ``busy_within(now, ms)``; ``jitter`` holds the
+live frames of the stream that plays (the player takes them at their time).
+
 Actions are tuples whose first element names them::
 
-    (START, item, skip_ms, volume)   play ``item`` (schedule.Item) now, ``skip_ms`` into it
+    (START, item, skip_ms, volume, first_at)
+                                     play ``item`` (schedule.Item), ``skip_ms`` into it, its
+                                     first sample at network time ``first_at``, not before:
+                                     the item's own start (a scheduled item is handed over
+                                     ``START_LEAD_MS`` early, so the player can prepare and
+                                     wait for the exact moment) or the moment the amplifier
+                                     relay has settled, whichever is later
+    (AMP, on)                        switch the amplifier relay on (True) or off (False)
+    (SYNC_REQUEST,)                  send a time request (firmware/sync_cadence.py: when)
     (STOP, item, reason)             cut the playing ``item`` short (preempted, cancelled, ...)
-    (FETCH, media)                   fetch media (dict: item, url, sha, size, codec, rate, dur)
+    (FETCH, media)                   make one attempt to fetch media (dict: item, url, sha,
+                                     size, codec, rate, dur); answer with media_ready or
+                                     media_failed (firmware/fetch_policy.py: retries, give-up)
     (EVENT, msg)                     publish event ``msg`` (protocol.messages.event dict) on evt
     (VOLUME, volume)                 set the output volume (0..100) of what is playing
     (REBOOT,)                        reboot once the events are out
@@ -61,12 +80,20 @@ Choices (where the protocol leaves room):
 - a command whose counter is beyond the synced clock plus ``M.MAX_COUNTER_AHEAD_MS`` (10 min) is
   rejected "future-counter" and its counter is not consumed (firmware/guard.py): one bad
   counter must not make every later command a replay;
-- "rejected" events are rate-limited to ``REJECT_EVENTS_PER_MIN``; the counters always count.
+- "rejected" events are rate-limited to ``REJECT_EVENTS_PER_MIN``; the counters always count;
+- the amplifier relay closes ``amp_settle_ms`` before a scheduled start (no thump in the first
+  words), at once for an item that starts now (whose first sample then waits for it), and
+  opens when nothing plays and nothing starts within ``amp_settle_ms``;
+- fetches follow firmware/fetch_policy.py (one rule for attempts, backoff and giving up;
+  a failure while the link is down does not count), time requests
+  firmware/sync_cadence.py (burst at each link up, refine, periodic; none while down).
 """
 
+from firmware.fetch_policy import FetchPolicy
 from firmware.guard import AUTH_REASONS, MALFORMED_REASONS, CommandGuard
 from firmware.jitter import JitterBuffer
 from firmware.schedule import KIND_PLAY, KIND_STREAM, Item, Schedule, StreamInfo
+from firmware.sync_cadence import SyncCadence
 from protocol import messages as M
 from protocol.errors import ProtocolError
 from protocol.frames import unpack_frame
@@ -83,6 +110,8 @@ IDENTIFY = "identify"
 SUBSCRIBE = "subscribe"
 UNSUBSCRIBE = "unsubscribe"
 PERSIST = "persist"
+AMP = "amp"
+SYNC_REQUEST = "sync_request"
 
 IDLE = "idle"
 PLAYING = "playing"
@@ -96,7 +125,10 @@ GRACE_MS = 300000
 STREAM_TIMEOUT_MS = 10000       # no frame for this long: the stream failed
 STREAM_END_MARGIN_MS = 1000     # after the FLAG_LAST frame's audio should have ended
 NOW_ITEM_GIVE_UP_MS = 120000    # an "at: now" item whose media never arrives
-FETCH_RETRY_MS = 30000
+START_LEAD_MS = 250             # a scheduled item goes to the player this long before its
+                                # start: the player prepares (file, seek) and then waits for the
+                                # exact moment, so the first sample goes out with nothing but a
+                                # timer between it and the clock, however busy the loop is
 MAX_HELD = 8
 REJECT_EVENTS_PER_MIN = 10
 DONE_MEMORY = 32
@@ -117,11 +149,15 @@ class IllegalTransition(Exception):
 class ReceiverCore:
     """One receiver's state. ``codecs`` are what its sink decodes; ``state`` from PERSIST.
     ``guard``: the CommandGuard to judge commands with (the shell's makes each counter durable
-    before the command acts, firmware/recovery.py); a plain one by default."""
+    before the command acts, firmware/recovery.py); a plain one by default. ``amp_settle_ms``:
+    how long the amplifier relay needs before the first sample; ``timesync_burst`` and
+    ``timesync_ms``: the time-sync cadence (firmware/sync_cadence.py); ``random_below(n)``:
+    an int in [0, n) (the board's), to spread a fleet's time requests; none: 0."""
 
     def __init__(self, device, site, key, codecs=("mp3", "adpcm"), volume=70,
                  emergency_volume=100, state=None, jitter_slots=16, jitter_slot_bytes=4096,
-                 guard=None):
+                 guard=None, amp_settle_ms=0, timesync_burst=5, timesync_ms=300000,
+                 random_below=None):
         self.device = device
         self.site = site
         self.codecs = codecs
@@ -136,7 +172,10 @@ class ReceiverCore:
         self.counters = {"rejected": 0, "malformed": 0, "bad_frames": 0}
         self._guard = guard if guard is not None else CommandGuard(key, device)
         self._cached = set()        # sha of media in the cache
-        self._fetching = {}         # sha -> [media args, retry_at or None while in flight]
+        self._fetches = FetchPolicy()
+        self._sync = SyncCadence(timesync_burst, timesync_ms, random_below)
+        self.amp_settle_ms = amp_settle_ms
+        self._amp_since = None      # network ms the relay closed; None while it is open
         self._done = []             # bids recently ended
         self._held = []             # payloads received before the first sync
         self._arrivals = 0
@@ -167,7 +206,13 @@ class ReceiverCore:
                 "done": list(self._done),
                 "items": [[it.since, it.args] for it in self.schedule.scheduled()]}
 
-    def _finish(self, acts):
+    def _finish(self, acts, now):
+        """What every input ends with: the relay, what has come due, the state to flash."""
+        self._relay(now, acts)
+        for media in self._fetches.due(now):
+            acts.append((FETCH, media))
+        if self._sync.poll(now, self.synced):
+            acts.append((SYNC_REQUEST,))
         if self._dirty:
             self._dirty = False
             acts.append((PERSIST, self.export_state()))
@@ -224,8 +269,8 @@ class ReceiverCore:
         name, value = cur.ident()
         return {"bid": cur.bid, name: value, "prio": cur.prio, "since": self.started_at}
 
-    def needed_media(self):
-        """sha of every media item the schedule still needs (the cache must not evict them)."""
+    def _played_media(self):
+        """sha of the media the schedule and what plays need."""
         need = set()
         items = list(self.schedule)
         if self.current is not None:
@@ -233,9 +278,32 @@ class ReceiverCore:
         for it in items:
             if it.kind == KIND_PLAY:
                 need.add(it.sha)
-        for sha in self._fetching:
+        return need
+
+    def needed_media(self):
+        """sha of every media item the schedule still needs or is being fetched (the cache
+        must not evict them)."""
+        need = self._played_media()
+        for sha in self._fetches.shas():
             need.add(sha)
         return need
+
+    def _scheduled_needs(self, sha):
+        for it in self.schedule:
+            if it.kind == KIND_PLAY and it.sha == sha:
+                return True
+        return False
+
+    def busy_within(self, now, window_ms):
+        """Whether something plays, or (by a synced clock) starts within ``window_ms``."""
+        if self.current is not None:
+            return True
+        if not self.synced:
+            return False  # nothing is started before the sync anyway
+        for it in self.schedule:
+            if it.start_ref() - now <= window_ms:
+                return True
+        return False
 
     def set_cached(self, shas):
         self._cached = set(shas)
@@ -253,14 +321,39 @@ class ReceiverCore:
                 self.count("held_overflow")
             return acts
         self._command(payload, now, acts)
-        return self._finish(acts)
+        return self._finish(acts, now)
 
     def set_synced(self, now):
         acts = []
         if not self.synced:
             self.synced = True
             self._release_held(now, acts)
-        return self._finish(acts)
+        return self._finish(acts, now)
+
+    def clock_stepped(self, now, step_ms):
+        """The clock moved by ``step_ms`` (a time sample; years at a first sync after a power
+        cut): what the core times as a wait keeps its length. Start times are wall times."""
+        self._sync.shift(step_ms)
+        self._fetches.shift(step_ms)
+        if self._amp_since is not None:
+            self._amp_since += step_ms
+        return self._finish([], now)
+
+    # -- the broker link -------------------------------------------------------------------
+
+    def link_up(self, now):
+        """The broker link is up (connected, subscribed): a time-sync burst, and the fetches
+        that waited for the link go at once."""
+        self._sync.link_up(now)
+        self._fetches.link_up(now)
+        return self._finish([], now)
+
+    def link_down(self, now):
+        """The broker link is gone: no time requests until it is back, and a fetch that fails
+        meanwhile does not count towards giving up."""
+        self._sync.link_down()
+        self._fetches.link_down()
+        return self._finish([], now)
 
     def _release_held(self, now, acts):
         held = self._held
@@ -348,7 +441,7 @@ class ReceiverCore:
             return
         item = self._play_item(args, now)
         self.schedule.add(item)
-        self._want_media(item.args, now, acts)
+        self._want_media(item.args, now, True)
         self._run(now, acts)
 
     def _cmd_stream(self, args, now, acts):
@@ -391,7 +484,7 @@ class ReceiverCore:
                 continue
             item = self._play_item(a, now)
             self.schedule.add(item)
-            self._want_media(a, now, acts)
+            self._want_media(a, now, True)
         self._dirty = True
         self._run(now, acts)
 
@@ -399,46 +492,33 @@ class ReceiverCore:
         if args["sha"] in self._cached:
             self._event(M.EV_FETCHED, now, {"item": args["item"], "sha": args["sha"]}, acts)
         else:
-            self._want_media(args, now, acts)
+            self._want_media(args, now, True)
 
     # -- media ---------------------------------------------------------------------------
 
-    def _want_media(self, args, now, acts):
-        sha = args["sha"]
-        if sha in self._cached:
-            return
-        entry = self._fetching.get(sha)
-        if entry is not None and (entry[1] is None or entry[1] > now):
-            return  # in flight, or waiting to retry
-        self._fetching[sha] = [args, None]
-        media = {}
-        for name in ("item", "url", "sha", "size", "codec", "rate", "dur"):
-            media[name] = args[name]
-        acts.append((FETCH, media))
+    def _want_media(self, args, now, asked):
+        """Fetch ``args``' media unless it is cached (firmware/fetch_policy.py); ``asked``: a
+        command wants it now, rather than the schedule still needing it."""
+        if args["sha"] not in self._cached:
+            self._fetches.want(args, now, asked)
 
     def media_ready(self, sha, now):
         acts = []
-        entry = self._fetching.pop(sha, None)
+        item_id = self._fetches.ready(sha)
         self._cached.add(sha)
-        if entry is not None:
-            self._event(M.EV_FETCHED, now, {"item": entry[0]["item"], "sha": sha}, acts)
+        if item_id is not None:
+            self._event(M.EV_FETCHED, now, {"item": item_id, "sha": sha}, acts)
         self._run(now, acts)
-        return self._finish(acts)
+        return self._finish(acts, now)
 
     def media_failed(self, sha, now, detail):
+        """One fetch attempt failed; retried, or given up and reported once, by the policy."""
         acts = []
-        entry = self._fetching.get(sha)
-        if entry is not None:
-            entry[1] = now + FETCH_RETRY_MS
-            self._event(M.EV_FETCH_FAILED, now,
-                        {"item": entry[0]["item"], "sha": sha, "reason": detail}, acts)
-        needed = False
-        for it in self.schedule:
-            if it.kind == KIND_PLAY and it.sha == sha:
-                needed = True
-        if not needed:
-            self._fetching.pop(sha, None)
-        return self._finish(acts)
+        item_id = self._fetches.failed(sha, now, detail, self._scheduled_needs(sha))
+        if item_id is not None:
+            self._event(M.EV_FETCH_FAILED, now, {"item": item_id, "sha": sha, "reason": detail},
+                        acts)
+        return self._finish(acts, now)
 
     def media_evicted(self, sha):
         self._cached.discard(sha)
@@ -481,7 +561,7 @@ class ReceiverCore:
     def tick(self, now):
         acts = []
         self._run(now, acts)
-        return self._finish(acts)
+        return self._finish(acts, now)
 
     def finished(self, item, now):
         """The player reached the end of ``item``."""
@@ -492,7 +572,7 @@ class ReceiverCore:
         self._ended(item, M.END_FINISHED, None, now - self.started_at, now, acts)
         self.current = None
         self._run(now, acts)
-        return self._finish(acts)
+        return self._finish(acts, now)
 
     def failed(self, item, now, detail):
         """The player could not go on with ``item`` (file, decoder or sink error)."""
@@ -503,11 +583,17 @@ class ReceiverCore:
         self._ended(item, M.END_FAILED, detail, now - self.started_at, now, acts)
         self.current = None
         self._run(now, acts)
-        return self._finish(acts)
+        return self._finish(acts, now)
 
     def next_due(self, now):
-        """The next network time at which ``tick`` has something to do, or None."""
-        due = self.schedule.next_start(now)
+        """The next network time at which ``tick`` has something to do, or None: a hand-over
+        to the player, the relay, a stream's end, a fetch attempt, a time request."""
+        due = self._fetches.next_due()
+        sync = self._sync.due
+        if sync is not None and (due is None or sync < due):
+            due = sync
+        if not self.synced:
+            return due  # nothing in the schedule is judged before the sync
         items = list(self.schedule)
         if self.current is not None:
             items.append(self.current)
@@ -518,7 +604,35 @@ class ReceiverCore:
                           None if info.end_at is None else info.end_at + STREAM_END_MARGIN_MS):
                     if t is not None and (due is None or t < due):
                         due = t
+                continue
+            start = it.start_ref()
+            if start <= now:
+                continue  # due already: waiting for the player, looked at on every tick
+            # The hand-over, or (in the lead window, the player busy) the start itself.
+            t = start - START_LEAD_MS
+            if t <= now:
+                t = start
+            if self._amp_since is None and now < start - self.amp_settle_ms < t:
+                t = start - self.amp_settle_ms
+            if due is None or t < due:
+                due = t
         return due
+
+    def _relay(self, now, acts):
+        """The amplifier relay: closed while something plays or starts within the settle time
+        (it settles before the first sample), open otherwise."""
+        wanted = self.current is not None
+        if not wanted and self.synced:
+            for it in self.schedule:  # a start to come (not one waiting for its media)
+                if now < it.start_ref() <= now + self.amp_settle_ms:
+                    wanted = True
+                    break
+        if wanted and self._amp_since is None:
+            self._amp_since = now
+            acts.append((AMP, True))
+        elif not wanted and self._amp_since is not None:
+            self._amp_since = None
+            acts.append((AMP, False))
 
     def _ended(self, item, reason, detail, played_ms, now, acts):
         name, value = item.ident()
@@ -543,20 +657,28 @@ class ReceiverCore:
         self.current = None
 
     def _start(self, item, now, acts):
+        """Hand ``item`` to the player: now, or up to START_LEAD_MS before its start, which
+        is then when it starts (events, played time)."""
         self._transition("start")
         self.schedule.remove(item)
         self.current = item
-        self.started_at = now
+        start = now
         skip = 0
         if item.at is not None and not item.waited:
             skip = max(0, now - item.at)
+            start = max(now, item.at)
+        self.started_at = start
         if item.kind == KIND_STREAM:
             if self.jitter is None:
                 self.jitter = JitterBuffer(self._jitter_shape[0], self._jitter_shape[1])
             self.jitter.reset(item.stream.rate)
-        acts.append((START, item, skip, self._volume_for(item)))
+        if self._amp_since is None:
+            self._amp_since = now
+            acts.append((AMP, True))
+        first = self._amp_since + self.amp_settle_ms
+        acts.append((START, item, skip, self._volume_for(item), first if first > start else start))
         name, value = item.ident()
-        self._event(M.EV_STARTED, now,
+        self._event(M.EV_STARTED, start,
                     {"bid": item.bid, name: value, "at": item.at, "skip": skip}, acts)
 
     def _stream_end(self, info, now):
@@ -585,6 +707,7 @@ class ReceiverCore:
                 else:
                     self._stop_current(end[0], end[1], now, acts)
         candidates = []
+        horizon = now + START_LEAD_MS
         for it in self.schedule:
             if it.kind == KIND_STREAM:
                 end = self._stream_end(it.stream, now)
@@ -595,10 +718,13 @@ class ReceiverCore:
                 else:
                     candidates.append(it)
                 continue
-            if it.start_ref() > now:
-                self._want_media(it.args, now, acts)  # prefetch (and retry) ahead of air time
-                continue
             ready = it.sha in self._cached
+            if it.start_ref() > now:
+                if it.start_ref() <= horizon and ready:
+                    candidates.append(it)  # in the lead window: handed over early
+                else:
+                    self._want_media(it.args, now, False)  # prefetch ahead of air time
+                continue
             if it.at is not None:
                 if not it.waited and now >= it.at + it.dur:
                     self._drop(it, M.END_FAILED, DETAIL_MISSED, now, acts)
@@ -610,7 +736,7 @@ class ReceiverCore:
                 if now - it.since >= NOW_ITEM_GIVE_UP_MS:
                     self._drop(it, M.END_FAILED, DETAIL_NOT_CACHED, now, acts)
                 else:
-                    self._want_media(it.args, now, acts)
+                    self._want_media(it.args, now, False)
                 continue
             candidates.append(it)
         # Highest class first; among live/emergency the newest first; otherwise schedule order.
@@ -618,6 +744,7 @@ class ReceiverCore:
                                         it.start_ref(), it.seq))
         for it in candidates:
             cur = self.current
+            ahead = it.start_ref() > now  # in the lead window: started early, never waits
             if cur is None:
                 self._start(it, now, acts)
             elif it.prio > cur.prio or (it.prio == cur.prio and it.prio >= M.PRIO_LIVE
@@ -626,9 +753,12 @@ class ReceiverCore:
                 self._start(it, now, acts)
             elif it.prio == cur.prio and it.prio >= M.PRIO_LIVE:
                 self._drop(it, M.END_PREEMPTED, None, now, acts)  # an older one of its class
+            elif ahead:
+                continue  # judged again at its start
             elif it.kind == KIND_STREAM:
                 it.waited = True
             elif now - it.start_ref() > GRACE_MS:
                 self._drop(it, M.END_PREEMPTED, None, now, acts)
             else:
                 it.waited = True
+        self._fetches.drop_unneeded(self._played_media())

@@ -59,7 +59,7 @@ class Monitor:
         item = rx.playing_item
         if item is not None:
             return "play-live" if item.stream is not None else "play-file"
-        if rx._fetch_queue:
+        if rx.fetching:
             return "fetch"
         return "idle"
 

@@ -125,7 +125,7 @@ async def test_three_crashed_boots_in_a_row_bring_up_safe_mode(tmp_path):
     task = await started(rx)
     birth = birth_of(rx)
     assert (birth["safe"], birth["crashes"], birth["reset"]) == ("crash-loop", 3, "watchdog")
-    assert rx._scheduler is None and not rx._fetch_queue
+    assert not rx.fetching and rx.playing_item is None
     rx._on_message(TOPIC + "cmd", head.cmd(M.PLAY, play_args(rx.now() + 1000, "b2")), False)
     rx._on_message(TOPIC + "cmd", head.cmd(M.VOLUME, {"vol": 33}), False)
     wanted = ("c%d" % (head.ctr - 1), "c%d" % head.ctr)
@@ -133,6 +133,7 @@ async def test_three_crashed_boots_in_a_row_bring_up_safe_mode(tmp_path):
     assert [(a["ok"], a.get("reason")) for a in acks(rx) if a["cmd"] in wanted] == [
         (False, "safe-mode"), (True, None)]
     assert rx.core.volume == 33 and len(rx.core.schedule) == 0
+    assert not rx.fetching and board.sink.log == [] and board.amp == []  # nothing played
     rx._on_message(TOPIC + "cmd", head.cmd(M.REBOOT, {}), False)
     await until(lambda: board.rebooted)
     await stop(rx, task)
@@ -203,10 +204,10 @@ async def test_a_receiver_offline_for_too_long_reboots_itself_after_persisting(
     board = Board(str(tmp_path))
     rx = boot(board, offline_reboot_min=1)
     task = asyncio.ensure_future(rx.run())  # the broker never answers
-    rx.playing_item = object()  # something plays: the reboot waits for it
+    rx.player.item = object()  # something plays: the reboot waits for it
     await asyncio.sleep(0.4)
     assert not board.rebooted
-    rx.playing_item = None
+    rx.player.item = None
     await until(lambda: board.rebooted, timeout=2)
     assert read_state(tmp_path)["rebooted"] == "offline"
     await stop(rx, task)

@@ -524,18 +524,18 @@ async def test_a_torn_state_file_does_not_reopen_the_replay_window(tmp_path):
 
 
 async def test_a_full_flash_under_a_download_is_reported_as_no_space(tmp_path, monkeypatch):
-    from firmware import shell
+    from firmware import fetcher
 
     async def fills_up(open_connection, url, path, size, chunk=2048):
         with open(path, "wb") as f:
             f.write(b"\0" * 100)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(shell, "download", fills_up)
+    monkeypatch.setattr(fetcher, "download", fills_up)
     rx = make_receiver(tmp_path)
     task = await started(rx)
     rx._on_message(TOPIC + "cmd", Head().cmd(M.FETCH, fetch_args()), False)
-    # (Three attempts, 6 s of back-off, when it is taken for a network error.)
+    # (A full flash gives up at once: retrying soon cannot mend it.)
     await until(lambda: any(e["k"] == "fetch_failed" for e in rx.mqtt.sent("evt")), 10)
     failed = [e for e in rx.mqtt.sent("evt") if e["k"] == "fetch_failed"][0]
     assert failed["reason"] == "no-space"
@@ -556,7 +556,7 @@ class SmallFlash(FakePlatform):
 
 async def test_the_cache_budget_comes_from_the_flash_not_only_from_cache_bytes(
         tmp_path, monkeypatch):
-    from firmware import shell
+    from firmware import fetcher
     from firmware.cache import RESERVE_BYTES
 
     downloads = []
@@ -565,7 +565,7 @@ async def test_the_cache_budget_comes_from_the_flash_not_only_from_cache_bytes(
         downloads.append(args)
         raise AssertionError("no download may start")
 
-    monkeypatch.setattr(shell, "download", never)
+    monkeypatch.setattr(fetcher, "download", never)
     board = SmallFlash(str(tmp_path), RESERVE_BYTES + 1000)
     rx = Receiver({"device": DEV, "site": SITE, "key": KEY_HEX,
                    "broker": {"host": "127.0.0.1"}, "heartbeat_s": 3600}, board,
@@ -595,3 +595,113 @@ async def test_orphans_are_swept_at_boot_and_a_wanted_download_is_kept(tmp_path)
     rx = make_receiver(tmp_path)
     assert [n for n in os.listdir(cache_dir) if n != "index.json"] == [SHA[:32] + ".part"]
     assert rx.cache.used() == 100  # the download in progress counts as held
+
+
+# -- the core's timing decisions, carried out by the shell ---------------------------------------
+
+class TimedSink(FakeSink):
+    def __init__(self, read_ms):
+        super().__init__()
+        self.read_ms = read_ms
+
+    def open(self, codec, rate, skip_samples=0):
+        super().open(codec, rate, skip_samples)
+        self.opened_at = self.read_ms()
+
+
+class TimedBoard(FakePlatform):
+    """Records when the relay switched and when the sink opened, by ``read_ms()`` (the
+    receiver's own ms count, what its player waits by)."""
+
+    def __init__(self, storage_dir):
+        super().__init__(storage_dir)
+        self.read_ms = None
+        self.sink = TimedSink(lambda: self.read_ms())
+        self.amp_at = []
+
+    def amplifier(self, on):
+        super().amplifier(on)
+        self.amp_at.append((on, self.read_ms()))
+
+
+async def test_the_relay_closes_amp_settle_ms_before_the_first_sample_and_opens_after(tmp_path):
+    put_in_cache(tmp_path)
+    settle = 200
+    head = Head()  # one head-end: the counter in flash carries over to the second receiver
+    for at_offset in (600, None):  # a scheduled item, then one that plays at once
+        board = TimedBoard(str(tmp_path))
+        rx = Receiver({"device": DEV, "site": SITE, "key": KEY_HEX,
+                       "broker": {"host": "127.0.0.1"}, "amp_settle_ms": settle,
+                       "heartbeat_s": 3600}, board, mqtt_factory=FakeMQTT)
+        board.read_ms = rx.local_ms
+        task = await started(rx)
+        rx.mqtt.answer_time = False  # synced: no clock steps while the relay settles
+        args = play_args(None if at_offset is None else rx.now() + at_offset, "b%s" % at_offset)
+        if at_offset is None:
+            del args["at"]
+        rx._on_message(TOPIC + "cmd", head.cmd(M.PLAY, args), False)
+        await until(lambda b=board: ("close",) in b.sink.log and len(b.amp) == 2)
+        (on, closed_at), (off, opened_at) = board.amp_at
+        assert (on, off) == (True, False)
+        # The first sample no sooner than the settle time after the relay closed (1 ms: the
+        # switch follows the core's decision in the same call, within the same tick or the
+        # next), and the relay open again once it was played.
+        assert board.sink.opened_at - closed_at >= settle - 1
+        assert opened_at >= board.sink.opened_at
+        await stop(rx, task)
+
+
+class CountingMQTT(FakeMQTT):
+    """Also counts every time request the receiver tries to send, connected or not."""
+
+    def __init__(self, receiver, cfg, will):
+        super().__init__(receiver, cfg, will)
+        self.time_requests = 0
+
+    async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=10000):
+        if topic.endswith("/treq"):
+            self.time_requests += 1
+        return await super().publish(topic, payload, qos, retain, timeout_ms)
+
+
+async def test_no_time_request_while_the_link_is_down_and_a_burst_at_each_reconnect(tmp_path):
+    rx = Receiver({"device": DEV, "site": SITE, "key": KEY_HEX, "broker": {"host": "127.0.0.1"},
+                   "heartbeat_s": 3600, "timesync_burst": 5}, FakePlatform(str(tmp_path)),
+                  mqtt_factory=CountingMQTT)
+    task = asyncio.ensure_future(rx.run())
+    rx.mqtt.come_up()
+    await until(lambda: rx.mqtt.time_requests >= 2)  # the burst is under way (250 ms apart)
+    rx.mqtt.drop()
+    await asyncio.sleep(0.05)  # a request decided just before the drop has gone out
+    before = rx.mqtt.time_requests
+    await asyncio.sleep(0.8)  # the rest of the burst would have gone by now
+    assert rx.mqtt.time_requests == before
+    await rx.mqtt.reconnect()
+    await until(lambda: rx.mqtt.time_requests >= before + 5)
+    await asyncio.sleep(0.3)
+    assert rx.mqtt.time_requests == before + 5  # one burst; the next request is seconds away
+    await stop(rx, task)
+
+
+async def test_a_failing_fetch_is_tried_three_times_then_reported_once(tmp_path, monkeypatch):
+    from firmware import fetch_policy, fetcher
+    from firmware.http import HttpError
+
+    calls = []
+
+    async def refused(open_connection, url, path, size, chunk=2048):
+        calls.append(url)
+        raise HttpError("http 503")
+
+    monkeypatch.setattr(fetcher, "download", refused)
+    monkeypatch.setattr(fetch_policy, "BACKOFF_MS", 20)  # not 2 s and 4 s, in a unit test
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.FETCH, fetch_args()), False)
+    await until(lambda: any(e["k"] == "fetch_failed" for e in rx.mqtt.sent("evt")))
+    await asyncio.sleep(0.3)
+    failed = [e for e in rx.mqtt.sent("evt") if e["k"] == "fetch_failed"]
+    assert len(calls) == fetch_policy.ATTEMPTS == 3
+    assert len(failed) == 1 and failed[0]["reason"] == "http 503" and failed[0]["item"] == "m1"
+    assert rx.stats["fetch_errors"] == 3 and not rx.fetching
+    await stop(rx, task)

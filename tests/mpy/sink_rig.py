@@ -201,16 +201,18 @@ async def i2s_write_per_frame(i2s_adpcm, n=40):
     return await with_hardware(_per_frame(play, n))
 
 
-class ShellStandIn:
-    """What ``Receiver._stream_mp3``/``_stream_adpcm`` use of the receiver: its sink and its
-    play buffer (the size the shell makes it)."""
+class _Board:
+    """What ``Player``'s file loops use of the board: its sink."""
 
     def __init__(self, sink):
-        from firmware import shell
-        from firmware.mp3 import MAX_FRAME_BYTES
-
         self.sink = sink
-        self._play_buf = bytearray(max(shell._IO_BYTES, MAX_FRAME_BYTES))
+
+
+def new_player(sink):
+    """The receiver's player (firmware/player.py) around ``sink``, with its own play buffer."""
+    from firmware.player import Player
+
+    return Player(_Board(sink), None, None, None, 0, None)
 
 
 def _write_file(path, data):
@@ -219,12 +221,11 @@ def _write_file(path, data):
 
 
 async def shell_mp3_per_frame(vs1053, path, n=40):
-    """The shell's MP3 file loop (FrameReader, then the VS1053 sink), per frame."""
+    """The player's MP3 file loop (FrameReader, then the VS1053 sink), per frame."""
     from firmware.mp3 import FrameReader
-    from firmware.shell import Receiver
 
     sink, chip = new_vs1053(vs1053, speed=20, log=False)
-    rx = ShellStandIn(sink)
+    player = new_player(sink)
     files = {}
     for count in (n, 2 * n):
         files[count] = "%s-%d.mp3" % (path, count)
@@ -234,7 +235,7 @@ async def shell_mp3_per_frame(vs1053, path, n=40):
     def play(count):
         f = open(files[count], "rb")
         opened.append(f)
-        return Receiver._stream_mp3(rx, FrameReader(f, rx._play_buf), 0, MP3_RATE, 100)
+        return player._stream_mp3(FrameReader(f, player._buf), 0, MP3_RATE, 100)
 
     try:
         return await _per_frame(play, n)
@@ -245,12 +246,10 @@ async def shell_mp3_per_frame(vs1053, path, n=40):
 
 
 async def shell_adpcm_per_frame(i2s_adpcm, path, n=48):
-    """The shell's ADPCM file loop (2 KB reads, then the I2S sink), per block. Both files end
+    """The player's ADPCM file loop (2 KB reads, then the I2S sink), per block. Both files end
     with the same short read (a tail of 3 blocks), which is per play."""
-    from firmware.shell import Receiver
-
     sink = new_i2s(i2s_adpcm)
-    rx = ShellStandIn(sink)
+    player = new_player(sink)
     files = {}
     for count in (n, 2 * n):
         files[count] = "%s-%d.adpcm" % (path, count)
@@ -260,7 +259,7 @@ async def shell_adpcm_per_frame(i2s_adpcm, path, n=48):
     def play(count):
         f = open(files[count], "rb")
         opened.append(f)
-        return Receiver._stream_adpcm(rx, f, 0, ADPCM_RATE, 100, ADPCM_BLOCK)
+        return player._stream_adpcm(f, 0, ADPCM_RATE, 100, ADPCM_BLOCK)
 
     try:
         return await with_hardware(_per_frame(play, n))

@@ -5,6 +5,7 @@ asserts only. Time is network ms, passed in; nothing sleeps.
 """
 
 from firmware import core as C
+from firmware import fetch_policy as FP
 from protocol import messages as M
 from protocol.frames import CODEC_ADPCM, FLAG_LAST, pack_frame
 from protocol.signing import HmacKey, seal
@@ -274,13 +275,15 @@ def test_held_commands_keep_the_newest_when_too_many_wait():
 # -- scheduling and proof of play ---------------------------------------------------------
 
 def test_item_starts_at_its_time_with_started_event():
+    # Handed to the player START_LEAD_MS ahead, to start at its time: events say ``at``.
     core, head = new_core(), Head()
     core.on_command(head.cmd(M.PLAY, media(at=T0 + 5000)), T0)
-    assert core.next_due(T0) == T0 + 5000
-    assert not starts(core.tick(T0 + 4999))
-    acts = core.tick(T0 + 5000)
-    (_, item, skip, vol), = starts(acts)
-    assert item.bid == "b1" and skip == 0 and vol == 60
+    lead = T0 + 5000 - C.START_LEAD_MS
+    assert core.next_due(T0) == lead
+    assert not starts(core.tick(lead - 1))
+    acts = core.tick(lead)
+    (_, item, skip, vol, first), = starts(acts)
+    assert item.bid == "b1" and skip == 0 and vol == 60 and first == T0 + 5000
     ev = events(acts, M.EV_STARTED)[0]
     assert ev["bid"] == "b1" and ev["item"] == "m1" and ev["at"] == T0 + 5000
     assert ev["t"] == T0 + 5000 and ev["skip"] == 0
@@ -325,10 +328,20 @@ def test_missing_media_is_fetched_then_fails_at_air_time_if_still_missing():
 def test_fetched_media_plays_and_failed_fetch_is_retried():
     core, head = new_core(cached=()), Head()
     core.on_command(head.cmd(M.PLAY, media(at=T0 + 100000)), T0)
-    acts = core.media_failed(SHA, T0 + 1000, "http 503")
+    core.link_up(T0)
+    acts = []
+    t = T0
+    for attempt in range(FP.ATTEMPTS):  # the backoff grows: 2 s, then 4 s
+        acts = core.media_failed(SHA, t, "http 503")
+        t += FP.BACKOFF_MS * (attempt + 1)
+        if attempt + 1 < FP.ATTEMPTS:
+            assert not events(acts)  # not yet reported
+            assert not [a for a in core.tick(t - 1) if a[0] == C.FETCH]
+            assert [a for a in core.tick(t) if a[0] == C.FETCH]
     assert events(acts, M.EV_FETCH_FAILED)[0]["reason"] == "http 503"
-    assert not [a for a in core.tick(T0 + 2000) if a[0] == C.FETCH]
-    assert [a for a in core.tick(T0 + 1000 + C.FETCH_RETRY_MS) if a[0] == C.FETCH]
+    t -= FP.BACKOFF_MS * FP.ATTEMPTS
+    assert not [a for a in core.tick(t + 2000) if a[0] == C.FETCH]
+    assert [a for a in core.tick(t + FP.RETRY_MS) if a[0] == C.FETCH]  # still needed
     acts = core.media_ready(SHA, T0 + 40000)
     assert events(acts, M.EV_FETCHED)[0]["sha"] == SHA
     assert starts(core.tick(T0 + 100000))
@@ -345,8 +358,8 @@ def test_emergency_now_waits_for_its_media_then_preempts():
     assert [a for a in acts if a[0] == C.STOP][0][1:] == (normal, "preempted")
     ended = events(acts, M.EV_ENDED)[0]
     assert ended["bid"] == "b1" and ended["reason"] == "preempted" and ended["played"] == 2500
-    (_, item, skip, vol), = starts(acts)
-    assert item.bid == "e1" and skip == 0 and vol == 95  # emergency volume from config
+    (_, item, skip, vol, first), = starts(acts)
+    assert item.bid == "e1" and skip == 0 and vol == 95 and first == T0 + 2500  # emergency volume from config
     assert events(acts, M.EV_STARTED)[0]["at"] is None
 
 
@@ -377,8 +390,8 @@ def test_equal_priority_waits_and_starts_from_the_beginning():
     core.on_command(head.cmd(M.PLAY, media(bid="b", sha=SHA2, at=T0 + 30000)), T0)
     assert not starts(core.tick(T0 + 30000))
     acts = core.finished(first, T0 + 60000)
-    (_, item, skip, _), = starts(acts)
-    assert item.bid == "b" and skip == 0
+    (_, item, skip, _, at), = starts(acts)
+    assert item.bid == "b" and skip == 0 and at == T0 + 60000
 
 
 def test_waiting_item_past_its_grace_is_skipped_as_preempted():
@@ -402,8 +415,9 @@ def test_priority_preempts_normal_and_normal_does_not_preempt_priority():
     core2.on_command(head.cmd(M.PLAY, media(bid="n", at=T0)), T0)
     acts = core2.on_command(head.cmd(M.PLAY, media(bid="p", sha=SHA2, at=T0 + 10,
                                                    prio=M.PRIO_PRIORITY)), T0)
-    acts = core2.tick(T0 + 10)
+    # (10 ms ahead: in the lead window, so handed over at once, to start at T0 + 10)
     assert events(acts, M.EV_ENDED)[0]["reason"] == "preempted"
+    assert starts(acts)[0][4] == T0 + 10
     assert core2.current.bid == "p"
 
 
@@ -595,19 +609,6 @@ def test_live_waits_behind_emergency_while_the_stream_lives():
     assert len(core.jitter or ()) == 0  # not buffered while waiting
     acts = core.finished(core.current, T0 + 5000)
     assert starts(acts)[0][1].bid == "live1"
-
-
-def test_start_decided_ahead_then_preempted_in_the_lead_window():
-    # The shell ticks the core with the start time a little before it (the player then waits
-    # for the exact moment); a command arriving in that window still works.
-    core, head = new_core(), Head()
-    core.on_command(head.cmd(M.PLAY, media(bid="a", at=T0 + 1000)), T0)
-    assert starts(core.tick(T0 + 1000))  # called at T0 + 750 by the wall clock
-    acts = core.on_command(head.cmd(M.PLAY, media(bid="e", sha=SHA2,
-                                                  prio=M.PRIO_EMERGENCY)), T0 + 800)
-    ended = events(acts, M.EV_ENDED)[0]
-    assert ended["bid"] == "a" and ended["reason"] == "preempted" and ended["played"] == 0
-    assert core.current.bid == "e"
 
 
 def test_items_missed_while_powered_off_are_reported_after_boot():

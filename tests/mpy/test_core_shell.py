@@ -1,6 +1,7 @@
 """The firmware shell around the core on a real MicroPython asyncio (make test-micropython) and
 on CPython: one Receiver with a board of memory and a stand-in MQTT client that answers time
-requests like the head-end. It syncs, plays a cached ADPCM item at its time, and reports it.
+requests like the head-end. It syncs, plays a cached ADPCM item at its time (the amplifier
+relay settled before it), and reports it.
 
 Plain functions and asserts only (see tests/mpy/); tests/test_shell_receiver.py covers the
 shell in more depth on CPython.
@@ -77,6 +78,7 @@ class Board:
         self.storage_dir = storage_dir
         self.sink = MemorySink()
         self.amp = []
+        self.amp_at = []
 
     def ticks_ms(self):
         return ticks_ms()
@@ -101,6 +103,7 @@ class Board:
 
     def amplifier(self, on):
         self.amp.append(on)
+        self.amp_at.append(head_ms())
 
     def amplifier_fault(self):
         return False
@@ -132,6 +135,7 @@ class HeadEndLink:
         self.will = will
         self.connected = False
         self.published = []
+        self.answer_time = True
         self._closed = asyncio.Event()
 
     async def run(self):
@@ -151,7 +155,7 @@ class HeadEndLink:
 
     async def publish(self, topic, payload, qos=0, retain=False, timeout_ms=10000):
         self.published.append((topic, bytes(payload)))
-        if topic == TOPIC + "treq":
+        if topic == TOPIC + "treq" and self.answer_time:
             t0 = json.loads(payload)["t0"]
             reply = M.time_reply(KEY, DEV, t0, head_ms(), head_ms())
             self.receiver._on_message(TOPIC + "time", memoryview(reply), False)
@@ -188,6 +192,7 @@ async def test_receiver_syncs_plays_on_time_and_reports():
     try:
         await until(lambda: rx.core.synced)
         assert abs(rx.now() - head_ms()) < 100  # was 5 s off before the sync
+        rx.mqtt.answer_time = False  # no clock steps while the relay settles
         at = head_ms() + 400
         args = {"bid": "b1", "item": "m1", "url": "http://h/m1", "sha": SHA,
                 "size": len(ADPCM), "dur": 95, "codec": "adpcm", "rate": 16000, "at": at,
@@ -199,6 +204,8 @@ async def test_receiver_syncs_plays_on_time_and_reports():
         assert opened[1:3] == ("adpcm", 16000)
         assert opened[4] >= at - 5  # not before its time (the player waits for it)
         assert ("close",) in board.sink.log and board.amp == [True, False]
+        # The relay closed amp_settle_ms (20) before the first sample, opened after the last.
+        assert opened[4] - board.amp_at[0] >= 20 - 1 and board.amp_at[1] >= opened[4]
         assert [e["k"] for e in rx.mqtt.events()] == ["ack", "started", "ended"]
         assert rx.mqtt.events()[-1]["reason"] == "finished"
     finally:
