@@ -391,6 +391,7 @@ class ReceiverCore:
             self._reject("malformed", None, now, acts)
             return
         self._guard.accept(cmd)
+        now = self._guard.acting_now(now)
         self._dirty = True
         kind = cmd["k"]
         args = cmd["a"]

@@ -18,12 +18,11 @@ attempt left in the cache's ``.part``) and reports it: ``ready`` or ``failed``. 
 Times are network ms, as the core gets them.
 """
 
-from firmware.recovery import REFUSED_NO_SPACE
+from firmware.reasons import CACHE_FULL, REFUSED_NO_SPACE
 
 ATTEMPTS = 3
 BACKOFF_MS = 2000
 RETRY_MS = 30000
-CACHE_FULL = "cache-full"  # the cache cannot make room (what it holds is all needed)
 GIVE_UP_AT_ONCE = (CACHE_FULL, REFUSED_NO_SPACE)
 
 _FIELDS = ("item", "url", "sha", "size", "codec", "rate", "dur")

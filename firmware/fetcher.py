@@ -15,10 +15,9 @@ try:
 except ImportError:  # MicroPython before 1.21
     import uasyncio as asyncio
 
-from firmware.fetch_policy import CACHE_FULL
 from firmware.http import HttpError, download, sha256_hex
 from firmware.player import IO_BYTES
-from firmware.recovery import REFUSED_NO_SPACE
+from firmware.reasons import CACHE_FULL, REFUSED_NO_SPACE
 from firmware.store import is_no_space, remove
 
 

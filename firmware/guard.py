@@ -25,6 +25,7 @@ class CommandGuard:
         self._key = key
         self._device = device
         self.last_ctr = last_ctr
+        self.effective_at = None
 
     def check(self, payload, now):
         """Return the command dict, or raise ProtocolError with the rejection reason.
@@ -45,6 +46,13 @@ class CommandGuard:
 
     def accept(self, cmd):
         self.last_ctr = cmd["ctr"]
+
+    def acting_now(self, now):
+        """When the command ``check`` passed takes effect: ``now``, or later if making it
+        durable took time (recovery.DurableGuard)."""
+        at = self.effective_at
+        self.effective_at = None
+        return at if at is not None and at > now else now
 
     def command_id(self, payload):
         """The id of an authentic command that failed validation, for its negative ack.

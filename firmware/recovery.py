@@ -28,9 +28,6 @@ CRASH_CAUSES = ("hard", "watchdog", "brown-out")
 SAFE_CRASH_LOOP = "crash-loop"
 # Commands refused in safe mode: the ones that make the receiver fetch or play.
 MEDIA_COMMANDS = (M.PLAY, M.STREAM, M.SCHEDULE, M.FETCH)
-REFUSED_SAFE_MODE = "safe-mode"
-REFUSED_STORAGE = "storage"     # the counter could not be written (a flash error)
-REFUSED_NO_SPACE = "no-space"   # ... because the flash is full
 
 
 def crashes_before(unstable, cause):
@@ -56,8 +53,8 @@ def highest(copies, name, inner=None):
 
 class DurableGuard(CommandGuard):
     """A CommandGuard whose last step, for a command that passed signature, device, replay and
-    expiry, is ``before_accept(cmd)``: it makes ``cmd["ctr"]`` durable and returns None to go
-    on, or a refusal reason. A refused command raises ProtocolError(reason), which the core
+    expiry, is ``before_accept(cmd)``: it makes ``cmd["ctr"]`` durable and returns None (or the
+    network ms the write finished) to go on, or a refusal reason. A refused command raises ProtocolError(reason), which the core
     answers with a negative ack carrying that reason (no "rejected" event: it is authentic),
     and its counter is consumed in RAM all the same."""
 
@@ -67,8 +64,12 @@ class DurableGuard(CommandGuard):
 
     def check(self, payload, now):
         cmd = super().check(payload, now)
-        reason = self._before_accept(cmd)
-        if reason:
+        outcome = self._before_accept(cmd)
+        if isinstance(outcome, str):
             self.last_ctr = cmd["ctr"]
-            raise ProtocolError(reason)
+            raise ProtocolError(outcome)
+        # An int: the network ms when the write was done. Flash is slow (tens of ms on the
+        # board): the command takes effect then, so what it starts is timed from then (the
+        # relay's settling above all), not from when it arrived.
+        self.effective_at = outcome if outcome else None
         return cmd

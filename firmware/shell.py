@@ -66,12 +66,10 @@ from firmware.clock import ClockEstimator, TickExtender
 from firmware.fetcher import Fetcher
 from firmware.platform import RESET_CAUSES
 from firmware.player import Player, sleep_ms
+from firmware.reasons import REFUSED_NO_SPACE, REFUSED_SAFE_MODE, REFUSED_STORAGE
 from firmware.recovery import (
     CRASH_LOOP_BOOTS,
     MEDIA_COMMANDS,
-    REFUSED_NO_SPACE,
-    REFUSED_SAFE_MODE,
-    REFUSED_STORAGE,
     SAFE_CRASH_LOOP,
     STABLE_MS,
     DurableGuard,
@@ -317,7 +315,7 @@ class Receiver:
         failed = self._save_state(state)
         if self.safe_mode and cmd["k"] in MEDIA_COMMANDS:
             return REFUSED_SAFE_MODE
-        return failed
+        return failed or self.now()  # the write's time: the command takes effect after it
 
     def _will(self, conn):
         return (self._t_status, self._sealed(T.STATUS, M.death(self.device, self.boot, conn)),

@@ -84,6 +84,23 @@ def test_an_item_that_starts_now_waits_for_the_relay_to_settle():
     assert events(acts, M.EV_STARTED)[0]["t"] == T0
 
 
+def test_a_slow_counter_write_delays_the_relay_and_the_first_sample_alike():
+    # The shell makes each counter durable before the command acts (recovery.DurableGuard):
+    # a flash write of 40 ms means the relay closes 40 ms after the command arrived, so the
+    # first sample must wait the settle time from then, not from the arrival.
+    from firmware.recovery import DurableGuard
+
+    written = T0 + 40
+    guard = DurableGuard(KEY, DEV, lambda cmd: written)
+    core = C.ReceiverCore(DEV, SITE, KEY, amp_settle_ms=SETTLE, guard=guard)
+    core.set_synced(T0)
+    core.set_cached((SHA, SHA2))
+    acts = core.on_command(Head().cmd(M.PLAY, media(prio=M.PRIO_EMERGENCY)), T0)
+    (_, _, _, _, first_at), = starts(acts)
+    assert amp(acts) == [True] and first_at == written + SETTLE
+    assert events(acts, M.EV_STARTED)[0]["t"] == written
+
+
 def test_a_late_item_with_the_relay_already_closed_is_not_held_back():
     core, head = new_core(), Head()
     core.on_command(head.cmd(M.PLAY, media(bid="a", at=T0, dur=1000)), T0)
