@@ -302,8 +302,6 @@ def move(delivery: Delivery, event: str, *, at: datetime, reason: str | None = N
         delivery.reason = None
         delivery.reason_detail = None
         delivery.ended_at = None
-    if stats is not None:
-        stats["delivery." + new] += 1
     return True
 
 
