@@ -210,25 +210,14 @@ def reason_text(code: str | None, detail: str | None = None) -> dict[str, str] |
     return out
 
 
-def _reason_for(event: str) -> str | None:
-    """The reason a move into failed/cancelled/interrupted gets when the caller names none."""
-    if event in (NO_CODEC, RECEIVER_RESTARTED, END_UNREPORTED, HEADEND_DOWN):
-        return event
-    if event in (CANCEL_REQUESTED, ENDED_CANCELLED):
-        return "cancelled"
-    if event == WINDOW_OVER:
-        return "no-report"
-    if event == FETCH_FAILED:
-        return "fetch-failed"
-    if event == REFUSED:
-        return "refused"
-    if event == ENDED_FINISHED:
-        return "finished"
-    if event == ENDED_PREEMPTED:
-        return "preempted"
-    if event == ENDED_FAILED:
-        return "failed"
-    return None
+# The reason a move into a settled state gets when its caller names none.
+_DEFAULT_REASON = {
+    NO_CODEC: "no-codec", RECEIVER_RESTARTED: "receiver-restarted",
+    END_UNREPORTED: "end-unreported", HEADEND_DOWN: "headend-down", WINDOW_OVER: "no-report",
+    CANCEL_REQUESTED: "cancelled", ENDED_CANCELLED: "cancelled", FETCH_FAILED: "fetch-failed",
+    REFUSED: "refused", ENDED_FINISHED: "finished", ENDED_PREEMPTED: "preempted",
+    ENDED_FAILED: "failed",
+}
 
 
 # -- moving ---------------------------------------------------------------------------------
@@ -260,7 +249,7 @@ def initial(event: str, *, reason: str | None = None) -> dict[str, Any]:
     state = next_state(NEW, event)
     fields: dict[str, Any] = {"state": state, "reason": None, "reason_detail": None}
     if state == DELIVERY_FAILED:
-        fields["reason"] = reason or _reason_for(event)
+        fields["reason"] = reason or _DEFAULT_REASON.get(event)
     return fields
 
 
@@ -293,7 +282,7 @@ def move(delivery: Delivery, event: str, *, at: datetime, reason: str | None = N
     delivery.state = new
     delivery.contradicted_at = None
     if new in DELIVERY_TERMINAL:
-        delivery.reason = reason or _reason_for(event)
+        delivery.reason = reason or _DEFAULT_REASON.get(event)
         delivery.reason_detail = _detail(detail)
         # The end time is what the receiver reported, or the head-end's estimate of when an
         # interrupted play stopped; a conclusion drawn from silence (no report) has none.

@@ -162,9 +162,11 @@ def starting_up(session: Session, *, now: datetime) -> bool:
 
 
 def headend_was_down(session: Session, *, start: datetime, end: datetime) -> bool:
-    """True if the head-end has recorded runs and no single run covered [start, end]."""
-    if session.scalar(select(HeadendRun.id).limit(1)) is None:
-        return False  # runs are not recorded here (no MQTT service): nothing to say
+    """True if no recorded run of the head-end covered [start, end]. Before the first run
+    recorded (no MQTT service here, or a head-end older than the runs) nothing is known."""
+    first = session.scalar(select(HeadendRun.started_at).order_by(HeadendRun.id).limit(1))
+    if first is None or end < first:
+        return False
     covering = session.scalar(select(HeadendRun.id).where(
         HeadendRun.started_at <= start, HeadendRun.alive_at >= end).limit(1))
     return covering is None

@@ -239,3 +239,14 @@ def test_a_sink_failure_reaches_the_operator_with_the_receivers_words(commune):
                                  detail="vs1053: DREQ stuck low", played=300))
     a1 = devices_of(commune, bid)["a1"]
     assert (a1["reason"], a1["reason_detail"]) == ("sink-failed", "vs1053: DREQ stuck low")
+
+
+def test_what_ended_before_the_first_recorded_run_is_not_blamed_on_the_headend(commune, app):
+    """An upgraded head-end starts recording its runs now: of older air times it knows
+    nothing, so they stay "no-report" / "receiver-offline"."""
+    bid, _item, end = scheduled(commune)
+    first = end + timedelta(seconds=10)
+    add_run(app, first, first)
+    assert sweep(app, first + reconcile.STARTUP_GRACE + timedelta(seconds=60)) == 1
+    assert {d: s["reason"] for d, s in devices_of(commune, bid).items()} == {
+        "a1": "no-report", "a3": "receiver-offline"}
