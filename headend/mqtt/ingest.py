@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 
 END_STATE = {messages.END_FINISHED: DELIVERY_PLAYED, messages.END_PREEMPTED: DELIVERY_PREEMPTED,
              messages.END_CANCELLED: DELIVERY_CANCELLED, messages.END_FAILED: DELIVERY_FAILED}
-# Reasons of a failed fetch: the receiver retries it until air time, so a later "fetched"
-# still counts for a delivery that failed with one of these.
-_FETCH_REASONS = ("fetch-failed", "cache-full", "no-space")
 # Dropped reports are counted in the stats; the log gets a few lines a minute and a summary,
 # so a flood of bad messages cannot flood the log.
 _dropped_log = LogBudget(log, lines=5, per_s=60.0)
@@ -427,7 +424,7 @@ class _Events:
                         .where(Delivery.device_id.in_(part), Broadcast.media_id.in_(items),
                                (Delivery.state == DELIVERY_PENDING)
                                | ((Delivery.state == DELIVERY_FAILED)
-                                  & Delivery.reason.in_(_FETCH_REASONS)
+                                  & Delivery.reason.in_(deliveries.FETCH_REASONS)
                                   & (Broadcast.valid_until > self.batch.now)))):
                     self.waiting.setdefault((delivery.device_id, item), []).append(delivery)
             if shas:
@@ -507,8 +504,8 @@ class _Events:
         if not isinstance(item, str):
             return []
         return [d for d in self.waiting.get((receiver.id, item), [])
-                if d.state == DELIVERY_PENDING or (
-                    with_failed and d.state == DELIVERY_FAILED and d.reason in _FETCH_REASONS)]
+                if d.state == DELIVERY_PENDING or (with_failed and d.state == DELIVERY_FAILED
+                                                   and d.reason in deliveries.FETCH_REASONS)]
 
     def _started(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         bid = msg.get("bid") if isinstance(msg.get("bid"), str) else None
@@ -541,7 +538,7 @@ class _Events:
         play.played_ms = played if _count(played) else None
         delivery = self._delivery(receiver, msg)
         if delivery is not None:
-            if code == "not-cached" and delivery.reason in _FETCH_REASONS:
+            if code == "not-cached" and delivery.reason in deliveries.FETCH_REASONS:
                 # Not cached because its fetch failed: that says more (and what to do).
                 code, detail = delivery.reason, delivery.reason_detail
             # The receiver's report is the truth about what was heard.

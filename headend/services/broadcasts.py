@@ -405,7 +405,8 @@ def finish_overdue(session: Session, *, now: datetime) -> int:
 
 
 def commands_for_returning(session: Session, *, settings: Settings, receiver: Receiver,
-                           now: datetime, rebooted: bool = False) -> tuple[list[Command], set[str]]:
+                           now: datetime,
+                           rebooted: bool = False) -> tuple[list[Command], set[str]]:
     """What a receiver that just came back (a new session) must be sent: the current
     broadcasts it missed, and stops for those cancelled while it was away. After a reboot
     (``rebooted``) also what it may have lost with it: a play without a fixed start (kept only

@@ -188,10 +188,15 @@ def refusal_reason(reason: Any) -> tuple[str, str | None]:
     return "refused", _detail(text)
 
 
+# The codes of a failed fetch. The receiver retries a fetch until air time, so a later
+# "fetched" still counts for a delivery that failed with one of these.
+FETCH_REASONS = ("fetch-failed", "cache-full", "no-space")
+
+
 def fetch_reason(detail: Any) -> tuple[str, str | None]:
     """(code, detail) for a ``fetch_failed`` event."""
     text = detail if isinstance(detail, str) else None
-    if text in ("cache-full", "no-space"):
+    if text in FETCH_REASONS:
         return text, None
     if text and text.startswith("fetch: "):
         text = text[len("fetch: "):]

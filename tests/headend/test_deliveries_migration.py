@@ -37,7 +37,7 @@ def test_an_upgrade_keeps_the_old_rows_and_splits_old_fetch_reasons(tmp_path):
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text(
-            "INSERT INTO sites (id, name, created_at) VALUES ('xa', 'Xã', '2026-01-01 00:00:00');"))
+            "INSERT INTO sites (id, name, created_at) VALUES ('xa', 'Xã', '2026-01-01 00:00:00')"))
         conn.execute(text(
             "INSERT INTO media_items (id, title, duration_ms, created_at)"
             " VALUES ('m1', 'Bản tin', 1500, '2026-01-01 00:00:00')"))
