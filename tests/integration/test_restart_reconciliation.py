@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from polling import wait_for
@@ -178,14 +179,14 @@ class Commune:
                                      env={"LOAXA_SITE_ID": SITE})
         self.receivers = Receivers(tmp_path, fleet)
         self.observer = Observer(self.broker, {d["id"]: d["key"] for d in fleet["devices"]})
-        self.token = None
+        self.http = None
 
     # -- the parts -------------------------------------------------------------------------
 
     def start_headend(self):
         self.server.start()
-        import httpx
-
+        if self.http is not None:
+            self.http.close()
         self.http = httpx.Client(base_url=self.server.url, timeout=10)
         r = self.http.post("/api/v1/auth/token", data={"username": "op", "password": PASSWORD})
         self.http.headers["Authorization"] = "Bearer " + r.json()["access_token"]
@@ -200,6 +201,8 @@ class Commune:
         self.receivers.stop()
         self.observer.close()
         self.server.stop()
+        if self.http is not None:
+            self.http.close()
 
     def why(self):
         return "\nhead-end log:\n%s\nsim:\n%s" % (self.server.log_text()[-2500:],
