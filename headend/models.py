@@ -56,6 +56,8 @@ def utcnow() -> datetime:
 # Names people type (zones, receivers, users). SQLite stores any length; PostgreSQL refuses
 # a value longer than its column and any NUL byte, failing the whole transaction.
 NAME_LENGTH = 200
+# A receiver's own words about a failure ("http 404", "vs1053: DREQ stuck low"), cut to fit.
+REASON_DETAIL_LENGTH = 120
 
 
 def fit_text(value: str, limit: int) -> str:
@@ -75,28 +77,35 @@ ROLES = ("admin", "operator", "technician", "viewer")
 # Bulletin classes an operator chooses (live talk has its own class on the wire).
 PRIORITIES = ("normal", "priority", "emergency")
 
-# Per-receiver delivery states. Terminal ones never change again.
+# Per-receiver delivery states; headend/services/deliveries.py has the table of the moves
+# between them (the only code that writes ``Delivery.state``).
 DELIVERY_PENDING = "pending"      # command sent (or about to be), nothing reported yet
 DELIVERY_OFFLINE = "offline"      # receiver was offline: sent when it comes back, if current
 DELIVERY_FETCHED = "fetched"      # media in the receiver's cache
 DELIVERY_PLAYING = "playing"
 DELIVERY_PLAYED = "played"
 DELIVERY_PREEMPTED = "preempted"
-DELIVERY_FAILED = "failed"
+DELIVERY_FAILED = "failed"        # with a reason code (headend/services/deliveries.py REASONS)
 DELIVERY_CANCELLED = "cancelled"
-DELIVERY_TERMINAL = (DELIVERY_PLAYED, DELIVERY_PREEMPTED, DELIVERY_FAILED, DELIVERY_CANCELLED)
+DELIVERY_INTERRUPTED = "interrupted"  # the head-end closed a play that can no longer be going on
+# Settled: nothing more is expected. Played and preempted are final (the receiver said so);
+# failed, cancelled and interrupted may still be corrected by the receiver's own late report.
+DELIVERY_FINAL = (DELIVERY_PLAYED, DELIVERY_PREEMPTED)
+DELIVERY_TERMINAL = DELIVERY_FINAL + (DELIVERY_FAILED, DELIVERY_CANCELLED, DELIVERY_INTERRUPTED)
 DELIVERY_WAITING = (DELIVERY_PENDING, DELIVERY_OFFLINE, DELIVERY_FETCHED)
+DELIVERY_STATES = DELIVERY_WAITING + (DELIVERY_PLAYING,) + DELIVERY_TERMINAL
 
-# Broadcast states (a summary of its deliveries).
+# Broadcast states (a summary of its deliveries: deliveries.summarise).
 BROADCAST_SCHEDULED = "scheduled"
 BROADCAST_PLAYING = "playing"
 BROADCAST_PLAYED = "played"
 BROADCAST_PREEMPTED = "preempted"
 BROADCAST_PARTIAL = "partial"     # some receivers played it, others did not
+BROADCAST_INTERRUPTED = "interrupted"  # cut short everywhere it started (restarts, power cuts)
 BROADCAST_FAILED = "failed"
 BROADCAST_CANCELLED = "cancelled"
-BROADCAST_FINAL = (BROADCAST_PLAYED, BROADCAST_PREEMPTED, BROADCAST_PARTIAL, BROADCAST_FAILED,
-                   BROADCAST_CANCELLED)
+BROADCAST_FINAL = (BROADCAST_PLAYED, BROADCAST_PREEMPTED, BROADCAST_PARTIAL,
+                   BROADCAST_INTERRUPTED, BROADCAST_FAILED, BROADCAST_CANCELLED)
 
 
 class Site(Base):
@@ -219,13 +228,17 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("broadcast_id", "device_id"),
-                      Index("ix_deliveries_device_state", "device_id", "state"))
+                      Index("ix_deliveries_device_state", "device_id", "state"),
+                      Index("ix_deliveries_state", "state"))  # the sweep's "playing" lookups
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"),
                                               index=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default=DELIVERY_PENDING)
+    # Why it failed or was interrupted (or how it ended): a code of deliveries.REASONS, and
+    # the receiver's own words after it ("http 404", "vs1053: DREQ stuck low"), if any.
     reason: Mapped[str | None] = mapped_column(String(64))
+    reason_detail: Mapped[str | None] = mapped_column(String(REASON_DETAIL_LENGTH))
     command_id: Mapped[str | None] = mapped_column(String(64), index=True)
     sent_at: Mapped[datetime | None]
     acked_at: Mapped[datetime | None]
@@ -235,6 +248,9 @@ class Delivery(Base):
     # A receiver that held this broadcast when it was cancelled, but was offline then: it gets
     # the stop when it comes back.
     stop_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    # While "playing": since when the receiver's heartbeats say it plays something else (its
+    # end report may be on the way; after a grace the head-end closes it, "end-unreported").
+    contradicted_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -272,8 +288,23 @@ class PlayLog(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(String(16))  # None while playing
+    # How it ended, as on the delivery: a deliveries.REASONS code and the receiver's detail.
+    # "interrupted" rows were closed by the head-end (a restart); a late report corrects them.
+    reason: Mapped[str | None] = mapped_column(String(64))
+    reason_detail: Mapped[str | None] = mapped_column(String(REASON_DETAIL_LENGTH))
     played_ms: Mapped[int | None] = mapped_column(BigInteger)
     skip_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class HeadendRun(Base):
+    """One run of the head-end's MQTT service: when it started and when it was last alive
+    (moved on every presence sweep). The gaps between runs are when it was down: a broadcast
+    whose air time fell in one and that no report settled is "headend-down", not "no-report"."""
+
+    __tablename__ = "headend_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime]
+    alive_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class DeviceMedia(Base):

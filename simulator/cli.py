@@ -77,6 +77,9 @@ def build_parser():
     parser.add_argument("--heap", default=None, metavar="SIZE",
                         help="MicroPython heap per receiver (default 2m, a WROVER's PSRAM; "
                              "100k for a board without PSRAM)")
+    parser.add_argument("--workdir", default=None, metavar="DIR",
+                        help="the boards' flash, kept across runs (default: a temporary one); "
+                             "the same DIR makes a restarted `loaxa sim` a reboot")
     parser.add_argument("--duration", type=float, default=0.0, metavar="S",
                         help="stop after S seconds (default: run until Ctrl-C)")
     return parser
@@ -108,7 +111,8 @@ async def run(args, out=sys.stdout):
         return 2
 
     try:
-        fleet = Fleet(specs, site=site, broker=broker, runtime=args.runtime, heap=args.heap)
+        fleet = Fleet(specs, site=site, broker=broker, runtime=args.runtime, heap=args.heap,
+                      workdir=args.workdir)
     except RuntimeError as exc:  # no ESP32-model MicroPython here
         print("loaxa sim: %s" % exc, file=sys.stderr)
         return 2

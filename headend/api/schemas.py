@@ -5,9 +5,10 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from headend.errors import Invalid
+from headend.services.deliveries import reason_text
 
 # The largest command arguments, JSON-encoded: a device command's arguments are a few small
 # fields (a volume, a broadcast id); megabytes would be signed, stored in the audit log and
@@ -171,12 +172,24 @@ class BroadcastCreated(BaseModel):
     receivers: int
 
 
-class BroadcastDevice(BaseModel):
+class Reasoned(BaseModel):
+    """Why a delivery or a play ended as it did: a code (headend/services/deliveries.py
+    REASONS), the receiver's own detail ("http 404") and both in words, per language."""
+
+    reason: str | None = Field(None, description="a code of the fixed list, e.g. not-cached")
+    reason_detail: str | None = Field(None, description="the receiver's own words, if any")
+
+    @computed_field(description='{"vi": ..., "en": ...}; null without a reason')
+    @property
+    def reason_text(self) -> dict[str, str] | None:
+        return reason_text(self.reason, self.reason_detail)
+
+
+class BroadcastDevice(Reasoned):
     id: str
     name: str | None = None
     zone: str | None = None
     state: str
-    reason: str | None = None
     started_at: datetime | None
     ended_at: datetime | None
 
@@ -210,7 +223,7 @@ class BroadcastSummary(BaseModel):
     cancelled_at: datetime | None
 
 
-class PlayLogEntry(BaseModel):
+class PlayLogEntry(Reasoned):
     model_config = ConfigDict(from_attributes=True)
     device_id: str
     broadcast_id: str | None
@@ -218,7 +231,8 @@ class PlayLogEntry(BaseModel):
     scheduled_at: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
-    outcome: str | None
+    outcome: str | None = Field(description="None while playing; played, preempted, "
+                                            "cancelled, failed or interrupted")
     played_ms: int | None
 
 

@@ -23,13 +23,10 @@ from headend.logbudget import LogBudget
 from headend.models import (
     DELIVERY_CANCELLED,
     DELIVERY_FAILED,
-    DELIVERY_FETCHED,
-    DELIVERY_OFFLINE,
+    DELIVERY_INTERRUPTED,
     DELIVERY_PENDING,
     DELIVERY_PLAYED,
-    DELIVERY_PLAYING,
     DELIVERY_PREEMPTED,
-    DELIVERY_TERMINAL,
     Broadcast,
     Delivery,
     DeviceEvent,
@@ -38,7 +35,9 @@ from headend.models import (
     Receiver,
     fit_text,
 )
-from headend.services.broadcasts import commands_for_returning, finish_overdue, refresh_states
+from headend.services import deliveries, reconcile
+from headend.services.broadcasts import commands_for_returning, finish_overdue
+from headend.services.deliveries import refresh_states
 from headend.settings import Settings
 from protocol import messages, presence, topics
 from protocol.errors import ProtocolError
@@ -48,8 +47,6 @@ log = logging.getLogger(__name__)
 
 END_STATE = {messages.END_FINISHED: DELIVERY_PLAYED, messages.END_PREEMPTED: DELIVERY_PREEMPTED,
              messages.END_CANCELLED: DELIVERY_CANCELLED, messages.END_FAILED: DELIVERY_FAILED}
-# How far a delivery has come; reports never move it backwards.
-_RANK = {DELIVERY_OFFLINE: 0, DELIVERY_PENDING: 0, DELIVERY_FETCHED: 1, DELIVERY_PLAYING: 2}
 # Dropped reports are counted in the stats; the log gets a few lines a minute and a summary,
 # so a flood of bad messages cannot flood the log.
 _dropped_log = LogBudget(log, lines=5, per_s=60.0)
@@ -92,6 +89,8 @@ class _Batch:
         self.result = BatchResult()
         self.receivers: dict[str, Receiver] = {}
         self.returning: dict[str, Receiver] = {}
+        self.rebooted: set[str] = set()  # receivers whose birth showed a new boot
+        self.heard: dict[str, reconcile.Heard] = {}  # the latest heartbeat's "play", per receiver
         self.touched: set[str] = set()
 
     def drop(self, report: Report, reason: str) -> None:
@@ -137,9 +136,13 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
         _apply_all(batch, decoded, event_handler)
     event_handler.write()
     session.flush()
+    if batch.heard:
+        batch.touched |= reconcile.check_heartbeats(session, heard=batch.heard,
+                                                    stats=batch.result.stats)
     for receiver in batch.returning.values():
         commands, touched = commands_for_returning(session, settings=settings, receiver=receiver,
-                                                   now=batch.now)
+                                                   now=batch.now,
+                                                   rebooted=receiver.id in batch.rebooted)
         batch.result.commands += commands
         batch.touched |= touched
     if batch.touched:
@@ -180,6 +183,8 @@ def _apply_all(batch: _Batch, decoded, event_handler) -> None:
                 alive = _status(batch, receiver, msg)
             elif report.leaf == topics.HEARTBEAT:
                 alive = _heartbeat(batch, receiver, msg)
+                if alive:
+                    _heard(batch, receiver, msg, _dt(report.received_ms))
             else:
                 alive = event_handler.apply(report, receiver, msg)
         except ProtocolError as exc:
@@ -225,6 +230,13 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
             batch.result.stats["board_reset"] += 1
             log.warning("receiver %s restarted its counters (re-flashed or replaced?)",
                         receiver.id)
+        if known is not None and (reset or session[0] > known[0]):
+            # A new boot: nothing it played before can still be playing.
+            batch.rebooted.add(receiver.id)
+            batch.result.stats["receiver_restarted"] += 1
+            batch.touched |= reconcile.receiver_restarted(
+                batch.session, device_id=receiver.id, last_heard=receiver.last_seen,
+                stats=batch.result.stats)
         caps = msg.get("caps")
         receiver.capabilities = caps if isinstance(caps, dict) else None
         fw, link = msg.get("fw"), msg.get("link")
@@ -279,6 +291,16 @@ def _heartbeat(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
         # was only quiet, or its reports were late. Anything it missed meanwhile is sent now.
         _come_online(batch, receiver)
     return True
+
+
+def _heard(batch: _Batch, receiver: Receiver, msg: dict[str, Any], at: datetime) -> None:
+    """Keep what a heartbeat of the session we know says plays, for reconcile.check_heartbeats."""
+    if messages.session_of(msg) != _session_key(receiver):
+        return
+    play = msg.get("play")
+    batch.heard[receiver.id] = reconcile.Heard(
+        play=play if isinstance(play, str) else None, at=at,
+        booted_at=at - timedelta(seconds=msg["up"]))
 
 
 def _telemetry_session(telemetry: dict[str, Any]) -> tuple[Any, Any]:
@@ -380,9 +402,12 @@ class _Events:
             for delivery in session.scalars(select(Delivery).where(
                     Delivery.broadcast_id.in_(part), Delivery.device_id.in_(devices))):
                 self.deliveries[(delivery.broadcast_id, delivery.device_id)] = delivery
+            # Open rows, and rows the head-end closed as interrupted: the receiver's late
+            # end report corrects those. The newest per (receiver, broadcast) wins.
             for play in session.scalars(select(PlayLog).where(
                     PlayLog.broadcast_id.in_(part), PlayLog.device_id.in_(devices),
-                    PlayLog.outcome.is_(None)).order_by(PlayLog.id)):
+                    PlayLog.outcome.is_(None) | (PlayLog.outcome == DELIVERY_INTERRUPTED))
+                    .order_by(PlayLog.id)):
                 self.open_plays[(play.device_id, play.broadcast_id)] = play
         for part in chunks(cmds):
             for delivery in session.scalars(select(Delivery).where(
@@ -399,7 +424,10 @@ class _Events:
                         select(Delivery, Broadcast.media_id)
                         .join(Broadcast, Delivery.broadcast_id == Broadcast.id)
                         .where(Delivery.device_id.in_(part), Broadcast.media_id.in_(items),
-                               Delivery.state == DELIVERY_PENDING)):
+                               (Delivery.state == DELIVERY_PENDING)
+                               | ((Delivery.state == DELIVERY_FAILED)
+                                  & Delivery.reason.in_(deliveries.FETCH_REASONS)
+                                  & (Broadcast.valid_until > self.batch.now)))):
                     self.waiting.setdefault((delivery.device_id, item), []).append(delivery)
             if shas:
                 for device_id, sha in session.execute(
@@ -436,21 +464,21 @@ class _Events:
 
     def _delivery(self, receiver: Receiver, msg: dict[str, Any]) -> Delivery | None:
         bid = msg.get("bid")
-        delivery = self.deliveries.get((bid, receiver.id)) if isinstance(bid, str) else None
-        if delivery is not None:
-            self.batch.touched.add(delivery.broadcast_id)
-        return delivery
+        return self.deliveries.get((bid, receiver.id)) if isinstance(bid, str) else None
+
+    def _move(self, delivery: Delivery, event: str, t: datetime, **reason) -> bool:
+        self.batch.touched.add(delivery.broadcast_id)
+        return deliveries.move(delivery, event, at=t, stats=self.batch.result.stats, **reason)
 
     def _ack(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         delivery = self.by_command.get(str(msg.get("cmd")))
         if delivery is None or delivery.device_id != receiver.id:
             return
-        self.batch.touched.add(delivery.broadcast_id)
         if msg.get("ok") is True:
-            delivery.acked_at = delivery.acked_at or t
-        elif delivery.state not in DELIVERY_TERMINAL and delivery.state != DELIVERY_PLAYING:
-            delivery.state = DELIVERY_FAILED
-            delivery.reason = fit_text(str(msg.get("reason") or "refused"), 64)
+            self._move(delivery, deliveries.ACKED, t)
+        else:
+            code, detail = deliveries.refusal_reason(msg.get("reason"))
+            self._move(delivery, deliveries.REFUSED, t, reason=code, detail=detail)
 
     def _rejected(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         # Somebody sent this receiver a command it refused: a forgery, a replay, or our clock.
@@ -463,23 +491,23 @@ class _Events:
         if isinstance(sha, str) and len(sha) == 64 and (receiver.id, sha) not in self.cached:
             self.cached.add((receiver.id, sha))
             self.new_cached.append({"device_id": receiver.id, "sha256": sha, "fetched_at": t})
-        for delivery in self._waiting_for_item(receiver, msg.get("item")):
-            delivery.state = DELIVERY_FETCHED
-            delivery.fetched_at = t
+        for delivery in self._waiting_for_item(receiver, msg.get("item"), with_failed=True):
+            self._move(delivery, deliveries.FETCHED, t)
 
     def _fetch_failed(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
-        for delivery in self._waiting_for_item(receiver, msg.get("item")):
-            delivery.state = DELIVERY_FAILED
-            delivery.reason = fit_text("fetch: %s" % msg.get("reason"), 64)
-            delivery.ended_at = t
+        code, detail = deliveries.fetch_reason(msg.get("reason"))
+        for delivery in self._waiting_for_item(receiver, msg.get("item"), with_failed=False):
+            self._move(delivery, deliveries.FETCH_FAILED, t, reason=code, detail=detail)
 
-    def _waiting_for_item(self, receiver: Receiver, item: Any) -> list[Delivery]:
+    def _waiting_for_item(self, receiver: Receiver, item: Any,
+                          with_failed: bool) -> list[Delivery]:
+        """Deliveries of ``item`` on this receiver waiting for its media (and, ``with_failed``,
+        those whose fetch failed: the receiver retried)."""
         if not isinstance(item, str):
             return []
-        found = [d for d in self.waiting.pop((receiver.id, item), [])
-                 if d.state == DELIVERY_PENDING]
-        self.batch.touched.update(d.broadcast_id for d in found)
-        return found
+        return [d for d in self.waiting.get((receiver.id, item), [])
+                if d.state == DELIVERY_PENDING or (with_failed and d.state == DELIVERY_FAILED
+                                                   and d.reason in deliveries.FETCH_REASONS)]
 
     def _started(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         bid = msg.get("bid") if isinstance(msg.get("bid"), str) else None
@@ -493,9 +521,7 @@ class _Events:
         self.open_plays[(receiver.id, bid)] = play
         delivery = self._delivery(receiver, msg)
         if delivery is not None:
-            delivery.started_at = t
-            if _RANK.get(delivery.state, 3) < _RANK[DELIVERY_PLAYING]:
-                delivery.state = DELIVERY_PLAYING
+            self._move(delivery, deliveries.STARTED, t)
 
     def _ended(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         bid = msg.get("bid") if isinstance(msg.get("bid"), str) else None
@@ -506,15 +532,19 @@ class _Events:
             play = PlayLog(device_id=receiver.id, epoch=receiver.event_epoch or 0,
                            broadcast_id=bid, item=_str(msg.get("item")), seq=msg["seq"])
             self.batch.session.add(play)
+        code, detail = deliveries.end_reason(msg["reason"], msg.get("detail"))
         play.ended_at = t
         play.outcome = outcome
+        play.reason = code
+        play.reason_detail = detail
         play.played_ms = played if _count(played) else None
         delivery = self._delivery(receiver, msg)
         if delivery is not None:
+            if code == "not-cached" and delivery.reason in deliveries.FETCH_REASONS:
+                # Not cached because its fetch failed: that says more (and what to do).
+                code, detail = delivery.reason, delivery.reason_detail
             # The receiver's report is the truth about what was heard.
-            delivery.state = outcome
-            delivery.ended_at = t
-            delivery.reason = msg["reason"]
+            self._move(delivery, deliveries.ENDED[msg["reason"]], t, reason=code, detail=detail)
 
 
 def _count(value: Any) -> bool:

@@ -38,6 +38,7 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
+from headend.services import reconcile
 from headend.settings import Settings
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -73,12 +74,14 @@ class MqttService:
         self._lock = threading.Lock()
         self._fallback_lock = threading.Lock()
         self._v5_refused = threading.Event()
+        self._run_id: int | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> "MqttService":
         self._load_keys()
         self._learn_counter_floor()
+        self._record_run()
         self._stop.clear()
         self._connect("5" if self._protocol in ("auto", "5") else "3.1.1")
         self._ingest_thread = threading.Thread(target=self._ingest_loop, name="loaxa-ingest",
@@ -92,6 +95,15 @@ class MqttService:
         with session_scope(self.session_factory) as session:
             newest = session.scalar(select(func.max(CommandCounter.last_ctr)))
         CLOCK.learn_floor(newest or 0)
+
+    def _record_run(self) -> None:
+        """This run of the head-end, kept alive by every sweep: the gaps between runs are when
+        it was down (headend/services/reconcile.py). The first sweeps after a start conclude
+        nothing while the broker delivers what it kept; after that, what aired while it was
+        down and no report settled is concluded "headend-down"."""
+        with session_scope(self.session_factory) as session:
+            self._run_id = reconcile.start_run(session, now=datetime.now(UTC))
+            session.commit()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -320,7 +332,10 @@ class MqttService:
     def _sweep(self) -> None:
         try:
             with session_scope(self.session_factory) as session:
-                silent = sweep_presence(session, settings=self.settings, now=datetime.now(UTC))
+                now = datetime.now(UTC)
+                if self._run_id is not None:
+                    reconcile.mark_alive(session, run_id=self._run_id, now=now)
+                silent = sweep_presence(session, settings=self.settings, now=now)
                 session.commit()
         except Exception:
             log.exception("presence sweep failed")

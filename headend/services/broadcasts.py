@@ -1,9 +1,10 @@
 """Broadcasts: what plays, where, when, in which class; and each receiver's part in it.
 
-A broadcast's per-receiver state (``Delivery``) moves only on the receivers' own reports
-(headend/mqtt/ingest.py): pending -> fetched -> playing -> played | preempted | failed |
-cancelled; ``offline`` when the receiver was away at send time (it gets the command when it
-comes back, while the broadcast is current). The broadcast's own ``state`` summarises them.
+A broadcast's per-receiver state (``Delivery``) moves by the table in
+headend/services/deliveries.py, on the receivers' own reports (headend/mqtt/ingest.py) and on
+what the head-end does and concludes here (send, cancel, resend to a returning receiver,
+close what is overdue) and in headend/services/reconcile.py (restarts). The broadcast's own
+``state`` is derived from its deliveries (``deliveries.summarise``).
 """
 
 import secrets
@@ -18,21 +19,11 @@ from headend import planning
 from headend.commands import Command, Publisher, chunks, new_command_id, now_ms, prepare
 from headend.errors import Conflict, Forbidden, Invalid, NotFound
 from headend.models import (
-    BROADCAST_CANCELLED,
-    BROADCAST_FAILED,
-    BROADCAST_PARTIAL,
-    BROADCAST_PLAYED,
-    BROADCAST_PLAYING,
-    BROADCAST_PREEMPTED,
-    BROADCAST_SCHEDULED,
-    DELIVERY_CANCELLED,
-    DELIVERY_FAILED,
     DELIVERY_FETCHED,
+    DELIVERY_INTERRUPTED,
     DELIVERY_OFFLINE,
     DELIVERY_PENDING,
-    DELIVERY_PLAYED,
     DELIVERY_PLAYING,
-    DELIVERY_PREEMPTED,
     DELIVERY_TERMINAL,
     DELIVERY_WAITING,
     PRIORITIES,
@@ -44,7 +35,8 @@ from headend.models import (
     Zone,
 )
 from headend.security import has_permission
-from headend.services import audit
+from headend.services import audit, deliveries, reconcile
+from headend.services.deliveries import REPORT_GRACE, refresh_states, summarise
 from headend.services.media import get_media
 from headend.settings import Settings
 from protocol import messages
@@ -53,8 +45,6 @@ PRIO_WIRE = {"normal": messages.PRIO_NORMAL, "priority": messages.PRIO_PRIORITY,
              "emergency": messages.PRIO_EMERGENCY}
 # A start time this far in the past is still taken as "now" (clock skew of the caller).
 PAST_TOLERANCE = timedelta(seconds=5)
-# How long after its end a broadcast waits for late reports before it is summarised.
-REPORT_GRACE = timedelta(seconds=60)
 # The furthest ahead a broadcast may be scheduled: a year (and a leap day) covers every yearly
 # programme; beyond it is a typing slip, and near year 9999 the end time would overflow.
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
@@ -144,13 +134,12 @@ def _cached(session: Session, device_ids: list[str], shas: set[str]) -> set[str]
 
 
 def _play_command(settings: Settings, broadcast: Broadcast, receiver: Receiver,
-                  at_ms: int | None, now: datetime) -> tuple[Command | None, dict[str, Any]]:
-    """The play command for one receiver and the delivery fields that record it."""
+                  at_ms: int | None) -> Command | None:
+    """The play command for one receiver (None: no rendition it decodes)."""
     args = play_args(settings, broadcast, receiver, at_ms)
     if args is None:
-        return None, {"state": DELIVERY_FAILED, "reason": "no-codec"}
-    command = Command(receiver.id, messages.PLAY, args, new_command_id(broadcast.id))
-    return command, {"state": DELIVERY_PENDING, "command_id": command.cmd_id, "sent_at": now}
+        return None
+    return Command(receiver.id, messages.PLAY, args, new_command_id(broadcast.id))
 
 
 # -- create / cancel -----------------------------------------------------------------------
@@ -223,7 +212,7 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     broadcast = Broadcast(id="b%s" % secrets.token_hex(6), media_id=media.id,
                           targets=targets, priority=priority, start_at=start,
                           valid_until=start + window, play_at_ms=None if emergency else at_ms,
-                          state=BROADCAST_SCHEDULED, created_at=now,
+                          created_at=now,
                           created_by=actor.username if isinstance(actor, User) else actor)
     broadcast.media = media
     session.add(broadcast)
@@ -236,22 +225,26 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     commands = []
     rows = []
     for receiver in receivers:
-        row = {"broadcast_id": broadcast.id, "device_id": receiver.id,
-               "state": DELIVERY_OFFLINE, "stop_pending": False, "updated_at": now}
+        row = {"broadcast_id": broadcast.id, "device_id": receiver.id, "stop_pending": False,
+               "updated_at": now}
         rows.append(row)
         if not receiver.online:
+            row.update(deliveries.initial(deliveries.OFFLINE_AT_SEND))
             continue
         # An emergency starts together at call + lead where the media is already on the
         # receiver; elsewhere it plays as soon as fetched, from the beginning.
         device_at = (planning.emergency_at_ms(settings, lead_from, receiver.id in cached)
                      if emergency else at_ms)
-        command, fields = _play_command(settings, broadcast, receiver, device_at, now)
-        row.update(fields)
-        if command is not None:
-            commands.append(command)
+        command = _play_command(settings, broadcast, receiver, device_at)
+        if command is None:
+            row.update(deliveries.initial(deliveries.NO_CODEC))
+            continue
+        row.update(deliveries.initial(deliveries.SENT), command_id=command.cmd_id, sent_at=now)
+        commands.append(command)
     # One multi-row insert: an emergency to a thousand receivers must not cost a thousand
     # round trips before the first command leaves.
     session.execute(insert(Delivery), rows)
+    broadcast.state = summarise(broadcast, [row["state"] for row in rows], now)
     outgoing = prepare(session, site_id=settings.site_id, commands=commands,
                        ttl_s=settings.command_ttl_s, now=now_ms_)
     audit.record(session, actor=actor, action="broadcast.create", target=broadcast.id,
@@ -309,11 +302,15 @@ def cancel_broadcast(session: Session, *, settings: Settings, publisher: Publish
     offline now gets it when it comes back; none is sent it again."""
     now = now or datetime.now(UTC)
     broadcast = get_broadcast(session, broadcast_id=broadcast_id)
-    if broadcast.state == BROADCAST_CANCELLED:
+    if broadcast.cancelled_at is not None:
         return broadcast
+    # Still open: a receiver waits for it or plays it, or one interrupted by a restart gets
+    # it again when it comes back while it is current.
+    open_states = DELIVERY_WAITING + (DELIVERY_PLAYING,)
+    if broadcast.valid_until > now:
+        open_states += (DELIVERY_INTERRUPTED,)
     open_ = session.scalar(select(Delivery.id).where(
-        Delivery.broadcast_id == broadcast.id,
-        Delivery.state.in_(DELIVERY_WAITING + (DELIVERY_PLAYING,))).limit(1))
+        Delivery.broadcast_id == broadcast.id, Delivery.state.in_(open_states)).limit(1))
     if open_ is None:
         raise Conflict("already-over", "broadcast %s is already over (%s)"
                        % (broadcast.id, broadcast.state), "Lượt phát này đã kết thúc")
@@ -325,9 +322,7 @@ def cancel_broadcast(session: Session, *, settings: Settings, publisher: Publish
             Delivery.broadcast_id == broadcast.id,
             Delivery.state.not_in(DELIVERY_TERMINAL))):
         holds_it = delivery.sent_at is not None
-        if delivery.state != DELIVERY_PLAYING:
-            delivery.state = DELIVERY_CANCELLED
-            delivery.reason = "cancelled"
+        deliveries.move(delivery, deliveries.CANCEL_REQUESTED, at=now)
         if not holds_it:
             continue
         if delivery.device_id in online:
@@ -335,9 +330,10 @@ def cancel_broadcast(session: Session, *, settings: Settings, publisher: Publish
                                     new_command_id("stop")))
         else:
             delivery.stop_pending = True
-    broadcast.state = BROADCAST_CANCELLED
     broadcast.cancelled_at = now
     broadcast.cancelled_by = actor.username if isinstance(actor, User) else actor
+    session.flush()
+    refresh_states(session, broadcast_ids={broadcast.id}, now=now)
     outgoing = prepare(session, site_id=settings.site_id, commands=commands,
                        ttl_s=settings.command_ttl_s, now=_ms(now))
     audit.record(session, actor=actor, action="broadcast.cancel", target=broadcast.id,
@@ -357,7 +353,8 @@ def broadcast_status(session: Session, *, broadcast_id: str) -> dict[str, Any]:
         .join(Receiver, Delivery.device_id == Receiver.id)
         .where(Delivery.broadcast_id == broadcast.id).order_by(Delivery.device_id)).all()
     devices = [{"id": d.device_id, "name": name, "zone": zone, "state": d.state,
-                "reason": d.reason, "started_at": d.started_at, "ended_at": d.ended_at}
+                "reason": d.reason, "reason_detail": d.reason_detail,
+                "started_at": d.started_at, "ended_at": d.ended_at}
                for d, name, zone in rows]
     return {"id": broadcast.id, "media_id": broadcast.media_id, "title": broadcast.media.title,
             "duration_s": broadcast.media.duration_ms / 1000, "targets": broadcast.targets,
@@ -384,70 +381,62 @@ def current_emergencies(session: Session, *, now: datetime | None = None) -> lis
         Broadcast.valid_until > now).order_by(Broadcast.created_at.desc())))
 
 
-# -- state, from the receivers' reports (called by the ingest) -----------------------------
-
-def summarise(broadcast: Broadcast, states: list[str], now: datetime) -> str:
-    """A broadcast's state from its deliveries' states."""
-    if broadcast.cancelled_at is not None:
-        return BROADCAST_CANCELLED
-    if DELIVERY_PLAYING in states:
-        return BROADCAST_PLAYING
-    over = now > broadcast.valid_until + REPORT_GRACE
-    reached = any(s in DELIVERY_TERMINAL for s in states)
-    waiting = any(s in (DELIVERY_PENDING, DELIVERY_FETCHED) for s in states)
-    # Receivers still offline do not hold a broadcast open once the others are done; if one
-    # comes back in time and plays it, its reports reopen the summary.
-    if not over and (waiting or (not reached and DELIVERY_OFFLINE in states)):
-        return BROADCAST_PLAYING if reached and now >= broadcast.start_at else BROADCAST_SCHEDULED
-    if states and all(s == DELIVERY_PLAYED for s in states):
-        return BROADCAST_PLAYED
-    if DELIVERY_PREEMPTED in states:
-        return BROADCAST_PREEMPTED
-    if DELIVERY_PLAYED in states:
-        return BROADCAST_PARTIAL
-    return BROADCAST_FAILED
-
-
-def refresh_states(session: Session, *, broadcast_ids: set[str], now: datetime) -> None:
-    """Recompute the summary state of these broadcasts (in the caller's transaction)."""
-    for part in chunks(sorted(broadcast_ids)):
-        states: dict[str, list[str]] = {b: [] for b in part}
-        for bid, state in session.execute(select(Delivery.broadcast_id, Delivery.state)
-                                          .where(Delivery.broadcast_id.in_(part))):
-            states[bid].append(state)
-        for broadcast in session.scalars(select(Broadcast).where(Broadcast.id.in_(part))):
-            broadcast.state = summarise(broadcast, states[broadcast.id], now)
-
+# -- concluding what no report will settle (the presence sweep calls this) ------------------
 
 def finish_overdue(session: Session, *, now: datetime) -> int:
-    """Close broadcasts whose time and report grace are over: receivers that never reported
-    are marked failed ("no-report"); offline ones stay offline. Returns how many closed."""
-    overdue = list(session.scalars(select(Broadcast.id).where(
-        Broadcast.state.in_((BROADCAST_SCHEDULED, BROADCAST_PLAYING)),
-        Broadcast.valid_until < now - REPORT_GRACE)))
-    if not overdue:
+    """Conclude deliveries that no report will settle any more, and summarise their broadcasts.
+
+    A delivery still waiting when its broadcast's window and the report grace are over failed:
+    "headend-down" if the head-end was down during the air time, else "receiver-offline" if
+    it never reached the receiver, else "no-report". A "playing" one that cannot still be
+    playing is interrupted (reconcile.close_unreported). Nothing is concluded in the first
+    moments after a head-end start, while the broker still delivers the reports it kept.
+    Returns how many broadcasts were touched.
+    """
+    if reconcile.starting_up(session, now=now):
         return 0
-    for delivery in session.scalars(select(Delivery).where(
-            Delivery.broadcast_id.in_(overdue),
-            Delivery.state.in_((DELIVERY_PENDING, DELIVERY_FETCHED)))):
-        delivery.state = DELIVERY_FAILED
-        delivery.reason = "no-report"
-    refresh_states(session, broadcast_ids=set(overdue), now=now)
-    return len(overdue)
+    touched = reconcile.close_unreported(session, now=now)
+    down: dict[str, bool] = {}
+    for delivery, broadcast in session.execute(
+            select(Delivery, Broadcast).join(Broadcast, Delivery.broadcast_id == Broadcast.id)
+            .where(Delivery.state.in_(DELIVERY_WAITING),
+                   Broadcast.valid_until < now - REPORT_GRACE)).all():
+        if broadcast.id not in down:
+            down[broadcast.id] = reconcile.headend_was_down(
+                session, start=broadcast.start_at, end=broadcast.valid_until)
+        if down[broadcast.id]:
+            deliveries.move(delivery, deliveries.HEADEND_DOWN, at=now)
+        else:
+            deliveries.move(delivery, deliveries.WINDOW_OVER, at=now,
+                            reason="receiver-offline" if delivery.state == DELIVERY_OFFLINE
+                            else "no-report")
+        touched.add(broadcast.id)
+    if not touched:
+        return 0
+    session.flush()
+    refresh_states(session, broadcast_ids=touched, now=now)
+    return len(touched)
 
 
 def commands_for_returning(session: Session, *, settings: Settings, receiver: Receiver,
-                           now: datetime) -> tuple[list[Command], set[str]]:
+                           now: datetime,
+                           rebooted: bool = False) -> tuple[list[Command], set[str]]:
     """What a receiver that just came back (a new session) must be sent: the current
-    broadcasts it missed, and stops for those cancelled while it was away.
+    broadcasts it missed, and stops for those cancelled while it was away. After a reboot
+    (``rebooted``) also what it may have lost with it: a play without a fixed start (kept only
+    in memory) and what the restart interrupted; it ignores a broadcast it still holds.
     Returns the commands and the ids of the broadcasts touched."""
     commands: list[Command] = []
     touched: set[str] = set()
+    resend = ((Delivery.state == DELIVERY_OFFLINE) | Delivery.stop_pending.is_(True)
+              | ((Delivery.state == DELIVERY_PENDING) & (Delivery.sent_at < now)))
+    if rebooted:
+        resend = resend | (Delivery.state == DELIVERY_FETCHED) | (
+            (Delivery.state == DELIVERY_INTERRUPTED)
+            & (Delivery.reason == deliveries.RECEIVER_RESTARTED))
     rows = session.execute(
         select(Delivery, Broadcast).join(Broadcast, Delivery.broadcast_id == Broadcast.id)
-        .where(Delivery.device_id == receiver.id,
-               (Delivery.state == DELIVERY_OFFLINE) | Delivery.stop_pending.is_(True)
-               | ((Delivery.state == DELIVERY_PENDING) & (Delivery.sent_at < now)))).all()
+        .where(Delivery.device_id == receiver.id, resend)).all()
     now_ms_ = _ms(now)
     for delivery, broadcast in rows:
         if delivery.stop_pending:
@@ -457,18 +446,19 @@ def commands_for_returning(session: Session, *, settings: Settings, receiver: Re
             continue
         if broadcast.cancelled_at is not None or broadcast.valid_until <= now:
             continue
-        if delivery.acked_at is not None:
+        if delivery.acked_at is not None and not rebooted and delivery.state == DELIVERY_PENDING:
             continue  # it already holds the command (acked before its link went down)
         # An emergency replays from the start now; a programme keeps its slot (a receiver
         # joining late skips what it missed, in step with its neighbours).
         at_ms = None if broadcast.priority == "emergency" else broadcast.play_at_ms
         if at_ms is not None and at_ms + broadcast.media.duration_ms <= now_ms_:
             continue
-        command, fields = _play_command(settings, broadcast, receiver, at_ms, now)
-        for name, value in fields.items():
-            setattr(delivery, name, value)
-        if command is not None:
+        command = _play_command(settings, broadcast, receiver, at_ms)
+        if command is None:
+            deliveries.move(delivery, deliveries.NO_CODEC, at=now)
+        elif deliveries.move(delivery, deliveries.SENT_ON_RETURN, at=now):
+            delivery.command_id = command.cmd_id
+            delivery.sent_at = now
             commands.append(command)
         touched.add(broadcast.id)
     return commands, touched
-

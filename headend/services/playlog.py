@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from headend.models import PlayLog
 
 CSV_COLUMNS = ("device_id", "broadcast_id", "item", "scheduled_at", "started_at", "ended_at",
-               "outcome", "played_ms", "skip_ms")
+               "outcome", "played_ms", "skip_ms", "reason", "reason_detail")
 
 
 def list_playlog(session: Session, *, device_id: str | None = None,
@@ -28,6 +28,22 @@ def list_playlog(session: Session, *, device_id: str | None = None,
     if until:
         query = query.where(PlayLog.started_at < until)
     return list(session.scalars(query))
+
+
+def close_open_plays(session: Session, *, device_id: str, broadcast_id: str, outcome: str,
+                     reason: str | None, at: datetime) -> int:
+    """Close the rows of ``broadcast_id`` on ``device_id`` still open (the head-end concluded
+    the play is over: a restart, no end report); returns how many. A later report from the
+    receiver corrects such a row (headend/mqtt/ingest.py)."""
+    closed = 0
+    for entry in session.scalars(select(PlayLog).where(
+            PlayLog.device_id == device_id, PlayLog.broadcast_id == broadcast_id,
+            PlayLog.outcome.is_(None))):
+        entry.outcome = outcome
+        entry.reason = reason
+        entry.ended_at = at
+        closed += 1
+    return closed
 
 
 def playlog_csv(entries: list[PlayLog], *, tz: ZoneInfo) -> str:

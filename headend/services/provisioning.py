@@ -121,6 +121,10 @@ def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -
         "acl_file %s" % acl.resolve(),
         "# the head-end's persistent session keeps receivers' reports while it restarts",
         "persistence true",
+        "# saved at every change: a receiver deletes a report from its flash once the broker has",
+        "# it, so what the broker acknowledged must outlive a power cut",
+        "autosave_on_changes true",
+        "autosave_interval 1",
         "max_queued_messages 100000",
         "max_inflight_messages 1000",
     ]) + "\n")
