@@ -332,11 +332,16 @@ class ReceiverCore:
 
     def clock_stepped(self, now, step_ms):
         """The clock moved by ``step_ms`` (a time sample; years at a first sync after a power
-        cut): what the core times as a wait keeps its length. Start times are wall times."""
+        cut): what the core times as a wait keeps its length, and so does what is playing.
+        Start times are wall times."""
         self._sync.shift(step_ms)
         self._fetches.shift(step_ms)
         if self._amp_since is not None:
             self._amp_since += step_ms
+        if self.current is not None and self.started_at is not None:
+            # The play began at the same instant, now read on the corrected clock: its played
+            # time stays what was heard (a resync mid-play once logged 21 s heard as 0 ms).
+            self.started_at += step_ms
         return self._finish([], now)
 
     # -- the broker link -------------------------------------------------------------------

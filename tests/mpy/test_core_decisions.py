@@ -101,6 +101,19 @@ def test_a_slow_counter_write_delays_the_relay_and_the_first_sample_alike():
     assert events(acts, M.EV_STARTED)[0]["t"] == written
 
 
+def test_a_clock_resync_during_a_play_does_not_change_what_was_played():
+    # 21 s heard, but the time sync moved the clock 21 s back meanwhile: the receiver must
+    # still report 21 s played (issue 9: it reported 0 ms), and forward steps likewise.
+    for step in (-21000, 5000):
+        core, head = new_core(settle=0), Head()
+        acts = core.on_command(head.cmd(M.PLAY, media(prio=M.PRIO_EMERGENCY, dur=30000)), T0)
+        start, = starts(acts)
+        core.clock_stepped(T0 + 10000 + step, step)
+        acts = core.finished(start[1], T0 + 21000 + step)
+        ended, = events(acts, M.EV_ENDED)
+        assert ended["reason"] == M.END_FINISHED and ended["played"] == 21000
+
+
 def test_a_late_item_with_the_relay_already_closed_is_not_held_back():
     core, head = new_core(), Head()
     core.on_command(head.cmd(M.PLAY, media(bid="a", at=T0, dur=1000)), T0)
