@@ -2,7 +2,8 @@
 
 Receivers fetch with range requests (resuming a partial download), so the server honours
 ``Range: bytes=a-b``. ``make_test_item`` makes a tone (its pitch derived from the item id, so
-two items never share a hash) and turns it into renditions with the audio package, as the
+two items never share a hash), or a chirp rising from that pitch (``signal="chirp"``: a sharp
+onset and no period, so a cross-correlation of two recordings has one unambiguous peak), and turns it into renditions with the audio package, as the
 head-end does; where that package is not installed it falls back to ffmpeg directly (MP3 mono
 CBR; IMA-ADPCM in 256-byte blocks taken out of ffmpeg's IMA WAV output, which is exactly
 protocol/media.py's block layout).
@@ -88,18 +89,23 @@ def adpcm_blocks_from_wav(wav_bytes):
     raise ValueError("WAV file has no data chunk")
 
 
-def _source_args(seconds, freq, rate):
-    expr = "sin(2*PI*%d*t)*0.5" % freq
+# aevalsrc expressions of the test signals, from the item's pitch ``freq`` (Hz).
+SIGNALS = {"tone": "sin(2*PI*%(freq)d*t)*0.5",
+           "chirp": "sin(2*PI*(%(freq)d+2000*t)*t)*0.5"}  # freq + 4 kHz/s, inside the band
+
+
+def _source_args(seconds, freq, rate, signal="tone"):
+    expr = SIGNALS[signal] % {"freq": freq}
     return ["-f", "lavfi", "-i", "aevalsrc='%s':s=%d:d=%.3f" % (expr, rate, seconds)]
 
 
-def _fallback_renditions(directory, item_id, seconds, freq, rate):
+def _fallback_renditions(directory, item_id, seconds, freq, rate, signal):
     mp3 = os.path.join(directory, "%s.mp3" % item_id)
-    _run_ffmpeg(_source_args(seconds, freq, rate)
+    _run_ffmpeg(_source_args(seconds, freq, rate, signal)
                 + ["-ac", "1", "-c:a", "libmp3lame", "-b:a", "32k", "-write_xing", "0",
                    "-id3v2_version", "0", mp3])
     wav = os.path.join(directory, "%s.ima.wav" % item_id)
-    _run_ffmpeg(_source_args(seconds, freq, rate)
+    _run_ffmpeg(_source_args(seconds, freq, rate, signal)
                 + ["-ac", "1", "-c:a", "adpcm_ima_wav", "-block_size", str(ADPCM_BLOCK_BYTES), wav])
     with open(wav, "rb") as f:
         blocks = adpcm_blocks_from_wav(f.read())
@@ -112,11 +118,11 @@ def _fallback_renditions(directory, item_id, seconds, freq, rate):
             "adpcm": Rendition(adpcm, "adpcm", rate, samples * 1000 // rate)}
 
 
-def _audio_package_renditions(directory, item_id, seconds, freq, rate):
+def _audio_package_renditions(directory, item_id, seconds, freq, rate, signal):
     from audio.renditions import make_renditions
 
     source = os.path.join(directory, "%s.source.wav" % item_id)
-    _run_ffmpeg(_source_args(seconds, freq, rate) + ["-ac", "1", source])
+    _run_ffmpeg(_source_args(seconds, freq, rate, signal) + ["-ac", "1", source])
     made = make_renditions(source, os.path.join(directory, "renditions"))
     return {codec: Rendition(r.path, codec, r.rate, r.duration_ms)
             for codec, r in made.renditions.items()}
@@ -130,14 +136,18 @@ def _have_audio_package():
     return True
 
 
-def make_test_item(directory, item_id="tone", seconds=2.0, rate=DEFAULT_RATE):
-    """A ``seconds`` long test tone as a MediaItem with an "mp3" and an "adpcm" rendition."""
+def make_test_item(directory, item_id="tone", seconds=2.0, rate=DEFAULT_RATE, signal="tone"):
+    """A ``seconds`` long test ``signal`` (a key of SIGNALS) as a MediaItem with an "mp3" and
+    an "adpcm" rendition."""
+    if signal not in SIGNALS:
+        raise ValueError("unknown test signal %r (expected one of %s)"
+                         % (signal, ", ".join(sorted(SIGNALS))))
     os.makedirs(directory, exist_ok=True)
     freq = 300 + zlib.crc32(item_id.encode()) % 600
     if _have_audio_package():
-        renditions = _audio_package_renditions(directory, item_id, seconds, freq, rate)
+        renditions = _audio_package_renditions(directory, item_id, seconds, freq, rate, signal)
     else:
-        renditions = _fallback_renditions(directory, item_id, seconds, freq, rate)
+        renditions = _fallback_renditions(directory, item_id, seconds, freq, rate, signal)
     return MediaItem(item_id, renditions)
 
 
