@@ -8,32 +8,14 @@ firmware's own ADPCM decoder. The normalised audio (the chain's output before an
 the reference a lead-in is measured against.
 """
 
-import numpy as np
 import pytest
+from audio_samples import chirp_wav
 
 from audio import mp3
-from audio.decode import decode_to_pcm
+from audio.decode import decode_to_pcm, lag_samples
 from audio.renditions import lead_in, make_renditions
 from audio.settings import AudioSettings
-from audio.tones import read_wav_mono, write_wav
-
-SOURCE_RATE = 48000
-
-
-def chirp(rate, seconds=1.0):
-    """A chirp from 300 Hz up by 4 kHz/s, at half scale from its first sample."""
-    t = np.arange(int(rate * seconds)) / rate
-    return 0.5 * np.sin(2 * np.pi * (300 * t + 2000 * t * t))
-
-
-def lag_samples(a, b):
-    """The lag (samples) at which ``a`` best matches ``b``: a[n] ~ b[n - lag]."""
-    a = a.astype(np.float64) - a.mean()
-    b = b.astype(np.float64) - b.mean()
-    size = 1 << (len(a) + len(b)).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
-    lag = int(np.argmax(corr))
-    return lag - size if lag > size // 2 else lag
+from audio.tones import read_wav_mono
 
 
 def decoded(rendition, rate):
@@ -44,8 +26,7 @@ def decoded(rendition, rate):
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    return write_wav(tmp_path_factory.mktemp("src") / "chirp.wav", chirp(SOURCE_RATE),
-                     SOURCE_RATE)
+    return chirp_wav(tmp_path_factory.mktemp("src") / "chirp.wav")
 
 
 @pytest.mark.parametrize("mp3_rate,adpcm_rate", [(16000, 16000), (8000, 8000), (44100, 44100),

@@ -13,10 +13,9 @@ Before the renditions were aligned (audio/renditions.py) the MP3 pole was 69 ms 
 
 import statistics
 
-import numpy as np
 import pytest
 
-from audio.decode import decode_to_pcm
+from audio.decode import decode_to_pcm, lag_samples
 from simulator.fleet import generate_specs
 from simulator.scenario import FleetScenario, now_ms
 
@@ -44,16 +43,6 @@ def heard(playback):
     """
     pcm = decode_to_pcm(playback.codec, playback.data, playback.rate)
     return playback.started_true, pcm[playback.skip_samples:]
-
-
-def lag_samples(a, b):
-    """The lag (samples) at which ``a`` best matches ``b``: a[n] ~ b[n - lag]."""
-    a = a.astype(np.float64) - a.mean()
-    b = b.astype(np.float64) - b.mean()
-    size = 1 << (len(a) + len(b)).bit_length()
-    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
-    lag = int(np.argmax(corr))
-    return lag - size if lag > size // 2 else lag
 
 
 def offset_ms(first, second):
