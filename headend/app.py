@@ -16,6 +16,7 @@ from headend.commands import RecordingPublisher
 from headend.db import make_engine, make_session_factory, migrate, session_scope
 from headend.keystore import load_kek, seal_plain_keys
 from headend.media_http import router as media_router
+from headend.metrics import router as metrics_router
 from headend.private_files import secure_storage
 from headend.services.sites import ensure_site
 from headend.settings import Settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(media_router)
+    app.include_router(metrics_router)
     _mount_pages(app)
     return app
 

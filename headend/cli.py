@@ -1,5 +1,5 @@
 """`loaxa headend ...`: serve, migrate, provision, create-user, export-mosquitto,
-export-broker-tls.
+export-broker-tls, rekey.
 
 Configuration comes from LOAXA_* environment variables (headend/settings.py); the options
 here override the few that are handy on a command line.
@@ -143,6 +143,35 @@ def cmd_export_broker_tls(args) -> int:
     return 0
 
 
+def cmd_rekey(args) -> int:
+    """Rotate the key-encryption key that seals the receivers' keys (docs/security.md)."""
+    import os
+
+    from headend.keystore import RekeyError, rekey_file, rekey_given
+
+    settings = _settings(args)
+    new_hex = os.environ.pop("LOAXA_NEW_KEY_ENCRYPTION_KEY", "")
+    with _session(settings) as session:
+        try:
+            if settings.key_encryption_key:
+                if not new_hex:
+                    print("loaxa headend rekey: the key-encryption key comes from "
+                          "LOAXA_KEY_ENCRYPTION_KEY; give the new one in "
+                          "LOAXA_NEW_KEY_ENCRYPTION_KEY", file=sys.stderr)
+                    return 2
+                count = rekey_given(session, settings, new_hex)
+                where = "now set LOAXA_KEY_ENCRYPTION_KEY to the new key"
+            else:
+                count = rekey_file(session, settings)
+                where = "new key-encryption key in %s" % settings.resolved_kek_file
+        except RekeyError as exc:
+            print("loaxa headend rekey: %s" % exc, file=sys.stderr)
+            return 1
+    print("resealed %d receiver keys; %s; back it up apart from the database and destroy the "
+          "old one and the backups sealed under it" % (count, where))
+    return 0
+
+
 def cmd_create_user(args) -> int:
     from headend.errors import ServiceError
     from headend.security import random_password
@@ -220,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
                                          "with LOAXA_BROKER_TLS_NAMES (default LOAXA_MQTT_HOST)")
     p.set_defaults(func=cmd_export_broker_tls)
 
+    p = sub.add_parser("rekey", help="rotate the key-encryption key sealing the receivers' "
+                                     "keys (stop the head-end first)")
+    p.set_defaults(func=cmd_rekey)
+
     p = sub.add_parser("create-user", help="add a user (or --update one)")
     p.add_argument("username")
     p.add_argument("--role", default="operator",
@@ -232,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from headend.keystore import RekeyError
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -240,8 +275,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except ValueError as exc:  # settings refused (e.g. a default secret in production)
-        print("loaxa headend: %s" % exc, file=sys.stderr)
+    except (ValueError, RekeyError) as exc:  # settings refused (e.g. a default secret in
+        print("loaxa headend: %s" % exc, file=sys.stderr)  # production), a rotation pending
         return 2
 
 

@@ -2,13 +2,12 @@
 
 A command is prepared inside the caller's transaction (its counter is persisted there), and
 published only after that transaction commits, so a counter is never used twice even if the
-head-end dies between the two steps (``protocol.messages.next_counter``).
+head-end dies between the two steps (``protocol.messages.next_counter``). The signing itself
+is headend/planning.py's ``outgoing_command``, which the simulator's operator uses too.
 """
 
 import logging
-import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,21 +18,14 @@ from headend.clock_guard import CLOCK
 from headend.db import begin_writing
 from headend.keystore import DeviceKeyError, open_stored
 from headend.models import CommandCounter, Receiver
-from protocol import messages, topics
+from headend.planning import Outgoing, new_command_id, outgoing_command
+from headend.planning import now_ms as now_ms  # where the services and the MQTT side find it
+from protocol import messages
 from protocol.signing import key_from_hex
 
 log = logging.getLogger(__name__)
 
-QOS_COMMAND = 1
 _CHUNK = 500  # ids per IN (...) query, under every database's parameter limit
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def new_command_id(prefix: str) -> str:
-    return "%s-%s" % (prefix, secrets.token_hex(4))
 
 
 @dataclass
@@ -42,16 +34,6 @@ class Command:
     kind: str
     args: dict[str, Any]
     cmd_id: str = field(default_factory=lambda: new_command_id("c"))
-
-
-@dataclass
-class Outgoing:
-    """A signed command ready to publish: MQTT topic, payload and QoS."""
-
-    device_id: str
-    topic: str
-    payload: bytes
-    qos: int = QOS_COMMAND
 
 
 class Publisher(Protocol):
@@ -115,10 +97,9 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
             # receiver refuses this one ("future-counter") until the clock catches up.
             log.warning("counter for %s is %d ms ahead of the clock: the receiver will refuse "
                         "it as future-counter", command.device_id, ctr - now)
-        payload = messages.sign_command(key, command.device_id, command.kind, command.args, ctr,
-                                        now + ttl_s * 1000, command.cmd_id)
-        out.append(Outgoing(command.device_id,
-                            topics.device_topic(site_id, command.device_id, topics.CMD), payload))
+        out.append(outgoing_command(key, site_id=site_id, device_id=command.device_id,
+                                    kind=command.kind, args=command.args, ctr=ctr, now_ms=now,
+                                    ttl_s=ttl_s, cmd_id=command.cmd_id))
     # Bulk writes (executemany): one statement for the updated counters, one for the new ones.
     table: Table = CommandCounter.__table__  # type: ignore[assignment]
     updated = [{"dev": d, "ctr": c} for d, c in last.items() if d in known]

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from headend.models import Receiver
 from headend.private_files import PRIVATE_FILE, make_private, write_atomically
+from headend.services import audit
 from headend.settings import Settings
 from protocol.errors import ProtocolError
 
@@ -55,6 +56,14 @@ class DeviceKeyError(ProtocolError):
         self.device_id = device_id
 
 
+class RekeyError(RuntimeError):
+    """Rotation refused, or pending (names a receiver or a file, never a key)."""
+
+
+def _next_kek_file(settings: Settings) -> Path:
+    return settings.resolved_kek_file.with_name(settings.resolved_kek_file.name + ".next")
+
+
 def _kek_from_hex(text: str, where: str) -> bytes:
     try:
         kek = unhexlify(text.strip())
@@ -66,8 +75,14 @@ def _kek_from_hex(text: str, where: str) -> bytes:
     return kek
 
 
-def load_kek(settings: Settings) -> bytes:
-    """The KEK of ``settings`` (read once per process), remembered for its database."""
+def load_kek(settings: Settings, *, rotating: bool = False) -> bytes:
+    """The KEK of ``settings`` (read once per process), remembered for its database.
+    Refuses (RekeyError) while a rotation cut short is pending, unless ``rotating``: the keys
+    may be sealed under the new file already, and a head-end on the old one would drop every
+    command to every receiver."""
+    if not rotating and not settings.key_encryption_key and _next_kek_file(settings).exists():
+        raise RekeyError("a rotation of the key-encryption key was cut short (%s exists): run "
+                         "`loaxa headend rekey` to finish it" % _next_kek_file(settings))
     with _lock:
         if settings.key_encryption_key:
             source = "env"
@@ -153,3 +168,81 @@ def seal_plain_keys(session: Session, kek: bytes) -> int:
     if count:
         log.warning("sealed %d receiver keys that were stored in plain", count)
     return count
+
+
+# -- rotation ------------------------------------------------------------------------------
+
+def _opens_all(session: Session, kek: bytes) -> bool:
+    for device_id, stored in session.execute(select(Receiver.id, Receiver.device_key)
+                                             .where(Receiver.device_key.startswith(PREFIX))):
+        try:
+            open_device_key(kek, device_id, stored)
+        except DeviceKeyError:
+            return False
+    return True
+
+
+def reseal_all(session: Session, old: bytes, new: bytes) -> int:
+    """Seal every receiver's key under ``new`` (opened with ``old``; plain ones as they are),
+    all or none: a key that does not open stops it with RekeyError before the caller commits."""
+    receivers = list(session.scalars(select(Receiver).order_by(Receiver.id)))
+    resealed = {}
+    for receiver in receivers:
+        try:
+            plain = open_device_key(old, receiver.id, receiver.device_key)
+            resealed[receiver.id] = seal_device_key(new, receiver.id, plain)
+        except (DeviceKeyError, ValueError) as exc:
+            raise RekeyError("receiver %s: its stored key does not open with the current "
+                             "key-encryption key (%s); nothing was changed"
+                             % (receiver.id, getattr(exc, "reason", "not hex"))) from None
+    for receiver in receivers:
+        receiver.device_key = resealed[receiver.id]
+    return len(receivers)
+
+
+def rekey_file(session: Session, settings: Settings) -> int:
+    """Rotate the KEK file: a new random KEK is written next to it (``.next``, 0600), every key
+    is resealed under it in one transaction, then the new file replaces the old. A run cut short
+    at any step is finished by running it again: the keys open with exactly one of the two files.
+    The head-end must be stopped (a running one keeps the old KEK in memory). Returns how many
+    keys were resealed."""
+    current_path, next_path = settings.resolved_kek_file, _next_kek_file(settings)
+    current = load_kek(settings, rotating=True)
+    if next_path.exists():
+        pending = _kek_from_hex(next_path.read_text(), str(next_path))
+        if not _opens_all(session, current) and _opens_all(session, pending):
+            os.replace(next_path, current_path)  # committed last time; only the swap was left
+            _forget(settings)
+            return 0
+        next_path.unlink()  # written but never committed: start over with a fresh one
+    new = os.urandom(KEK_BYTES)
+    write_atomically(next_path, new.hex().encode(), PRIVATE_FILE)
+    count = reseal_all(session, current, new)
+    audit.record(session, actor="cli", action="keys.rekey", detail={"receivers": count})
+    session.commit()
+    os.replace(next_path, current_path)
+    _forget(settings)
+    return count
+
+
+def rekey_given(session: Session, settings: Settings, new_hex: str) -> int:
+    """Rotate a KEK given by environment: reseal every key under ``new_hex`` (idempotent: keys
+    already under it are left). The caller then puts ``new_hex`` in LOAXA_KEY_ENCRYPTION_KEY."""
+    new = _kek_from_hex(new_hex, "LOAXA_NEW_KEY_ENCRYPTION_KEY")
+    current = load_kek(settings)
+    if current == new:
+        raise RekeyError("the new key-encryption key is the current one")
+    if not _opens_all(session, current) and _opens_all(session, new):
+        return 0
+    count = reseal_all(session, current, new)
+    audit.record(session, actor="cli", action="keys.rekey", detail={"receivers": count})
+    session.commit()
+    _forget(settings)
+    return count
+
+
+def _forget(settings: Settings) -> None:
+    """Drop what this process remembered of the old KEK."""
+    with _lock:
+        _by_source.clear()
+        _by_database.pop(make_url(settings.resolved_database_url), None)

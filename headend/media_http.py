@@ -7,9 +7,12 @@ download). No login, so a receiver on a pole needs no second credential; media i
 """
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse
 
 from headend.services.media import rendition_file
@@ -19,13 +22,26 @@ router = APIRouter(tags=["media files"])
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 MEDIA_TYPES = {"mp3": "audio/mpeg", "adpcm": "application/octet-stream"}
 
+# Where the file of a rendition (sha256, ext) is, or None.
+RenditionLookup = Callable[[str, str], Path | None]
+
+
+def stored_renditions(request: Request) -> RenditionLookup:
+    """The head-end's lookup: renditions its database knows. An app that serves media from
+    elsewhere (the simulator's, simulator/media.py) overrides this dependency."""
+    factory = request.app.state.session_factory
+    return lambda sha, ext: _lookup(factory, sha, ext)
+
+
+RenditionLookupDep = Annotated[RenditionLookup, Depends(stored_renditions)]
+
 
 @router.get("/media/{sha}.{ext}")
 @router.head("/media/{sha}.{ext}", include_in_schema=False)
-def get_rendition(sha: str, ext: str, request: Request):
+def get_rendition(sha: str, ext: str, find: RenditionLookupDep):
     if not _SHA.match(sha) or ext not in MEDIA_TYPES:
         raise HTTPException(404, "no such media")
-    path = _lookup(request.app.state.session_factory, sha, ext)
+    path = find(sha, ext)
     if path is None or not path.exists():
         raise HTTPException(404, "no such media")
     # FileResponse answers Range requests (206 Partial Content), so a receiver resumes an

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # {data_dir}/key-encryption-key, 0600, made if missing), kept apart from the database.
     key_encryption_key: str = ""
     kek_file: Path | None = None
+    # Bearer token Prometheus scrapes /metrics with (users' "read" tokens work too); empty:
+    # users' tokens only.
+    metrics_token: str = ""
 
     # Presence: receivers send a heartbeat every ``heartbeat_s``; one silent for
     # ``offline_after_s`` is marked offline (checked every ``presence_sweep_s``, so an outage is
@@ -108,6 +111,15 @@ class Settings(BaseSettings):
             if not self.mqtt_password:
                 raise ValueError("LOAXA_MQTT_PASSWORD must be set outside development (the "
                                  "broker must not accept anonymous clients)")
+            if not self.key_encryption_key and (
+                    self.kek_file is None
+                    or self.resolved_kek_file.resolve().is_relative_to(
+                        Path(self.data_dir).resolve())):
+                # Beside the database, every copy of the data folder (a backup, a stolen disk)
+                # carries the key that opens every receiver's key.
+                raise ValueError("LOAXA_KEY_ENCRYPTION_KEY (from a secret manager) or "
+                                 "LOAXA_KEK_FILE outside the data folder must be set outside "
+                                 "development")
         return self
 
     @property

@@ -72,7 +72,11 @@ def read_or_make_secret(path: Path, make) -> str:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether the head-end can listen on ``port``: bound as uvicorn binds it, with
+    SO_REUSEADDR, so the TIME_WAIT sockets a demo stopped a moment ago leaves behind do not
+    count (only a process listening there does)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

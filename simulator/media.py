@@ -1,42 +1,52 @@
-"""Media for simulated receivers: a short test item in both renditions, served over HTTP.
+"""Media for simulated receivers: test items made and served as the head-end makes and serves them.
 
-Receivers fetch with range requests (resuming a partial download), so the server honours
-``Range: bytes=a-b``. ``make_test_item`` makes a tone (its pitch derived from the item id, so
-two items never share a hash), or a chirp rising from that pitch (``signal="chirp"``: a sharp
-onset and no period, so a cross-correlation of two recordings has one unambiguous peak), and turns it into renditions with the audio package, as the
-head-end does; where that package is not installed it falls back to ffmpeg directly (MP3 mono
-CBR; IMA-ADPCM in 256-byte blocks taken out of ffmpeg's IMA WAV output, which is exactly
-protocol/media.py's block layout).
+``make_test_item`` makes a tone (its pitch derived from the item id, so two items never share
+a hash), or a chirp rising from that pitch (``signal="chirp"``: a sharp onset and no period,
+so two recordings of it cross-correlate with one clear peak), and turns it into renditions
+with ``audio.renditions.make_renditions``, the head-end's own path and encoder flags. ``MediaServer`` serves them through the head-end's own media route
+(headend/media_http.py: GET /media/{sha256}.{ext}, Range requests answered 206) in a small ASGI
+app under uvicorn, in a thread on 127.0.0.1; only where a file is comes from here (the items it
+was given) instead of the head-end's database.
 """
 
-import hashlib
 import os
-import re
-import shutil
-import struct
-import subprocess
+import socket
 import threading
+import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
 
-from protocol.media import ADPCM_BLOCK_BYTES, adpcm_samples_per_block
+from audio import ffmpeg
+from audio.renditions import make_renditions
+from headend.settings import Settings
 
 DEFAULT_RATE = 16000
+_LISTEN_BACKLOG = 1024  # a whole fleet fetches at once: no SYN may wait for a retransmission
+_START_TIMEOUT_S = 10.0
 
 
 class Rendition:
-    """One encoded form of an item as a file: what a ``play``/``fetch`` command describes."""
+    """One rendition of a test item, with the fields of the head-end's ``Rendition`` row
+    (headend/models.py), which ``headend.planning.media_fields`` reads."""
 
-    def __init__(self, path, codec, rate, dur_ms):
-        self.path = str(path)
-        self.codec = codec
-        self.rate = rate
-        self.dur_ms = int(dur_ms)
-        with open(self.path, "rb") as f:
-            data = f.read()
-        self.size = len(data)
-        self.sha = hashlib.sha256(data).hexdigest()
-        self.url = None  # set when served
+    def __init__(self, made):
+        self.codec = made.codec
+        self.ext = made.codec  # named as the head-end names an upload's renditions
+        self.path = str(made.path)
+        self.sha256 = made.sha256
+        self.size = made.size
+        self.duration_ms = int(made.duration_ms)
+        self.rate = made.rate
+
+    # The names tests used before the head-end's: kept for them.
+    @property
+    def sha(self):
+        return self.sha256
+
+    @property
+    def dur_ms(self):
+        return self.duration_ms
 
     def data(self):
         with open(self.path, "rb") as f:
@@ -52,150 +62,87 @@ class MediaItem:
 
     @property
     def dur_ms(self):
-        return max(r.dur_ms for r in self.renditions.values())
-
-    def args_for(self, codec):
-        """The media fields of a ``play``/``fetch`` command for a receiver decoding ``codec``."""
-        r = self.renditions[codec]
-        if r.url is None:
-            raise ValueError("media item %s is not served yet" % self.id)
-        return {"item": self.id, "url": r.url, "sha": r.sha, "size": r.size, "dur": r.dur_ms,
-                "codec": r.codec, "rate": r.rate}
-
-
-def _ffmpeg():
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    import imageio_ffmpeg
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _run_ffmpeg(args):
-    subprocess.run([_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y"] + args, check=True,
-                   stdin=subprocess.DEVNULL, capture_output=True)
-
-
-def adpcm_blocks_from_wav(wav_bytes):
-    """The data chunk of an IMA-ADPCM WAV file: concatenated self-contained blocks."""
-    if wav_bytes[:4] != b"RIFF" or wav_bytes[8:12] != b"WAVE":
-        raise ValueError("not a WAV file")
-    pos = 12
-    while pos + 8 <= len(wav_bytes):
-        chunk, size = struct.unpack("<4sI", wav_bytes[pos:pos + 8])
-        if chunk == b"data":
-            return wav_bytes[pos + 8:pos + 8 + size]
-        pos += 8 + size + (size & 1)
-    raise ValueError("WAV file has no data chunk")
+        return max(r.duration_ms for r in self.renditions.values())
 
 
 # aevalsrc expressions of the test signals, from the item's pitch ``freq`` (Hz).
 SIGNALS = {"tone": "sin(2*PI*%(freq)d*t)*0.5",
-           "chirp": "sin(2*PI*(%(freq)d+2000*t)*t)*0.5"}  # freq + 4 kHz/s, inside the band
+           "chirp": "sin(2*PI*(%(freq)d+2000*t)*t)*0.5"}  # up 4 kHz/s, inside the speech band
 
 
-def _source_args(seconds, freq, rate, signal="tone"):
+def _tone(path, seconds, freq, rate, signal="tone"):
     expr = SIGNALS[signal] % {"freq": freq}
-    return ["-f", "lavfi", "-i", "aevalsrc='%s':s=%d:d=%.3f" % (expr, rate, seconds)]
-
-
-def _fallback_renditions(directory, item_id, seconds, freq, rate, signal):
-    mp3 = os.path.join(directory, "%s.mp3" % item_id)
-    _run_ffmpeg(_source_args(seconds, freq, rate, signal)
-                + ["-ac", "1", "-c:a", "libmp3lame", "-b:a", "32k", "-write_xing", "0",
-                   "-id3v2_version", "0", mp3])
-    wav = os.path.join(directory, "%s.ima.wav" % item_id)
-    _run_ffmpeg(_source_args(seconds, freq, rate, signal)
-                + ["-ac", "1", "-c:a", "adpcm_ima_wav", "-block_size", str(ADPCM_BLOCK_BYTES), wav])
-    with open(wav, "rb") as f:
-        blocks = adpcm_blocks_from_wav(f.read())
-    os.remove(wav)
-    adpcm = os.path.join(directory, "%s.adpcm" % item_id)
-    with open(adpcm, "wb") as f:
-        f.write(blocks)
-    samples = (len(blocks) // ADPCM_BLOCK_BYTES) * adpcm_samples_per_block()
-    return {"mp3": Rendition(mp3, "mp3", rate, seconds * 1000),
-            "adpcm": Rendition(adpcm, "adpcm", rate, samples * 1000 // rate)}
-
-
-def _audio_package_renditions(directory, item_id, seconds, freq, rate, signal):
-    from audio.renditions import make_renditions
-
-    source = os.path.join(directory, "%s.source.wav" % item_id)
-    _run_ffmpeg(_source_args(seconds, freq, rate, signal) + ["-ac", "1", source])
-    made = make_renditions(source, os.path.join(directory, "renditions"))
-    return {codec: Rendition(r.path, codec, r.rate, r.duration_ms)
-            for codec, r in made.renditions.items()}
-
-
-def _have_audio_package():
-    try:
-        import audio.renditions  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    ffmpeg.run(["-f", "lavfi", "-i", "aevalsrc='%s':s=%d:d=%.3f" % (expr, rate, seconds),
+                "-ac", "1", path])
 
 
 def make_test_item(directory, item_id="tone", seconds=2.0, rate=DEFAULT_RATE, signal="tone"):
-    """A ``seconds`` long test ``signal`` (a key of SIGNALS) as a MediaItem with an "mp3" and
-    an "adpcm" rendition."""
+    """A ``seconds`` long test ``signal`` (a key of SIGNALS) as a MediaItem with a rendition
+    per codec the head-end makes (``Settings.media_codecs``: "mp3" and "adpcm")."""
     if signal not in SIGNALS:
-        raise ValueError("unknown test signal %r (expected one of %s)"
-                         % (signal, ", ".join(sorted(SIGNALS))))
+        raise ValueError("unknown test signal %r (one of %s)" % (signal, ", ".join(SIGNALS)))
     os.makedirs(directory, exist_ok=True)
-    freq = 300 + zlib.crc32(item_id.encode()) % 600
-    if _have_audio_package():
-        renditions = _audio_package_renditions(directory, item_id, seconds, freq, rate, signal)
-    else:
-        renditions = _fallback_renditions(directory, item_id, seconds, freq, rate, signal)
-    return MediaItem(item_id, renditions)
+    source = os.path.join(directory, "%s.source.wav" % item_id)
+    _tone(source, seconds, 300 + zlib.crc32(item_id.encode()) % 600, rate, signal)
+    made = make_renditions(source, os.path.join(directory, "renditions"),
+                           codecs=tuple(Settings().media_codecs))
+    return MediaItem(item_id, {codec: Rendition(r) for codec, r in made.renditions.items()})
 
 
-# -- HTTP with ranges --------------------------------------------------------------------------
-
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
-
+# -- serving through the head-end's route ------------------------------------------------------
 
 class MediaServer:
-    """Serves registered files on 127.0.0.1 (free port) with range support, in a thread."""
+    """The head-end's media route on 127.0.0.1 (a free port), in a thread, for the items
+    ``add``-ed. ``settings`` is the head-end configuration that points receivers here
+    (``public_base_url``); ``requests`` lists every (path, Range header or None) received."""
 
     def __init__(self, host="127.0.0.1", port=0):
-        self._files = {}      # url path -> file path
-        self.requests = []    # (path, range header or None)
-        self.fail_paths = set()  # url paths answered 503, for fault tests
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt, *args):
-                pass
-
-            def do_GET(self):
-                server._serve(self)
-
-            def do_HEAD(self):
-                server._serve(self, head=True)
-
-        class Server(ThreadingHTTPServer):
-            # A whole fleet fetches at once: the default listen backlog of 5 would drop SYNs
-            # and stall the rest for a second or more of TCP retransmission.
-            request_queue_size = 1024
-            daemon_threads = True
-
-        self._httpd = Server((host, port), Handler)
-        self.host, self.port = self._httpd.server_address[:2]
+        self._sock = socket.create_server((host, port), backlog=_LISTEN_BACKLOG)
+        self.host, self.port = self._sock.getsockname()[:2]
+        self.base_url = "http://%s:%d" % (self.host, self.port)
+        self.settings = Settings(public_base_url=self.base_url)
+        self._files = {}      # (sha256, ext) -> path
+        self.requests = []    # (path, range header or None), in arrival order
+        self._server = None
         self._thread = None
 
+    def _find(self, sha, ext):
+        path = self._files.get((sha, ext))
+        return Path(path) if path else None
+
+    def _app(self):
+        from fastapi import FastAPI
+
+        from headend.media_http import router, stored_renditions
+
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        app.include_router(router)
+        app.dependency_overrides[stored_renditions] = lambda: self._find
+        return _CountRequests(app, self.requests)
+
     def start(self):
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True,
-                                        name="media-server")
+        import uvicorn
+
+        config = uvicorn.Config(self._app(), log_level="warning", access_log=False,
+                                lifespan="off", loop="asyncio", timeout_graceful_shutdown=2)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        daemon=True, name="media-server")
         self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the media server did not start on %s" % self.base_url)
+            time.sleep(0.01)
         return self
 
     def stop(self):
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(_START_TIMEOUT_S)
+        self._sock.close()
 
     def __enter__(self):
         return self.start()
@@ -204,57 +151,31 @@ class MediaServer:
         self.stop()
 
     def add(self, item):
-        """Serve every rendition of a MediaItem; sets each rendition's url."""
+        """Serve every rendition of a MediaItem; returns the item."""
         for r in item.renditions.values():
-            path = self._url_path(item, r)
-            self._files[path] = r.path
-            r.url = "http://%s:%d%s" % (self.host, self.port, path)
+            self._files[(r.sha256, r.ext)] = r.path
         return item
 
-    @staticmethod
-    def _url_path(item, rendition):
-        return "/media/%s.%s" % (item.id, rendition.codec)
+    def url_of(self, rendition):
+        """Where receivers fetch ``rendition``: the head-end's ``Settings.media_url``."""
+        return self.settings.media_url(rendition.sha256, rendition.ext)
 
     def requests_for(self, item):
-        names = {self._url_path(item, r) for r in item.renditions.values()}
-        return [req for req in self.requests if req[0] in names]
+        """The requests received for any rendition of ``item``."""
+        names = {urlsplit(self.url_of(r)).path for r in item.renditions.values()}
+        return [req for req in list(self.requests) if req[0] in names]
 
-    def _serve(self, handler, head=False):
-        path = handler.path.split("?", 1)[0]
-        rng = handler.headers.get("Range")
-        self.requests.append((path, rng))
-        if path in self.fail_paths:
-            return self._reply(handler, 503, b"", head)
-        filename = self._files.get(path)
-        if filename is None:
-            return self._reply(handler, 404, b"not found\n", head)
-        with open(filename, "rb") as f:
-            data = f.read()
-        if not rng:
-            return self._reply(handler, 200, data, head)
-        match = _RANGE.match(rng.strip())
-        if not match or not (match.group(1) or match.group(2)):
-            return self._reply(handler, 416, b"", head, {"Content-Range": "bytes */%d" % len(data)})
-        if match.group(1):
-            start = int(match.group(1))
-            end = int(match.group(2)) if match.group(2) else len(data) - 1
-        else:  # suffix range: the last N bytes
-            start = max(0, len(data) - int(match.group(2)))
-            end = len(data) - 1
-        end = min(end, len(data) - 1)
-        if start >= len(data) or start > end:
-            return self._reply(handler, 416, b"", head, {"Content-Range": "bytes */%d" % len(data)})
-        return self._reply(handler, 206, data[start:end + 1], head,
-                           {"Content-Range": "bytes %d-%d/%d" % (start, end, len(data))})
 
-    @staticmethod
-    def _reply(handler, status, body, head, headers=None):
-        handler.send_response(status)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.send_header("Accept-Ranges", "bytes")
-        handler.send_header("Content-Type", "application/octet-stream")
-        for name, value in (headers or {}).items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        if not head:
-            handler.wfile.write(body)
+class _CountRequests:
+    """ASGI middleware: notes each HTTP request's path and Range header (test observation)."""
+
+    def __init__(self, app, requests):
+        self.app = app
+        self.requests = requests
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or ())
+            rng = headers.get(b"range")
+            self.requests.append((scope["path"], rng.decode("latin-1") if rng else None))
+        await self.app(scope, receive, send)

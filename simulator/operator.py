@@ -1,10 +1,14 @@
 """A small scripted operator: the head-end's device-facing half, for tests and the demo.
 
 It connects to the broker with paho-mqtt (its own network thread, so its timestamps do not
-wait for the receivers' event loop), answers every time-sync request with true time, signs
-commands per device with a growing counter, and collects what the receivers report (births,
-deaths, heartbeats, events). Tests drive it with ``play_at``, ``emergency``, ``stop`` ... and
-wait on what comes back with ``wait_for`` (blocking) or ``until`` (async).
+wait for the receivers' event loop) and drives receivers through the head-end's own planning
+(headend/planning.py) with the head-end's ``Settings``: commands signed and expiring as the
+head-end signs them, play/fetch arguments pointing at the head-end's media route, emergency
+timing and time replies by the head-end's rules. What it keeps itself is what the head-end
+keeps in its database: a counter per device (``protocol.messages.next_counter``), and what the
+receivers report (births, deaths, heartbeats, events). Tests drive it with ``play_at``,
+``emergency``, ``stop`` ... and wait on what comes back with ``wait_for`` (blocking) or
+``until`` (async).
 """
 
 import asyncio
@@ -14,15 +18,12 @@ import time
 
 import paho.mqtt.client as mqtt
 
+from headend import planning
+from headend.planning import now_ms
+from headend.settings import Settings
 from protocol import messages, topics
 from protocol.errors import ProtocolError
 from protocol.signing import key_from_hex
-
-DEFAULT_EXPIRY_MS = 30000
-
-
-def now_ms():
-    return int(time.time() * 1000)
 
 
 class DeviceInfo:
@@ -67,11 +68,15 @@ class SentCommand:
 
 
 class Operator:
-    """``Operator(site, devices, host, port)``; ``devices`` is a list of DeviceInfo."""
+    """``Operator(site, devices, host, port)``; ``devices`` is a list of DeviceInfo.
+    ``settings``: the head-end's configuration it plans with (command expiry, leads,
+    emergency volume, ``public_base_url`` of the media server); default ``Settings()``.
+    Commands go to ``site``'s topics."""
 
     def __init__(self, site, devices, host="127.0.0.1", port=1883, username=None,
-                 password=None, client_id=None, answer_time=True):
+                 password=None, client_id=None, answer_time=True, settings=None):
         self.site = site
+        self.settings = settings or Settings(site_id=site)
         self.devices = {d.id: d for d in devices}
         self.host = host
         self.port = port
@@ -163,13 +168,13 @@ class Operator:
         if info is None or not self.answer_time:
             return
         try:
-            t0 = messages.open_time_request(payload)
+            reply = planning.answer_time_request(info.key, site_id=self.site, device_id=device,
+                                                 request=payload, arrived_ms=int(arrived * 1000),
+                                                 clock=now_ms)
         except ProtocolError:
             return
         self.time_requests += 1
-        t1 = int(arrived * 1000)
-        reply = messages.time_reply(info.key, device, t0, t1, now_ms())
-        self._client.publish(topics.device_topic(self.site, device, topics.TIME), reply, qos=0)
+        self._client.publish(reply.topic, reply.payload, qos=reply.qos)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -180,16 +185,22 @@ class Operator:
             return ctr
 
     def send(self, device, kind, args, exp_ms=None, ctr=None, cmd_id=None, key=None):
-        """Sign and publish one command (QoS 1); return its id. Overrides exist for tests."""
+        """Sign and publish one command as the head-end does; return its id.
+
+        Overrides, for tests of the receiver's refusals: ``ctr`` (a used or older counter),
+        ``exp_ms`` (the expiry of a command signed ``command_ttl_s`` before it: in the past,
+        an expired one), ``key`` (a wrong key), ``cmd_id``."""
         info = self.devices[device]
         cmd_id = cmd_id or "c%d" % next(self._ids)
         ctr = ctr if ctr is not None else self._next_counter(device)
-        exp = exp_ms if exp_ms is not None else now_ms() + DEFAULT_EXPIRY_MS
-        payload = messages.sign_command(key or info.key, device, kind, args, ctr, exp, cmd_id)
-        topic = topics.device_topic(self.site, device, topics.CMD)
+        ttl_s = self.settings.command_ttl_s
+        signed_at = now_ms() if exp_ms is None else int(exp_ms) - ttl_s * 1000
+        out = planning.outgoing_command(key or info.key, site_id=self.site, device_id=device,
+                                        kind=kind, args=args, ctr=ctr, now_ms=signed_at,
+                                        ttl_s=ttl_s, cmd_id=cmd_id)
         with self._lock:
-            self.sent[cmd_id] = SentCommand(device, kind, topic, payload, time.time())
-        self.publish_raw(topic, payload, qos=1)
+            self.sent[cmd_id] = SentCommand(device, kind, out.topic, out.payload, time.time())
+        self.publish_raw(out.topic, out.payload, qos=out.qos)
         return cmd_id
 
     def replay(self, cmd_id):
@@ -201,30 +212,54 @@ class Operator:
         # Nothing returned: paho's MQTTMessageInfo cannot cross to an OperatorProcess caller.
         self._client.publish(topic, payload, qos=qos, retain=retain)
 
-    def media_args(self, device, media):
-        """The url/sha/size/dur/codec/rate of ``media`` (a MediaItem) in this device's codec."""
+    def rendition_for(self, device, media):
+        """The rendition of ``media`` (a simulator.media.MediaItem) this device decodes."""
         info = self.devices[device]
-        return media.args_for(info.codec)
+        rendition = planning.rendition_for([info.codec], media.renditions.values())
+        if rendition is None:
+            raise ValueError("media item %s has no %s rendition for %s"
+                             % (media.id, info.codec, device))
+        return rendition
 
-    def play_at(self, devices, media, at_ms=None, prio=messages.PRIO_NORMAL, bid=None, vol=None,
-                exp_ms=None):
-        """Tell each device to play ``media`` at ``at_ms`` (network time), or now if None.
+    def media_args(self, device, media):
+        """The item/url/sha/size/dur/codec/rate of ``media`` in this device's codec, as the
+        head-end puts them in a ``play`` or ``fetch`` command."""
+        return planning.media_fields(self.settings, media.id, self.rendition_for(device, media))
 
-        Returns the broadcast id (the same on every device)."""
+    def _play(self, devices, media, at_for, prio, bid, vol, exp_ms):
         bid = bid or "b%d" % next(self._ids)
         for device in devices:
-            args = self.media_args(device, media)
-            args["bid"] = bid
-            args["prio"] = prio
-            if at_ms is not None:
-                args["at"] = int(at_ms)
+            rendition = self.rendition_for(device, media)
+            args = planning.play_fields(self.settings, bid=bid, item_id=media.id,
+                                        rendition=rendition, at_ms=at_for(device, rendition),
+                                        prio=prio)
             if vol is not None:
                 args["vol"] = vol
             self.send(device, messages.PLAY, args, exp_ms=exp_ms)
         return bid
 
+    def play_at(self, devices, media, at_ms=None, prio=messages.PRIO_NORMAL, bid=None, vol=None,
+                exp_ms=None):
+        """Tell each device to play ``media`` at ``at_ms`` (network time, epoch ms), or "now"
+        if None: the head-end's ``now_lead_ms`` from now, so all start together.
+
+        Returns the broadcast id (the same on every device)."""
+        at = int(at_ms) if at_ms is not None else planning.now_start_ms(self.settings, now_ms())
+        return self._play(devices, media, lambda device, rendition: at, prio, bid, vol, exp_ms)
+
     def emergency(self, devices, media, vol=None):
-        return self.play_at(devices, media, None, prio=messages.PRIO_EMERGENCY, vol=vol)
+        """An emergency now, timed as the head-end times one: together at the emergency lead
+        on the devices that reported holding the media, as soon as fetched on the others."""
+        now = now_ms()
+
+        def at_for(device, rendition):
+            return planning.emergency_at_ms(self.settings, now, self.holds(device, rendition))
+
+        return self._play(devices, media, at_for, messages.PRIO_EMERGENCY, None, vol, None)
+
+    def holds(self, device, rendition):
+        """Whether ``device`` reported fetching ``rendition`` (the head-end's cache table)."""
+        return bool(self.events_of(device, messages.EV_FETCHED, sha=rendition.sha256))
 
     def stream(self, devices, sid, sno, key_hex, codec, rate, prio=messages.PRIO_LIVE,
                bid=None):

@@ -4,8 +4,9 @@
         bid = sc.operator.play_at(sc.fleet.ids("thon-1"), sc.items["tone"], at_ms)
         ...
 
-On entry: test media is made and served over HTTP, the receivers start, the operator connects,
-and every receiver has connected and synced its clock. On exit everything stops.
+On entry: test media is made and served over HTTP through the head-end's media route, the
+receivers start, the operator (planning as the head-end plans) connects, and every receiver has
+connected and synced its clock. On exit everything stops.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import shutil
 import tempfile
 import time
 
+from headend.settings import Settings
 from simulator.fleet import Fleet
 from simulator.host import flash_root
 from simulator.media import MediaServer, make_test_item
@@ -85,14 +87,17 @@ class FleetScenario:
     async def start(self):
         self.server = MediaServer().start()
         for item_id, seconds, *signal in self.item_specs:
-            self.items[item_id] = self.server.add(
-                make_test_item(self.media_dir, item_id, seconds, signal=signal[0] if signal else "tone"))
+            self.items[item_id] = self.server.add(make_test_item(
+                self.media_dir, item_id, seconds, signal=signal[0] if signal else "tone"))
         user, password = self.operator_auth
         args = (self.site, self.fleet.device_infos(), self.broker[0], self.broker[1])
+        # The head-end's configuration, pointing receivers at this media server.
+        kwargs = {"username": user, "password": password,
+                  "settings": Settings(site_id=self.site, public_base_url=self.server.base_url)}
         if self.operator_process:
-            self.operator = OperatorProcess(*args, username=user, password=password)
+            self.operator = OperatorProcess(*args, **kwargs)
         else:
-            self.operator = Operator(*args, username=user, password=password).start()
+            self.operator = Operator(*args, **kwargs).start()
         await self.fleet.start()
         await self.wait_ready(self.fleet.ids())
 

@@ -1,5 +1,8 @@
 """`loaxa sim demo`: the device side alone, with a scripted operator instead of the head-end.
 
+The operator has no database nor pages, but signs, times and serves media with the head-end's
+own code (headend/planning.py, headend/media_http.py).
+
 An embedded broker, simulated receivers in villages, and a small operator script: a bulletin
 ("bản tin") scheduled a few seconds ahead plays on every receiver of one village at the same
 instant although each receiver's clock is off by up to ±2 s; then an emergency ("khẩn cấp")

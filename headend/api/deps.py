@@ -98,6 +98,7 @@ def require(permission: str):
 
 Reader = Annotated[User, Depends(require("read"))]
 Operator = Annotated[User, Depends(require("broadcast"))]
+EmergencySender = Annotated[User, Depends(require("emergency"))]
 MediaEditor = Annotated[User, Depends(require("media"))]
 Technician = Annotated[User, Depends(require("devices"))]
 Admin = Annotated[User, Depends(require("users"))]

@@ -37,8 +37,9 @@ from headend.keystore import load_kek, open_device_key
 from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
+from headend.planning import answer_time_request
 from headend.settings import Settings
-from protocol import messages, topics
+from protocol import topics
 from protocol.errors import ProtocolError
 from protocol.signing import key_from_hex
 
@@ -101,6 +102,10 @@ class MqttService:
             client.disconnect()
             client.loop_stop()
         self.connected.clear()
+
+    def queue_depth(self) -> int:
+        """Reports received and not yet ingested (approximate, for /metrics)."""
+        return self._queue.qsize()
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         return self.connected.wait(timeout)
@@ -197,24 +202,22 @@ class MqttService:
 
     def _answer_time(self, report: Report, key: bytes) -> None:
         try:
-            t0 = messages.open_time_request(report.payload)
+            reply = answer_time_request(key, site_id=self.settings.site_id,
+                                        device_id=report.device_id, request=report.payload,
+                                        arrived_ms=report.received_ms, clock=CLOCK.now_ms)
         except ProtocolError as exc:
             self.stats["malformed"] += 1
             self.stats["malformed." + exc.reason] += 1
             return
-        try:
-            sent = CLOCK.now_ms()
         except ClockUntrusted as exc:
             # Receivers keep their own clocks rather than learn a wrong time from this one.
             self.stats["time_reply.untrusted_clock"] += 1
             _clock_log.warning("time", "no time reply to %s: %s", report.device_id, exc.message)
             return
-        reply = messages.time_reply(key, report.device_id, t0, report.received_ms, sent)
         client = self._client
         if client is None:
             return
-        client.publish(topics.device_topic(self.settings.site_id, report.device_id,
-                                                 topics.TIME), reply, qos=0)
+        client.publish(reply.topic, reply.payload, qos=reply.qos)
         self.stats["time_reply"] += 1
 
     @staticmethod

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from headend import planning
 from headend.commands import Command, Publisher, chunks, new_command_id, now_ms, prepare
-from headend.errors import Conflict, Invalid, NotFound
+from headend.errors import Conflict, Forbidden, Invalid, NotFound
 from headend.models import (
     BROADCAST_CANCELLED,
     BROADCAST_FAILED,
@@ -42,6 +43,7 @@ from headend.models import (
     User,
     Zone,
 )
+from headend.security import has_permission
 from headend.services import audit
 from headend.services.media import get_media
 from headend.settings import Settings
@@ -124,16 +126,12 @@ def receiver_codecs(receiver: Receiver) -> list[str]:
 def play_args(settings: Settings, broadcast: Broadcast, receiver: Receiver,
               at_ms: int | None) -> dict[str, Any] | None:
     """The ``play`` arguments for one receiver, in a rendition it can decode (None if none)."""
-    by_codec = {r.codec: r for r in broadcast.media.renditions}
-    rendition = next((by_codec[c] for c in receiver_codecs(receiver) if c in by_codec), None)
+    rendition = planning.rendition_for(receiver_codecs(receiver), broadcast.media.renditions)
     if rendition is None:
         return None
-    emergency = broadcast.priority == "emergency"
-    return {"bid": broadcast.id, "item": broadcast.media_id,
-            "url": settings.media_url(rendition.sha256, rendition.ext), "sha": rendition.sha256,
-            "size": rendition.size, "dur": rendition.duration_ms, "codec": rendition.codec,
-            "rate": rendition.rate, "at": at_ms, "prio": PRIO_WIRE[broadcast.priority],
-            "vol": settings.emergency_volume if emergency else None}
+    return planning.play_fields(settings, bid=broadcast.id, item_id=broadcast.media_id,
+                                rendition=rendition, at_ms=at_ms,
+                                prio=PRIO_WIRE[broadcast.priority])
 
 
 def _cached(session: Session, device_ids: list[str], shas: set[str]) -> set[str]:
@@ -157,6 +155,23 @@ def _play_command(settings: Settings, broadcast: Broadcast, receiver: Receiver,
 
 # -- create / cancel -----------------------------------------------------------------------
 
+def permission_for(priority: str) -> str:
+    """The permission a broadcast of ``priority`` needs: one rule whichever way it is sent
+    (``POST /broadcasts``, ``POST /emergency``, the pages)."""
+    return "emergency" if priority == "emergency" else "broadcast"
+
+
+def check_may_send(actor: User | str | None, priority: str) -> None:
+    """Refuse a person whose role lacks ``permission_for(priority)``. A system actor (a string:
+    the scheduler, a warning source) was authorised where it came in."""
+    if isinstance(actor, User) and not has_permission(actor.role, permission_for(priority)):
+        if priority == "emergency":
+            raise Forbidden("forbidden", "role %s may not send an emergency" % actor.role,
+                            "Bạn không có quyền phát tin khẩn cấp")
+        raise Forbidden("forbidden", "role %s may not broadcast" % actor.role,
+                        "Bạn không có quyền phát bản tin")
+
+
 def create_broadcast(session: Session, *, settings: Settings, publisher: Publisher,
                      media_id: Any, targets: Any, priority: Any = "normal",
                      start_at: datetime | None = None, actor: User | str | None = None,
@@ -170,6 +185,7 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     if priority not in PRIORITIES:
         raise Invalid("bad-priority", "priority must be one of %s" % ", ".join(PRIORITIES),
                       "Mức ưu tiên phải là: thường, ưu tiên hoặc khẩn cấp")
+    check_may_send(actor, priority)
     if not isinstance(media_id, str) or not media_id:
         raise Invalid("missing-field", "media_id is required", "Cần chọn bản tin")
     try:
@@ -197,9 +213,9 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     if start_at is not None and scheduled:
         at_ms = _ms(start_at)
     elif emergency:
-        at_ms = now_ms_ + settings.emergency_lead_ms  # only for receivers holding the media
+        at_ms = planning.emergency_start_ms(settings, now_ms_)  # where the media is held
     else:
-        at_ms = now_ms_ + settings.now_lead_ms
+        at_ms = planning.now_start_ms(settings, now_ms_)
     start = _dt(at_ms)
     window = timedelta(milliseconds=media.duration_ms)
     if emergency:
@@ -215,9 +231,8 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     cached = set()
     if emergency:
         cached = _cached(session, [r.id for r in receivers], {r.sha256 for r in media.renditions})
-    if emergency:
-        # The lead counts from now, after the lookups, so it is not eaten by them.
-        at_ms = max(at_ms, now_ms() + settings.emergency_lead_ms)
+    # An emergency's lead counts from now, after the lookups, so it is not eaten by them.
+    lead_from = max(now_ms_, now_ms())
     commands = []
     rows = []
     for receiver in receivers:
@@ -228,7 +243,8 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
             continue
         # An emergency starts together at call + lead where the media is already on the
         # receiver; elsewhere it plays as soon as fetched, from the beginning.
-        device_at = (at_ms if receiver.id in cached else None) if emergency else at_ms
+        device_at = (planning.emergency_at_ms(settings, lead_from, receiver.id in cached)
+                     if emergency else at_ms)
         command, fields = _play_command(settings, broadcast, receiver, device_at, now)
         row.update(fields)
         if command is not None:
@@ -252,16 +268,14 @@ def prefetch_media(session: Session, *, settings: Settings, publisher: Publisher
     later broadcast of it (an emergency above all) starts from their cache at once and in
     step. Returns how many receivers were asked."""
     media = get_media(session, media_id=media_id)
-    by_codec = {r.codec: r for r in media.renditions}
     commands = []
     for receiver in resolve_targets(session, targets or {"all": True}):
-        rendition = next((by_codec[c] for c in receiver_codecs(receiver) if c in by_codec), None)
+        rendition = planning.rendition_for(receiver_codecs(receiver), media.renditions)
         if rendition is None or not receiver.online:
             continue
-        commands.append(Command(receiver.id, messages.FETCH, {
-            "item": media.id, "url": settings.media_url(rendition.sha256, rendition.ext),
-            "sha": rendition.sha256, "size": rendition.size, "dur": rendition.duration_ms,
-            "codec": rendition.codec, "rate": rendition.rate}, new_command_id("fetch")))
+        commands.append(Command(receiver.id, messages.FETCH,
+                                planning.media_fields(settings, media.id, rendition),
+                                new_command_id("fetch")))
     outgoing = prepare(session, site_id=settings.site_id, commands=commands,
                        ttl_s=settings.command_ttl_s)
     audit.record(session, actor=actor, action="media.prefetch", target=media.id,

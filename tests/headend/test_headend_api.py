@@ -278,7 +278,7 @@ def test_production_refuses_default_secrets(tmp_path):
     with pytest.raises(ValueError):
         Settings(environment="production", data_dir=tmp_path)
     ok = Settings(environment="production", data_dir=tmp_path, secret_key="x" * 32,
-                  mqtt_password="broker-secret")
+                  mqtt_password="broker-secret", key_encryption_key="ab" * 32)
     assert ok.environment == "production"
 
 

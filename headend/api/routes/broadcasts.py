@@ -1,6 +1,13 @@
 from fastapi import APIRouter, status
 
-from headend.api.deps import Operator, PublisherDep, Reader, SessionDep, SettingsDep
+from headend.api.deps import (
+    EmergencySender,
+    Operator,
+    PublisherDep,
+    Reader,
+    SessionDep,
+    SettingsDep,
+)
 from headend.api.schemas import (
     BroadcastCreate,
     BroadcastCreated,
@@ -8,9 +15,7 @@ from headend.api.schemas import (
     BroadcastSummary,
     EmergencyCreate,
 )
-from headend.errors import Forbidden
 from headend.models import Broadcast, Delivery
-from headend.security import has_permission
 from headend.services import broadcasts
 
 router = APIRouter(tags=["broadcasts"])
@@ -28,9 +33,7 @@ def create_broadcast(body: BroadcastCreate, session: SessionDep, settings: Setti
                      publisher: PublisherDep, user: Operator):
     """Play a media item on all receivers, some zones or some receivers, now or at a time.
     ``priority: "emergency"`` plays now everywhere targeted, preempting everything."""
-    if body.priority == "emergency" and not has_permission(user.role, "emergency"):
-        raise Forbidden("forbidden", "role %s may not send an emergency" % user.role,
-                        "Bạn không có quyền phát tin khẩn cấp")
+    # Who may send which class is decided once, in the service (permission_for).
     broadcast = broadcasts.create_broadcast(
         session, settings=settings, publisher=publisher, media_id=body.media_id,
         targets=body.targets, priority=body.priority, start_at=body.start_at, actor=user)
@@ -40,7 +43,7 @@ def create_broadcast(body: BroadcastCreate, session: SessionDep, settings: Setti
 @router.post("/emergency", response_model=BroadcastCreated,
              status_code=status.HTTP_201_CREATED)
 def send_emergency(body: EmergencyCreate, session: SessionDep, settings: SettingsDep,
-                   publisher: PublisherDep, user: Operator):
+                   publisher: PublisherDep, user: EmergencySender):
     """One call: play ``media_id`` now on every receiver (or the targets given), at emergency
     volume, preempting everything. Cancel with DELETE /api/v1/broadcasts/{id}."""
     broadcast = broadcasts.send_emergency(session, settings=settings, publisher=publisher,

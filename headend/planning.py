@@ -1,0 +1,125 @@
+"""What the head-end sends receivers, as pure functions: no database, no broker, no clock.
+
+The head-end's services call these with what they looked up (a receiver's key, its counter,
+a rendition row); the simulator's scripted operator (simulator/operator.py) calls the same
+functions with what it holds in memory, so the fleet tests check the firmware against the
+head-end's own signing, expiry, media arguments, emergency timing and time replies.
+
+A rendition is anything with the fields of the head-end's ``Rendition`` row
+(headend/models.py): ``codec``, ``ext``, ``sha256``, ``size``, ``duration_ms``, ``rate``.
+``settings`` is the head-end's ``Settings`` (headend/settings.py).
+"""
+
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from protocol import messages, topics
+
+QOS_COMMAND = 1   # a command must arrive: the broker keeps it for a receiver briefly away
+QOS_TIME_REPLY = 0  # a late time reply is worse than none: the receiver asks again
+
+
+class RenditionLike(Protocol):
+    codec: str
+    ext: str
+    sha256: str
+    size: int
+    duration_ms: int
+    rate: int
+
+
+@dataclass
+class Outgoing:
+    """A signed message ready to publish: MQTT topic, payload and QoS."""
+
+    device_id: str
+    topic: str
+    payload: bytes
+    qos: int = QOS_COMMAND
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_command_id(prefix: str) -> str:
+    return "%s-%s" % (prefix, secrets.token_hex(4))
+
+
+# -- commands ------------------------------------------------------------------------------
+
+def command_expiry_ms(now_ms: int, ttl_s: int) -> int:
+    """When a command signed at ``now_ms`` stops being valid: a receiver refuses it after."""
+    return now_ms + ttl_s * 1000
+
+
+def outgoing_command(key: bytes, *, site_id: str, device_id: str, kind: str,
+                     args: dict[str, Any], ctr: int, now_ms: int, ttl_s: int,
+                     cmd_id: str) -> Outgoing:
+    """One command signed with the device's key, on its command topic. ``ctr`` comes from
+    ``protocol.messages.next_counter``; the command expires ``ttl_s`` after ``now_ms``.
+    Raises ProtocolError for arguments the receiver would refuse."""
+    payload = messages.sign_command(key, device_id, kind, args, ctr,
+                                    command_expiry_ms(now_ms, ttl_s), cmd_id)
+    return Outgoing(device_id, topics.device_topic(site_id, device_id, topics.CMD), payload,
+                    QOS_COMMAND)
+
+
+# -- what to play --------------------------------------------------------------------------
+
+def rendition_for(codecs: Iterable[str], renditions: Iterable[RenditionLike]):
+    """The rendition a receiver decoding ``codecs`` (its preference first) gets, or None."""
+    by_codec = {r.codec: r for r in renditions}
+    return next((by_codec[c] for c in codecs if c in by_codec), None)
+
+
+def media_fields(settings, item_id: str, rendition: RenditionLike) -> dict[str, Any]:
+    """The media part of a ``play`` or ``fetch`` command: which item, where to fetch it
+    (the head-end's media route, ``Settings.media_url``) and what it must hash to."""
+    return {"item": item_id, "url": settings.media_url(rendition.sha256, rendition.ext),
+            "sha": rendition.sha256, "size": rendition.size, "dur": rendition.duration_ms,
+            "codec": rendition.codec, "rate": rendition.rate}
+
+
+def play_fields(settings, *, bid: str, item_id: str, rendition: RenditionLike,
+                at_ms: int | None, prio: int) -> dict[str, Any]:
+    """The arguments of a ``play`` command: the media, when (None: as soon as fetched), in
+    which class, and the emergency volume for an emergency (None: the receiver's own)."""
+    return dict(media_fields(settings, item_id, rendition), bid=bid, at=at_ms, prio=prio,
+                vol=settings.emergency_volume if prio == messages.PRIO_EMERGENCY else None)
+
+
+def now_start_ms(settings, now_ms: int) -> int:
+    """When a programme sent "now" starts: late enough for every receiver of a village to
+    fetch it first, so all of them start together."""
+    return now_ms + settings.now_lead_ms
+
+
+def emergency_start_ms(settings, now_ms: int) -> int:
+    """When an emergency called at ``now_ms`` starts on the receivers that hold its media:
+    all together, so neighbouring poles do not echo each other."""
+    return now_ms + settings.emergency_lead_ms
+
+
+def emergency_at_ms(settings, now_ms: int, holds_media: bool) -> int | None:
+    """The ``at`` of an emergency's ``play`` to one receiver: the common start where the
+    media is already held; None elsewhere (it plays as soon as fetched, from the beginning)."""
+    return emergency_start_ms(settings, now_ms) if holds_media else None
+
+
+# -- time sync -----------------------------------------------------------------------------
+
+def answer_time_request(key: bytes, *, site_id: str, device_id: str, request: bytes,
+                        arrived_ms: int, clock: Callable[[], int]) -> Outgoing:
+    """The signed reply to a receiver's time request: t1 when the request arrived
+    (``arrived_ms``), t2 read from ``clock`` just before signing, as late as possible.
+
+    Raises ProtocolError for a malformed request, before the clock is read; whatever
+    ``clock`` raises (the head-end's ClockUntrusted) goes to the caller."""
+    t0 = messages.open_time_request(request)
+    reply = messages.time_reply(key, device_id, t0, arrived_ms, clock())
+    return Outgoing(device_id, topics.device_topic(site_id, device_id, topics.TIME), reply,
+                    QOS_TIME_REPLY)
