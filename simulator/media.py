@@ -3,10 +3,11 @@
 ``make_test_item`` makes a tone (its pitch derived from the item id, so two items never share
 a hash), or a chirp rising from that pitch (``signal="chirp"``: a sharp onset and no period,
 so two recordings of it cross-correlate with one clear peak), and turns it into renditions
-with ``audio.renditions.make_renditions``, the head-end's own path and encoder flags. ``MediaServer`` serves them through the head-end's own media route
-(headend/media_http.py: GET /media/{sha256}.{ext}, Range requests answered 206) in a small ASGI
-app under uvicorn, in a thread on 127.0.0.1; only where a file is comes from here (the items it
-was given) instead of the head-end's database.
+with ``audio.renditions.make_renditions``, the head-end's own path and encoder flags.
+``MediaServer`` serves them through the head-end's own media route (headend/media_http.py:
+GET /media/{sha256}.{ext}, Range requests answered 206) in a small ASGI app under uvicorn, in
+a thread on 127.0.0.1; only where a file is comes from here (the items it was given) instead
+of the head-end's database.
 """
 
 import os

@@ -22,9 +22,9 @@ from simulator.scenario import FleetScenario, now_ms
 pytestmark = pytest.mark.integration
 
 IN_STEP_MS = 1.0   # acceptance 4: one 16 kHz sample is 0.06 ms
-ANY_PLAY_MS = 5.0  # no single play further apart (before the fix: 69 ms, every play)
-PLAYS = 3
-PLAY_EVERY_MS = 2000
+ANY_PLAY_MS = 10.0  # no single play further apart (before the fix: 69 ms, every play)
+PLAYS = 5
+PLAY_EVERY_MS = 1500
 ON_TIME_MS = 50.0  # each receiver's start against T, as test_fleet.py holds it
 
 
@@ -79,8 +79,9 @@ async def test_mp3_and_adpcm_receivers_are_heard_in_step(mosquitto_broker, runti
                   "from T)" % (apart[-1], mp3_play.started_true * 1000.0 - at,
                                adpcm_play.started_true * 1000.0 - at))
         # The median of the plays: the host's scheduler (two receivers, the operator and
-        # whatever else shares the machine) adds a few tenths of a ms to one play or another;
-        # a rendition that starts later is later in every play.
+        # whatever else shares the machine) and the receivers' whole-ms clocks put a few
+        # tenths of a ms, now and then a whole one, on one play or another; a rendition that
+        # starts later is later in every play.
         assert abs(statistics.median(apart)) <= IN_STEP_MS, \
             "the MP3 pole is %s ms off the ADPCM pole" % ", ".join("%+.2f" % a for a in apart)
         assert max(abs(a) for a in apart) <= ANY_PLAY_MS, apart
