@@ -17,6 +17,8 @@ different codecs told to play at T are heard in step to the sample. MP3 cannot s
 than LAME's delay (``audio.mp3.LAME_DECODED_DELAY``, 1,105 samples: 69 ms at 16 kHz), and a
 VS1053 cannot skip it, so the other renditions are given silence in front until they reach it
 (``lead_in``). Without that the MP3 poles of a village were 69 ms behind the ADPCM ones.
+The lead-in is that of all the codecs, whichever a set holds: a rendition made with the same
+settings starts at the same time in any set, so enabling a codec later changes nothing.
 """
 
 import functools
@@ -217,7 +219,7 @@ def _encode(work_path, rate, settings, codecs, gain_db, correction_db, out_dir,
             keep_normalised, duration_s, progress):
     """Pass C: the final chain, one encoder per rendition, and the output measurement."""
     chain = loudness.dynamics_filters(settings, gain_db, correction_db)
-    leads = lead_in(settings, codecs)
+    leads = lead_in(settings)
     branches = list(codecs) + (["normalised"] if keep_normalised else [])
     labels = "".join("[b%d]" % i for i in range(len(branches)))
     graph = ["[0:a]%s,asplit=%d%s[m]" % (",".join(chain), len(branches) + 1, labels),
@@ -303,7 +305,7 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
         if not after.silent and abs(after.integrated_lufs - settings.target_lufs) > 1.0:
             warnings.append("loudness: reached %.1f LUFS instead of %.1f LUFS"
                             % (after.integrated_lufs, settings.target_lufs))
-        leads = lead_in(settings, codecs)
+        leads = lead_in(settings)
         renditions = {codec: _describe(codec, paths[codec], settings, leads[codec])
                       for codec in codecs}
         # The decoded length, not the container's claim (AMR and VBR MP3 only estimate it).

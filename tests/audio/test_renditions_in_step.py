@@ -52,6 +52,15 @@ def test_mp3_and_adpcm_renditions_start_with_the_same_sample(source, tmp_path, m
         assert lag_samples(decoded(mp3_r, mp3_rate), reference) == mp3.LAME_DECODED_DELAY
 
 
+def test_a_set_of_one_codec_starts_as_late_as_a_set_of_both(source, tmp_path):
+    both = make_renditions(source, str(tmp_path))
+    alone = make_renditions(source, str(tmp_path), codecs=("adpcm",))
+    assert set(alone.renditions) == {"adpcm"}
+    assert alone.renditions["adpcm"].lead_samples == both.renditions["adpcm"].lead_samples
+    assert lag_samples(decoded(alone.renditions["adpcm"], 16000),
+                       decoded(both.renditions["mp3"], 16000)) == 0
+
+
 def test_durations_say_how_long_each_rendition_plays(source, tmp_path):
     made = make_renditions(source, str(tmp_path))
     for rendition in made.renditions.values():
