@@ -4,6 +4,7 @@
 - "adpcm": the firmware's own decoder (``firmware.adpcm``), so a test hears exactly what the
   receiver's I2S path would; ``rate`` is the rate the blocks were encoded at.
 
+``decoded_delay`` is how many samples each decoder gives before the first one encoded;
 ``lag_samples`` finds how far apart two such recordings play the same audio (cross-correlation).
 """
 
@@ -11,6 +12,16 @@ import numpy as np
 
 from audio import adpcm, ffmpeg, mp3
 from protocol.media import ADPCM_BLOCK_BYTES
+
+
+def decoded_delay(codec):
+    """Samples a receiver's decoder of ``codec`` gives before the first sample encoded (LAME's
+    MP3: 1,105; IMA-ADPCM: none)."""
+    if codec == "mp3":
+        return mp3.LAME_DECODED_DELAY
+    if codec == "adpcm":
+        return adpcm.DECODED_DELAY
+    raise ValueError("unknown codec %r (expected mp3 or adpcm)" % codec)
 
 
 def decode_to_pcm(codec, data, rate, *, block_bytes=ADPCM_BLOCK_BYTES):

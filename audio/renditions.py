@@ -31,6 +31,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, replace
 
 from audio import adpcm, ffmpeg, loudness, mp3
+from audio.decode import decoded_delay
 from audio.probe import check_size, probe
 from audio.settings import DEFAULT_SETTINGS
 
@@ -149,11 +150,6 @@ class _Progress:
             self.callback(1.0, "done")
 
 
-def _decoded_delay(codec):
-    """Samples a receiver's decoder of ``codec`` gives before the first sample encoded."""
-    return mp3.LAME_DECODED_DELAY if codec == "mp3" else adpcm.DECODED_DELAY
-
-
 def lead_in(settings, codecs=CODECS):
     """``{codec: samples}``: the lead-in each rendition starts with, in its own rate's samples.
 
@@ -167,7 +163,7 @@ def lead_in(settings, codecs=CODECS):
     if not rates:
         return {}
     step = functools.reduce(math.gcd, rates.values())  # 1/step s: a whole sample at every rate
-    units = max(-(-_decoded_delay(codec) * step // rate) for codec, rate in rates.items())
+    units = max(-(-decoded_delay(codec) * step // rate) for codec, rate in rates.items())
     return {codec: units * rate // step for codec, rate in rates.items()}
 
 
@@ -231,7 +227,7 @@ def _encode(work_path, rate, settings, codecs, gain_db, correction_db, out_dir,
         trim = "volume=%.2fdB," % LAME_LEVEL_LOSS_DB if name == "mp3" else ""
         # Silence in front, up to the set's lead-in (the normalised audio has none: it is the
         # reference the renditions are measured against).
-        pad = leads[name] - _decoded_delay(name) if name in leads else 0
+        pad = leads[name] - decoded_delay(name) if name in leads else 0
         delay = "adelay=%dS," % pad if pad else ""
         graph.append("[b%d]%s%s%saformat=sample_fmts=s16[o%d]" % (i, resample, delay, trim, i))
         path = os.path.join(out_dir, NORMALISED_NAME if name == "normalised"

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from audio_samples import chirp_wav  # noqa: E402
 
 from audio import renditions  # noqa: E402
-from audio.decode import decode_to_pcm, lag_samples  # noqa: E402
+from audio.decode import decode_to_pcm, decoded_delay, lag_samples  # noqa: E402
 from audio.settings import AudioSettings  # noqa: E402
 
 RATE_PAIRS = [(8000, 8000), (11025, 11025), (12000, 12000), (16000, 16000), (22050, 22050),
@@ -44,7 +44,7 @@ def main():
     args = parser.parse_args()
     if args.no_lead_in:
         renditions.lead_in = lambda settings, codecs=renditions.CODECS: {
-            codec: renditions._decoded_delay(codec) for codec in codecs}
+            codec: decoded_delay(codec) for codec in codecs}
     with tempfile.TemporaryDirectory() as scratch:
         source = chirp_wav(os.path.join(scratch, "chirp.wav"))
         print("%-9s %-10s %-21s %s" % ("mp3 rate", "adpcm rate", "lead-in mp3 / adpcm",
