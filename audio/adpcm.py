@@ -15,6 +15,9 @@ never drift apart inside a block.
 from firmware.adpcm import HEADER_BYTES, INDEX_TABLE, MAX_STEP_INDEX, STEP_TABLE, samples_in_block
 from protocol.media import ADPCM_BLOCK_BYTES
 
+# Decoded samples before the first input sample: none, the first block's header holds it.
+DECODED_DELAY = 0
+
 
 def ffmpeg_encoder_args(block_bytes=ADPCM_BLOCK_BYTES):
     """ffmpeg output options that write headerless blocks in the protocol's layout."""

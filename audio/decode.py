@@ -3,12 +3,25 @@
 - "mp3": ffmpeg's MP3 decoder (what a VS1053 does in hardware), resampled to ``rate``.
 - "adpcm": the firmware's own decoder (``firmware.adpcm``), so a test hears exactly what the
   receiver's I2S path would; ``rate`` is the rate the blocks were encoded at.
+
+``decoded_delay`` is how many samples each decoder gives before the first one encoded;
+``lag_samples`` finds how far apart two such recordings play the same audio (cross-correlation).
 """
 
 import numpy as np
 
 from audio import adpcm, ffmpeg, mp3
 from protocol.media import ADPCM_BLOCK_BYTES
+
+
+def decoded_delay(codec):
+    """Samples a receiver's decoder of ``codec`` gives before the first sample encoded (LAME's
+    MP3: 1,105; IMA-ADPCM: none)."""
+    if codec == "mp3":
+        return mp3.LAME_DECODED_DELAY
+    if codec == "adpcm":
+        return adpcm.DECODED_DELAY
+    raise ValueError("unknown codec %r (expected mp3 or adpcm)" % codec)
 
 
 def decode_to_pcm(codec, data, rate, *, block_bytes=ADPCM_BLOCK_BYTES):
@@ -33,3 +46,20 @@ def decode_to_pcm(codec, data, rate, *, block_bytes=ADPCM_BLOCK_BYTES):
         pcm = np.frombuffer(out, dtype="<i2").astype(np.int16)
         return pcm[:keep] if keep is not None else pcm
     raise ValueError("unknown codec %r (expected mp3 or adpcm)" % codec)
+
+
+def lag_samples(a, b):
+    """The lag (samples) at which ``a`` best matches ``b``: ``a[n]`` ~ ``b[n - lag]``.
+
+    By cross-correlation (FFT, zero-padded: no wrap-around), so use a signal with one clear
+    peak, a chirp or clicks, not a steady tone.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if not len(a) or not len(b):
+        raise ValueError("nothing to correlate")
+    a, b = a - a.mean(), b - b.mean()
+    size = 1 << (len(a) + len(b)).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lag = int(np.argmax(corr))
+    return lag - size if lag > size // 2 else lag

@@ -17,8 +17,11 @@ whole MPEG frames (``audio.mp3``) or whole ADPCM blocks.
 
 Pacing: frame k is released at ``start + samples_before_k / rate`` on the monotonic clock, so
 sleeping late once never shifts the frames after it (no drift accumulation). Its capture time
-(``captured_at_ms``, wall clock) follows the same timeline; ``stamped_frames`` puts
-``captured_at_ms + play delay`` in the protocol frame header.
+(``captured_at_ms``, wall clock) follows the same timeline, less the decoder's delay
+(``audio.decode.decoded_delay``: an MP3 decoder gives LAME's 1,105 samples before the first
+source sample, so an MP3 frame holds audio captured 69 ms, at 16 kHz, before its place on the
+timeline): the first source sample of a stream is heard at capture + play delay in either
+codec. ``stamped_frames`` puts ``captured_at_ms + play delay`` in the protocol frame header.
 
 Resilience: every read from ffmpeg has a timeout. No data for ``stall_timeout_s`` is reported
 (``on_event`` callback, ``events`` list and the log) and then, for URLs, ffmpeg is killed and
@@ -39,6 +42,7 @@ from dataclasses import dataclass, field
 
 from audio import mp3
 from audio.adpcm import ffmpeg_encoder_args
+from audio.decode import decoded_delay
 from audio.ffmpeg import ffmpeg_exe
 from audio.settings import DEFAULT_SETTINGS
 from protocol.frames import CODEC_IDS, FLAG_LAST, pack_frame
@@ -73,7 +77,9 @@ class LiveFrame:
 
     seq: int
     offset_ms: float  # position of its first sample on the stream timeline (by samples)
-    captured_at_ms: int  # wall clock, ms since the Unix epoch, at which it was due
+    # Wall clock, ms since the Unix epoch, at which the source sample its first decoded sample
+    # holds was due (its due time less the decoder's delay).
+    captured_at_ms: int
     due: float  # monotonic time at which it was due
     samples: int
     payload: bytes
@@ -315,6 +321,7 @@ class LiveFramer:
         self._seq = 0
         self._samples_out = 0
         self._anchor = None  # (samples_out, monotonic, wall ms) the timeline is counted from
+        self._decoder_delay_ms = 1000.0 * decoded_delay(codec) / self.rate
 
     # -- public API --
 
@@ -405,7 +412,8 @@ class LiveFramer:
             anchor_samples, anchor_mono, anchor_wall = self._anchor
             since_anchor, due = 0.0, now
         frame = LiveFrame(seq=self._seq, offset_ms=1000 * self._samples_out / self.rate,
-                          captured_at_ms=round(anchor_wall + 1000 * since_anchor), due=due,
+                          captured_at_ms=round(anchor_wall + 1000 * since_anchor
+                                               - self._decoder_delay_ms), due=due,
                           samples=samples, payload=payload, last=last)
         self._seq += 1
         self._samples_out += samples

@@ -15,6 +15,15 @@ from firmware.mp3 import bitrate_kbps, frame_info, id3_length
 
 _VERSION_NAMES = {3: "1", 2: "2", 0: "2.5"}  # version bits of the header
 
+# Decoded samples that come before the first input sample, in an MP3 made by LAME (ffmpeg's
+# libmp3lame) and played by any ISO 11172-3 decoder, the VS1053 and ffmpeg's alike: LAME's
+# encoder delay (576, its ENCDELAY) plus the decoder's (528 + 1, the hybrid and polyphase
+# synthesis). Measured by cross-correlation: the same at every rate from 8 to 48 kHz, MPEG-1,
+# -2 and -2.5 (tests/audio/test_renditions_in_step.py holds it). A decoder cannot skip it on a
+# VS1053 (it starts only on a frame, and a frame decoded without its predecessor is garbled),
+# so the renditions put the same lead-in in front of every other codec instead.
+LAME_DECODED_DELAY = 576 + 529
+
 
 @dataclass(frozen=True)
 class FrameHeader:

@@ -10,16 +10,28 @@ a crash or a concurrent conversion never leaves a half-written set, and temporar
 removed in ``finally`` whatever happens.
 
 The three ffmpeg passes are described in ``audio.loudness``.
+
+Every rendition of a set starts with the same lead-in: the first source sample comes out of
+every receiver's decoder the same time after the rendition's first sample, so receivers of
+different codecs told to play at T are heard in step to the sample. MP3 cannot start sooner
+than LAME's delay (``audio.mp3.LAME_DECODED_DELAY``, 1,105 samples: 69 ms at 16 kHz), and a
+VS1053 cannot skip it, so the other renditions are given silence in front until they reach it
+(``lead_in``). Without that the MP3 poles of a village were 69 ms behind the ADPCM ones.
+The lead-in is that of all the codecs, whichever a set holds: a rendition made with the same
+settings starts at the same time in any set, so enabling a codec later changes nothing.
 """
 
+import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 
 from audio import adpcm, ffmpeg, loudness, mp3
+from audio.decode import decoded_delay
 from audio.probe import check_size, probe
 from audio.settings import DEFAULT_SETTINGS
 
@@ -27,7 +39,7 @@ MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # Part of the cache key: bump it when the processing changes in a way the settings do not
 # show (filter parameters, the LAME trim), so old renditions are not served as new ones.
-PIPELINE_VERSION = 3
+PIPELINE_VERSION = 4  # 4: every rendition with the same lead-in
 CODECS = ("mp3", "adpcm")
 FILE_NAMES = {"mp3": "audio.mp3", "adpcm": "audio.adpcm"}
 NORMALISED_NAME = "normalised.wav"
@@ -50,6 +62,9 @@ class Rendition:
     rate: int
     bitrate: int | None = None       # kbit/s, mp3
     block_bytes: int | None = None   # adpcm
+    # Samples its decoder gives before the first source sample: the same time in every
+    # rendition of a set (``lead_in``); ``duration_ms`` includes them, as they are played.
+    lead_samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,23 @@ class _Progress:
             self.callback(1.0, "done")
 
 
+def lead_in(settings, codecs=CODECS):
+    """``{codec: samples}``: the lead-in each rendition starts with, in its own rate's samples.
+
+    The shortest time that is at least every codec's decoded delay and a whole number of
+    samples at every rendition's rate (a multiple of 1/gcd(rates) s), so the first source
+    sample falls on a sample in every rendition, at exactly the same time, whatever the rates:
+    1,105 samples at 16 kHz for both; 1,323 MP3 samples at 22,050 Hz and 960 ADPCM samples at
+    16 kHz (60 ms) when the rates differ.
+    """
+    rates = {codec: settings.rate_for(codec) for codec in codecs}
+    if not rates:
+        return {}
+    step = functools.reduce(math.gcd, rates.values())  # 1/step s: a whole sample at every rate
+    units = max(-(-decoded_delay(codec) * step // rate) for codec, rate in rates.items())
+    return {codec: units * rate // step for codec, rate in rates.items()}
+
+
 def _encoder_args(codec, settings):
     if codec == "mp3":
         # CBR, no bit reservoir (every frame decodes alone), no Xing/ID3 tags: the file is
@@ -183,6 +215,7 @@ def _encode(work_path, rate, settings, codecs, gain_db, correction_db, out_dir,
             keep_normalised, duration_s, progress):
     """Pass C: the final chain, one encoder per rendition, and the output measurement."""
     chain = loudness.dynamics_filters(settings, gain_db, correction_db)
+    leads = lead_in(settings)
     branches = list(codecs) + (["normalised"] if keep_normalised else [])
     labels = "".join("[b%d]" % i for i in range(len(branches)))
     graph = ["[0:a]%s,asplit=%d%s[m]" % (",".join(chain), len(branches) + 1, labels),
@@ -192,7 +225,11 @@ def _encode(work_path, rate, settings, codecs, gain_db, correction_db, out_dir,
         out_rate = settings.adpcm_rate if name == "normalised" else settings.rate_for(name)
         resample = "aresample=%d," % out_rate if out_rate != rate else ""
         trim = "volume=%.2fdB," % LAME_LEVEL_LOSS_DB if name == "mp3" else ""
-        graph.append("[b%d]%s%saformat=sample_fmts=s16[o%d]" % (i, resample, trim, i))
+        # Silence in front, up to the set's lead-in (the normalised audio has none: it is the
+        # reference the renditions are measured against).
+        pad = leads[name] - decoded_delay(name) if name in leads else 0
+        delay = "adelay=%dS," % pad if pad else ""
+        graph.append("[b%d]%s%s%saformat=sample_fmts=s16[o%d]" % (i, resample, delay, trim, i))
         path = os.path.join(out_dir, NORMALISED_NAME if name == "normalised"
                             else FILE_NAMES[name])
         encoder = (["-c:a", "pcm_s16le", "-f", "wav"] if name == "normalised"
@@ -205,17 +242,19 @@ def _encode(work_path, rate, settings, codecs, gain_db, correction_db, out_dir,
     return loudness.parse_ebur128(stderr)["after"], paths
 
 
-def _describe(codec, path, settings):
+def _describe(codec, path, settings, lead_samples):
     with open(path, "rb") as f:
         data = f.read()
     if codec == "mp3":
         return Rendition(codec=codec, path=path, sha256=hashlib.sha256(data).hexdigest(),
                          size=len(data), duration_ms=int(round(mp3.duration_ms(data))),
-                         rate=settings.mp3_rate, bitrate=settings.mp3_bitrate_kbps)
+                         rate=settings.mp3_rate, bitrate=settings.mp3_bitrate_kbps,
+                         lead_samples=lead_samples)
     samples = adpcm.sample_count(len(data), settings.adpcm_block_bytes)
     return Rendition(codec=codec, path=path, sha256=hashlib.sha256(data).hexdigest(),
                      size=len(data), duration_ms=samples * 1000 // settings.adpcm_rate,
-                     rate=settings.adpcm_rate, block_bytes=settings.adpcm_block_bytes)
+                     rate=settings.adpcm_rate, block_bytes=settings.adpcm_block_bytes,
+                     lead_samples=lead_samples)
 
 
 def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progress=None,
@@ -262,7 +301,9 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
         if not after.silent and abs(after.integrated_lufs - settings.target_lufs) > 1.0:
             warnings.append("loudness: reached %.1f LUFS instead of %.1f LUFS"
                             % (after.integrated_lufs, settings.target_lufs))
-        renditions = {codec: _describe(codec, paths[codec], settings) for codec in codecs}
+        leads = lead_in(settings)
+        renditions = {codec: _describe(codec, paths[codec], settings, leads[codec])
+                      for codec in codecs}
         # The decoded length, not the container's claim (AMR and VBR MP3 only estimate it).
         decoded_ms = os.path.getsize(work_path) // 4 * 1000 // rate
         result = RenditionSet(

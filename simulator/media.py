@@ -1,11 +1,13 @@
 """Media for simulated receivers: test items made and served as the head-end makes and serves them.
 
 ``make_test_item`` makes a tone (its pitch derived from the item id, so two items never share
-a hash) and turns it into renditions with ``audio.renditions.make_renditions``, the head-end's
-own path and encoder flags. ``MediaServer`` serves them through the head-end's own media route
-(headend/media_http.py: GET /media/{sha256}.{ext}, Range requests answered 206) in a small ASGI
-app under uvicorn, in a thread on 127.0.0.1; only where a file is comes from here (the items it
-was given) instead of the head-end's database.
+a hash), or a chirp rising from that pitch (``signal="chirp"``: a sharp onset and no period,
+so two recordings of it cross-correlate with one clear peak), and turns it into renditions
+with ``audio.renditions.make_renditions``, the head-end's own path and encoder flags.
+``MediaServer`` serves them through the head-end's own media route (headend/media_http.py:
+GET /media/{sha256}.{ext}, Range requests answered 206) in a small ASGI app under uvicorn, in
+a thread on 127.0.0.1; only where a file is comes from here (the items it was given) instead
+of the head-end's database.
 """
 
 import os
@@ -64,18 +66,25 @@ class MediaItem:
         return max(r.duration_ms for r in self.renditions.values())
 
 
-def _tone(path, seconds, freq, rate):
-    expr = "sin(2*PI*%d*t)*0.5" % freq
+# aevalsrc expressions of the test signals, from the item's pitch ``freq`` (Hz).
+SIGNALS = {"tone": "sin(2*PI*%(freq)d*t)*0.5",
+           "chirp": "sin(2*PI*(%(freq)d+2000*t)*t)*0.5"}  # up 4 kHz/s, inside the speech band
+
+
+def _tone(path, seconds, freq, rate, signal="tone"):
+    expr = SIGNALS[signal] % {"freq": freq}
     ffmpeg.run(["-f", "lavfi", "-i", "aevalsrc='%s':s=%d:d=%.3f" % (expr, rate, seconds),
                 "-ac", "1", path])
 
 
-def make_test_item(directory, item_id="tone", seconds=2.0, rate=DEFAULT_RATE):
-    """A ``seconds`` long test tone as a MediaItem with a rendition per codec the head-end
-    makes (``Settings.media_codecs``: "mp3" and "adpcm")."""
+def make_test_item(directory, item_id="tone", seconds=2.0, rate=DEFAULT_RATE, signal="tone"):
+    """A ``seconds`` long test ``signal`` (a key of SIGNALS) as a MediaItem with a rendition
+    per codec the head-end makes (``Settings.media_codecs``: "mp3" and "adpcm")."""
+    if signal not in SIGNALS:
+        raise ValueError("unknown test signal %r (one of %s)" % (signal, ", ".join(SIGNALS)))
     os.makedirs(directory, exist_ok=True)
     source = os.path.join(directory, "%s.source.wav" % item_id)
-    _tone(source, seconds, 300 + zlib.crc32(item_id.encode()) % 600, rate)
+    _tone(source, seconds, 300 + zlib.crc32(item_id.encode()) % 600, rate, signal)
     made = make_renditions(source, os.path.join(directory, "renditions"),
                            codecs=tuple(Settings().media_codecs))
     return MediaItem(item_id, {codec: Rendition(r) for codec, r in made.renditions.items()})

@@ -46,7 +46,8 @@ def format_stats(row):
 
 
 class FleetScenario:
-    """``broker``: (host, port). ``items``: (id, seconds) test tones to make and serve.
+    """``broker``: (host, port). ``items``: (id, seconds) test tones to make and serve, or
+    (id, seconds, signal) for another test signal (simulator.media.SIGNALS: "chirp").
     ``settle_s``: extra time after every receiver synced, for its clock filter to converge."""
 
     def __init__(self, broker, specs, site="test", items=(("tone", 1.0),), workdir=None,
@@ -85,8 +86,9 @@ class FleetScenario:
 
     async def start(self):
         self.server = MediaServer().start()
-        for item_id, seconds in self.item_specs:
-            self.items[item_id] = self.server.add(make_test_item(self.media_dir, item_id, seconds))
+        for item_id, seconds, *signal in self.item_specs:
+            self.items[item_id] = self.server.add(make_test_item(
+                self.media_dir, item_id, seconds, signal=signal[0] if signal else "tone"))
         user, password = self.operator_auth
         args = (self.site, self.fleet.device_infos(), self.broker[0], self.broker[1])
         # The head-end's configuration, pointing receivers at this media server.

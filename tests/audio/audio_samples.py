@@ -58,6 +58,17 @@ def unknown_codec_wav(path):
     return path
 
 
+def chirp_wav(path, rate=48000, seconds=1.0):
+    """A chirp from 300 Hz up by 4 kHz/s at half scale from its very first sample, as a WAV:
+    a sharp onset and no period, so a cross-correlation against it has one clear peak."""
+    import numpy as np
+
+    from audio.tones import write_wav
+
+    t = np.arange(int(rate * seconds)) / rate
+    return write_wav(path, 0.5 * np.sin(2 * np.pi * (300 * t + 2000 * t * t)), rate)
+
+
 def make_samples(directory):
     p = lambda name: os.path.join(directory, name)  # noqa: E731
     s = {}

@@ -12,10 +12,11 @@ import time
 
 import numpy as np
 import pytest
+from audio_samples import chirp_wav
 
 from audio import mp3
 from audio.adpcm import decode as decode_adpcm
-from audio.decode import decode_to_pcm
+from audio.decode import decode_to_pcm, lag_samples
 from audio.ffmpeg import ffmpeg_exe
 from audio.live import (
     LiveFramer,
@@ -216,6 +217,23 @@ async def test_timeline_follows_the_samples_not_the_sleeps(media):
         assert frame.due - first.due == pytest.approx(offset / 16000, abs=1e-9)
         assert abs(frame.captured_at_ms - first.captured_at_ms - frame.offset_ms) <= 1
         offset += frame.samples
+
+
+async def test_an_mp3_and_an_adpcm_stream_of_one_source_are_heard_together(tmp_path):
+    # A chirp (one clear correlation peak) framed in both codecs on one wall clock: each
+    # stream decoded as its receivers decode it, its first sample placed at its first stamp.
+    source = chirp_wav(tmp_path / "chirp.wav", rate=16000)
+    heard = {}
+    for codec in ("mp3", "adpcm"):
+        frames = await collect(LiveFramer(str(source), codec=codec, paced=False,
+                                          wall_clock=lambda: 1000.0))
+        pcm = decode_to_pcm(codec, b"".join(f.payload for f in frames), 16000)
+        heard[codec] = (frames[0].captured_at_ms, pcm)
+    (mp3_at, mp3_pcm), (adpcm_at, adpcm_pcm) = heard["mp3"], heard["adpcm"]
+    lag = lag_samples(mp3_pcm, adpcm_pcm)  # mp3_pcm[n] ~ adpcm_pcm[n - lag]
+    mp3_later_ms = mp3_at - adpcm_at + lag * 1000 / 16000
+    # Stamps are whole ms: LAME's 1,105 samples (69.06 ms) become 69 ms.
+    assert abs(mp3_later_ms) <= 0.5, mp3_later_ms
 
 
 async def test_stamped_frames_carry_play_at_capture_plus_delay_and_verify(media):

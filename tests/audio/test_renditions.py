@@ -72,8 +72,10 @@ def test_renditions_are_what_the_receivers_are_told(built):
         assert rendition.size == len(data)
         assert rendition.sha256 == hashlib.sha256(data).hexdigest()
         assert rendition.rate == 16000
-        # Whole MPEG frames (36 ms) and whole ADPCM blocks (31.6 ms) round the length up.
-        assert source_ms - 5 <= rendition.duration_ms <= source_ms + 80
+        # The lead-in (69 ms) comes first; whole MPEG frames (36 ms) and whole ADPCM blocks
+        # (31.6 ms) round the length up.
+        lead_ms = rendition.lead_samples * 1000 / rendition.rate
+        assert source_ms + lead_ms - 1 <= rendition.duration_ms <= source_ms + lead_ms + 37
     assert mp3.bitrate == 32 and adpcm.block_bytes == 256
     assert mp3.size == pytest.approx(32000 / 8 * source_ms / 1000, rel=0.03)
     assert adpcm.size % 256 == 0
