@@ -38,6 +38,7 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
+from headend.services import telemetry
 from headend.settings import Settings
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -321,6 +322,9 @@ class MqttService:
         try:
             with session_scope(self.session_factory) as session:
                 silent = sweep_presence(session, settings=self.settings, now=datetime.now(UTC))
+                session.commit()
+                # Telemetry roll-up and retention: work only once an hour, one read otherwise.
+                telemetry.maintain(session, settings=self.settings, now=datetime.now(UTC))
                 session.commit()
         except Exception:
             log.exception("presence sweep failed")
