@@ -285,7 +285,8 @@ def series(session: Session, *, device_id: str, since: datetime, until: datetime
     finer steps read raw samples only (kept ``telemetry_raw_days``). A bucket's mean weighs
     each hour by its sample count."""
     check_range(since, until, step)
-    t0, t1 = epoch_s(since), epoch_s(until)
+    # Samples are stamped in whole seconds: one taken in until's own second is before it.
+    t0, t1 = epoch_s(since), math.ceil(until.timestamp())
     parts: dict[str, dict[int, _Partial]] = {name: {} for name in fields}
     raw_from = t0
     if step % HOUR == 0:
