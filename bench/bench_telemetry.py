@@ -146,11 +146,11 @@ def page_time(settings: Settings, device_id: str, repeat: int) -> float | None:
         token = client.post("/api/v1/auth/token", data={
             "username": "bench", "password": "bench-password-1"}).json()["access_token"]
         client.cookies.set("loaxa_token", token)
-        page = client.get("/receivers/%s?range=week" % device_id)
+        page = client.get("/receivers/%s?span=week" % device_id)
         if page.status_code != 200:
             print("receiver page: HTTP %d" % page.status_code)
             return None
-        return timed(lambda: client.get("/receivers/%s?range=week" % device_id), repeat)
+        return timed(lambda: client.get("/receivers/%s?span=week" % device_id), repeat)
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,7 @@ class Chart:
     bands: list[str] = field(default_factory=list)   # polygon points, min to max
     dots: list[tuple[float, float]] = field(default_factory=list)  # lone buckets
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
-    x_ticks: list[tuple[float, str]] = field(default_factory=list)
+    x_ticks: list[tuple[float, str, str]] = field(default_factory=list)  # x, label, anchor
     latest: str = "—"
     width: int = WIDTH
     height: int = HEIGHT
@@ -52,13 +52,15 @@ def number(value: float, decimals: int, language: str) -> str:
     return text.replace(".", ",") if language == "vi" else text
 
 
-def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
-    """Round values (1, 2, 5 times a power of ten apart) covering [low, high]."""
+def nice_ticks(low: float, high: float, count: int = 4,
+               smallest: float = 0.0) -> list[float]:
+    """Round values (1, 2, 5 times a power of ten apart, at least ``smallest``) covering
+    [low, high]."""
     if high <= low:
         low, high = low - 1, high + 1
-    raw = (high - low) / count
+    raw = max((high - low) / count, smallest)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * 0.999)
     first = math.floor(low / step) * step
     ticks = []
     value = first
@@ -96,9 +98,10 @@ def _time_ticks(since: datetime, until: datetime, every: timedelta, tz: ZoneInfo
 def line_chart(points: Sequence[Point], *, key: str, title: str, unit: str, since: datetime,
                until: datetime, step: int, tick_every: timedelta, tz: ZoneInfo, t: Translator,
                span_text: str, factor: float = 1.0, decimals: int = 0,
-               bounds: tuple[float, float] | None = None) -> Chart:
+               bounds: tuple[float, float] | None = None, min_range: float = 0.0) -> Chart:
     """A chart of ``points`` over [since, until); values are multiplied by ``factor`` (units
-    shown: KB, %, hours) and written with ``decimals``; ``bounds`` fixes the y range."""
+    shown: KB, %, hours) and written with ``decimals``; ``bounds`` fixes the y range, else it
+    spans at least ``min_range`` (so 0.02 V of noise does not fill the chart)."""
     language = t.language
 
     def show(value: float) -> str:
@@ -111,7 +114,11 @@ def line_chart(points: Sequence[Point], *, key: str, title: str, unit: str, sinc
     means = [p.avg * factor for p in points]
     highs = [p.max * factor for p in points]
     low, high = bounds if bounds else (min(lows), max(highs))
-    ticks = nice_ticks(low, high)
+    if high - low < min_range:
+        middle = (high + low) / 2
+        low, high = middle - min_range / 2, middle + min_range / 2
+    # No tick finer than the figure's own precision (a count's ticks are whole numbers).
+    ticks = nice_ticks(low, high, smallest=10.0 ** -decimals)
     y_low, y_high = ticks[0], ticks[-1]
     span_s = (until - since).total_seconds()
     plot_w = WIDTH - LEFT - RIGHT
@@ -144,10 +151,12 @@ def line_chart(points: Sequence[Point], *, key: str, title: str, unit: str, sinc
             segment = []
         segment.append(i)
     close()
-    chart.y_ticks = [(y(v), number(v, decimals if v != int(v) else 0, language))
-                     for v in ticks]
-    chart.x_ticks = [(x(at), label) for at, label in
-                     _time_ticks(since, until, tick_every, tz, language)]
+    tick_decimals = max(0, -math.floor(math.log10(ticks[1] - ticks[0]) + 1e-9))
+    chart.y_ticks = [(y(v), number(v, min(tick_decimals, decimals), language)) for v in ticks]
+    # A label near an edge is anchored inside the chart, not centred over it and cut.
+    chart.x_ticks = [(x(at), label, "start" if x(at) < LEFT + 30 else
+                      "end" if x(at) > WIDTH - RIGHT - 30 else "middle")
+                     for at, label in _time_ticks(since, until, tick_every, tz, language)]
     mean = sum(m * p.n for m, p in zip(means, points, strict=True)) / sum(p.n for p in points)
     chart.latest = show(means[-1])
     chart.summary = t("chart.summary", title=title, unit=unit, span=span_text,

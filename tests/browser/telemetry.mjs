@@ -47,6 +47,8 @@ try {
   seen.phoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth >
                                                  window.innerWidth);
   await page.screenshot({ path: join(shots, "receiver-week-phone.png"), fullPage: true });
+  await page.locator("figure.chart").first().screenshot({
+    path: join(shots, "receiver-chart-phone.png") });
   await page.setViewportSize(DESKTOP);
   for (const span of ["day", "month"]) {
     await page.goto(base + "/receivers/" + env.DEVICE + "?span=" + span);
@@ -67,7 +69,8 @@ try {
   }));
   await page.screenshot({ path: join(shots, "map.png"), fullPage: true });
   await page.setViewportSize(PHONE);
-  await page.waitForTimeout(300);
+  await page.reload();  // as a phone opens it: the map fits the villages to its width
+  await page.waitForSelector(`[data-map][data-drawn="${env.PLACED}"]`, { timeout: 10000 });
   seen.mapPhoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth >
                                                     window.innerWidth);
   await page.screenshot({ path: join(shots, "map-phone.png"), fullPage: true });

@@ -19,19 +19,20 @@ from headend.web.rendering import render, translator_of
 router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
 # How each figure is charted: catalog key, unit key, factor to the shown unit, decimals,
-# fixed y range. On/off figures are shown as the share of the time they were on.
-CHARTS: tuple[tuple[str, str, float, int, tuple[float, float] | None], ...] = (
-    ("rssi", "dBm", 1, 0, None),
-    ("dc", "V", 1, 2, None),
-    ("mains", "%", 100, 0, (0, 100)),
-    ("temp", "°C", 1, 1, None),
-    ("heap", "KB", 1 / 1024, 0, None),
-    ("off", "ms", 1, 0, None),
-    ("amp", "%", 100, 0, (0, 100)),
-    ("af", "%", 100, 0, (0, 100)),
-    ("up", "unit.hours", 1 / 3600, 1, None),
-    ("err", "unit.count", 1, 0, None),
-    ("lost", "unit.count", 1, 0, None),
+# fixed y range, smallest y range. On/off figures are shown as the share of the time they
+# were on.
+CHARTS: tuple[tuple[str, str, float, int, tuple[float, float] | None, float], ...] = (
+    ("rssi", "dBm", 1, 0, None, 10),
+    ("dc", "V", 1, 2, None, 1),
+    ("mains", "%", 100, 0, (0, 100), 0),
+    ("temp", "°C", 1, 1, None, 5),
+    ("heap", "KB", 1 / 1024, 0, None, 8),
+    ("off", "ms", 1, 0, None, 10),
+    ("amp", "%", 100, 0, (0, 100), 0),
+    ("af", "%", 100, 0, (0, 100), 0),
+    ("up", "unit.hours", 1 / 3600, 1, None, 1),
+    ("err", "unit.count", 1, 0, None, 2),
+    ("lost", "unit.count", 1, 0, None, 2),
 )
 
 
@@ -52,8 +53,8 @@ def charts_of(t: Translator, session, settings, device_id: str, span: telemetry.
     return [line_chart(found[key], key=key, title=t("chart." + key), unit=_unit(t, unit),
                        since=since, until=now, step=span.step, tick_every=span.tick,
                        tz=settings.tz, t=t, span_text=span_text, factor=factor,
-                       decimals=decimals, bounds=bounds)
-            for key, unit, factor, decimals, bounds in CHARTS]
+                       decimals=decimals, bounds=bounds, min_range=min_range)
+            for key, unit, factor, decimals, bounds, min_range in CHARTS]
 
 
 def _uptime(t: Translator, seconds: Any) -> str:
