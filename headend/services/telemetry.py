@@ -276,7 +276,8 @@ def check_range(since: datetime, until: datetime, step: int) -> None:
 
 def series(session: Session, *, device_id: str, since: datetime, until: datetime, step: int,
            fields: Sequence[str] = FIELD_NAMES, align_s: int = 0) -> dict[str, list[Point]]:
-    """Buckets of ``step`` seconds over [since, until) for each of ``fields``, oldest first;
+    """Buckets of ``step`` seconds over [since, until) for each of ``fields``, oldest first,
+    the first from the start of the bucket ``since`` falls in;
     buckets without a sample are left out (a chart shows a gap). Buckets start where
     ``t + align_s`` is a multiple of ``step`` (``align_s``: the display zone's UTC offset, so a
     day bucket starts at local midnight).
@@ -287,6 +288,7 @@ def series(session: Session, *, device_id: str, since: datetime, until: datetime
     check_range(since, until, step)
     # Samples are stamped in whole seconds: one taken in until's own second is before it.
     t0, t1 = epoch_s(since), math.ceil(until.timestamp())
+    t0 -= (t0 + align_s) % step  # from the start of since's bucket: no bucket half read
     parts: dict[str, dict[int, _Partial]] = {name: {} for name in fields}
     raw_from = t0
     if step % HOUR == 0:
