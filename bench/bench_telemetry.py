@@ -187,8 +187,8 @@ def main(argv=None) -> int:
         session.add(TelemetryRollup(id=1, done_until=telemetry.epoch_s(raw_start)))
         session.commit()
         began = time.perf_counter()
-        telemetry.maintain(session, settings=settings, now=now - timedelta(hours=1))
-        session.commit()
+        while telemetry.maintain(session, settings=settings, now=now - timedelta(hours=1)):
+            session.commit()
         catch_up_s = time.perf_counter() - began
         began = time.perf_counter()
         done = telemetry.maintain(session, settings=settings, now=now + timedelta(seconds=1))

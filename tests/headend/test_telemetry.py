@@ -172,6 +172,12 @@ def test_after_a_long_stop_only_hours_still_in_raw_are_rolled_up(online, app, se
     session.commit()
     assert session.scalar(select(TelemetryHourly.rssi_min).where(
         TelemetryHourly.hour == h_old)) == -80
+    # The catch-up goes a few hours per call, from the oldest raw hour still kept.
+    oldest = int((T0 - timedelta(days=settings.telemetry_raw_days)).timestamp()) + 3600
+    assert session.get(TelemetryRollup, 1).done_until == oldest + 6 * 3600
+    for _ in range(7 * 24):
+        if telemetry.maintain(session, settings=settings, now=T0) is None:
+            break
     assert session.get(TelemetryRollup, 1).done_until == int(T0.timestamp())
 
 

@@ -32,7 +32,8 @@ def seed_history(session, settings, device_id: str, *, now: datetime, raw_days: 
         at += timedelta(seconds=every_s)
         i += 1
     session.commit()
-    telemetry.maintain(session, settings=settings, now=now)
+    while telemetry.maintain(session, settings=settings, now=now):
+        session.commit()
     hour = telemetry.epoch_s(start) - telemetry.epoch_s(start) % 3600
     first = telemetry.epoch_s(now - timedelta(days=hourly_days))
     rows = []
