@@ -42,8 +42,8 @@ function drawMap(element, data) {
                       escapeText(rx.zone) : "") +
                      '<br><a href="' + encodeURI(rx.url) + '">' +
                      escapeText(data.labels.open) + "</a>");
-    marker.getElement && marker.getElement() &&
-      marker.getElement().setAttribute("data-receiver", rx.id);
+    const dot = marker.getElement();
+    if (dot) dot.setAttribute("data-receiver", rx.id);
     bounds.push([rx.lat, rx.lon]);
   }
   if (bounds.length === 1) map.setView(bounds[0], 16);

@@ -265,3 +265,20 @@ def test_deleting_a_receiver_deletes_its_history(online, app, session):
     session.commit()
     assert {r.device_id for r in samples(session)} == {"a2"}
     assert session.scalar(select(func.count()).select_from(TelemetrySample)) == 1
+
+
+def test_the_mqtt_services_presence_sweep_rolls_up_and_applies_retention(online, app, session,
+                                                                         settings):
+    """The one call in MqttService._sweep: hours that ended are rolled up, old samples go."""
+    from headend.mqtt.service import MqttService
+
+    uptime = Uptime()
+    now = datetime.now(UTC)
+    ingest(app, heartbeats(online, uptime, ["a1"], rssi=-60), now - timedelta(hours=2))
+    ingest(app, heartbeats(online, uptime, ["a1"], rssi=-61), now - timedelta(days=8))
+    service = MqttService(settings=settings, session_factory=app.state.session_factory)
+    for _ in range(7 * 24 // telemetry.ROLL_UP_HOURS_PER_RUN + 1):  # the catch-up, in steps
+        service._sweep()
+    session.expire_all()
+    assert [(r.rssi, r.device_id) for r in samples(session)] == [(-60, "a1")]
+    assert session.scalar(select(TelemetryHourly.rssi_max)) == -60
