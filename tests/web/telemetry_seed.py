@@ -14,12 +14,13 @@ from headend.services import telemetry
 def figures(at: datetime, i: int) -> dict:
     hour = (at.hour + 7) % 24 + at.minute / 60  # local
     outage = at.astimezone(UTC).day % 9 == 0 and 1 <= hour < 4
-    return {"v": 1, "boot": 1, "conn": 1, "up": 3600 + i * 60,
+    up = int(at.timestamp()) - 1_790_000_000  # booted in September 2026, never since
+    return {"v": 1, "boot": 1, "conn": 1, "up": up,
             "rssi": -62 - 6 * math.sin(i / 17) - (i % 7),
             "temp": 36 + 9 * math.sin((hour - 9) / 24 * 2 * math.pi),
             "dc": 12.4 - (hour - 1) * 0.35 if outage else 13.6,
             "mains": 0 if outage else 1, "amp": 1 if 5 <= hour < 7 or 17 <= hour < 18 else 0,
-            "heap": 80_000 - (i % 50) * 100, "off": int(8 * math.sin(i / 40)), "err": i // 2000}
+            "heap": 80_000 - (i % 50) * 100, "off": int(8 * math.sin(i / 40)), "err": up // 900_000}
 
 
 def seed_history(session, settings, device_id: str, *, now: datetime, raw_days: int = 7,
@@ -44,7 +45,7 @@ def seed_history(session, settings, device_id: str, *, now: datetime, raw_days: 
         row = {"device_id": device_id, "hour": hour, "n": 3600 // every_s}
         for f in telemetry.FIELDS:
             value = sample[f.name]
-            spread = 0 if value is None or f.name in ("mains", "amp", "af") else 4
+            spread = 0 if value is None or f.name in ("mains", "amp", "af", "err", "up") else 4
             row[f.name + "_min"] = None if value is None else value - spread
             row[f.name + "_avg"] = value
             row[f.name + "_max"] = None if value is None else value + spread
