@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -341,3 +342,83 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# -- telemetry history (headend/services/telemetry.py) --------------------------------------
+# Heartbeat figures as small integers in fixed units (centivolts, tenths of a degree), times as
+# integer epoch seconds (UTC): a SQLite DATETIME is 26 bytes of text, an integer 4 to 6.
+
+class TelemetrySample(Base):
+    """One heartbeat's figures, kept ``telemetry_raw_days`` (default 7). The primary key leads
+    with the receiver, so one receiver's day or week is one range of the index."""
+
+    __tablename__ = "telemetry_samples"
+    __table_args__ = {"sqlite_with_rowid": False}  # the key is the row: no second copy of it
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    t: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch s, UTC
+    rssi: Mapped[int | None] = mapped_column(SmallInteger)      # dBm
+    mains: Mapped[int | None] = mapped_column(SmallInteger)     # 1 mains, 0 on battery
+    dc: Mapped[int | None] = mapped_column(SmallInteger)        # centivolts
+    amp: Mapped[int | None] = mapped_column(SmallInteger)       # amplifier relay on
+    af: Mapped[int | None] = mapped_column(SmallInteger)        # amplifier fault
+    temp: Mapped[int | None] = mapped_column(SmallInteger)      # tenths of a degree C
+    heap: Mapped[int | None] = mapped_column(Integer)           # bytes free
+    up: Mapped[int | None] = mapped_column(Integer)             # s since boot
+    off: Mapped[int | None] = mapped_column(BigInteger)         # clock offset, ms
+    err: Mapped[int | None] = mapped_column(Integer)            # errors since boot
+    lost: Mapped[int | None] = mapped_column(Integer)           # audio frames lost
+
+
+class TelemetryHourly(Base):
+    """One receiver's hour: how many samples, and min / mean / max of each figure (same units
+    as TelemetrySample), kept ``telemetry_hourly_days`` (default 400)."""
+
+    __tablename__ = "telemetry_hourly"
+    __table_args__ = {"sqlite_with_rowid": False}
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch s of its start
+    n: Mapped[int] = mapped_column(Integer)
+    rssi_min: Mapped[int | None] = mapped_column(SmallInteger)
+    rssi_avg: Mapped[float | None] = mapped_column(Float)
+    rssi_max: Mapped[int | None] = mapped_column(SmallInteger)
+    mains_min: Mapped[int | None] = mapped_column(SmallInteger)
+    mains_avg: Mapped[float | None] = mapped_column(Float)
+    mains_max: Mapped[int | None] = mapped_column(SmallInteger)
+    dc_min: Mapped[int | None] = mapped_column(SmallInteger)
+    dc_avg: Mapped[float | None] = mapped_column(Float)
+    dc_max: Mapped[int | None] = mapped_column(SmallInteger)
+    amp_min: Mapped[int | None] = mapped_column(SmallInteger)
+    amp_avg: Mapped[float | None] = mapped_column(Float)
+    amp_max: Mapped[int | None] = mapped_column(SmallInteger)
+    af_min: Mapped[int | None] = mapped_column(SmallInteger)
+    af_avg: Mapped[float | None] = mapped_column(Float)
+    af_max: Mapped[int | None] = mapped_column(SmallInteger)
+    temp_min: Mapped[int | None] = mapped_column(SmallInteger)
+    temp_avg: Mapped[float | None] = mapped_column(Float)
+    temp_max: Mapped[int | None] = mapped_column(SmallInteger)
+    heap_min: Mapped[int | None] = mapped_column(Integer)
+    heap_avg: Mapped[float | None] = mapped_column(Float)
+    heap_max: Mapped[int | None] = mapped_column(Integer)
+    up_min: Mapped[int | None] = mapped_column(Integer)
+    up_avg: Mapped[float | None] = mapped_column(Float)
+    up_max: Mapped[int | None] = mapped_column(Integer)
+    off_min: Mapped[int | None] = mapped_column(BigInteger)
+    off_avg: Mapped[float | None] = mapped_column(Float)
+    off_max: Mapped[int | None] = mapped_column(BigInteger)
+    err_min: Mapped[int | None] = mapped_column(Integer)
+    err_avg: Mapped[float | None] = mapped_column(Float)
+    err_max: Mapped[int | None] = mapped_column(Integer)
+    lost_min: Mapped[int | None] = mapped_column(Integer)
+    lost_avg: Mapped[float | None] = mapped_column(Float)
+    lost_max: Mapped[int | None] = mapped_column(Integer)
+
+
+class TelemetryRollup(Base):
+    """Up to when (epoch s, an hour boundary) the hourly table is complete: the roll-up only
+    looks at the hours after it, so it costs nothing between hours."""
+
+    __tablename__ = "telemetry_rollup"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # a single row, id 1
+    done_until: Mapped[int] = mapped_column(BigInteger)

@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     # Ingestion: a batch is written in one transaction; at most this many messages per batch.
     ingest_max_batch: int = 5000
 
+    # Telemetry history (headend/services/telemetry.py): every heartbeat kept this many days,
+    # hourly min/mean/max this many.
+    telemetry_raw_days: int = 7
+    telemetry_hourly_days: int = 400
+    # The map page's background tiles, e.g. "http://tiles.lan/{z}/{x}/{y}.png" on a local tile
+    # server; empty (the default): no tiles, receivers and villages on a plain background.
+    map_tile_url: str = ""
+    map_tile_attribution: str = ""
+
     timezone: str = "Asia/Ho_Chi_Minh"  # for display only; everything is stored in UTC
 
     @model_validator(mode="after")

@@ -240,4 +240,63 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "playlog.col.outcome": ("Kết quả", "Outcome"),
     "playlog.col.reason": ("Lý do", "Why"),
     "playlog.col.heard": ("Đã phát", "Heard"),
+    # -- one receiver and its telemetry history (headend/web/pages/receiver.py) ---------------
+    "nav.map": ("Bản đồ", "Map"),
+    "state.fault": ("Có sự cố", "Fault"),
+    "receiver.latest": ("Trạng thái mới nhất", "Latest state"),
+    "receiver.history": ("Lịch sử số liệu", "Telemetry history"),
+    "receiver.span": ("Khoảng thời gian", "Time range"),
+    "receiver.chart_note": ("Đường: giá trị trung bình; vùng tô: thấp nhất đến cao nhất. Giờ "
+                            "theo múi giờ {zone}.",
+                            "Line: mean; shaded: lowest to highest. Times in {zone}."),
+    "receiver.no_history": ("Chưa có số liệu trong khoảng thời gian này: cụm loa chưa gửi "
+                            "nhịp tim nào.",
+                            "No figures in this range: the receiver sent no heartbeat."),
+    "receiver.not_reported": ("Không có số liệu", "Not reported"),
+    "receiver.amp": ("Ampli", "Amplifier"),
+    "receiver.amp_on": ("Đang bật", "On"),
+    "receiver.amp_off": ("Đang tắt", "Off"),
+    "receiver.synced": ("đã đồng bộ", "synced"),
+    "uptime.days": ("{days} ngày {hours} giờ", "{days} d {hours} h"),
+    "uptime.hours": ("{hours} giờ {minutes} phút", "{hours} h {minutes} min"),
+    "span.day": ("24 giờ", "Day"),
+    "span.week": ("7 ngày", "Week"),
+    "span.month": ("30 ngày", "Month"),
+    "chart.latest": ("mới nhất", "latest"),
+    "chart.no_data": ("không có số liệu", "no data"),
+    "chart.summary": ("{title} ({unit}), {span}: thấp nhất {low}, trung bình {mean}, cao nhất "
+                      "{high}, mới nhất {latest}",
+                      "{title} ({unit}), {span}: lowest {low}, mean {mean}, highest {high}, "
+                      "latest {latest}"),
+    "chart.rssi": ("Tín hiệu", "Signal"),
+    "chart.dc": ("Điện áp nguồn DC", "DC supply"),
+    "chart.mains": ("Thời gian có điện lưới", "Time on mains"),
+    "chart.temp": ("Nhiệt độ bo mạch", "Board temperature"),
+    "chart.heap": ("Bộ nhớ trống", "Free memory"),
+    "chart.off": ("Lệch đồng hồ", "Clock offset"),
+    "chart.amp": ("Thời gian ampli bật", "Amplifier on"),
+    "chart.af": ("Thời gian ampli lỗi", "Amplifier fault"),
+    "chart.up": ("Thời gian chạy liên tục", "Uptime"),
+    "chart.err": ("Số lỗi từ khi khởi động", "Errors since boot"),
+    "chart.lost": ("Khung âm thanh bị mất", "Audio frames lost"),
+    "unit.hours": ("giờ", "h"),
+    "unit.count": ("lần", "count"),
+    # -- map (headend/web/pages/map.py) ------------------------------------------------------
+    "map.title": ("Bản đồ cụm loa", "Receivers map"),
+    "map.legend": ("Chú giải", "Legend"),
+    "map.region": ("Bản đồ vị trí các cụm loa và thôn/xóm", "Map of the receivers and villages"),
+    "map.state.online": ("Trực tuyến", "Online"),
+    "map.state.fault": ("Có sự cố (ắc quy, ampli)", "Fault (battery, amplifier)"),
+    "map.state.offline": ("Mất kết nối", "Offline"),
+    "map.no_tiles": ("Bản đồ nền chưa được cài đặt (máy không có Internet): chỉ hiện cụm loa "
+                     "và thôn/xóm.",
+                     "No background map is set up (no internet here): receivers and villages "
+                     "only."),
+    "map.none_placed": ("Chưa cụm loa nào có tọa độ. Kỹ thuật viên nhập vĩ độ, kinh độ khi "
+                        "khai báo cụm loa.",
+                        "No receiver has coordinates yet. A technician enters latitude and "
+                        "longitude when provisioning."),
+    "map.coordinates": ("Tọa độ", "Coordinates"),
+    "map.no_coordinates": ("chưa có tọa độ", "no coordinates"),
+    "map.open": ("Xem cụm loa", "Open"),
 }

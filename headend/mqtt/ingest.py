@@ -36,6 +36,7 @@ from headend.models import (
     fit_text,
 )
 from headend.services import deliveries, reconcile
+from headend.services import telemetry as telemetry_history
 from headend.services.broadcasts import commands_for_returning, finish_overdue
 from headend.services.deliveries import refresh_states
 from headend.settings import Settings
@@ -282,6 +283,9 @@ def _heartbeat(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
         raise ProtocolError("replayed")
     batch.result.stats["heartbeat"] += 1
     receiver.telemetry = telemetry
+    # The history: kept in the session, written with the whole batch at its commit.
+    telemetry_history.record(batch.session, device_id=receiver.id, at=batch.now,
+                             telemetry=telemetry)
     if session != known:
         # Talking in a session we have no birth of (the birth was lost, or comes later in
         # this batch): it is alive, but presence waits for its birth.

@@ -38,7 +38,7 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
-from headend.services import reconcile
+from headend.services import reconcile, telemetry
 from headend.settings import Settings
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -336,6 +336,9 @@ class MqttService:
                 if self._run_id is not None:
                     reconcile.mark_alive(session, run_id=self._run_id, now=now)
                 silent = sweep_presence(session, settings=self.settings, now=now)
+                session.commit()
+                # Telemetry roll-up and retention: work only once an hour, one read otherwise.
+                telemetry.maintain(session, settings=self.settings, now=datetime.now(UTC))
                 session.commit()
         except Exception:
             log.exception("presence sweep failed")

@@ -1,4 +1,8 @@
-from fastapi import APIRouter, status
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel
 
 from headend.api.deps import PublisherDep, Reader, SessionDep, SettingsDep, Technician
 from headend.api.schemas import (
@@ -10,7 +14,7 @@ from headend.api.schemas import (
     DevicePublic,
     DeviceUpdate,
 )
-from headend.services import devices, provisioning
+from headend.services import devices, provisioning, telemetry
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -59,3 +63,55 @@ def send_command(device_id: str, body: DeviceCommand, session: SessionDep,
                                          device_id=device_id, kind=body.kind, args=body.args,
                                          actor=user)
     return CommandSent(command_id=cmd_id)
+
+
+class TelemetryPoint(BaseModel):
+    t: datetime  # the bucket's start (UTC)
+    min: float
+    avg: float
+    max: float
+    n: int  # samples in the bucket
+
+
+class TelemetryField(BaseModel):
+    unit: str
+    points: list[TelemetryPoint]
+
+
+class TelemetrySeries(BaseModel):
+    device_id: str
+    since: datetime
+    until: datetime
+    step: int
+    fields: dict[str, TelemetryField]
+
+
+def _utc(value: datetime | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@router.get("/{device_id}/telemetry", response_model=TelemetrySeries)
+def device_telemetry(device_id: str, session: SessionDep, _: Reader,
+                     field: Annotated[list[str] | None, Query()] = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     step: int | None = None):
+    """A receiver's telemetry history in buckets of ``step`` seconds over [since, until):
+    min / mean / max of each ``field`` (repeat it or separate by commas; default: all) in its
+    unit. Defaults: until now, since a day before, ``step`` so that about 288 buckets fill the
+    range. Times without a zone are UTC. Finer than an hour only within the raw retention
+    (``LOAXA_TELEMETRY_RAW_DAYS``)."""
+    devices.get_receiver(session, device_id=device_id)
+    fields = telemetry.check_fields(field)
+    until_at = _utc(until, datetime.now(UTC))
+    since_at = _utc(since, until_at - timedelta(days=1))
+    if step is None:
+        step = max(60, int((until_at - since_at).total_seconds() // 288))
+    found = telemetry.series(session, device_id=device_id, since=since_at, until=until_at,
+                             step=step, fields=fields)
+    return TelemetrySeries(
+        device_id=device_id, since=since_at, until=until_at, step=step,
+        fields={name: TelemetryField(unit=telemetry.BY_NAME[name].unit,
+                                     points=[TelemetryPoint(**vars(p)) for p in points])
+                for name, points in found.items()})

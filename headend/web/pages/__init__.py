@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from headend.web.pages import auth, broadcasts, emergency, playlog, receivers
+from headend.web.pages import auth, broadcasts, emergency, map, playlog, receiver, receivers
 
 router = APIRouter()
-for module in (auth, receivers, broadcasts, emergency, playlog):
+for module in (auth, receivers, receiver, map, broadcasts, emergency, playlog):
     router.include_router(module.router)
