@@ -38,7 +38,7 @@ from headend.cap.parse import Alert, parse_cap
 from headend.cap.policy import REASON_NAMES, Decision, RunningAlert, SitePolicy
 from headend.commands import Publisher
 from headend.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
-from headend.keystore import kek_for, open_device_key, seal_device_key
+from headend.keystore import DeviceKeyError, kek_for, open_device_key, seal_device_key
 from headend.models import (
     CAP_ENDED,
     CAP_ID_LENGTH,
@@ -171,7 +171,7 @@ def authenticate_source(session: Session, *, settings: Settings, headers: Mappin
             CapSource.auth == "hmac", CapSource.active.is_(True))):
         try:
             secret = open_device_key(kek, _sealing_name(source.id), source.hmac_secret or "")
-        except Exception:  # noqa: BLE001 - a secret that no longer opens: that source cannot post
+        except DeviceKeyError:  # sealed under another KEK: that source cannot post
             log.error("CAP source %s: its HMAC secret does not open (re-add it)", source.id)
             continue
         if hmac.compare_digest(sign(secret, timestamp, body), signature):

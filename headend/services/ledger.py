@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headend.db import begin_writing
-from headend.models import CAP_ID_LENGTH, LedgerEntry, User, fit_text
+from headend.models import CAP_ID_LENGTH, LedgerEntry, Site, User, fit_text
 
 GENESIS = "0" * 64
 EVENTS = ("emergency.create", "emergency.cancel", "cap.received", "cap.confirm")
@@ -49,9 +49,11 @@ def append(session: Session, *, event: str, actor: User | str | None,
     """Add the next row to the session (committed with the change it records)."""
     if event not in EVENTS:
         raise ValueError("unknown ledger event %r" % event)
-    # One writer at a time, so two emergencies at once do not both extend the same last row
-    # (PostgreSQL: the unique seq refuses the second; SQLite: its write lock, taken here).
+    # One appender at a time, so two emergencies at once do not both extend the same last
+    # row: SQLite's write lock (begin_writing), PostgreSQL's lock on the site's row, both held
+    # to the commit; the unique seq refuses whatever would still slip through.
     begin_writing(session)
+    session.execute(select(Site.id).order_by(Site.id).limit(1).with_for_update())
     last = session.execute(select(LedgerEntry.seq, LedgerEntry.hash)
                            .order_by(LedgerEntry.seq.desc()).limit(1)).first()
     at = (at or datetime.now(UTC)).astimezone(UTC)

@@ -98,3 +98,33 @@ def test_only_an_admin_reads_the_ledger(commune, users):
         assert commune.client.get("/api/v1/emergency/ledger", headers=headers).status_code == 403
     rows = commune.client.get("/api/v1/emergency/ledger", headers=commune.headers).json()
     assert [r["seq"] for r in rows] == [3, 2, 1]
+
+
+def test_two_appends_at_once_chain_one_after_the_other(app):
+    """The second appender waits for the first's commit (SQLite's write lock, PostgreSQL's
+    row lock), so both rows land on one chain, neither on the same predecessor."""
+    import threading
+
+    first = app.state.session_factory()
+    ledger.append(first, event="emergency.create", actor="operator", broadcast_id="b1")
+    errors = []
+
+    def second():
+        with app.state.session_factory() as session:
+            try:
+                ledger.append(session, event="emergency.create", actor="admin",
+                              broadcast_id="b2")
+                session.commit()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and errors == []
+    with app.state.session_factory() as session:
+        result = ledger.verify(session)
+        order = [e.broadcast_id for e in reversed(ledger.list_entries(session))]
+    assert result["ok"] and result["rows"] == 2 and sorted(order) == ["b1", "b2"]
