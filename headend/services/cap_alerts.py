@@ -278,7 +278,6 @@ def _air(session: Session, *, settings: Settings, publisher: Publisher, row: Cap
                                           media_id=item.id, targets={"zones": list(row.zones)},
                                           actor=actor, now=now, valid_until=row.expires)
     row.broadcast_id = broadcast.id
-    row.state = CAP_ON_AIR
 
 
 def _check_lengths(alert: Alert) -> None:

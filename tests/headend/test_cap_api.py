@@ -18,7 +18,7 @@ from conftest import Commune, login
 from test_cap_parse import BILLION_LAUGHS, EXTERNAL_ENTITY
 
 from headend.cap.demo_zones import demo_zones_document
-from headend.models import Broadcast, CapAlert
+from headend.models import Broadcast, CapAlert, CapSource
 from headend.services import cap_alerts
 
 VIETNAM = timedelta(hours=7)
@@ -277,3 +277,22 @@ def test_an_admin_token_posts_and_other_roles_tokens_do_not(village, users, sess
     r = post(village.client, alert(status="Test"), village.headers)
     assert r.status_code == 200 and r.json()["reason"] == "status-test"
     assert stored(session)[0].source == "user:admin"
+
+
+def test_a_source_added_on_the_command_line_posts_with_the_key_printed_once(
+        village, settings, session, capsys):
+    from headend.cli import main
+
+    assert main(["--data-dir", str(settings.data_dir), "add-cap-source", "kttv-nb",
+                 "--name", "Đài KTTV Ninh Bình", "--sender", SENDER]) == 0
+    printed = capsys.readouterr().out
+    key = printed.rsplit("X-Loaxa-Source-Key: ", 1)[1].strip()
+    assert len(key) == 64
+    source = session.get(CapSource, "kttv-nb")
+    assert key not in repr(source.__dict__) and source.key_sha256 != key  # only its hash kept
+    r = post(village.client, alert(status="Test"), {cap_alerts.SOURCE_KEY_HEADER: key})
+    assert r.status_code == 200 and stored(session)[0].source == "kttv-nb"
+    # The same id again is refused, and no second key is printed.
+    assert main(["--data-dir", str(settings.data_dir), "add-cap-source", "kttv-nb",
+                 "--sender", SENDER]) == 1
+    assert "X-Loaxa-Source-Key" not in capsys.readouterr().out
