@@ -1,5 +1,5 @@
-"""`loaxa headend ...`: serve, migrate, provision, create-user, export-mosquitto,
-export-broker-tls, rekey.
+"""`loaxa headend ...`: serve, migrate, provision, create-user, add-cap-source,
+export-mosquitto, export-broker-tls, rekey.
 
 Configuration comes from LOAXA_* environment variables (headend/settings.py); the options
 here override the few that are handy on a command line.
@@ -201,6 +201,27 @@ def cmd_create_user(args) -> int:
     return 0
 
 
+def cmd_add_cap_source(args) -> int:
+    """A warning source that may POST CAP alerts; its key is printed this once."""
+    from headend.errors import ServiceError
+    from headend.services.cap_alerts import add_source
+
+    settings = _settings(args)
+    with _session(settings) as session:
+        try:
+            source, secret = add_source(session, source_id=args.id, name=args.name or args.id,
+                                        auth=args.auth, senders=args.sender, actor="cli")
+        except ServiceError as exc:
+            print("loaxa headend add-cap-source: %s" % exc.message, file=sys.stderr)
+            return 1
+    how = ("header X-Loaxa-Source-Key: %s" % secret if source.auth == "api-key" else
+           "HMAC secret (X-Loaxa-Signature: sha256=HMAC(secret, X-Loaxa-Timestamp + '.' + "
+           "body)): %s" % secret)
+    print("CAP source %s (%s) for %s; shown once, keep it secret: %s"
+          % (source.id, source.auth, ", ".join(source.senders), how))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loaxa headend", description="The commune head-end.")
     parser.add_argument("--data-dir", help="where the database and media live (LOAXA_DATA_DIR)")
@@ -261,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-name")
     p.add_argument("--update", action="store_true", help="set password/role if the user exists")
     p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("add-cap-source", help="a warning source that may POST CAP alerts "
+                                              "(prints its key once)")
+    p.add_argument("id")
+    p.add_argument("--name")
+    p.add_argument("--auth", choices=("api-key", "hmac"), default="api-key")
+    p.add_argument("--sender", action="append", required=True,
+                   help="a CAP <sender> it uses (repeat for more)")
+    p.set_defaults(func=cmd_add_cap_source)
     return parser
 
 

@@ -124,6 +124,9 @@ class Zone(Base):
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Where it is, for CAP alerts: {"polygon": [[lat, lon], ...] | null, "geocodes":
+    # [{"valueName": ..., "value": ...}]}, as headend/cap/area.py Zone.from_area reads it.
+    area: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Receiver(Base):
@@ -422,3 +425,83 @@ class TelemetryRollup(Base):
     __tablename__ = "telemetry_rollup"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # a single row, id 1
     done_until: Mapped[int] = mapped_column(BigInteger)
+
+# -- CAP alerts (issue 12): zones' areas, warning sources, alerts, the emergency ledger ------
+
+CAP_SOURCE_AUTH = ("api-key", "hmac")
+# A stored alert's life: queued for an operator, on the air, ended (cancelled, replaced,
+# stopped), or only logged. An expired one keeps its state; ``expires`` says it is over.
+CAP_QUEUED = "queued"
+CAP_ON_AIR = "on-air"
+CAP_ENDED = "ended"
+CAP_LOGGED = "logged"
+CAP_STATES = (CAP_QUEUED, CAP_ON_AIR, CAP_ENDED, CAP_LOGGED)
+# CAP identifiers and senders have no length limit; longer ones are refused, not cut.
+CAP_ID_LENGTH = 255
+
+
+class CapSource(Base):
+    """A warning agency allowed to post CAP alerts. Its API key is kept as a SHA-256 (the key
+    is 32 random bytes: no slow hash needed); its HMAC secret is sealed under the KEK like the
+    receivers' keys. Neither is ever logged or listed."""
+
+    __tablename__ = "cap_sources"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    auth: Mapped[str] = mapped_column(String(16))  # one of CAP_SOURCE_AUTH
+    key_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    hmac_secret: Mapped[str | None] = mapped_column(String(255))
+    senders: Mapped[list[str]] = mapped_column(JSON)  # CAP <sender> values it may use
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CapAlert(Base):
+    """One CAP message received and kept (refused ones are not), keyed by (sender,
+    identifier): a message received twice is acted on once."""
+
+    __tablename__ = "cap_alerts"
+    __table_args__ = (UniqueConstraint("sender", "identifier",
+                                       name="uq_cap_alerts_sender_identifier"),)
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(CAP_ID_LENGTH))
+    sender: Mapped[str] = mapped_column(String(CAP_ID_LENGTH))
+    sent: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    msg_type: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str | None] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # one of CAP_STATES
+    zones: Mapped[list[str]] = mapped_column(JSON)
+    # The stored alerts this one replaces or stops (ids of this table).
+    targets: Mapped[list[str]] = mapped_column(JSON)
+    headline: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)  # as written, for the pages
+    spoken_text: Mapped[str | None] = mapped_column(Text)  # what the speech engine reads
+    broadcast_id: Mapped[str | None] = mapped_column(ForeignKey("broadcasts.id"))
+    expires: Mapped[datetime | None]
+    xml_sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64))  # a CapSource id, or "user:<name>"
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(64))  # who or which message ended it
+    ended_at: Mapped[datetime | None]
+
+
+class LedgerEntry(Base):
+    """The emergency ledger: append-only, hash-chained (headend/services/ledger.py). Each row
+    holds the previous row's hash and the SHA-256 of its own canonical content."""
+
+    __tablename__ = "emergency_ledger"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    broadcast_id: Mapped[str | None] = mapped_column(String(48), index=True)
+    cap_identifier: Mapped[str | None] = mapped_column(String(CAP_ID_LENGTH))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -7,7 +7,7 @@ head-end can never run with the key that is printed in this file.
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import model_validator
@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     map_tile_url: str = ""
     map_tile_attribution: str = ""
 
+    # CAP alerts (docs/cap.md): what airs without an operator (headend/cap/policy.py
+    # SitePolicy.from_dict; {} keeps its default: Extreme/Severe, Immediate, Observed/Likely),
+    # as JSON in LOAXA_CAP_POLICY; the voice that reads them; how far an HMAC-signed post's
+    # timestamp may be from the head-end's clock (a replay later than that is refused).
+    cap_policy: dict[str, Any] = {}
+    cap_voice: Literal["north", "central", "south"] = "north"
+    cap_signature_window_s: int = 300
+
     timezone: str = "Asia/Ho_Chi_Minh"  # for display only; everything is stored in UTC
 
     @model_validator(mode="after")
@@ -132,6 +140,17 @@ class Settings(BaseSettings):
                 raise ValueError("LOAXA_KEY_ENCRYPTION_KEY (from a secret manager) or "
                                  "LOAXA_KEK_FILE outside the data folder must be set outside "
                                  "development")
+        return self
+
+    @model_validator(mode="after")
+    def _check_cap_policy(self):
+        from headend.cap.policy import SitePolicy
+        from headend.errors import ServiceError
+
+        try:
+            SitePolicy.from_dict(self.cap_policy)
+        except ServiceError as exc:
+            raise ValueError("LOAXA_CAP_POLICY: %s" % exc.message) from None
         return self
 
     @property

@@ -39,6 +39,10 @@ RUNTIME_NAMES = {"cpython": "simulated in this process",
                  "micropython": "each an ESP32-model MicroPython process"}
 SITE_NAME = "Xã Mẫu"
 VILLAGES = [("thon-dong", "Thôn Đông"), ("thon-doai", "Thôn Đoài"), ("xom-chua", "Xóm Chùa")]
+# Each village takes the outline and geocodes of a village of Ninh Hải, Ninh Bình (west to
+# east, as Đoài and Đông say; headend/cap/ninh_binh_demo_zones.json), so CAP alerts drawn
+# over that commune reach the demo's receivers.
+VILLAGE_OUTLINES = {"thon-doai": "xuan-ang", "xom-chua": "van-lam", "thon-dong": "hai-nham"}
 HEADEND_MQTT_USER = "headend"
 HEARTBEAT_S = 10  # livelier than the 30 s default, so the pages fill in quickly
 BULLETIN_TITLE = "Bản tin mẫu của xã"
@@ -82,6 +86,19 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def give_villages_outlines(session) -> None:
+    """The demo villages' areas (VILLAGE_OUTLINES), where they have none yet."""
+    from headend.cap.demo_zones import demo_zones_document
+    from headend.models import Zone
+    from headend.services.sites import update_zone
+
+    outlines = {zone["id"]: zone["area"] for zone in demo_zones_document()["zones"]}
+    for village, real in VILLAGE_OUTLINES.items():
+        zone = session.get(Zone, village)
+        if zone is not None and zone.area is None:
+            update_zone(session, zone_id=village, area=outlines[real], actor="demo")
 
 
 class Demo:
@@ -137,6 +154,7 @@ class Demo:
                     say("Provisioned %d receivers in %d villages" % (missing, len(VILLAGES)))
                 else:
                     say("Reusing %d receivers from %s" % (self.count, fleet_path))
+                give_villages_outlines(session)
                 fleet["broker"] = {"host": broker[0], "port": broker[1]}
                 write_secret(fleet_path, json.dumps(fleet, ensure_ascii=False, indent=1))
                 # The operator knows a password they chose: it is not written to disk.

@@ -9,6 +9,7 @@ from headend.api.routes import (
     audit,
     auth,
     broadcasts,
+    cap,
     clock,
     devices,
     health,
@@ -20,7 +21,7 @@ from headend.api.routes import (
 from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, zones, devices, media, broadcasts, playlog, audit, health,
+for module in (auth, users, zones, devices, media, broadcasts, cap, playlog, audit, health,
                clock):
     api_router.include_router(module.router)
 

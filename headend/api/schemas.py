@@ -44,16 +44,32 @@ class UserUpdate(BaseModel):
     full_name: str | None = None
 
 
+class ZoneArea(BaseModel):
+    """Where a zone is, for CAP alerts (headend/cap/area.py checks it)."""
+
+    polygon: list[list[float]] | None = Field(
+        None, description="[[lat, lon], ...], WGS 84 degrees; closed if the first is not repeated")
+    geocodes: list[dict[str, str]] = Field(
+        [], description='[{"valueName": "vn-dvhc", "value": "37"}, ...]')
+
+
 class ZonePublic(BaseModel):
     id: str
     name: str
     receivers: int = 0
     online: int = 0
+    area: ZoneArea | None = None
 
 
 class ZoneCreate(BaseModel):
     id: str
     name: str
+    area: dict[str, Any] | None = Field(None, description="see ZoneArea")
+
+
+class ZoneUpdate(BaseModel):
+    name: str | None = None
+    area: dict[str, Any] | None = Field(None, description="see ZoneArea; null removes it")
 
 
 class DevicePublic(BaseModel):

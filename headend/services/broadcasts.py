@@ -35,7 +35,7 @@ from headend.models import (
     Zone,
 )
 from headend.security import has_permission
-from headend.services import audit, deliveries, reconcile
+from headend.services import audit, deliveries, ledger, reconcile
 from headend.services.deliveries import REPORT_GRACE, refresh_states, summarise
 from headend.services.media import get_media
 from headend.settings import Settings
@@ -164,11 +164,14 @@ def check_may_send(actor: User | str | None, priority: str) -> None:
 def create_broadcast(session: Session, *, settings: Settings, publisher: Publisher,
                      media_id: Any, targets: Any, priority: Any = "normal",
                      start_at: datetime | None = None, actor: User | str | None = None,
-                     now: datetime | None = None) -> Broadcast:
+                     now: datetime | None = None,
+                     valid_until: datetime | None = None) -> Broadcast:
     """Schedule ``media_id`` on ``targets`` at ``start_at`` (None: now) and send the commands.
 
     Receivers fetch the media as soon as they get the command and wait for the start time.
-    An emergency always plays now, at emergency volume, preempting everything.
+    An emergency always plays now, at emergency volume, preempting everything. ``valid_until``
+    (a CAP alert's expiry) replaces the usual window in which a returning receiver still gets
+    it; an emergency is written to the ledger (headend/services/ledger.py).
     """
     now = now or datetime.now(UTC)
     if priority not in PRIORITIES:
@@ -211,7 +214,8 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
         window = max(window, timedelta(seconds=settings.emergency_window_s))
     broadcast = Broadcast(id="b%s" % secrets.token_hex(6), media_id=media.id,
                           targets=targets, priority=priority, start_at=start,
-                          valid_until=start + window, play_at_ms=None if emergency else at_ms,
+                          valid_until=max(valid_until, start) if valid_until else start + window,
+                          play_at_ms=None if emergency else at_ms,
                           created_at=now,
                           created_by=actor.username if isinstance(actor, User) else actor)
     broadcast.media = media
@@ -250,6 +254,11 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     audit.record(session, actor=actor, action="broadcast.create", target=broadcast.id,
                  detail={"media_id": media.id, "targets": targets, "priority": priority,
                          "start_at": start.isoformat(), "receivers": len(receivers)})
+    if emergency:
+        ledger.append(session, event="emergency.create", actor=actor, broadcast_id=broadcast.id,
+                      at=now, detail={"media_id": media.id, "targets": targets,
+                                      "receivers": len(receivers),
+                                      "valid_until": broadcast.valid_until.isoformat()})
     session.commit()
     publisher.publish_many(outgoing)
     return broadcast
@@ -280,11 +289,12 @@ def prefetch_media(session: Session, *, settings: Settings, publisher: Publisher
 
 def send_emergency(session: Session, *, settings: Settings, publisher: Publisher,
                    media_id: Any, targets: Any = None, actor: User | str | None = None,
-                   now: datetime | None = None) -> Broadcast:
+                   now: datetime | None = None,
+                   valid_until: datetime | None = None) -> Broadcast:
     """One call: ``media_id`` on every targeted receiver (default: all) now, preempting all."""
     return create_broadcast(session, settings=settings, publisher=publisher, media_id=media_id,
                             targets=targets or {"all": True}, priority="emergency",
-                            start_at=None, actor=actor, now=now)
+                            start_at=None, actor=actor, now=now, valid_until=valid_until)
 
 
 def get_broadcast(session: Session, *, broadcast_id: str) -> Broadcast:
@@ -338,6 +348,9 @@ def cancel_broadcast(session: Session, *, settings: Settings, publisher: Publish
                        ttl_s=settings.command_ttl_s, now=_ms(now))
     audit.record(session, actor=actor, action="broadcast.cancel", target=broadcast.id,
                  detail={"stopped": len(commands)})
+    if broadcast.priority == "emergency":
+        ledger.append(session, event="emergency.cancel", actor=actor, broadcast_id=broadcast.id,
+                      at=now, detail={"stopped": len(commands)})
     session.commit()
     publisher.publish_many(outgoing)
     return broadcast

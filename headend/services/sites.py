@@ -1,11 +1,14 @@
-"""The site (commune) and its zones (villages: thôn, xóm, tổ dân phố)."""
+"""The site (commune) and its zones (villages: thôn, xóm, tổ dân phố), with the area (outline
+and geocodes) a CAP alert's area is matched against (headend/cap/area.py)."""
 
 import math
+from typing import Any
 
 from sqlalchemy import Integer, func, select
 from sqlalchemy.orm import Session
 
-from headend.errors import Conflict, Invalid
+from headend.cap import area as cap_area
+from headend.errors import Conflict, Invalid, NotFound
 from headend.models import NAME_LENGTH, Receiver, Site, User, Zone
 from headend.services import audit
 from protocol.topics import valid_id
@@ -44,8 +47,26 @@ def ensure_site(session: Session, *, site_id: str, name: str) -> Site:
     return site
 
 
+def check_area(zone_id: str, area: Any) -> dict[str, Any] | None:
+    """A zone's area as stored: the outline closed, the geocodes trimmed and sorted; None for
+    none. Raises Invalid("invalid-zone-area") with what is wrong (headend/cap/area.py)."""
+    if area is None:
+        return None
+    zone = cap_area.Zone.from_area(zone_id, area)
+    return {"polygon": None if zone.polygon is None else [list(p) for p in zone.polygon],
+            "geocodes": [{"valueName": name, "value": value}
+                         for name, value in sorted(zone.geocodes)]}
+
+
+def cap_zones(session: Session) -> list[cap_area.Zone]:
+    """Every zone as the CAP area selection sees it (a zone without an area matches nothing
+    but a geocode it does not have: nothing)."""
+    return [cap_area.Zone.from_area(zone.id, zone.area)
+            for zone in session.scalars(select(Zone).order_by(Zone.id))]
+
+
 def create_zone(session: Session, *, site_id: str, zone_id: str, name: str,
-                actor: User | str | None = None) -> Zone:
+                area: Any = None, actor: User | str | None = None) -> Zone:
     if not valid_id(zone_id):
         raise Invalid("bad-zone-id", "zone id must be 1-48 characters of A-Z a-z 0-9 _ -",
                       "Mã thôn/xóm chỉ gồm 1-48 ký tự A-Z a-z 0-9 _ -")
@@ -54,10 +75,35 @@ def create_zone(session: Session, *, site_id: str, zone_id: str, name: str,
     if session.get(Zone, zone_id) is not None:
         raise Conflict("zone-exists", "zone %r already exists" % zone_id,
                        "Thôn/xóm %r đã tồn tại" % zone_id)
+    area = check_area(zone_id, area)
     ensure_site(session, site_id=site_id, name=site_id)
-    zone = Zone(id=zone_id, site_id=site_id, name=check_name(name))
+    zone = Zone(id=zone_id, site_id=site_id, name=check_name(name), area=area)
     session.add(zone)
-    audit.record(session, actor=actor, action="zone.create", target=zone_id, detail={"name": name})
+    audit.record(session, actor=actor, action="zone.create", target=zone_id,
+                 detail={"name": name, "area": area is not None})
+    session.commit()
+    return zone
+
+
+_UNCHANGED: Any = object()
+
+
+def update_zone(session: Session, *, zone_id: str, name: str | None = None,
+                area: Any = _UNCHANGED, actor: User | str | None = None) -> Zone:
+    """Rename a zone and/or set its area (``area=None`` removes it)."""
+    zone = session.get(Zone, zone_id)
+    if zone is None:
+        raise NotFound("unknown-zone", "unknown zone %r" % zone_id,
+                       "Không có thôn/xóm %r" % zone_id)
+    changed: dict[str, Any] = {}
+    if name is not None:
+        if not name.strip():
+            raise Invalid("missing-name", "a zone needs a name", "Thôn/xóm cần có tên")
+        zone.name = changed["name"] = check_name(name)
+    if area is not _UNCHANGED:
+        zone.area = check_area(zone_id, area)
+        changed["area"] = zone.area is not None
+    audit.record(session, actor=actor, action="zone.update", target=zone_id, detail=changed)
     session.commit()
     return zone
 
