@@ -14,14 +14,15 @@ from headend.api.routes import (
     health,
     media,
     playlog,
+    programmes,
     users,
     zones,
 )
 from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, zones, devices, media, broadcasts, playlog, audit, health,
-               clock):
+for module in (auth, users, zones, devices, media, broadcasts, programmes, playlog, audit,
+               health, clock):
     api_router.include_router(module.router)
 
 
