@@ -9,6 +9,7 @@ from headend.api.routes import (
     audit,
     auth,
     broadcasts,
+    calendar,
     clock,
     devices,
     health,
@@ -21,8 +22,8 @@ from headend.api.routes import (
 from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, zones, devices, media, broadcasts, programmes, playlog, audit,
-               health, clock):
+for module in (auth, users, zones, devices, media, broadcasts, programmes, calendar, playlog,
+               audit, health, clock):
     api_router.include_router(module.router)
 
 
