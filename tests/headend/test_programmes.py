@@ -444,3 +444,43 @@ def test_the_ics_export_parses_and_expands_to_the_same_occurrences(
         client, as_editor, made, monday - timedelta(hours=1), monday + timedelta(days=30))
         if o["state"] != "skipped"]
     assert from_file == from_api and len(from_api) == 10
+
+
+def test_a_broadcast_whose_link_was_lost_in_a_crash_is_adopted_not_made_twice(
+        client, app, commune, as_editor, as_leader, any_hour):
+    from headend.models import ProgrammeOccurrence
+
+    media = commune.upload()
+    start = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    made = create(client, as_editor, body(media["id"], start=start.isoformat()))
+    approve(client, made, as_editor, as_leader)
+    [first] = air(app)
+    with app.state.session_factory() as session:  # as if it died before linking it
+        session.query(ProgrammeOccurrence).delete()
+        session.commit()
+    assert air(app) == [first]
+    assert len(programme_broadcasts(app, made)) == 1 and air(app) == []
+
+
+def test_deleting_a_programme_cancels_its_coming_broadcast(client, app, commune, as_editor,
+                                                          as_leader, any_hour):
+    media = commune.upload()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    made = create(client, as_editor, body(media["id"], start=start.isoformat()))
+    approve(client, made, as_editor, as_leader)
+    [bid] = air(app)
+    assert client.delete("/api/v1/programmes/%s" % made["id"], headers=as_editor
+                         ).status_code == 204
+    assert client.get("/api/v1/programmes/%s" % made["id"], headers=as_editor
+                      ).status_code == 404
+    with app.state.session_factory() as session:
+        assert session.get(Broadcast, bid).state == "cancelled"
+
+
+def test_users_of_the_new_roles_can_be_made_through_the_api(client, as_admin):
+    for role in ("editor", "leader"):
+        r = client.post("/api/v1/users", headers=as_admin, json={
+            "username": "nguoi-" + role, "password": PASSWORD, "role": role})
+        assert r.status_code == 201 and r.json()["role"] == role, r.text
+    assert client.get("/api/v1/devices", headers=login(client, "nguoi-leader")
+                      ).status_code == 200
