@@ -209,8 +209,10 @@ def occurrences(session: Session, *, settings: Settings, programme: Programme, s
     found = {slot: Occurrence(slot, slot, rows.get(slot))
              for slot in programmes_time.slots_between(slots, start, end)}
     for row in rows.values():
-        if row.state == OCCURRENCE_MOVED or row.start_at != row.slot:
-            found.setdefault(row.slot, Occurrence(row.slot, row.start_at, row))
+        moved = row.state == OCCURRENCE_MOVED or row.start_at != row.slot
+        # A slot the rule no longer has (the programme's time changed since) does not air.
+        if moved and row.slot not in found and _is_slot(slots, row.slot):
+            found[row.slot] = Occurrence(row.slot, row.start_at, row)
     out = []
     for occurrence in found.values():
         if occurrence.row is not None:
@@ -221,6 +223,11 @@ def occurrences(session: Session, *, settings: Settings, programme: Programme, s
             continue
         out.append(occurrence)
     return sorted(out, key=lambda o: o.start)
+
+
+def _is_slot(slots, at: datetime) -> bool:
+    nearest = slots.after(at, inc=True)
+    return nearest is not None and nearest == at
 
 
 def horizon(settings: Settings, now: datetime) -> tuple[datetime, datetime]:
@@ -524,15 +531,21 @@ def _cancel(session: Session, settings: Settings, publisher: Publisher,
     return True
 
 
+# Broadcasts of occurrences that started longer ago than this are history: what aired then
+# stays linked to them, whatever the programme became since.
+WITHDRAW_AFTER_START = timedelta(hours=6)
+
+
 def withdraw_broadcasts(session: Session, *, settings: Settings, publisher: Publisher,
                         programme: Programme, now: datetime, actor: User | str | None,
                         everything: bool = False) -> int:
-    """Cancel the broadcasts made for occurrences still to come whose revision is not the
-    programme's approved one (``everything``: all still to come). Returns how many."""
+    """Cancel the broadcasts made for occurrences still to come (or airing) whose revision is
+    not the programme's approved one (``everything``: all of them). Returns how many."""
     cancelled = 0
     rows = list(session.scalars(select(ProgrammeOccurrence).where(
         ProgrammeOccurrence.programme_id == programme.id,
-        ProgrammeOccurrence.broadcast_id.is_not(None))))
+        ProgrammeOccurrence.broadcast_id.is_not(None),
+        ProgrammeOccurrence.start_at >= now - WITHDRAW_AFTER_START)))
     for row in rows:
         current = (programme.state == PROGRAMME_APPROVED
                    and row.revision == programme.approved_revision)

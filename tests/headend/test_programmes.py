@@ -484,3 +484,29 @@ def test_users_of_the_new_roles_can_be_made_through_the_api(client, as_admin):
         assert r.status_code == 201 and r.json()["role"] == role, r.text
     assert client.get("/api/v1/devices", headers=login(client, "nguoi-leader")
                       ).status_code == 200
+
+
+def test_a_moved_occurrence_goes_with_its_slot_when_the_rule_changes(client, commune,
+                                                                     as_editor):
+    media = commune.upload()
+    monday = next_monday()
+    made = create(client, as_editor, body(media["id"], start=monday.isoformat(),
+                                          rrule="FREQ=DAILY;COUNT=3"))
+    tuesday = (monday + timedelta(days=1)).astimezone(UTC)
+    later = tuesday + timedelta(hours=2)
+    r = client.post("/api/v1/programmes/%s/occurrences/%s/move" % (made["id"],
+                                                                   tuesday.isoformat()),
+                    headers=as_editor, json={"to": later.isoformat()})
+    assert r.status_code == 204, r.text
+    window = (monday - timedelta(hours=1), monday + timedelta(days=5))
+    got = occurrences(client, as_editor, made, *window)
+    assert [(utc(o["start"]), o["moved"]) for o in got] == [
+        (monday.astimezone(UTC), False), (later, True),
+        ((monday + timedelta(days=2)).astimezone(UTC), False)]
+    # Half an hour later every day: Tuesday's old slot is gone, and its move with it.
+    r = client.patch("/api/v1/programmes/%s" % made["id"], headers=as_editor,
+                     json={"start": (monday + timedelta(minutes=30)).isoformat()})
+    assert r.status_code == 200, r.text
+    got = occurrences(client, as_editor, made, *window)
+    assert [utc(o["start"]) for o in got] == [
+        (monday + timedelta(days=d, minutes=30)).astimezone(UTC) for d in range(3)]
