@@ -510,3 +510,13 @@ def test_a_moved_occurrence_goes_with_its_slot_when_the_rule_changes(client, com
     got = occurrences(client, as_editor, made, *window)
     assert [utc(o["start"]) for o in got] == [
         (monday + timedelta(days=d, minutes=30)).astimezone(UTC) for d in range(3)]
+
+
+def test_every_role_has_its_name_on_the_pages():
+    """The pages' header shows the user's role by the catalog: a role without an entry
+    would break every page for its users."""
+    from headend.i18n.catalog import MESSAGES
+    from headend.models import ROLES as ALL_ROLES
+
+    assert MESSAGES["role.editor"][0] == "biên tập" and MESSAGES["role.leader"][0] == "lãnh đạo"
+    assert all("role." + role in MESSAGES for role in ALL_ROLES)
