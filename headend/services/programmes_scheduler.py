@@ -27,6 +27,7 @@ from headend.errors import ServiceError
 from headend.models import (
     OCCURRENCE_AIRED,
     PROGRAMME_APPROVED,
+    AuditEntry,
     Broadcast,
     Programme,
     ProgrammeOccurrence,
@@ -65,12 +66,23 @@ def air_due(session: Session, *, settings: Settings, publisher: Publisher,
                 session.rollback()
                 log.warning("programme %s at %s not aired: %s", programme.id,
                             occurrence.start.isoformat(), exc.message)
-                audit.record(session, actor=actor_of(programme), action="programme.air-failed",
-                             target=programme.id, detail={"start": occurrence.start.isoformat(),
-                                                          "code": exc.code,
-                                                          "reason": exc.message})
-                session.commit()
+                _record_failure(session, programme, occurrence, exc)
     return made
+
+
+def _record_failure(session: Session, programme: Programme,
+                    occurrence: programmes.Occurrence, exc: ServiceError) -> None:
+    """Audit why an occurrence could not air, once per occurrence and reason (each pass tries
+    again, and would otherwise write the same line every ``programme_check_s``)."""
+    detail = {"start": occurrence.start.isoformat(), "code": exc.code, "reason": exc.message}
+    earlier = session.scalars(select(AuditEntry.detail).where(
+        AuditEntry.target == programme.id, AuditEntry.action == "programme.air-failed"))
+    if any(d and d.get("start") == detail["start"] and d.get("code") == exc.code
+           for d in earlier):
+        return
+    audit.record(session, actor=actor_of(programme), action="programme.air-failed",
+                 target=programme.id, detail=detail)
+    session.commit()
 
 
 def _air(session: Session, settings: Settings, publisher: Publisher, programme: Programme,

@@ -520,3 +520,23 @@ def test_every_role_has_its_name_on_the_pages():
 
     assert MESSAGES["role.editor"][0] == "biên tập" and MESSAGES["role.leader"][0] == "lãnh đạo"
     assert all("role." + role in MESSAGES for role in ALL_ROLES)
+
+
+def test_an_occurrence_that_cannot_air_is_audited_once_and_tried_again(
+        client, app, commune, as_editor, as_leader, any_hour):
+    media = commune.upload()
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    made = create(client, as_editor, body(media["id"], start=start.isoformat(),
+                                          targets={"zones": ["thon-2"]}))
+    approve(client, made, as_editor, as_leader)
+    with app.state.session_factory() as session:  # its village's receivers were removed
+        from headend.models import Receiver
+
+        for receiver in session.query(Receiver).filter(Receiver.zone_id == "thon-2"):
+            receiver.zone_id = "thon-1"
+        session.commit()
+    assert air(app) == [] and air(app) == []
+    with app.state.session_factory() as session:
+        failures = session.query(AuditEntry).filter(
+            AuditEntry.action == "programme.air-failed").all()
+    assert len(failures) == 1 and failures[0].detail["code"] == "no-receivers"

@@ -1,6 +1,6 @@
 """Programmes: draft (editor), submit, approve or reject (leader), their occurrences."""
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
@@ -106,10 +106,11 @@ def reject_programme(programme_id: str, body: ProgrammeRejection, session: Sessi
 def list_occurrences(programme_id: str, session: SessionDep, settings: SettingsDep,
                      _: Reader, from_: Annotated[datetime | None, Query(alias="from")] = None,
                      to: datetime | None = None):
-    """Occurrences in [from, to) (default: the programme's start, four weeks on), each with
-    its state and, once aired, every receiver's state and reason."""
+    """Occurrences in [from, to) (default: from a day ago, four weeks on), each with its
+    state and, once aired, every receiver's state and reason."""
     programme = programmes.get_programme(session, programme_id=programme_id)
-    start = programmes_time.aware(from_, "from") if from_ is not None else programme.start_at
+    start = (programmes_time.aware(from_, "from") if from_ is not None
+             else datetime.now(UTC) - timedelta(days=1))
     end = programmes_time.aware(to, "to") if to is not None else start + DEFAULT_PERIOD
     return programmes.occurrence_states(session, settings=settings, programme=programme,
                                         start=start, end=end)
