@@ -46,9 +46,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             service = MqttService(settings=settings, session_factory=session_factory).start()
             app.state.mqtt = service
             app.state.publisher = service
+            if settings.programme_scheduler:
+                from headend.services.programmes_scheduler import ProgrammeScheduler
+
+                app.state.programmes = ProgrammeScheduler(
+                    settings=settings, session_factory=session_factory,
+                    publisher=service).start()
         try:
             yield
         finally:
+            if app.state.programmes is not None:
+                app.state.programmes.stop()
             if app.state.mqtt is not None:
                 app.state.mqtt.stop()
             engine.dispose()
@@ -60,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.mqtt = None
+    app.state.programmes = None  # the programme scheduler, started with the MQTT service
     # Without the MQTT service (API-only tests), commands are kept, not sent.
     app.state.publisher = RecordingPublisher()
     install_error_handlers(app)

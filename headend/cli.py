@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from headend.models import ROLES
 from headend.settings import Settings
 
 
@@ -277,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-user", help="add a user (or --update one)")
     p.add_argument("username")
     p.add_argument("--role", default="operator",
-                   choices=("admin", "operator", "technician", "viewer"))
+                   choices=ROLES)
     p.add_argument("--password", help="default: a random one, printed")
     p.add_argument("--full-name")
     p.add_argument("--update", action="store_true", help="set password/role if the user exists")

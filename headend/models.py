@@ -73,7 +73,8 @@ class Base(DeclarativeBase):
 
 
 # Roles, most powerful first. Permissions per role are in headend/security.py.
-ROLES = ("admin", "operator", "technician", "viewer")
+# editor (biên tập) drafts programmes, leader (lãnh đạo) approves them.
+ROLES = ("admin", "operator", "technician", "viewer", "editor", "leader")
 
 # Bulletin classes an operator chooses (live talk has its own class on the wire).
 PRIORITIES = ("normal", "priority", "emergency")
@@ -123,6 +124,9 @@ class Zone(Base):
     id: Mapped[str] = mapped_column(String(48), primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    # The loudest volume (0-100) a programme may ask for here (a hospital's street); None:
+    # no limit. Checked when a programme is saved (headend/services/programmes_rules.py).
+    volume_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Where it is, for CAP alerts: {"polygon": [[lat, lon], ...] | null, "geocodes":
     # [{"valueName": ..., "value": ...}]}, as headend/cap/area.py Zone.from_area reads it.
@@ -505,3 +509,77 @@ class LedgerEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+# Programmes (chương trình): the station's recurring schedule. States and their moves are in
+# headend/services/programmes.py (TRANSITIONS); only "approved" ones air.
+PROGRAMME_DRAFT = "draft"
+PROGRAMME_SUBMITTED = "submitted"
+PROGRAMME_APPROVED = "approved"
+PROGRAMME_REJECTED = "rejected"
+PROGRAMME_STATES = (PROGRAMME_DRAFT, PROGRAMME_SUBMITTED, PROGRAMME_APPROVED, PROGRAMME_REJECTED)
+PROGRAMME_CLASSES = ("normal", "priority")
+
+# A stored occurrence is an exception to the rule or one that aired: "skipped" (not aired),
+# "moved" (aired at ``start_at`` instead of its slot), "aired" (its broadcast was created).
+OCCURRENCE_SKIPPED = "skipped"
+OCCURRENCE_MOVED = "moved"
+OCCURRENCE_AIRED = "aired"
+
+
+class Programme(Base):
+    """A title, ordered segments, targets, a class and when: one start or an RFC 5545 RRULE
+    (in the site's time zone) with EXDATEs. ``revision`` counts the changes to what airs
+    (content, time, targets, class, volume); the approval is of ``approved_revision``."""
+
+    __tablename__ = "programmes"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    # [{"media_id"} | {"text", "voice"} | {"chime": "start" | "end"}] (a relay slot later)
+    segments: Mapped[list[Any]] = mapped_column(JSON)
+    targets: Mapped[dict[str, Any]] = mapped_column(JSON)  # as broadcasts
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    start_at: Mapped[datetime]  # DTSTART (the first occurrence, or the only one)
+    rrule: Mapped[str | None] = mapped_column(Text)
+    exdates: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ISO times, UTC
+    volume: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=PROGRAMME_DRAFT, index=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    approved_revision: Mapped[int | None] = mapped_column(Integer)
+    # A normal programme in the quiet hours: who asked for it (an editor) and which leader
+    # confirmed it; both cleared by a change of time.
+    quiet_requested_by: Mapped[str | None] = mapped_column(String(64))
+    quiet_confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    review_comment: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime | None]
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProgrammeOccurrence(Base):
+    """One occurrence kept in the database: an exception (skipped, moved) or one that aired.
+    ``slot`` is its time by the rule, its identity; ``start_at`` when it airs."""
+
+    __tablename__ = "programme_occurrences"
+    __table_args__ = (UniqueConstraint("programme_id", "slot",
+                                       name="uq_programme_occurrences_programme_slot"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    programme_id: Mapped[str] = mapped_column(ForeignKey("programmes.id", ondelete="CASCADE"),
+                                              index=True)
+    slot: Mapped[datetime]
+    start_at: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    broadcast_id: Mapped[str | None] = mapped_column(String(48), index=True)
+    revision: Mapped[int | None] = mapped_column(Integer)  # the programme's, when it aired
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ProgrammeMedia(Base):
+    """A programme's segments joined into one media item, by the hash of their content:
+    the same segments are built once (headend/services/programme_media.py)."""
+
+    __tablename__ = "programme_media"
+    content_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    media_id: Mapped[str] = mapped_column(ForeignKey("media_items.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

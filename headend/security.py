@@ -12,14 +12,18 @@ import jwt
 
 # Permission -> roles that hold it. The one place roles are interpreted.
 PERMISSIONS = {
-    "read": ("admin", "operator", "technician", "viewer"),
-    "media": ("admin", "operator"),
+    "read": ("admin", "operator", "technician", "viewer", "editor", "leader"),
+    "media": ("admin", "operator", "editor"),  # an editor uploads a programme's recordings
     "broadcast": ("admin", "operator"),
     "emergency": ("admin", "operator"),
     "devices": ("admin", "technician"),      # provision, edit, commands to a receiver
     "zones": ("admin", "technician"),
     "users": ("admin",),
     "audit": ("admin",),
+    # Programmes (headend/services/programmes.py): an editor drafts and submits, a leader
+    # approves or rejects (and may confirm one in the quiet hours).
+    "programmes.edit": ("admin", "editor"),
+    "programmes.approve": ("admin", "leader"),
 }
 
 _ALGORITHM = "HS256"

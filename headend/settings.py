@@ -120,7 +120,20 @@ class Settings(BaseSettings):
     cap_voice: Literal["north", "central", "south"] = "north"
     cap_signature_window_s: int = 300
 
-    timezone: str = "Asia/Ho_Chi_Minh"  # for display only; everything is stored in UTC
+    timezone: str = "Asia/Ho_Chi_Minh"  # shown, and programmes' recurrence; stored in UTC
+
+    # Programmes (headend/services/programmes.py). A normal programme may not air in the
+    # quiet hours (local time, "HH:MM"; start after end: across midnight; start = end: none)
+    # unless a leader confirms it. Each approved occurrence becomes a broadcast
+    # ``programme_lead_s`` ahead, so receivers fetch its media first; the scheduler looks
+    # every ``programme_check_s``.
+    # Guard rails look at the occurrences of the next ``programme_horizon_days``.
+    quiet_hours_start: str = "22:00"
+    quiet_hours_end: str = "05:00"
+    programme_lead_s: int = 600
+    programme_check_s: float = 30.0
+    programme_horizon_days: int = 60
+    programme_scheduler: bool = True  # off: nothing airs programmes (tests drive it by hand)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self):

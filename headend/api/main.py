@@ -9,20 +9,22 @@ from headend.api.routes import (
     audit,
     auth,
     broadcasts,
+    calendar,
     cap,
     clock,
     devices,
     health,
     media,
     playlog,
+    programmes,
     users,
     zones,
 )
 from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, zones, devices, media, broadcasts, cap, playlog, audit, health,
-               clock):
+for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
+               playlog, audit, health, clock):
     api_router.include_router(module.router)
 
 

@@ -33,13 +33,13 @@ class UserPublic(BaseModel):
 class UserCreate(BaseModel):
     username: str
     password: str
-    role: Literal["admin", "operator", "technician", "viewer"]
+    role: Literal["admin", "operator", "technician", "viewer", "editor", "leader"]
     full_name: str | None = None
 
 
 class UserUpdate(BaseModel):
     password: str | None = None
-    role: Literal["admin", "operator", "technician", "viewer"] | None = None
+    role: Literal["admin", "operator", "technician", "viewer", "editor", "leader"] | None = None
     active: bool | None = None
     full_name: str | None = None
 
@@ -270,3 +270,91 @@ class Health(BaseModel):
     stats: dict[str, int]
     clock_trusted: bool = True
     clock_problem: str | None = None  # why nothing is signed (headend/clock_guard.py)
+
+
+# -- programmes (headend/services/programmes.py) ----------------------------------------------
+
+SEGMENTS_DOC = ('in order: {"media_id": "m..."} (a recording) | {"text": "...", "voice": '
+                '"north"|"central"|"south"} (read aloud) | {"chime": "start"|"end"}')
+
+
+class ProgrammeCreate(BaseModel):
+    title: str
+    segments: list[dict[str, Any]] = Field(description=SEGMENTS_DOC)
+    targets: dict[str, Any] = Field(
+        description='{"all": true} | {"zones": ["thon-1", ...]} | {"devices": ["r01", ...]}')
+    priority: Literal["normal", "priority"] = "normal"
+    start: datetime = Field(description="the first (or only) occurrence, ISO 8601 with a zone")
+    rrule: str | None = Field(None, description="RFC 5545 RRULE read in the site's zone "
+                              "(Asia/Ho_Chi_Minh), e.g. FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR,SA;"
+                              "BYHOUR=5;BYMINUTE=30;UNTIL=20271231T000000Z; null: once")
+    exdates: list[datetime] = Field([], description="occurrences left out (their times)")
+    volume: int | None = Field(None, ge=0, le=100, description="null: the receiver's own")
+    confirm_quiet: bool = Field(False, description="air inside the quiet hours: a leader's "
+                                "confirmation, an editor's request for one")
+
+
+class ProgrammeUpdate(BaseModel):
+    title: str | None = None
+    segments: list[dict[str, Any]] | None = Field(None, description=SEGMENTS_DOC)
+    targets: dict[str, Any] | None = None
+    priority: Literal["normal", "priority"] | None = None
+    start: datetime | None = None
+    rrule: str | None = None
+    exdates: list[datetime] | None = None
+    volume: int | None = Field(None, ge=0, le=100)
+    confirm_quiet: bool = False
+
+
+class ProgrammeApproval(BaseModel):
+    confirm_quiet: bool = False
+    comment: str | None = None
+
+
+class ProgrammeRejection(BaseModel):
+    comment: str = Field(description="why (shown to the editor)")
+
+
+class ProgrammePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    title: str
+    segments: list[dict[str, Any]]
+    targets: dict[str, Any]
+    priority: str
+    start: datetime = Field(validation_alias="start_at")
+    rrule: str | None
+    exdates: list[datetime]
+    volume: int | None
+    state: str = Field(description="draft, submitted, approved or rejected")
+    revision: int
+    approved_revision: int | None
+    quiet_requested_by: str | None
+    quiet_confirmed_by: str | None
+    review_comment: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OccurrenceDevice(BaseModel):
+    id: str
+    state: str
+    reason: str | None
+
+
+class OccurrencePublic(BaseModel):
+    start: datetime
+    slot: datetime = Field(description="its time by the rule: its id in .../occurrences/{slot}")
+    state: str = Field(description="planned, missed, unapproved, skipped, or its broadcast's "
+                                   "state once aired (scheduled, playing, played, ...)")
+    moved: bool
+    broadcast_id: str | None
+    devices: list[OccurrenceDevice]
+
+
+class OccurrenceMove(BaseModel):
+    to: datetime
+    confirm_quiet: bool = False

@@ -19,6 +19,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "role.operator": ("cán bộ phát thanh", "operator"),
     "role.technician": ("kỹ thuật viên", "technician"),
     "role.viewer": ("người xem", "viewer"),
+    "role.editor": ("biên tập", "editor"),
+    "role.leader": ("lãnh đạo", "leader"),
     "footer.times": ("Giờ hiển thị theo múi giờ {zone}.", "Times are shown in {zone}."),
     "refresh.auto": ("Tự động cập nhật", "Updates automatically"),
     "refresh.updated": ("lần cuối", "last"),

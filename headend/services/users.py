@@ -1,4 +1,4 @@
-"""Users and roles (admin, operator, technician, viewer).
+"""Users and roles (admin, operator, technician, viewer, editor, leader).
 
 User names: 1-64 characters, each a Latin letter (Vietnamese ones included, stored in NFC), a
 digit 0-9 or one of ``. _ - @``; no spaces or control characters, and no letters of other
