@@ -226,3 +226,35 @@ def send_device_command(session: Session, *, settings: Settings, publisher: Publ
     session.commit()
     publisher.publish_many(outgoing)
     return command.cmd_id
+
+
+def reset_counter(session: Session, *, settings: Settings, publisher: Publisher,
+                  device_id: str, actor: User | str | None = None) -> str:
+    """Sign and send a ``reset_floor`` for the nonce of the receiver's latest birth: the one
+    command a receiver takes below its counter floor, once per boot (docs/protocol.md). Its
+    counter, the head-end's next one, becomes the receiver's floor, so a receiver that stored
+    a floor far in the future (and refuses everything as "replay") takes commands again.
+    Returns the command id. Conflict while the receiver is offline (its nonce may be of a
+    boot that is over) or has announced no unused nonce."""
+    receiver = get_receiver(session, device_id=device_id)
+    if not receiver.online:
+        raise Conflict("receiver-offline",
+                       "receiver %r is offline: its counter can be reset once it is back"
+                       % device_id,
+                       "Cụm loa %r đang mất kết nối: chỉ đặt lại bộ đếm lệnh khi nó kết nối lại"
+                       % device_id)
+    if not receiver.reset_nonce:
+        raise Conflict("no-reset-nonce",
+                       "receiver %r has announced no reset nonce (already used this boot, or "
+                       "firmware too old): reboot it by power, then try again" % device_id,
+                       "Cụm loa %r chưa gửi mã đặt lại bộ đếm (đã dùng trong lần khởi động "
+                       "này, hoặc phần mềm quá cũ): hãy tắt bật nguồn rồi thử lại" % device_id)
+    command = Command(device_id, messages.RESET_FLOOR, {"nonce": receiver.reset_nonce},
+                      new_command_id("rst"))
+    outgoing = prepare(session, site_id=settings.site_id, commands=[command],
+                       ttl_s=settings.command_ttl_s)
+    audit.record(session, actor=actor, action="device.reset-counter", target=device_id,
+                 detail={"cmd": command.cmd_id, "boot": receiver.session_boot})
+    session.commit()
+    publisher.publish_many(outgoing)
+    return command.cmd_id
