@@ -16,6 +16,7 @@ from headend.models import (
     Broadcast,
     CommandCounter,
     Delivery,
+    DeviceEvent,
     MediaItem,
     Receiver,
     User,
@@ -66,6 +67,9 @@ class DeviceView:
     capabilities: dict[str, Any] | None
     telemetry: dict[str, Any] | None
     now_playing: dict[str, Any] | None  # {"broadcast_id", "title", "priority"} or None
+    # Its latest commands were refused as replays: its counter floor is stuck far ahead, and
+    # POST .../reset-counter is the way out (computed for one receiver's detail only).
+    counter_reset_suggested: bool = False
 
 
 def _check_zone(session: Session, zone_id: str | None) -> None:
@@ -177,7 +181,33 @@ def get_receiver(session: Session, *, device_id: str) -> Receiver:
 
 def get_device(session: Session, *, device_id: str) -> DeviceView:
     receiver = get_receiver(session, device_id=device_id)
-    return _view(receiver, _now_playing(session, [device_id]))
+    view = _view(receiver, _now_playing(session, [device_id]))
+    view.counter_reset_suggested = counter_looks_stuck(session, device_id=device_id)
+    return view
+
+
+# A receiver whose last this many refusals were "replay", with no command taken since, is
+# taken for one whose counter floor is stuck ahead of the head-end's counter (issue 9).
+STUCK_REPLAYS = 3
+_STUCK_LOOKBACK = 50  # events looked at, newest first
+
+
+def counter_looks_stuck(session: Session, *, device_id: str) -> bool:
+    """Whether the receiver's newest command events show it refusing commands as replays
+    (at least ``STUCK_REPLAYS`` "rejected" events with reason "replay") since it last took
+    one (an ack "ok"): a reset of its counter floor would help."""
+    replays = 0
+    for kind, body in session.execute(
+            select(DeviceEvent.kind, DeviceEvent.body)
+            .where(DeviceEvent.device_id == device_id,
+                   DeviceEvent.kind.in_((messages.EV_ACK, messages.EV_REJECTED)))
+            .order_by(DeviceEvent.id.desc()).limit(_STUCK_LOOKBACK)):
+        body = body if isinstance(body, dict) else {}
+        if kind == messages.EV_ACK and body.get("ok") is True:
+            break
+        if kind == messages.EV_REJECTED and body.get("reason") == "replay":
+            replays += 1
+    return replays >= STUCK_REPLAYS
 
 
 _UNSET: Any = object()

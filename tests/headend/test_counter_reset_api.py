@@ -110,3 +110,26 @@ def test_a_forged_birth_cannot_plant_a_nonce(client, commune, as_admin):
     commune.report(forged)
     r = reset(client, as_admin)
     assert r.status_code == 409 and r.json()["code"] == "no-reset-nonce"
+
+
+def test_a_receiver_refusing_commands_as_replays_is_suggested_a_reset(client, commune,
+                                                                      as_admin):
+    def suggested():
+        r = client.get("/api/v1/devices/a1", headers=as_admin)
+        assert r.status_code == 200, r.text
+        return r.json()["counter_reset_suggested"]
+
+    commune.report(birth_with_nonce(commune, "a1"))
+    assert suggested() is False
+    for n in range(3):
+        commune.report(commune.event("a1", messages.EV_ACK, cmd="c%d" % n, ok=False,
+                                     reason="replay"),
+                       commune.event("a1", messages.EV_REJECTED, topic="cmd", reason="replay"))
+        assert suggested() is (n == 2)
+    # Other refusals do not count; a command taken (after the reset) ends the suggestion.
+    commune.report(commune.event("a1", messages.EV_REJECTED, topic="cmd", reason="expired"))
+    assert suggested() is True
+    commune.report(commune.event("a1", messages.EV_ACK, cmd="rst-1", ok=True))
+    assert suggested() is False
+    assert "counter_reset_suggested" not in client.get("/api/v1/devices",
+                                                       headers=as_admin).json()[0]
