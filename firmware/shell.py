@@ -109,6 +109,19 @@ def _reset_cause(platform):
     return cause if cause in RESET_CAUSES else "unknown"
 
 
+def _reset_nonce(platform):
+    """64 hex digits from ``platform.random_bytes`` for this boot's ``reset_floor``; None (no
+    reset accepted this boot) for a board without a random source or one that fails."""
+    read = getattr(platform, "random_bytes", None)
+    try:
+        raw = read(32) if read is not None else None
+    except Exception:
+        return None
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) != 32:
+        return None
+    return hexlify(bytes(raw)).decode()
+
+
 def _default_mqtt(receiver, cfg, will):
     from firmware.mqtt import MQTTClient
 
@@ -194,7 +207,7 @@ class Receiver:
             core_state["seq"] = self.outbox.last_seq()
         # This boot's one-use nonce for a reset of the counter floor (firmware/guard.py): in
         # RAM only, so no reset recorded in an earlier boot passes in this one.
-        reset_nonce = hexlify(platform.random_bytes(32)).decode()
+        reset_nonce = _reset_nonce(platform)
         self.core = C.ReceiverCore(
             self.device, self.site, self._key, codecs=tuple(self.sink.codecs),
             volume=cfg["volume"], emergency_volume=cfg["emergency_volume"], state=core_state,
