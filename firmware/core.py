@@ -178,7 +178,7 @@ class ReceiverCore:
         self.seq = 0                # last event seq used
         self.counters = {"rejected": 0, "malformed": 0, "bad_frames": 0}
         self._guard = guard if guard is not None else CommandGuard(key, device)
-        self._guard.reset_nonce = reset_nonce
+        self._guard.reset_nonce = reset_nonce  # the one place it is set (the guard forgets it)
         self._cached = set()        # sha of media in the cache
         self._fetches = FetchPolicy()
         self._sync = SyncCadence(timesync_burst, timesync_ms, random_below)

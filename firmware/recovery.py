@@ -61,8 +61,8 @@ class DurableGuard(CommandGuard):
     answers with a negative ack carrying that reason (no "rejected" event: it is authentic),
     and its counter is consumed in RAM all the same."""
 
-    def __init__(self, key, device, before_accept, reset_nonce=None):
-        super().__init__(key, device, reset_nonce=reset_nonce)
+    def __init__(self, key, device, before_accept):
+        super().__init__(key, device)
         self._before_accept = before_accept
 
     def check(self, payload, now):
