@@ -80,6 +80,11 @@ Choices (where the protocol leaves room):
 - a command whose counter is beyond the synced clock plus ``M.MAX_COUNTER_AHEAD_MS`` (10 min) is
   rejected "future-counter" and its counter is not consumed (firmware/guard.py): one bad
   counter must not make every later command a replay;
+- a ``reset_floor`` command (firmware/guard.py explains the design) is judged by this boot's
+  ``reset_nonce`` (given by the shell, published in the birth) instead of the counter floor;
+  once accepted (acked, persisted) the floor is its counter and the nonce is gone
+  (``reset_nonce`` is None): a reset of another boot, a used nonce or a wrong one is rejected
+  "bad-nonce" with a "rejected" event, like a replay;
 - "rejected" events are rate-limited to ``REJECT_EVENTS_PER_MIN``; the counters always count;
 - the amplifier relay closes ``amp_settle_ms`` before a scheduled start (no thump in the first
   words), at once for an item that starts now (whose first sample then waits for it), and
@@ -152,12 +157,14 @@ class ReceiverCore:
     before the command acts, firmware/recovery.py); a plain one by default. ``amp_settle_ms``:
     how long the amplifier relay needs before the first sample; ``timesync_burst`` and
     ``timesync_ms``: the time-sync cadence (firmware/sync_cadence.py); ``random_below(n)``:
-    an int in [0, n) (the board's), to spread a fleet's time requests; none: 0."""
+    an int in [0, n) (the board's), to spread a fleet's time requests; none: 0.
+    ``reset_nonce``: this boot's nonce for one ``reset_floor`` (64 hex digits from the board's
+    RNG; the shell puts it in the birth), None: no reset is accepted."""
 
     def __init__(self, device, site, key, codecs=("mp3", "adpcm"), volume=70,
                  emergency_volume=100, state=None, jitter_slots=16, jitter_slot_bytes=4096,
                  guard=None, amp_settle_ms=0, timesync_burst=5, timesync_ms=300000,
-                 random_below=None):
+                 random_below=None, reset_nonce=None):
         self.device = device
         self.site = site
         self.codecs = codecs
@@ -171,6 +178,7 @@ class ReceiverCore:
         self.seq = 0                # last event seq used
         self.counters = {"rejected": 0, "malformed": 0, "bad_frames": 0}
         self._guard = guard if guard is not None else CommandGuard(key, device)
+        self._guard.reset_nonce = reset_nonce  # the one place it is set (the guard forgets it)
         self._cached = set()        # sha of media in the cache
         self._fetches = FetchPolicy()
         self._sync = SyncCadence(timesync_burst, timesync_ms, random_below)
@@ -186,6 +194,12 @@ class ReceiverCore:
         self._dirty = False
         if state:
             self._restore(state)
+
+    @property
+    def reset_nonce(self):
+        """This boot's nonce for a ``reset_floor`` while it is unused, else None: what the
+        birth carries."""
+        return self._guard.reset_nonce
 
     # -- persisted state -----------------------------------------------------------------
 
@@ -421,6 +435,7 @@ class ReceiverCore:
             acts.append((IDENTIFY, args.get("secs") or IDENTIFY_DEFAULT_S))
         elif kind == M.REBOOT:
             acts.append((REBOOT,))
+        # M.RESET_FLOOR: the guard has set the floor; the PERSIST (dirty) writes it.
 
     def _refusal(self, kind, args):
         """A reason to refuse an authentic, well-formed command, or None."""

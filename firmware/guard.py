@@ -5,26 +5,43 @@ Sans-IO. The guard holds the last accepted counter; the core persists it (``last
 reboot does not reopen the replay window. A counter above ``now + MAX_COUNTER_AHEAD_MS`` is
 refused ("future-counter") before anything consumes it, so it never raises that floor. ``now``
 must be synced network ms: the core judges no command before the clock is synced.
+
+Bringing a floor back down (``reset_floor``, issue 9): a receiver that already stored a huge
+floor (from before the future-counter bound, or from a head-end whose clock ran ahead for
+long) would refuse every command as a replay until reprovisioned. Each boot it draws a
+``reset_nonce`` (32 bytes of the board's hardware RNG, in hex) and publishes it in its signed
+birth; a ``reset_floor`` command carries that nonce in its signed arguments. Such a command is
+judged by the nonce instead of the floor: it passes only if the nonce is this boot's and not
+yet used ("bad-nonce" otherwise: a reset of another boot, a used one, a made-up one); the
+signature, device, future-counter and expiry checks are those of every command. Accepting it
+sets the floor to its own counter (the head-end's current one, bounded by the future-counter
+check, so a reset cannot raise the floor to something absurd) and forgets the nonce. Why this
+is replay-proof: only the head-end can sign (the device key), and it signs only nonces the
+receiver published in an authenticated birth; a nonce is valid for one boot and one use, in
+RAM only, so no recording of a reset works again, after a reboot or before it.
 """
 
 from protocol.errors import ProtocolError
-from protocol.messages import MAX_COUNTER_AHEAD_MS, decode, open_command
+from protocol.messages import MAX_COUNTER_AHEAD_MS, RESET_FLOOR, decode, open_command
 from protocol.signing import open_sealed
 
 # Reasons that mean "this message did not come from our head-end, or not now": they also raise
 # a "rejected" event. Validation failures of an authentic command ("bad-field", "bad-args")
 # only get a negative ack.
 AUTH_REASONS = ("malformed", "bad-signature", "replay", "future-counter", "expired",
-                "wrong-device")
+                "wrong-device", "bad-nonce")
 # Reasons that count as a malformed payload (the other counter in the heartbeat).
 MALFORMED_REASONS = ("malformed", "bad-field", "bad-args")
 
 
 class CommandGuard:
-    def __init__(self, key, device, last_ctr=0):
+    """``reset_nonce``: this boot's nonce for one ``reset_floor`` (hex), None for none."""
+
+    def __init__(self, key, device, last_ctr=0, reset_nonce=None):
         self._key = key
         self._device = device
         self.last_ctr = last_ctr
+        self.reset_nonce = reset_nonce
         self.effective_at = None
 
     def check(self, payload, now):
@@ -34,7 +51,11 @@ class CommandGuard:
         command ("replay", "future-counter", "expired") leaves ``last_ctr`` as it was.
         """
         cmd = open_command(self._key, payload, self._device)
-        if cmd["ctr"] <= self.last_ctr:
+        if cmd["k"] == RESET_FLOOR:
+            # Judged by the nonce, not the floor (module docstring): that is its point.
+            if self.reset_nonce is None or cmd["a"]["nonce"] != self.reset_nonce:
+                raise ProtocolError("bad-nonce", "not this boot's reset nonce")
+        elif cmd["ctr"] <= self.last_ctr:
             raise ProtocolError("replay", "counter %d <= %d" % (cmd["ctr"], self.last_ctr))
         if cmd["ctr"] > now + MAX_COUNTER_AHEAD_MS:
             # Ints only (ms epochs are big ints on the ESP32; never floats). Not consumed.
@@ -45,7 +66,11 @@ class CommandGuard:
         return cmd
 
     def accept(self, cmd):
+        """Consume ``cmd``: its counter is the floor (lower than before for a reset), and a
+        reset's nonce is used up."""
         self.last_ctr = cmd["ctr"]
+        if cmd["k"] == RESET_FLOOR:
+            self.reset_nonce = None
 
     def acting_now(self, now):
         """When the command ``check`` passed takes effect: ``now``, or later if making it

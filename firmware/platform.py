@@ -127,6 +127,15 @@ class Platform:
         """A random int in [0, n), for backoff jitter and ids."""
         raise NotImplementedError
 
+    def random_bytes(self, n):
+        """``n`` bytes from the board's hardware RNG, for nonces (the birth's ``reset_floor``
+        nonce): never seeded or repeatable, unlike ``random_below`` in the simulator, so each
+        boot, simulated or not, draws a nonce no earlier boot had. ``os.urandom`` is the ESP32's
+        hardware RNG and the host's kernel RNG."""
+        import os
+
+        return os.urandom(n)
+
     def feed_watchdog(self):
         pass
 

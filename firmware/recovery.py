@@ -15,7 +15,10 @@ board, and asks these functions what follows from what it found.
   receiver comes up in safe mode: it connects and reports, drops the saved schedule and
   refuses media commands ("safe-mode") until a reboot command or a power cycle.
 - Floors (``highest``): counters that only grow (command counter, boot count, brown-outs) are
-  taken as the highest any readable copy of the state holds.
+  taken as the highest any readable copy of the state holds. The one exception is a signed,
+  one-use ``reset_floor`` (firmware/guard.py), which lowers the command counter: the shell
+  writes it to every copy (two saves) before it takes effect, so no older copy brings the
+  high floor back at the next boot.
 """
 
 from firmware.guard import CommandGuard
@@ -66,7 +69,11 @@ class DurableGuard(CommandGuard):
         cmd = super().check(payload, now)
         outcome = self._before_accept(cmd)
         if isinstance(outcome, str):
-            self.last_ctr = cmd["ctr"]
+            if cmd["k"] == M.RESET_FLOOR:
+                # Used up, so it never passes twice; the floor stays where flash has it.
+                self.reset_nonce = None
+            else:
+                self.last_ctr = cmd["ctr"]
             raise ProtocolError(outcome)
         # An int: the network ms when the write was done. Flash is slow (tens of ms on the
         # board): the command takes effect then, so what it starts is timed from then (the

@@ -58,6 +58,8 @@ try:
 except ImportError:  # MicroPython before 1.21
     import uasyncio as asyncio
 
+from binascii import hexlify
+
 from firmware import FIRMWARE_VERSION
 from firmware import config as configuration
 from firmware import core as C
@@ -105,6 +107,19 @@ def _reset_cause(platform):
     except Exception:
         cause = "unknown"
     return cause if cause in RESET_CAUSES else "unknown"
+
+
+def _reset_nonce(platform):
+    """64 hex digits from ``platform.random_bytes`` for this boot's ``reset_floor``; None (no
+    reset accepted this boot) for a board without a random source or one that fails."""
+    read = getattr(platform, "random_bytes", None)
+    try:
+        raw = read(32) if read is not None else None
+    except Exception:
+        return None
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) != 32:
+        return None
+    return hexlify(bytes(raw)).decode()
 
 
 def _default_mqtt(receiver, cfg, will):
@@ -190,13 +205,17 @@ class Receiver:
         # A power cut between an event's append and the state write must not reuse its seq.
         if self.outbox.last_seq() > highest((core_state,), "seq"):
             core_state["seq"] = self.outbox.last_seq()
+        # This boot's one-use nonce for a reset of the counter floor (firmware/guard.py): in
+        # RAM only, so no reset recorded in an earlier boot passes in this one.
+        reset_nonce = _reset_nonce(platform)
         self.core = C.ReceiverCore(
             self.device, self.site, self._key, codecs=tuple(self.sink.codecs),
             volume=cfg["volume"], emergency_volume=cfg["emergency_volume"], state=core_state,
             jitter_slots=cfg["jitter_slots"], jitter_slot_bytes=cfg["jitter_slot_bytes"],
             guard=DurableGuard(self._key, self.device, self._before_command),
             amp_settle_ms=cfg["amp_settle_ms"], timesync_burst=cfg["timesync_burst"],
-            timesync_ms=cfg["timesync_s"] * 1000, random_below=platform.random_below)
+            timesync_ms=cfg["timesync_s"] * 1000, random_below=platform.random_below,
+            reset_nonce=reset_nonce)
         # Free flash from the board (HostPlatform can pretend a small one), else statvfs.
         space = getattr(platform, "storage_space", None) or (lambda: fs_space(storage))
         self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"], space)
@@ -313,6 +332,10 @@ class Receiver:
         state = self.core.export_state()
         state["ctr"] = cmd["ctr"]
         failed = self._save_state(state)
+        if not failed and cmd["k"] == M.RESET_FLOOR:
+            # A reset lowers the floor: a second save puts it in the backup copy too, or the
+            # next boot would take the old floor back as the highest copy (recovery.highest).
+            failed = self._save_state(state)
         if self.safe_mode and cmd["k"] in MEDIA_COMMANDS:
             return REFUSED_SAFE_MODE
         return failed or self.now()  # the write's time: the command takes effect after it
@@ -443,8 +466,9 @@ class Receiver:
                 # the head-end's offline threshold follows each receiver's heartbeat period
                 "hb": self.config["heartbeat_s"]}
         link = (self.platform.link_info() or {}).get("type") or self.config["link"]["type"]
-        birth = M.birth(self.device, self.boot, self._conn, FIRMWARE_VERSION, caps, link,
-                        self.boot_info)
+        info = dict(self.boot_info)
+        info["nonce"] = self.core.reset_nonce  # None (left out) once a reset used it
+        birth = M.birth(self.device, self.boot, self._conn, FIRMWARE_VERSION, caps, link, info)
         await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True)
         if not self._config_kept and not self.config.get("fallback"):
             # This config has reached the broker: it is the one to fall back to.

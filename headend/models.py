@@ -158,6 +158,9 @@ class Receiver(Base):
     # its event seq again at 1; its birth's lower session moves this on, so its new events are
     # not taken for duplicates of the old ones.
     event_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The one-use nonce of its latest birth (hex, new each boot; none once a reset used it): a
+    # ``reset_floor`` for it is the one command it takes below its counter floor.
+    reset_nonce: Mapped[str | None] = mapped_column(String(64))
     # Secrets: the HMAC key (hex of 32 random bytes) and the broker password's hash. Never
     # logged, never in a list response; shown once at provisioning.
     device_key: Mapped[str] = mapped_column(String(128))

@@ -51,7 +51,8 @@ REBOOT = "reboot"
 IDENTIFY = "identify"  # blink the LED / beep so a technician finds the box
 SCHEDULE = "schedule"  # replace the schedule window with the items given
 FETCH = "fetch"        # fetch a media item into the cache ahead of air time
-COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH)
+RESET_FLOOR = "reset_floor"  # bring the counter floor down to this command's counter (below)
+COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR)
 
 # Event kinds (receiver -> head-end on .../evt).
 EV_ACK = "ack"            # a command was accepted (ok) or refused (with reason)
@@ -179,9 +180,13 @@ STOP_ARGS = (("bid", ID, None, None, None, OPTIONAL, "the broadcast to stop (non
 VOLUME_ARGS = (("vol", INT, None, 0, 100, REQUIRED, "default volume"),)
 IDENTIFY_ARGS = (("secs", INT, "s", 1, 600, OPTIONAL, "how long to blink and beep"),)
 REBOOT_ARGS = ()
+# A reset of the counter floor is judged by its nonce instead of the floor: valid only for the
+# nonce the receiver put in this boot's birth, once. Its own counter becomes the new floor.
+RESET_FLOOR_ARGS = (("nonce", HEX64, None, None, None, REQUIRED,
+                     "this boot's `nonce` from the receiver's birth"),)
 COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
-                REBOOT: REBOOT_ARGS}
+                REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS}
 
 # Time sync: the request is plain, the reply sealed.
 TIME_REQUEST_TABLE = (
@@ -229,6 +234,8 @@ BIRTH_BOOT_TABLE = (
     ("config_error", STR, None, 1, 128, OPTIONAL, "why config.json was refused"),
     ("state", STR, None, 1, 8, OPTIONAL, "the state copy recovered from, or lost"),
     ("rebooted", STR, None, 1, 16, OPTIONAL, "why the firmware last rebooted itself"),
+    ("nonce", HEX64, None, None, None, OPTIONAL,
+     "random per boot, for one `reset_floor` (none once used)"),
 )
 BIRTH_TABLE = BIRTH_HEAD_TABLE + BIRTH_BOOT_TABLE
 BIRTH_FIELDS = names(BIRTH_HEAD_TABLE)

@@ -92,6 +92,7 @@ class DevicePublic(BaseModel):
 class DeviceDetail(DevicePublic):
     capabilities: dict[str, Any] | None = None
     telemetry: dict[str, Any] | None = None
+    counter_reset_suggested: bool = False  # refusing commands as replays: POST .../reset-counter
 
 
 class DeviceCreate(BaseModel):

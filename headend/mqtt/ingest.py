@@ -243,6 +243,9 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
         fw, link = msg.get("fw"), msg.get("link")
         receiver.firmware = fit_text(fw, 64) if isinstance(fw, str) else None
         receiver.link = fit_text(link, 16) if isinstance(link, str) else None
+        # This boot's nonce for a reset of its counter floor (checked: 64 hex digits, or gone).
+        nonce = msg.get("nonce")
+        receiver.reset_nonce = nonce if isinstance(nonce, str) else None
         new_session = session != known
         receiver.session_boot, receiver.session_conn = session
         batch.result.stats[messages.BIRTH] += 1

@@ -16,6 +16,7 @@ from headend.models import (
     Broadcast,
     CommandCounter,
     Delivery,
+    DeviceEvent,
     MediaItem,
     Receiver,
     User,
@@ -66,6 +67,9 @@ class DeviceView:
     capabilities: dict[str, Any] | None
     telemetry: dict[str, Any] | None
     now_playing: dict[str, Any] | None  # {"broadcast_id", "title", "priority"} or None
+    # Its latest commands were refused as replays: its counter floor is stuck far ahead, and
+    # POST .../reset-counter is the way out (computed for one receiver's detail only).
+    counter_reset_suggested: bool = False
 
 
 def _check_zone(session: Session, zone_id: str | None) -> None:
@@ -177,7 +181,33 @@ def get_receiver(session: Session, *, device_id: str) -> Receiver:
 
 def get_device(session: Session, *, device_id: str) -> DeviceView:
     receiver = get_receiver(session, device_id=device_id)
-    return _view(receiver, _now_playing(session, [device_id]))
+    view = _view(receiver, _now_playing(session, [device_id]))
+    view.counter_reset_suggested = counter_looks_stuck(session, device_id=device_id)
+    return view
+
+
+# A receiver whose last this many refusals were "replay", with no command taken since, is
+# taken for one whose counter floor is stuck ahead of the head-end's counter (issue 9).
+STUCK_REPLAYS = 3
+_STUCK_LOOKBACK = 50  # events looked at, newest first
+
+
+def counter_looks_stuck(session: Session, *, device_id: str) -> bool:
+    """Whether the receiver's newest command events show it refusing commands as replays
+    (at least ``STUCK_REPLAYS`` "rejected" events with reason "replay") since it last took
+    one (an ack "ok"): a reset of its counter floor would help."""
+    replays = 0
+    for kind, body in session.execute(
+            select(DeviceEvent.kind, DeviceEvent.body)
+            .where(DeviceEvent.device_id == device_id,
+                   DeviceEvent.kind.in_((messages.EV_ACK, messages.EV_REJECTED)))
+            .order_by(DeviceEvent.id.desc()).limit(_STUCK_LOOKBACK)):
+        body = body if isinstance(body, dict) else {}
+        if kind == messages.EV_ACK and body.get("ok") is True:
+            break
+        if kind == messages.EV_REJECTED and body.get("reason") == "replay":
+            replays += 1
+    return replays >= STUCK_REPLAYS
 
 
 _UNSET: Any = object()
@@ -223,6 +253,38 @@ def send_device_command(session: Session, *, settings: Settings, publisher: Publ
                        ttl_s=settings.command_ttl_s)
     audit.record(session, actor=actor, action="device.command", target=device_id,
                  detail={"kind": kind, "args": args, "cmd": command.cmd_id})
+    session.commit()
+    publisher.publish_many(outgoing)
+    return command.cmd_id
+
+
+def reset_counter(session: Session, *, settings: Settings, publisher: Publisher,
+                  device_id: str, actor: User | str | None = None) -> str:
+    """Sign and send a ``reset_floor`` for the nonce of the receiver's latest birth: the one
+    command a receiver takes below its counter floor, once per boot (docs/protocol.md). Its
+    counter, the head-end's next one, becomes the receiver's floor, so a receiver that stored
+    a floor far in the future (and refuses everything as "replay") takes commands again.
+    Returns the command id. Conflict while the receiver is offline (its nonce may be of a
+    boot that is over) or has announced no unused nonce."""
+    receiver = get_receiver(session, device_id=device_id)
+    if not receiver.online:
+        raise Conflict("receiver-offline",
+                       "receiver %r is offline: its counter can be reset once it is back"
+                       % device_id,
+                       "Cụm loa %r đang mất kết nối: chỉ đặt lại bộ đếm lệnh khi nó kết nối lại"
+                       % device_id)
+    if not receiver.reset_nonce:
+        raise Conflict("no-reset-nonce",
+                       "receiver %r has announced no reset nonce (already used this boot, or "
+                       "firmware too old): reboot it by power, then try again" % device_id,
+                       "Cụm loa %r chưa gửi mã đặt lại bộ đếm (đã dùng trong lần khởi động "
+                       "này, hoặc phần mềm quá cũ): hãy tắt bật nguồn rồi thử lại" % device_id)
+    command = Command(device_id, messages.RESET_FLOOR, {"nonce": receiver.reset_nonce},
+                      new_command_id("rst"))
+    outgoing = prepare(session, site_id=settings.site_id, commands=[command],
+                       ttl_s=settings.command_ttl_s)
+    audit.record(session, actor=actor, action="device.reset-counter", target=device_id,
+                 detail={"cmd": command.cmd_id, "boot": receiver.session_boot})
     session.commit()
     publisher.publish_many(outgoing)
     return command.cmd_id

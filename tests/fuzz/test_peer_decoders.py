@@ -59,6 +59,7 @@ VALID_ARGS = {
     M.STOP: {"bid": "b1"},
     M.VOLUME: {"vol": 30},
     M.REBOOT: {},
+    M.RESET_FLOOR: {"nonce": "ef" * 32},
     M.IDENTIFY: {"secs": 5},
     M.SCHEDULE: {"from": NOW, "to": NOW + 3600000, "items": [PLAY_ARGS]},
 }

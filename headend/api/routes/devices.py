@@ -4,7 +4,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
 
-from headend.api.deps import PublisherDep, Reader, SessionDep, SettingsDep, Technician
+from headend.api.deps import Admin, PublisherDep, Reader, SessionDep, SettingsDep, Technician
 from headend.api.schemas import (
     CommandSent,
     DeviceCommand,
@@ -115,3 +115,15 @@ def device_telemetry(device_id: str, session: SessionDep, _: Reader,
         fields={name: TelemetryField(unit=telemetry.BY_NAME[name].unit,
                                      points=[TelemetryPoint(**vars(p)) for p in points])
                 for name, points in found.items()})
+
+@router.post("/{device_id}/reset-counter", response_model=CommandSent,
+             status_code=status.HTTP_202_ACCEPTED)
+def reset_counter(device_id: str, session: SessionDep, settings: SettingsDep,
+                  publisher: PublisherDep, user: Admin):
+    """Bring the receiver's command-counter floor back down to the head-end's counter, with a
+    signed ``reset_floor`` for the nonce of its latest birth (good once, this boot only): for a
+    receiver that refuses every command as a replay. Admin only; 409 while it is offline or
+    has announced no nonce."""
+    cmd_id = devices.reset_counter(session, settings=settings, publisher=publisher,
+                                   device_id=device_id, actor=user)
+    return CommandSent(command_id=cmd_id)
