@@ -172,32 +172,52 @@ def seal_plain_keys(session: Session, kek: bytes) -> int:
 
 # -- rotation ------------------------------------------------------------------------------
 
+def cap_source_aad(source_id: str) -> str:
+    """What a CAP source's sealed HMAC secret is bound to, as a receiver's key is to its id."""
+    return "cap-source:%s" % source_id
+
+
+def _sealed_slots(session: Session):
+    """Every secret sealed under the KEK: (row, attribute, associated data), receivers first."""
+    from headend.models import CapSource
+
+    for receiver in session.scalars(select(Receiver).order_by(Receiver.id)):
+        yield receiver, "device_key", receiver.id
+    for source in session.scalars(select(CapSource).where(CapSource.hmac_secret.is_not(None))
+                                  .order_by(CapSource.id)):
+        yield source, "hmac_secret", cap_source_aad(source.id)
+
+
 def _opens_all(session: Session, kek: bytes) -> bool:
-    for device_id, stored in session.execute(select(Receiver.id, Receiver.device_key)
-                                             .where(Receiver.device_key.startswith(PREFIX))):
+    for row, attr, aad in _sealed_slots(session):
+        stored = getattr(row, attr)
+        if not is_sealed(stored):
+            continue
         try:
-            open_device_key(kek, device_id, stored)
+            open_device_key(kek, aad, stored)
         except DeviceKeyError:
             return False
     return True
 
 
 def reseal_all(session: Session, old: bytes, new: bytes) -> int:
-    """Seal every receiver's key under ``new`` (opened with ``old``; plain ones as they are),
-    all or none: a key that does not open stops it with RekeyError before the caller commits."""
-    receivers = list(session.scalars(select(Receiver).order_by(Receiver.id)))
-    resealed = {}
-    for receiver in receivers:
+    """Seal every receiver's key and every CAP source's HMAC secret under ``new`` (opened with
+    ``old``; plain ones as they are), all or none: one that does not open stops it with
+    RekeyError before the caller commits. Returns how many receivers' keys were resealed."""
+    slots = list(_sealed_slots(session))
+    resealed = []
+    for row, attr, aad in slots:
         try:
-            plain = open_device_key(old, receiver.id, receiver.device_key)
-            resealed[receiver.id] = seal_device_key(new, receiver.id, plain)
+            plain = open_device_key(old, aad, getattr(row, attr))
+            resealed.append(seal_device_key(new, aad, plain))
         except (DeviceKeyError, ValueError) as exc:
-            raise RekeyError("receiver %s: its stored key does not open with the current "
+            raise RekeyError("%s: its stored secret does not open with the current "
                              "key-encryption key (%s); nothing was changed"
-                             % (receiver.id, getattr(exc, "reason", "not hex"))) from None
-    for receiver in receivers:
-        receiver.device_key = resealed[receiver.id]
-    return len(receivers)
+                             % (aad if attr == "hmac_secret" else "receiver " + aad,
+                                getattr(exc, "reason", "not hex"))) from None
+    for (row, attr, _), value in zip(slots, resealed, strict=True):
+        setattr(row, attr, value)
+    return sum(1 for _, attr, _ in slots if attr == "device_key")
 
 
 def rekey_file(session: Session, settings: Settings) -> int:

@@ -38,7 +38,13 @@ from headend.cap.parse import Alert, parse_cap
 from headend.cap.policy import REASON_NAMES, Decision, RunningAlert, SitePolicy
 from headend.commands import Publisher
 from headend.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
-from headend.keystore import DeviceKeyError, kek_for, open_device_key, seal_device_key
+from headend.keystore import (
+    DeviceKeyError,
+    cap_source_aad,
+    kek_for,
+    open_device_key,
+    seal_device_key,
+)
 from headend.models import (
     CAP_ENDED,
     CAP_ID_LENGTH,
@@ -99,11 +105,6 @@ def _key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _sealing_name(source_id: str) -> str:
-    # The sealed secret is bound to its row, as a receiver's key is to its device id.
-    return "cap-source:%s" % source_id
-
-
 def add_source(session: Session, *, source_id: str, name: str, auth: str, senders: list[str],
                actor: User | str | None = None) -> tuple[CapSource, str]:
     """A new warning source; returns it and its secret (the API key or the HMAC secret), which
@@ -127,7 +128,7 @@ def add_source(session: Session, *, source_id: str, name: str, auth: str, sender
     if auth == "api-key":
         source.key_sha256 = _key_hash(secret)
     else:
-        source.hmac_secret = seal_device_key(kek_for(session), _sealing_name(source_id), secret)
+        source.hmac_secret = seal_device_key(kek_for(session), cap_source_aad(source_id), secret)
     session.add(source)
     audit.record(session, actor=actor, action="cap-source.create", target=source_id,
                  detail={"auth": auth, "senders": senders})
@@ -170,7 +171,7 @@ def authenticate_source(session: Session, *, settings: Settings, headers: Mappin
     for source in session.scalars(select(CapSource).where(
             CapSource.auth == "hmac", CapSource.active.is_(True))):
         try:
-            secret = open_device_key(kek, _sealing_name(source.id), source.hmac_secret or "")
+            secret = open_device_key(kek, cap_source_aad(source.id), source.hmac_secret or "")
         except DeviceKeyError:  # sealed under another KEK: that source cannot post
             log.error("CAP source %s: its HMAC secret does not open (re-add it)", source.id)
             continue

@@ -15,7 +15,7 @@ from headend.app import create_app
 from headend.cli import main
 from headend.db import make_engine, make_session_factory
 from headend.keystore import DeviceKeyError, open_device_key
-from headend.models import AuditEntry, Receiver
+from headend.models import AuditEntry, CapSource, Receiver
 from headend.settings import Settings
 
 
@@ -193,3 +193,18 @@ def test_the_server_refuses_to_start_on_a_rotation_cut_short(station, monkeypatc
     settings.resolved_kek_file.with_name("key-encryption-key.next").write_text("ab" * 32)
     assert main(["--data-dir", str(settings.data_dir), "serve", "--port", "1"]) == 2
     assert "loaxa headend rekey" in capsys.readouterr().err
+
+
+def test_rekey_also_reseals_the_hmac_secrets_of_warning_sources(station, capsys):
+    settings, keys = station
+    assert main(["--data-dir", str(settings.data_dir), "add-cap-source", "kttv", "--auth",
+                 "hmac", "--sender", "kttv@nchmf.gov.vn"]) == 0
+    secret = capsys.readouterr().out.rsplit(": ", 1)[1].strip()
+    assert main(["--data-dir", str(settings.data_dir), "rekey"]) == 0
+    new = kek_in_file(settings)
+    engine = make_engine(settings.resolved_database_url)
+    with make_session_factory(engine)() as session:
+        stored = session.get(CapSource, "kttv").hmac_secret
+    engine.dispose()
+    assert open_device_key(new, keystore.cap_source_aad("kttv"), stored) == secret
+    assert opens_with(new, stored_keys(settings)) == keys
