@@ -57,6 +57,10 @@ _READ_BYTES = 16384
 _BACKOFF_S = (0.5, 1.0, 2.0, 4.0)
 _PLAYLIST_SUFFIXES = (".m3u", ".m3u8", ".pls")
 _PLAYLIST_MAX_BYTES = 1 << 20
+# LAME's encoder delay (576) + the MP3 decoder's (529): what a receiver hears of input sample 0
+# comes this many samples into the MP3 output (no Xing/LAME tag tells a decoder to skip them;
+# measured: a click at input sample 8000 decodes at 9106). IMA-ADPCM has none.
+MP3_PRIMING_SAMPLES = 1105
 
 
 class LiveSourceError(Exception):
@@ -269,7 +273,7 @@ class LiveFramer:
                  stall_timeout_s=DEFAULT_STALL_TIMEOUT_S, prebuffer_ms=None,
                  max_buffer_ms=DEFAULT_MAX_BUFFER_MS, resync_after_ms=DEFAULT_RESYNC_AFTER_MS,
                  reconnect=None, max_reconnects=DEFAULT_MAX_RECONNECTS, on_event=None,
-                 paced=True, wall_clock=time.time):
+                 paced=True, wall_clock=time.time, pcm_rate=None, hold_last=None):
         if codec not in CODECS:
             raise ValueError("codec must be one of %s, not %r" % (", ".join(CODECS), codec))
         if not 20 <= frame_ms <= 1000:
@@ -290,6 +294,14 @@ class LiveFramer:
         if self.reconnect and self.kind != "url":
             raise ValueError("only URL sources can be reconnected")
         self.max_reconnects = max_reconnects
+        if pcm_rate is not None and self.kind != "pipe":
+            raise ValueError("pcm_rate is for pipe sources (raw PCM in), not %s" % self.kind)
+        if pcm_rate is not None and not 8000 <= pcm_rate <= 48000:
+            raise ValueError("pcm_rate must be between 8000 and 48000 Hz")
+        self.pcm_rate = pcm_rate
+        # A source that can end holds one packet back to flag the last; a live capture passes
+        # False, as that would cost a frame of latency (its end is signalled by a command).
+        self.hold_last = not self.reconnect if hold_last is None else hold_last
         if prebuffer_ms is None:
             prebuffer_ms = 0 if self.kind == "file" else DEFAULT_PREBUFFER_MS
         self._prebuffer_samples = prebuffer_ms * self.rate // 1000
@@ -305,6 +317,8 @@ class LiveFramer:
         else:
             per_frame = adpcm_samples_per_block(self.adpcm_block_bytes)
         self._units_per_packet = max(1, round(target / per_frame))
+        # Output samples that come before input sample 0 (to stamp codecs on one timeline).
+        self.priming_samples = MP3_PRIMING_SAMPLES if codec == "mp3" else 0
         self._buffer = collections.deque()
         self._buffered_samples = 0
         self._data_added = asyncio.Event()
@@ -462,6 +476,10 @@ class LiveFramer:
             timeout_us = str(int(self.stall_timeout_s * 2e6))
             return ["-nostdin", "-rw_timeout", timeout_us, "-user_agent", "Loaxa live relay",
                     "-i", url]
+        if self.pcm_rate is not None:
+            # Raw 16-bit mono PCM (a microphone): nothing to probe, so ffmpeg starts at once.
+            return ["-f", "s16le", "-ar", str(self.pcm_rate), "-ac", "1", "-probesize", "32",
+                    "-analyzeduration", "0", "-i", "pipe:0"]
         # Small probe so the first browser chunks start the stream at once.
         return ["-probesize", "32768", "-analyzeduration", "0", "-i", "pipe:0"]
 
@@ -536,7 +554,7 @@ class LiveFramer:
                     if not got_data:
                         got_data = True
                         self._source_started(attempt)
-                    if self.reconnect:  # a live URL never ends: nothing to flag as last
+                    if not self.hold_last:  # a live URL never ends: nothing to flag as last
                         self._put(packet + (False,))
                         continue
                     if pending is not None:

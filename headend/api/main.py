@@ -12,6 +12,7 @@ from headend.api.routes import (
     clock,
     devices,
     health,
+    live,
     media,
     playlog,
     users,
@@ -21,7 +22,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, playlog, audit, health,
-               clock):
+               clock, live):
     api_router.include_router(module.router)
 
 
