@@ -6,6 +6,10 @@ receivers alike. Sample 0 was captured one chunk before the first chunk arrived
 output sample ``s`` of an encoder that primes ``p`` samples plays at
 ``anchor_ms + (s - p) / rate + delay_ms``.
 
+The first chunks often wait (the socket is authenticated while the page already sends), so
+until the first play-at time is read, the anchor moves back to the earliest any chunk allows:
+the timeline settles on the fastest path the audio took, not on the first chunk's delay.
+
 A source that falls behind its timeline (a stalled WebSocket, a browser tab throttled) would
 push every later frame past its play time: ``admit`` fills a gap longer than ``max_late_ms``
 with silence, so the timeline stays on the wall clock (the listener hears a short silence,
@@ -28,6 +32,7 @@ class PcmTimeline:
         self.samples = 0  # PCM samples given to the encoders so far (silence included)
         self.filled_samples = 0
         self.dropped_samples = 0
+        self.settled = False  # a play-at time was given out: the anchor no longer moves
 
     def position_ms(self, samples: int) -> float:
         """Wall-clock time (ms) of sample ``samples`` of the timeline."""
@@ -37,6 +42,7 @@ class PcmTimeline:
 
     def play_at_ms(self, output_sample: int, priming_samples: int, delay_ms: int) -> int:
         """When a frame whose first sample is ``output_sample`` of its encoder plays."""
+        self.settled = True
         return round(self.position_ms(output_sample - priming_samples) + delay_ms)
 
     def admit(self, samples: int, now_ms: float) -> tuple[int, bool]:
@@ -47,6 +53,10 @@ class PcmTimeline:
             self.anchor_ms = now_ms - chunk_ms
             self.samples = samples
             return 0, True
+        if not self.settled:
+            # This chunk came faster than the first: sample 0 was captured earlier than thought.
+            self.anchor_ms = min(self.anchor_ms, now_ms - chunk_ms - self.samples * 1000.0
+                                 / self.rate)
         # Where the chunk's first sample is by the wall clock, against where it falls.
         late_ms = (now_ms - chunk_ms) - self.position_ms(self.samples)
         silence = 0

@@ -285,10 +285,23 @@ def test_bad_requests_are_refused_with_a_reason(client, online, body, code):
 
 # -- the timeline, sans-IO ---------------------------------------------------------------
 
+def test_the_timeline_settles_on_the_fastest_chunk_then_keeps_its_anchor():
+    timeline = PcmTimeline(RATE)
+    timeline.admit(320, now_ms=10_100)  # the first chunk waited 80 ms (authentication)
+    timeline.admit(320, now_ms=10_101)
+    timeline.admit(320, now_ms=10_102)  # ... its followers queued behind it
+    timeline.admit(320, now_ms=10_080)  # then one came straight through: 20 ms per chunk
+    assert timeline.anchor_ms == 10_080 - 80
+    first = timeline.play_at_ms(0, 0, 500)
+    timeline.admit(320, now_ms=10_090)  # faster still, but a frame is already stamped
+    assert timeline.play_at_ms(0, 0, 500) == first == 10_500
+
+
 def test_the_timeline_fills_a_stall_with_silence_and_drops_a_burst_far_ahead():
     timeline = PcmTimeline(RATE, max_late_ms=300, max_early_ms=600)
     assert timeline.admit(320, now_ms=10_020) == (0, True)  # sample 0 captured at 10 000
     assert timeline.position_ms(320) == 10_020
+    timeline.play_at_ms(0, 0, 0)  # settled
     assert timeline.admit(320, now_ms=10_040) == (0, True)
     # 500 ms of nothing, then the next chunk: the gap is filled so the timeline keeps time.
     silence, keep = timeline.admit(320, now_ms=10_560)
