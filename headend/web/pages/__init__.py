@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from headend.web.pages import auth, broadcasts, emergency, playlog, receivers
+from headend.web.pages import auth, broadcasts, emergency, live, playlog, receivers
 
 router = APIRouter()
-for module in (auth, receivers, broadcasts, emergency, playlog):
+for module in (auth, receivers, broadcasts, emergency, playlog, live):
     router.include_router(module.router)
