@@ -27,7 +27,7 @@ _END_REASON = {state: reason for reason, state in END_STATE.items()}
 
 
 def device_states(db: Session, live: LiveSession) -> list[dict[str, Any]]:
-    """``[{"id", "state", "reason"}]`` for every target, in the session's order."""
+    """``[{"id", "name", "zone", "state", "reason"}]`` for every target, in order."""
     ids = [t.device_id for t in live.receivers]
     plays: dict[str, PlayLog] = {}
     for part in chunks(ids):
@@ -54,7 +54,8 @@ def device_states(db: Session, live: LiveSession) -> list[dict[str, Any]]:
             state = OFFLINE
         else:
             state = WAITING if live.state == STARTING else OFFLINE
-        out.append({"id": target.device_id, "state": state, "reason": reason})
+        out.append({"id": target.device_id, "name": target.name, "zone": target.zone,
+                    "state": state, "reason": reason})
     return out
 
 

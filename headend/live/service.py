@@ -125,7 +125,7 @@ class LiveService:
                 codec = next((c for c in receiver_codecs(receiver)
                               if c in self.settings.media_codecs), None)
                 found.append(LiveTarget(receiver.id, codec, bool(receiver.online),
-                                        receiver.link))
+                                        receiver.link, receiver.name, receiver.zone_id))
             reachable = [t for t in found if t.online and t.codec]
             if not reachable:
                 raise Invalid("none-online", "no receiver of the chosen targets is online",

@@ -52,6 +52,8 @@ class LiveTarget:
     codec: str | None  # the stream it gets; None: it decodes none we send
     online: bool
     link: str | None
+    name: str | None = None
+    zone: str | None = None
 
 
 @dataclass

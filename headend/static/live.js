@@ -53,6 +53,7 @@
   function showLevel(level) {
     const percent = Math.min(100, Math.round(Math.sqrt(level) * 100));  // speech sits low
     bar.style.width = percent + "%";
+    bar.className = "meter-bar" + (percent > 95 ? " clip" : percent > 80 ? " hot" : "");
     meter.setAttribute("aria-valuenow", String(percent));
   }
 
@@ -61,7 +62,9 @@
     let stream;
     try {
       stream = await navigator.mediaDevices.getUserMedia({audio: {
-        channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true}});
+        // Nothing plays back on this page, so there is no echo to cancel (and that would add
+        // delay); noise suppression and gain control keep a voice clear and even on the horns.
+        channelCount: 1, echoCancellation: false, noiseSuppression: true, autoGainControl: true}});
     } catch (err) {
       throw new Error(err && err.name === "NotFoundError" ? strings["live.mic_missing"]
                                                            : strings["live.mic_refused"]);
@@ -127,7 +130,7 @@
     deviceList.replaceChildren(...detail.devices.map((device) => {
       const item = document.createElement("li");
       const name = document.createElement("strong");
-      name.textContent = device.id;
+      name.textContent = device.name || device.id;
       const badge = document.createElement("span");
       badge.className = "badge state-" + device.state;
       badge.textContent = strings["state." + device.state] || device.state;
@@ -157,6 +160,7 @@
     const why = strings["reason." + reason];
     say(strings["live.ended"] + (why ? " (" + why + ")" : ""), false);
     root.dataset.state = "ended";
+    form.querySelector("fieldset").disabled = false;
     startButton.hidden = false;
     startButton.disabled = false;
     stopButton.hidden = true;
@@ -187,6 +191,7 @@
       socket.binaryType = "arraybuffer";
       socket.onopen = () => {
         say(strings["live.on_air"], true);
+        form.querySelector("fieldset").disabled = true;  // the targets are set now
         root.dataset.state = "live";
         startButton.hidden = true;
         stopButton.hidden = false;

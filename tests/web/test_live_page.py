@@ -90,17 +90,18 @@ def clicks_wav(path, seconds=6.0, rate=48000):
     return path
 
 
-def click_times(pcm, rate, threshold=0.5):
-    """Onsets (s) of the clicks in ``pcm``: where the envelope first rises above half its
-    peak, at least 100 ms apart."""
-    level = np.abs(pcm.astype(np.float64))
-    limit = threshold * level.max()
+def click_times(pcm, rate, block_ms=2, ratio=3.0):
+    """Onsets (s) of the clicks in ``pcm``: a 2 ms block louder than ``ratio`` times the
+    median of the 200 ms before it, at least 100 ms after the last onset. Relative to what
+    came before, because the browser's automatic gain control changes the level as it goes."""
+    size = rate * block_ms // 1000
+    level = np.abs(pcm[:len(pcm) // size * size].astype(np.float64)).reshape(-1, size).max(1)
+    history = 200 // block_ms
     onsets = []
-    last = -1.0
-    for i in np.flatnonzero(level > limit):
-        if i / rate - last > 0.1:
-            onsets.append(i / rate)
-        last = i / rate
+    for i in range(history, len(level)):
+        floor = np.median(level[i - history:i]) + 100  # + a little: digital silence is 0
+        if level[i] > ratio * floor and (not onsets or i * block_ms / 1000 - onsets[-1] > 0.1):
+            onsets.append(i * block_ms / 1000)
     return np.array(onsets)
 
 

@@ -45,6 +45,8 @@ class LiveCreate(BaseModel):
 
 class LiveDevice(BaseModel):
     id: str
+    name: str | None = None
+    zone: str | None = None
     state: str
     reason: str | None = None
 
