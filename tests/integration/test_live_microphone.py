@@ -159,3 +159,63 @@ async def test_microphone_to_one_village_in_step_stop_and_closed_tab(tmp_path, m
 async def _states(st, live_id, devices, state):
     detail = await st.get("/api/v1/live/" + live_id)
     return all(d["state"] == state for d in detail["devices"] if d["id"] in devices)
+
+
+async def test_live_preempts_the_villages_programme_and_an_emergency_preempts_live(
+        tmp_path, mosquitto_broker):
+    """Live interrupts a normal programme on its targets only (reported preempted there); an
+    emergency to one pole interrupts live on that pole only, where live ends (the policy:
+    it does not resume) while the village's other pole stays live."""
+    async with Station(tmp_path, mosquitto_broker, {"thon-1": 2, "thon-2": 2}) as st:
+        village, others = st.zones["thon-1"], st.zones["thon-2"]
+        programme = await st.upload("chuong-trinh.wav", 30.0, 330)
+        alarm = await st.upload("bao-dong.wav", 2.0, 880)
+        bid = (await st.post("/api/v1/broadcasts", {
+            "media_id": programme, "targets": {"all": True}, "start_at": None}))["id"]
+        await st.until(lambda: all(st.fleet[d].sink.current is not None
+                                   for d in village + others), 15, "the programme everywhere")
+
+        live, url = await open_live(st, {"zones": ["thon-1"]})
+        async with Microphone(url) as mic:
+            talking = asyncio.create_task(mic.speak(np.tile(speech_with_clicks(), 3)))
+            try:
+                await st.until(lambda: all(st.played(d, live["id"]) for d in village), 10,
+                               "the village to go live")
+                for device in village:
+                    (cut,) = st.played(device, bid)
+                    assert cut.how == "stopped", device
+                for device in others:  # the other village keeps its programme
+                    assert st.fleet[device].sink.current.bid == bid, device
+                await st.until(lambda: _broadcast_states(st, bid, village, "preempted"), 10,
+                               "the programme shown preempted in the village")
+
+                hit, spared = village
+                alert = (await st.post("/api/v1/emergency", {
+                    "media_id": alarm, "targets": {"devices": [hit]}}))["id"]
+                await st.until(lambda: st.played(hit, alert), 10, "the emergency on its pole")
+                assert st.played(hit, live["id"])[0].finished
+                assert st.fleet[spared].sink.current.bid == live["id"]
+                await st.until(lambda: _devices(st, live["id"], {hit: "preempted",
+                                                                 spared: "playing"}), 10,
+                               "the live session to show the preempted pole")
+                # When the alarm is over the pole does not go back to live (it ended there).
+                await st.until(lambda: st.played(hit, alert)[0].finished, 10, "the alarm's end")
+                await asyncio.sleep(0.5)
+                assert st.fleet[spared].sink.current.bid == live["id"]
+                assert len(st.played(hit, live["id"])) == 1
+            finally:
+                talking.cancel()
+            r = await st.http.delete("/api/v1/live/" + live["id"], headers=st.headers)
+            assert r.status_code == 200, r.text
+        assert not st.fleet.crashed()
+
+
+async def _broadcast_states(st, bid, devices, state):
+    states = await st.states(bid)
+    return all(states.get(d) == state for d in devices)
+
+
+async def _devices(st, live_id, expected):
+    detail = await st.get("/api/v1/live/" + live_id)
+    states = {d["id"]: d["state"] for d in detail["devices"]}
+    return all(states.get(d) == s for d, s in expected.items())
