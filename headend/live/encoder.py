@@ -5,6 +5,7 @@ self-contained frames); the play-at time comes from the session's ``PcmTimeline`
 framer's own clock, so MP3 and ADPCM frames of one moment carry one play time.
 """
 
+import time
 from collections.abc import AsyncIterator
 
 from audio.live import LiveFramer, PushSource
@@ -18,8 +19,9 @@ _QUEUE_CHUNKS = 512  # ~10 s of 20 ms chunks: a stuck ffmpeg is noticed (stall) 
 
 class CodecEncoder:
     def __init__(self, stream: LiveStream, *, pcm_rate: int, frame_ms: int,
-                 stall_timeout_s: float):
+                 stall_timeout_s: float, wall_clock=time.time):
         self.stream = stream
+        self._wall_clock = wall_clock
         self._source = PushSource(_QUEUE_CHUNKS)
         # Paced by its source (a microphone speaks in real time): frames go out as soon as
         # they are cut, nothing is held back or prebuffered, so no latency is added here.
@@ -39,8 +41,10 @@ class CodecEncoder:
             self._ended = True
             self._source.end()
 
-    async def frames(self, timeline: PcmTimeline, delay_ms: int) -> AsyncIterator[bytes]:
-        """Signed frames, each stamped ``timeline`` time of its first sample + ``delay_ms``.
+    async def frames(self, timeline: PcmTimeline, delay_ms: int,
+                     network_ms: int = 0) -> AsyncIterator[bytes]:
+        """Signed frames, each stamped ``timeline`` time of its first sample + ``delay_ms``;
+        the first frame of the session leaves at least ``network_ms`` before its play time.
         Raises audio.live.LiveSourceError if ffmpeg fails."""
         codec = CODEC_IDS[self.stream.codec]
         position = 0  # output samples before this frame, at the encoder's own rate
@@ -50,7 +54,8 @@ class CodecEncoder:
             start = position * timeline.rate // self.framer.rate
             priming = self.framer.priming_samples * timeline.rate // self.framer.rate
             yield pack_frame(self._hkey, codec, self.stream.sno, frame.seq,
-                             timeline.play_at_ms(start, priming, delay_ms), frame.samples,
+                             timeline.play_at_ms(start, priming, delay_ms, self._wall_clock() * 1000,
+                                                 network_ms), frame.samples,
                              frame.payload, 0)
             position += frame.samples
 

@@ -34,12 +34,14 @@ def stream_args(session: LiveSession, stream: LiveStream) -> dict[str, Any]:
             "vol": None, "until": session.until_ms}
 
 
-def stream_commands(session: LiveSession) -> list[Command]:
-    """One ``stream`` per online target that decodes one of the session's streams."""
+def stream_commands(session: LiveSession, device_ids: set[str] | None = None) -> list[Command]:
+    """One ``stream`` per target that decodes one of the session's streams and was not sent
+    one yet: those online (``device_ids`` None) or those named."""
     commands = []
     for target in session.receivers:
         stream = session.streams.get(target.codec or "")
-        if target.online and stream is not None:
+        wanted = target.online if device_ids is None else target.device_id in device_ids
+        if wanted and stream is not None and target.device_id not in session.sent:
             commands.append(Command(target.device_id, messages.STREAM,
                                     stream_args(session, stream), new_command_id(session.bid)))
     return commands

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio.live import LiveSourceError
@@ -44,6 +45,7 @@ from headend.live.session import (
     END_SILENT,
     END_SOCKET_CLOSED,
     END_UNTIL,
+    LIVE,
     STARTING,
     LiveSession,
     LiveTarget,
@@ -51,7 +53,7 @@ from headend.live.session import (
     new_stream,
 )
 from headend.live.timeline import PcmTimeline
-from headend.models import User
+from headend.models import Receiver, User
 from headend.security import has_permission
 from headend.services import audit
 from headend.services.broadcasts import receiver_codecs, resolve_targets
@@ -64,6 +66,7 @@ PCM_RATES = (16000, 48000)  # what a source may send; ffmpeg resamples to the re
 MAX_AHEAD = timedelta(hours=24)
 _WATCH_S = 0.2
 _PUSH_S = 2.0  # an encoder that takes no audio for this long has failed
+_JOIN_CHECK_S = 1.0  # how often targets that were offline are looked at again
 
 
 def now_ms() -> int:
@@ -80,6 +83,7 @@ class LiveService:
         self._attached: set[str] = set()
         self._ended: dict[str, asyncio.Event] = {}
         self._stopping: dict[str, asyncio.Task] = {}
+        self._sending: dict[str, asyncio.Lock] = {}
         self._watchers: dict[str, asyncio.Task] = {}
 
     # -- making a session ------------------------------------------------------------------
@@ -92,6 +96,8 @@ class LiveService:
                                        now or datetime.now(UTC))
         self.sessions[live.id] = live
         self._ended[live.id] = asyncio.Event()
+        # Held while its commands go out: a stop is never published before a stream it stops.
+        self._sending[live.id] = asyncio.Lock()
         self._watchers[live.id] = asyncio.create_task(self._watch(live))
         self._forget_old()
         return live
@@ -157,7 +163,8 @@ class LiveService:
     def _forget_old(self) -> None:
         ended = [s for s in self.newest_first() if s.over]
         for old in ended[self.settings.live_keep_ended:]:
-            for table in (self.sessions, self._ended, self._stopping, self._watchers):
+            for table in (self.sessions, self._ended, self._stopping, self._watchers,
+                          self._sending):
                 table.pop(old.id, None)
 
     # -- the audio -------------------------------------------------------------------------
@@ -184,8 +191,13 @@ class LiveService:
         live = self.get(live_id)
         ended = self._ended[live.id]
         timeline = PcmTimeline(rate)
-        encoders: list[CodecEncoder] = []
-        pumps: list[asyncio.Task] = []
+        # Started now, before the first audio: ffmpeg takes a while to start on a busy
+        # machine, and the first frame must not wait for it. An encoder that stays silent
+        # longer than the source may is broken (the source's own silence ends the session).
+        encoders = [CodecEncoder(s, pcm_rate=rate, frame_ms=self.settings.live_frame_ms,
+                                 stall_timeout_s=self.settings.live_silence_s + _PUSH_S)
+                    for s in live.streams.values()]
+        pumps = [asyncio.create_task(self._pump(live, e, timeline)) for e in encoders]
         reason = END_SOCKET_CLOSED
         chunks = aiter(source)
         stop_wait = asyncio.ensure_future(ended.wait())
@@ -209,10 +221,6 @@ class LiveService:
                     continue
                 silence, keep = timeline.admit(samples, now_ms())
                 if live.state == STARTING:
-                    encoders = [CodecEncoder(s, pcm_rate=rate, frame_ms=self.settings.live_frame_ms,
-                                             stall_timeout_s=self.settings.live_silence_s)
-                                for s in live.streams.values()]
-                    pumps = [asyncio.create_task(self._pump(live, e, timeline)) for e in encoders]
                     try:
                         await self._go_live(live)
                     except ClockUntrusted:
@@ -244,18 +252,28 @@ class LiveService:
         live.move("go_live")
         live.started_at = datetime.now(UTC)
         commands = planning.stream_commands(live)
-        await asyncio.to_thread(self._send, commands, "live.start", live)
+        # Recorded before they go out: a late joiner's check (``_join_late``) must not send
+        # them again, and an ending while they go out stops them.
         live.sent = {c.device_id: c.cmd_id for c in commands}
+        async with self._sending[live.id]:
+            try:
+                await asyncio.to_thread(self._send, commands, "live.start", live)
+            except ClockUntrusted:
+                live.sent = {}  # nothing was signed, so nothing went out
+                raise
         log.info("live %s: %d receivers, %s, play delay %d ms", live.id, len(commands),
                  "+".join(live.streams), self.delay_ms(live))
 
     async def _pump(self, live: LiveSession, encoder: CodecEncoder, timeline: PcmTimeline):
         topic = topics.stream_topic(self.settings.site_id, encoder.stream.sid)
         try:
-            async for frame in encoder.frames(timeline, self.delay_ms(live)):
+            async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms):
                 if live.over:
                     return
                 self._publish_frame(topic, frame)
+                if live.frames == 0 and timeline.late_start_ms:
+                    log.warning("live %s: the first frame came %.0f ms late; the session plays "
+                                "that much later", live.id, timeline.late_start_ms)
                 live.frames += 1
         except LiveSourceError as exc:
             log.error("live %s: %s encoder failed: %s", live.id, encoder.stream.codec, exc)
@@ -287,9 +305,10 @@ class LiveService:
         return live
 
     async def _send_stops(self, live: LiveSession) -> None:
-        commands = planning.stop_commands(live)
         try:
-            await asyncio.to_thread(self._send, commands, "live.end", live)
+            async with self._sending[live.id]:
+                await asyncio.to_thread(self._send, planning.stop_commands(live), "live.end",
+                                        live)
             live.stop_sent = True
         except ClockUntrusted:
             # Nothing can be signed: the receivers end it themselves once frames stop.
@@ -307,14 +326,49 @@ class LiveService:
         self.publisher.publish_many(outgoing)
 
     async def _watch(self, live: LiveSession) -> None:
-        """Ends a session whose audio never came, or whose ``until`` has come."""
+        """Ends a session whose audio never came, or whose ``until`` has come; sends the
+        stream to targets that come online while it is live."""
         deadline = time.monotonic() + self.settings.live_connect_s
+        next_join = 0.0
         while not live.over:
             if live.until_ms is not None and now_ms() >= live.until_ms:
                 await self.end(live.id, END_UNTIL)
             elif live.state == STARTING and time.monotonic() >= deadline:
                 await self.end(live.id, END_NO_AUDIO)
+            elif live.state == LIVE and time.monotonic() >= next_join:
+                next_join = time.monotonic() + _JOIN_CHECK_S
+                try:
+                    await self._join_late(live)
+                except Exception:  # a failed check must not stop the watch (until, ...)
+                    log.exception("live %s: late-joiner check failed", live.id)
             await asyncio.sleep(_WATCH_S)
+
+    async def _join_late(self, live: LiveSession) -> None:
+        """Targets offline when the session went live and online now get its stream."""
+        waiting = [t.device_id for t in live.receivers
+                   if t.codec in live.streams and t.device_id not in live.sent]
+        if not waiting:
+            return
+        online = await asyncio.to_thread(self._online, waiting)
+        for target in live.receivers:
+            if target.device_id in online:
+                # What it declared on coming back; the streams are those made at creation.
+                target.codec = next((c for c in online[target.device_id] if c in live.streams),
+                                    None)
+                target.online = True
+        async with self._sending[live.id]:
+            commands = planning.stream_commands(live, set(online))
+            if not commands or live.over:
+                return
+            live.sent.update({c.device_id: c.cmd_id for c in commands})
+            await asyncio.to_thread(self._send, commands, "live.join", live)
+        log.info("live %s: %d receivers joined late", live.id, len(commands))
+
+    def _online(self, device_ids: list[str]) -> dict[str, list[str]]:
+        """Which of these receivers are online now, with the codecs each decodes."""
+        with self.session_factory() as db:
+            return {r.id: receiver_codecs(r) for r in db.scalars(
+                select(Receiver).where(Receiver.id.in_(device_ids), Receiver.online.is_(True)))}
 
     async def shutdown(self) -> None:
         for live in list(self.sessions.values()):

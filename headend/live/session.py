@@ -113,5 +113,6 @@ class LiveSession:
         return new
 
     def codecs_needed(self) -> list[str]:
-        """The renditions to encode: those of the targets that are online."""
-        return sorted({t.codec for t in self.receivers if t.online and t.codec})
+        """The renditions to encode: every target's, online or not, so a receiver that comes
+        online during the session can join it."""
+        return sorted({t.codec for t in self.receivers if t.codec})

@@ -8,7 +8,10 @@ output sample ``s`` of an encoder that primes ``p`` samples plays at
 
 The first chunks often wait (the socket is authenticated while the page already sends), so
 until the first play-at time is read, the anchor moves back to the earliest any chunk allows:
-the timeline settles on the fastest path the audio took, not on the first chunk's delay.
+the timeline settles on the fastest path the audio took, not on the first chunk's delay. And
+when the first frame comes out of its encoder so late (a slow ffmpeg start on a busy machine)
+that it would reach the receivers after its play time, the anchor moves forward just enough
+(``min_lead_ms``): the session starts a little later rather than lose its first words.
 
 A source that falls behind its timeline (a stalled WebSocket, a browser tab throttled) would
 push every later frame past its play time: ``admit`` fills a gap longer than ``max_late_ms``
@@ -33,6 +36,7 @@ class PcmTimeline:
         self.filled_samples = 0
         self.dropped_samples = 0
         self.settled = False  # a play-at time was given out: the anchor no longer moves
+        self.late_start_ms = 0.0  # how much later than planned it settled (a slow start)
 
     def position_ms(self, samples: int) -> float:
         """Wall-clock time (ms) of sample ``samples`` of the timeline."""
@@ -40,10 +44,17 @@ class PcmTimeline:
             raise ValueError("the timeline starts with the first chunk")
         return self.anchor_ms + samples * 1000.0 / self.rate
 
-    def play_at_ms(self, output_sample: int, priming_samples: int, delay_ms: int) -> int:
-        """When a frame whose first sample is ``output_sample`` of its encoder plays."""
+    def play_at_ms(self, output_sample: int, priming_samples: int, delay_ms: int,
+                   now_ms: float | None = None, min_lead_ms: int = 0) -> int:
+        """When a frame whose first sample is ``output_sample`` of its encoder plays. The
+        first call settles the timeline, at least ``min_lead_ms`` after ``now_ms``."""
+        play_at = self.position_ms(output_sample - priming_samples) + delay_ms
+        if not self.settled and now_ms is not None and play_at < now_ms + min_lead_ms:
+            self.late_start_ms = now_ms + min_lead_ms - play_at
+            self.anchor_ms += self.late_start_ms
+            play_at += self.late_start_ms
         self.settled = True
-        return round(self.position_ms(output_sample - priming_samples) + delay_ms)
+        return round(play_at)
 
     def admit(self, samples: int, now_ms: float) -> tuple[int, bool]:
         """A chunk of ``samples`` arrived at ``now_ms``: returns (samples of silence to feed

@@ -11,6 +11,7 @@ never came, ``until``), every receiver that was sent the stream is sent ``stop``
 import math
 import re
 import struct
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -176,17 +177,15 @@ def test_until_ends_the_session_and_is_in_every_stream_command(client, online):
         ws.send_bytes(tone_chunks(0.1)[0])
         wait_for(lambda: streams_sent(online, "a1"), 10, "the stream command")
         assert streams_sent(online, "a1")[0]["a"]["until"] == int(until.timestamp() * 1000)
-        for chunk in tone_chunks(3.0):
-            try:
-                ws.send_bytes(chunk)
-            except Exception:
-                break
+        for chunk in tone_chunks(5.0):  # talking at real time past ``until``
+            ws.send_bytes(chunk)
             if client.get("/api/v1/live/" + live["id"],
                           headers=online.headers).json()["state"] == "ended":
                 break
+            time.sleep(CHUNK_SAMPLES / RATE)
     detail = wait_ended(client, online.headers, live["id"])
     assert detail["reason"] == "until"
-    assert stops_sent(online, "a1", live["id"])
+    wait_for(lambda: stops_sent(online, "a1", live["id"]), 10, "the stop")
 
 
 def test_device_states_follow_the_receivers_reports(client, online):
@@ -212,6 +211,28 @@ def test_device_states_follow_the_receivers_reports(client, online):
         ws.close()
     wait_ended(client, online.headers, live["id"])
     assert not stops_sent(online, "b2", live["id"])  # never sent the stream
+
+
+def test_a_receiver_that_comes_online_during_the_session_joins_it(client, online):
+    live = go_live(client, online.headers, targets={"zones": ["thon-2"]})
+    with client.websocket_connect(audio_url(live, online.headers)) as ws:
+        ws.send_bytes(tone_chunks(0.1)[0])
+        wait_for(lambda: streams_sent(online, "b1"), 10, "the stream command to b1")
+        assert not streams_sent(online, "b2")
+        online.report(online.birth("b2", codecs=("adpcm", "mp3")))
+        for chunk in tone_chunks(10.0):  # keep talking, at real time, until it joins
+            ws.send_bytes(chunk)
+            if streams_sent(online, "b2"):
+                break
+            time.sleep(CHUNK_SAMPLES / RATE)
+        (joined,) = streams_sent(online, "b2")
+        # The streams are made at creation (thon-2: MP3); b2 gets the one it decodes.
+        assert live["codecs"] == ["mp3"]
+        assert joined["a"]["codec"] == "mp3" and joined["a"]["bid"] == live["id"]
+        ws.close()
+    wait_ended(client, online.headers, live["id"])
+    wait_for(lambda: stops_sent(online, "b1", live["id"]) and stops_sent(online, "b2", live["id"]),
+             10, "stops to both")
 
 
 def test_who_may_go_live_and_open_its_audio(client, online):
@@ -295,6 +316,17 @@ def test_the_timeline_settles_on_the_fastest_chunk_then_keeps_its_anchor():
     first = timeline.play_at_ms(0, 0, 500)
     timeline.admit(320, now_ms=10_090)  # faster still, but a frame is already stamped
     assert timeline.play_at_ms(0, 0, 500) == first == 10_500
+
+
+def test_a_slow_first_frame_moves_the_timeline_later_rather_than_arrive_late():
+    timeline = PcmTimeline(RATE)
+    timeline.admit(320, now_ms=10_020)
+    # The encoder's first frame comes out 900 ms after sample 0 (a slow start): planned to
+    # play at 10 500, it would be late; it plays 250 ms (the network allowance) from now.
+    assert timeline.play_at_ms(0, 0, 500, now_ms=10_900, min_lead_ms=250) == 11_150
+    assert timeline.late_start_ms == 650
+    # Settled: the frames after it keep to the moved timeline, on time or not.
+    assert timeline.play_at_ms(1600, 0, 500, now_ms=11_100, min_lead_ms=250) == 11_250
 
 
 def test_the_timeline_fills_a_stall_with_silence_and_drops_a_burst_far_ahead():

@@ -19,7 +19,9 @@ DELAY_MS = 470
 
 async def encode(codec, pcm, timeline):
     stream = new_stream("live-test", codec, RATE)
-    encoder = CodecEncoder(stream, pcm_rate=RATE, frame_ms=120, stall_timeout_s=5.0)
+    # The wall clock of this timeline (it starts at 1 000 000 ms): never a late first frame.
+    encoder = CodecEncoder(stream, pcm_rate=RATE, frame_ms=120, stall_timeout_s=5.0,
+                           wall_clock=lambda: 1_000.1)
     frames = []
 
     async def collect():
