@@ -1,7 +1,8 @@
 // "Phát trực tiếp" in a real (headless) Chromium whose microphone is a WAV file (Chromium's
 // fake capture device plays MIC_WAV in a loop): log in, open /live, pick one village, go live,
 // see the level meter move and every receiver of the village report playing, talk a while,
-// press "Dừng" and see them all stopped. Screenshots go to ARTIFACTS_DIR.
+// press "Dừng" and see them all stopped; go live again and close the tab: the session must
+// end within 5 s. Screenshots go to ARTIFACTS_DIR.
 //
 // Run by tests/web/test_live_page.py, which starts the broker, the head-end and the receivers
 // and checks what the receivers' sinks played; it passes through the environment:
@@ -51,7 +52,7 @@ try {
   step("logged in, on /live");
   await page.check(`input[name="zones"][value="${env.ZONE_ID}"]`);
   await page.screenshot({ path: join(shots, "live.png"), fullPage: true });
-  await page.setViewportSize({ width: 390, height: 844 });  // a phone
+  await page.setViewportSize({ width: 390, height: 844 });  // a phone, from here on
   await page.screenshot({ path: join(shots, "live-phone.png"), fullPage: true });
 
   await page.click("[data-start]");
@@ -73,6 +74,26 @@ try {
   await waitForDevices(page, "cancelled", zoneSize, 8000);
   step("stopped on every receiver");
   await page.screenshot({ path: join(shots, "live-ended.png"), fullPage: true });
+
+  // Again, and this time the operator closes the tab while on air.
+  await page.click("[data-start]");
+  await page.waitForSelector('#live[data-state="live"]', { timeout: 15000 });
+  await waitForDevices(page, "playing", zoneSize, 15000);
+  const id = await page.evaluate(() => document.getElementById("live").dataset.liveId);
+  const closed = Date.now();
+  await page.close();
+  page = null;
+  const api = context.request;
+  for (;;) {
+    const detail = await (await api.get(`${base}/api/v1/live/${id}`)).json();
+    if (detail.state === "ended") {
+      step(`tab closed: session ended (${detail.reason}) after ${Date.now() - closed} ms`);
+      if (detail.reason !== "socket-closed") throw new Error("ended by " + detail.reason);
+      break;
+    }
+    if (Date.now() - closed > 5000) throw new Error("still live 5 s after the tab closed");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 } catch (err) {
   if (page) await page.screenshot({ path: join(shots, "live-failure.png"), fullPage: true });
   console.error(err);

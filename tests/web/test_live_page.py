@@ -141,11 +141,16 @@ def test_an_operator_speaks_to_one_village_from_chromium_and_stops(mosquitto_bro
                                  text=True, timeout=120)
             output = run.stdout + run.stderr
             assert run.returncode == 0, output + "\nhead-end log:\n" + server.log_text()[-3000:]
+            print(output)  # the steps, with how long each took (pytest -s)
             sessions = httpx.get(server.url + "/api/v1/live", cookies=cookies).json()
-            assert [(s["state"], s["reason"]) for s in sessions] == [("ended", "stopped")], \
-                sessions
-            bid = sessions[0]["id"]
+            assert [(s["state"], s["reason"]) for s in sessions] == [
+                ("ended", "socket-closed"), ("ended", "stopped")], sessions
+            closed, bid = sessions[0]["id"], sessions[1]["id"]
             fleet = sim.fleet
+            for device in in_zone:  # the closed tab's session, stopped on every pole
+                wait_for(lambda d=device: fleet[d].sink.playbacks_of(bid=closed) and
+                         fleet[d].sink.playbacks_of(bid=closed)[0].finished, 10,
+                         "the closed tab's session to stop on " + device)
             for device in in_zone:
                 (played,) = fleet[device].sink.playbacks_of(bid=bid)
                 assert played.how == "stopped", (device, output)
