@@ -185,6 +185,8 @@ def test_until_ends_the_session_and_is_in_every_stream_command(client, online):
             time.sleep(CHUNK_SAMPLES / RATE)
     detail = wait_ended(client, online.headers, live["id"])
     assert detail["reason"] == "until"
+    shown = datetime.fromisoformat(detail["until"].replace("Z", "+00:00"))
+    assert abs(shown - until) < timedelta(milliseconds=1)
     wait_for(lambda: stops_sent(online, "a1", live["id"]), 10, "the stop")
 
 

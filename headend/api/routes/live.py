@@ -6,7 +6,7 @@ The routes are async: a session's encoders, timers and socket live on the event 
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket, status
@@ -83,7 +83,7 @@ def summary(request_app, live: LiveSession) -> dict[str, Any]:
             "online": sum(1 for t in live.receivers if t.online and t.codec),
             "codecs": sorted(live.streams), "delay_ms": live_service(request_app).delay_ms(live),
             "until": (None if live.until_ms is None
-                      else datetime.fromtimestamp(live.until_ms / 1000).astimezone()),
+                      else datetime.fromtimestamp(live.until_ms / 1000, UTC)),
             "created_by": live.created_by, "created_at": live.created_at,
             "started_at": live.started_at, "ended_at": live.ended_at}
 
