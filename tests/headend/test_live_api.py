@@ -15,12 +15,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import login
+from conftest import PASSWORD, login
 from polling import wait_for
 from starlette.websockets import WebSocketDisconnect
 
 from headend.live.session import LiveSession, LiveTarget
 from headend.live.timeline import PcmTimeline
+from headend.services.users import create_user
 from headend.web.csrf import COOKIE as CSRF_COOKIE
 from protocol import messages
 from protocol.errors import ProtocolError
@@ -257,6 +258,10 @@ def test_who_may_go_live_and_open_its_audio(client, online):
     assert close_code(live["websocket"]) == 4401
     assert close_code(live["websocket"] + "?token=forged") == 4401
     assert close_code(audio_url(live, login(client, "viewer"))) == 4403
+    # Another operator may not speak into this operator's session.
+    with client.app.state.session_factory() as db:
+        create_user(db, username="operator2", password=PASSWORD, role="operator")
+    assert close_code(audio_url(live, login(client, "operator2"))) == 4403
     assert close_code("/api/v1/live/live-nothere/audio?token=" + token_of(operator)) == 4404
     assert close_code(audio_url(live, operator) + "&rate=44100") == 4422
     # The pages' cookie alone is not enough: a page of another site could send it.

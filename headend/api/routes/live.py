@@ -173,6 +173,11 @@ async def live_audio(websocket: WebSocket, live_id: str):
         await websocket.close(CLOSE_BAD_RATE, "rate must be 16000 or 48000")
         return
     try:
+        live = service.get(live_id)
+        # The voice of a session is its creator's (an administrator may stand in).
+        if user.username != live.created_by and user.role != "admin":
+            await websocket.close(CLOSE_FORBIDDEN, "not your live session")
+            return
         live = service.attach(live_id)
     except NotFound:
         await websocket.close(CLOSE_UNKNOWN, "unknown live session")
