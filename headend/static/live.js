@@ -97,6 +97,11 @@
       }
     };
     await context.resume();
+    // A microphone unplugged or taken by another program: end now rather than after the
+    // head-end's 3 s of silence.
+    stream.getAudioTracks().forEach((track) => track.addEventListener("ended", () => {
+      if (socket) socket.close();
+    }));
     return {context: context, stream: stream, node: node};
   }
 
