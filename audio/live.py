@@ -275,7 +275,7 @@ class LiveFramer:
                  stall_timeout_s=DEFAULT_STALL_TIMEOUT_S, prebuffer_ms=None,
                  max_buffer_ms=DEFAULT_MAX_BUFFER_MS, resync_after_ms=DEFAULT_RESYNC_AFTER_MS,
                  reconnect=None, max_reconnects=DEFAULT_MAX_RECONNECTS, on_event=None,
-                 paced=True, wall_clock=time.time):
+                 paced=True, wall_clock=time.time, pcm_rate=None, hold_last=None):
         if codec not in CODECS:
             raise ValueError("codec must be one of %s, not %r" % (", ".join(CODECS), codec))
         if not 20 <= frame_ms <= 1000:
@@ -296,6 +296,14 @@ class LiveFramer:
         if self.reconnect and self.kind != "url":
             raise ValueError("only URL sources can be reconnected")
         self.max_reconnects = max_reconnects
+        if pcm_rate is not None and self.kind != "pipe":
+            raise ValueError("pcm_rate is for pipe sources (raw PCM in), not %s" % self.kind)
+        if pcm_rate is not None and not 8000 <= pcm_rate <= 48000:
+            raise ValueError("pcm_rate must be between 8000 and 48000 Hz")
+        self.pcm_rate = pcm_rate
+        # A source that can end holds one packet back to flag the last; a live capture passes
+        # False, as that would cost a frame of latency (its end is signalled by a command).
+        self.hold_last = not self.reconnect if hold_last is None else hold_last
         if prebuffer_ms is None:
             prebuffer_ms = 0 if self.kind == "file" else DEFAULT_PREBUFFER_MS
         self._prebuffer_samples = prebuffer_ms * self.rate // 1000
@@ -311,6 +319,8 @@ class LiveFramer:
         else:
             per_frame = adpcm_samples_per_block(self.adpcm_block_bytes)
         self._units_per_packet = max(1, round(target / per_frame))
+        # Output samples that come before input sample 0 (to stamp codecs on one timeline).
+        self.priming_samples = decoded_delay(codec)
         self._buffer = collections.deque()
         self._buffered_samples = 0
         self._data_added = asyncio.Event()
@@ -321,7 +331,7 @@ class LiveFramer:
         self._seq = 0
         self._samples_out = 0
         self._anchor = None  # (samples_out, monotonic, wall ms) the timeline is counted from
-        self._decoder_delay_ms = 1000.0 * decoded_delay(codec) / self.rate
+        self._decoder_delay_ms = 1000.0 * self.priming_samples / self.rate
 
     # -- public API --
 
@@ -470,6 +480,10 @@ class LiveFramer:
             timeout_us = str(int(self.stall_timeout_s * 2e6))
             return ["-nostdin", "-rw_timeout", timeout_us, "-user_agent", "Loaxa live relay",
                     "-i", url]
+        if self.pcm_rate is not None:
+            # Raw 16-bit mono PCM (a microphone): nothing to probe, so ffmpeg starts at once.
+            return ["-f", "s16le", "-ar", str(self.pcm_rate), "-ac", "1", "-probesize", "32",
+                    "-analyzeduration", "0", "-i", "pipe:0"]
         # Small probe so the first browser chunks start the stream at once.
         return ["-probesize", "32768", "-analyzeduration", "0", "-i", "pipe:0"]
 
@@ -544,7 +558,7 @@ class LiveFramer:
                     if not got_data:
                         got_data = True
                         self._source_started(attempt)
-                    if self.reconnect:  # a live URL never ends: nothing to flag as last
+                    if not self.hold_last:  # a live URL never ends: nothing to flag as last
                         self._put(packet + (False,))
                         continue
                     if pending is not None:

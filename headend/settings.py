@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     media_codecs: tuple[str, ...] = ("mp3", "adpcm")
     max_upload_mb: int = 200
 
+    # Live from the microphone (headend/live/, docs/live.md). A frame's play-at time is its
+    # capture time + frame length + ``live_encoder_ms`` (ffmpeg's lag and the MP3 encoder's
+    # priming, measured ~160 ms) + the jitter allowance of the slowest link among the targets
+    # (one timeline per session, so every pole of a village plays the same sample together).
+    live_frame_ms: int = 120
+    live_encoder_ms: int = 200
+    live_jitter_ms: dict[str, int] = {"eth": 150, "wifi": 250, "ppp": 600, "sim": 150}
+    live_jitter_default_ms: int = 600  # a link type not in the table, or none reported yet
+    live_silence_s: float = 3.0  # no audio from the source this long ends the session
+    live_connect_s: float = 30.0  # a session whose audio never starts ends after this
+    live_keep_ended: int = 50  # ended sessions still listed by GET /api/v1/live
+
     # Ingestion: a batch is written in one transaction; at most this many messages per batch.
     ingest_max_batch: int = 5000
 

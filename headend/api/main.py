@@ -14,6 +14,7 @@ from headend.api.routes import (
     clock,
     devices,
     health,
+    live,
     media,
     playlog,
     programmes,
@@ -24,7 +25,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock):
+               playlog, audit, health, clock, live):
     api_router.include_router(module.router)
 
 

@@ -301,4 +301,64 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "map.coordinates": ("Tọa độ", "Coordinates"),
     "map.no_coordinates": ("chưa có tọa độ", "no coordinates"),
     "map.open": ("Xem cụm loa", "Open"),
+
+    # -- live (phát trực tiếp) ----------------------------------------------------------------
+    "nav.live": ("Phát trực tiếp", "Live"),
+    "live.title": ("Phát trực tiếp", "Live"),
+    "live.explain": ("Chọn thôn/xóm, bấm «Phát trực tiếp» rồi nói vào micrô. Các cụm loa đang "
+                     "phát chương trình thường hoặc ưu tiên sẽ chuyển sang tiếng của bạn; tin "
+                     "khẩn cấp vẫn được ưu tiên hơn.",
+                     "Choose villages, press «Go live» and speak into the microphone. Receivers "
+                     "playing a normal or priority programme switch to your voice; an "
+                     "emergency still comes first."),
+    "live.level": ("Mức tiếng micrô", "Microphone level"),
+    "live.start": ("Phát trực tiếp", "Go live"),
+    "live.stop": ("Dừng", "Stop"),
+    "live.receivers": ("Cụm loa", "Receivers"),
+    "live.idle": ("Chưa phát.", "Not on air."),
+    "live.nojs": ("Trang này cần JavaScript và quyền dùng micrô.",
+                  "This page needs JavaScript and access to the microphone."),
+    "live.mic_opening": ("Đang mở micrô…", "Opening the microphone…"),
+    "live.connecting": ("Đang kết nối tới các cụm loa…", "Connecting to the receivers…"),
+    "live.on_air": ("ĐANG PHÁT TRỰC TIẾP", "ON AIR"),
+    "live.stopping": ("Đang dừng…", "Stopping…"),
+    "live.ended": ("Đã dừng phát trực tiếp.", "Live broadcast ended."),
+    "live.mic_refused": ("Trình duyệt không cho dùng micrô. Hãy cho phép micrô cho trang này "
+                         "rồi thử lại.",
+                         "The browser refused the microphone. Allow it for this page and try "
+                         "again."),
+    "live.mic_missing": ("Không tìm thấy micrô.", "No microphone found."),
+    "live.no_worklet": ("Trình duyệt này không hỗ trợ thu âm trực tiếp; hãy dùng Chrome, "
+                        "Edge hoặc Firefox mới.",
+                        "This browser cannot capture live audio; use a recent Chrome, Edge or "
+                        "Firefox."),
+    "live.failed": ("Không bắt đầu được:", "Could not start:"),
+    "live.pick_zone": ("Hãy chọn ít nhất một thôn/xóm.", "Choose at least one village."),
+    "live.playing_count": ("{playing}/{total} cụm loa đang phát", "{playing}/{total} receivers "
+                           "playing"),
+    "live.session.starting": ("đang kết nối", "connecting"),
+    "live.session.live": ("đang phát", "on air"),
+    "live.session.ended": ("đã kết thúc", "ended"),
+    "live.dstate.waiting": ("Chờ tiếng", "Waiting for audio"),
+    "live.dstate.sent": ("Đã gửi lệnh", "Command sent"),
+    "live.dstate.offline": ("Mất kết nối", "Offline"),
+    "live.dstate.no-codec": ("Không giải mã được", "Cannot decode"),
+    "live.dstate.refused": ("Cụm loa từ chối", "Refused"),
+    "live.dstate.playing": ("Đang phát", "Playing"),
+    "live.dstate.played": ("Đã phát xong", "Played"),
+    "live.dstate.preempted": ("Bị tin khẩn cấp ngắt", "Preempted by an emergency"),
+    "live.dstate.cancelled": ("Đã dừng", "Stopped"),
+    "live.dstate.failed": ("Lỗi", "Failed"),
+    "live.reason.stopped": ("bạn đã bấm Dừng", "you pressed Stop"),
+    "live.reason.until": ("đã đến giờ kết thúc", "its end time came"),
+    "live.reason.socket-closed": ("mất kết nối với trình duyệt", "the browser's connection "
+                                  "closed"),
+    "live.reason.silent": ("không nhận được tiếng từ micrô trong 3 giây",
+                           "no audio from the microphone for 3 seconds"),
+    "live.reason.no-audio": ("micrô không gửi tiếng", "the microphone never sent audio"),
+    "live.reason.encoder-failed": ("lỗi mã hóa âm thanh trên máy chủ",
+                                   "the server's audio encoder failed"),
+    "live.reason.clock-untrusted": ("đồng hồ máy chủ không đáng tin", "the server's clock is "
+                                    "not trusted"),
+    "live.reason.shutdown": ("máy chủ dừng", "the server stopped"),
 }

@@ -247,6 +247,15 @@ class MqttService:
             client.publish(message.topic, message.payload, qos=message.qos)
         self.stats["commands"] += len(outgoing)
 
+    def publish_frame(self, topic: str, payload: bytes) -> None:
+        """One live audio frame (headend/live/), QoS 0: a late frame is worth nothing, so the
+        broker must neither queue nor retry it; paho's publish is safe from any thread."""
+        client = self._client
+        if client is None:
+            raise RuntimeError("the MQTT service is not started")
+        client.publish(topic, payload, qos=0)
+        self.stats["stream_frames"] += 1
+
     # -- ingest thread ---------------------------------------------------------------------
 
     def _load_keys(self, device_ids: list[str] | None = None) -> None:

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from headend.web.pages import auth, broadcasts, emergency, map, playlog, receiver, receivers
+from headend.web.pages import auth, broadcasts, emergency, live, map, playlog, receiver, receivers
 
 router = APIRouter()
-for module in (auth, receivers, receiver, map, broadcasts, emergency, playlog):
+for module in (auth, receivers, receiver, map, broadcasts, emergency, playlog, live):
     router.include_router(module.router)

@@ -1,0 +1,400 @@
+"""Live sessions of one head-end: made by the API, fed by a PCM source, always ended cleanly.
+
+    service = live_service(app)                       # one per app, made on first use
+    live = await service.create(actor=user, source={"microphone": True},
+                                targets={"zones": ["thon-1"]}, until=None)
+    reason = await service.run_audio(live.id, pcm_chunks(), rate=16000)   # the WebSocket
+    await service.end(live.id, END_STOPPED)                                # DELETE
+
+A PCM source is any async iterator of 16-bit mono little-endian chunks at ``rate`` (the
+page's microphone over the WebSocket today; a relay's decoder would be one too). The first
+chunk anchors the session's timeline and sends each receiver its signed ``stream`` command
+(prio live: it preempts normal and priority programmes there, an emergency preempts it);
+every chunk then goes to one encoder per rendition the targets need, whose frames are
+published on the stream topics at QoS 0.
+
+Ending, whatever the cause (``END_REASONS``: stop, ``until``, the socket closing, silence,
+audio that never came, a failed encoder), marks the session ended first and then sends
+``stop`` for its bid to every receiver that was sent the stream. Sessions live in memory: a
+head-end that restarts loses them, and its receivers end the stream on their own once the
+frames stop (firmware STREAM_TIMEOUT_MS, 10 s).
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from audio.live import LiveSourceError
+from audio.settings import DEFAULT_SETTINGS as AUDIO_SETTINGS
+from headend.clock_guard import CLOCK, ClockUntrusted
+from headend.commands import Command, Outgoing, Publisher, prepare
+from headend.errors import Conflict, Forbidden, Invalid, NotFound
+from headend.live import planning
+from headend.live.encoder import CodecEncoder
+from headend.live.session import (
+    END_CLOCK,
+    END_ENCODER_FAILED,
+    END_NO_AUDIO,
+    END_SHUTDOWN,
+    END_SILENT,
+    END_SOCKET_CLOSED,
+    END_UNTIL,
+    LIVE,
+    STARTING,
+    LiveSession,
+    LiveTarget,
+    new_session_id,
+    new_stream,
+)
+from headend.live.timeline import PcmTimeline
+from headend.models import Receiver, User
+from headend.security import has_permission
+from headend.services import audit
+from headend.services.broadcasts import receiver_codecs, resolve_targets
+from headend.settings import Settings
+from protocol import topics
+
+log = logging.getLogger(__name__)
+
+PCM_RATES = (16000, 48000)  # what a source may send; ffmpeg resamples to the renditions' rate
+MAX_AHEAD = timedelta(hours=24)
+_WATCH_S = 0.2
+_PUSH_S = 2.0  # an encoder that takes no audio for this long has failed
+_JOIN_CHECK_S = 1.0  # how often targets that were offline are looked at again
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class LiveService:
+    def __init__(self, *, settings: Settings, session_factory: sessionmaker[Session],
+                 publisher: Publisher):
+        self.settings = settings
+        self.session_factory = session_factory
+        self.publisher = publisher
+        self.sessions: dict[str, LiveSession] = {}
+        self._attached: set[str] = set()
+        self._ended: dict[str, asyncio.Event] = {}
+        self._stopping: dict[str, asyncio.Task] = {}
+        self._sending: dict[str, asyncio.Lock] = {}
+        self._watchers: dict[str, asyncio.Task] = {}
+
+    # -- making a session ------------------------------------------------------------------
+
+    async def create(self, *, actor: User, source: Any, targets: Any, until: datetime | None,
+                     now: datetime | None = None) -> LiveSession:
+        """Check the request and make a ``starting`` session; nothing is sent to receivers
+        until its audio starts. Raises Invalid, Forbidden or ClockUntrusted."""
+        live = await asyncio.to_thread(self._create, actor, source, targets, until,
+                                       now or datetime.now(UTC))
+        self.sessions[live.id] = live
+        self._ended[live.id] = asyncio.Event()
+        # Held while its commands go out: a stop is never published before a stream it stops.
+        self._sending[live.id] = asyncio.Lock()
+        self._watchers[live.id] = asyncio.create_task(self._watch(live))
+        self._forget_old()
+        return live
+
+    def _create(self, actor, source, targets, until, now) -> LiveSession:
+        if not has_permission(actor.role, "broadcast"):
+            raise Forbidden("forbidden", "role %s may not go live" % actor.role,
+                            "Bạn không có quyền phát trực tiếp")
+        if source != {"microphone": True}:
+            if isinstance(source, dict) and "url" in source:
+                raise Invalid("unsupported-source", "relaying a stream URL is not available "
+                              "yet; use {\"microphone\": true}",
+                              "Chưa hỗ trợ tiếp sóng từ địa chỉ luồng; hãy dùng micrô")
+            raise Invalid("bad-source", 'source must be {"microphone": true}',
+                          "Nguồn phát không hợp lệ")
+        if until is not None:
+            if until.tzinfo is None:
+                raise Invalid("naive-time", "until needs a time zone (e.g. +07:00 or Z)",
+                              "Thời điểm kết thúc cần có múi giờ")
+            if until <= now:
+                raise Invalid("until-in-past", "until is in the past",
+                              "Thời điểm kết thúc đã qua")
+            if until > now + MAX_AHEAD:
+                raise Invalid("until-too-far", "a live session lasts at most 24 hours",
+                              "Phát trực tiếp tối đa 24 giờ")
+        CLOCK.now_ms()  # raises ClockUntrusted now rather than when the audio starts
+        with self.session_factory() as db:
+            receivers = resolve_targets(db, targets)
+            found = []
+            for receiver in receivers:
+                codec = next((c for c in receiver_codecs(receiver)
+                              if c in self.settings.media_codecs), None)
+                found.append(LiveTarget(receiver.id, codec, bool(receiver.online),
+                                        receiver.link, receiver.name, receiver.zone_id))
+            reachable = [t for t in found if t.online and t.codec]
+            if not reachable:
+                raise Invalid("none-online", "no receiver of the chosen targets is online",
+                              "Không có cụm loa nào ở nơi đã chọn đang trực tuyến")
+            live = LiveSession(
+                id=new_session_id(), targets=targets, receivers=found, created_at=now,
+                created_by=actor.username,
+                until_ms=None if until is None else int(until.timestamp() * 1000),
+                jitter_ms=planning.jitter_allowance_ms(self.settings,
+                                                       [t.link for t in reachable]))
+            for codec in live.codecs_needed():
+                live.streams[codec] = new_stream(live.id, codec, AUDIO_SETTINGS.rate_for(codec))
+            audit.record(db, actor=actor, action="live.create", target=live.id,
+                         detail={"targets": targets, "receivers": len(found),
+                                 "online": len(reachable), "until": live.until_ms})
+            db.commit()
+        return live
+
+    def get(self, live_id: str) -> LiveSession:
+        live = self.sessions.get(live_id)
+        if live is None:
+            raise NotFound("unknown-live", "unknown live session %r" % live_id,
+                           "Không có phiên phát trực tiếp %r" % live_id)
+        return live
+
+    def newest_first(self) -> list[LiveSession]:
+        return sorted(self.sessions.values(), key=lambda s: s.created_at, reverse=True)
+
+    def _forget_old(self) -> None:
+        ended = [s for s in self.newest_first() if s.over]
+        for old in ended[self.settings.live_keep_ended:]:
+            for table in (self.sessions, self._ended, self._stopping, self._watchers,
+                          self._sending):
+                table.pop(old.id, None)
+
+    # -- the audio -------------------------------------------------------------------------
+
+    def delay_ms(self, live: LiveSession) -> int:
+        return planning.play_delay_ms(self.settings, live.jitter_ms)
+
+    def attach(self, live_id: str) -> LiveSession:
+        """Claim the session's one audio source; Conflict if it has one or is over."""
+        live = self.get(live_id)
+        if live.state != STARTING or live.id in self._attached:
+            raise Conflict("live-busy", "live session %s already has its audio or is over"
+                           % live.id, "Phiên phát trực tiếp này đã có nguồn hoặc đã kết thúc")
+        self._attached.add(live.id)
+        return live
+
+    async def run_audio(self, live_id: str, source: AsyncIterator[bytes], *,
+                        rate: int = 16000) -> str:
+        """Feed the session from ``source`` until it ends; returns why it ended. Call
+        ``attach`` first. The session is always ended (and stops sent) on return."""
+        if rate not in PCM_RATES:
+            raise Invalid("bad-rate", "PCM rate must be one of %s" % (PCM_RATES,),
+                          "Tần số lấy mẫu không hợp lệ")
+        live = self.get(live_id)
+        ended = self._ended[live.id]
+        timeline = PcmTimeline(rate)
+        # Started now, before the first audio: ffmpeg takes a while to start on a busy
+        # machine, and the first frame must not wait for it. An encoder that stays silent
+        # longer than the source may is broken (the source's own silence ends the session).
+        encoders = [CodecEncoder(s, pcm_rate=rate, frame_ms=self.settings.live_frame_ms,
+                                 stall_timeout_s=self.settings.live_silence_s + _PUSH_S)
+                    for s in live.streams.values()]
+        pumps = [asyncio.create_task(self._pump(live, e, timeline)) for e in encoders]
+        reason = END_SOCKET_CLOSED
+        chunks = aiter(source)
+        stop_wait = asyncio.ensure_future(ended.wait())
+        try:
+            while not live.over:
+                next_chunk = asyncio.ensure_future(anext(chunks))
+                done, _ = await asyncio.wait({next_chunk, stop_wait},
+                                             timeout=self.settings.live_silence_s,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if next_chunk not in done:
+                    next_chunk.cancel()
+                    reason = END_SILENT if not done else reason
+                    break
+                try:
+                    chunk = next_chunk.result()
+                except StopAsyncIteration:
+                    reason = END_SOCKET_CLOSED
+                    break
+                samples = len(chunk) // 2
+                if not samples:
+                    continue
+                silence, keep = timeline.admit(samples, now_ms())
+                if live.state == STARTING:
+                    try:
+                        await self._go_live(live)
+                    except ClockUntrusted:
+                        reason = END_CLOCK
+                        break
+                try:
+                    for encoder in encoders:
+                        if silence:
+                            await asyncio.wait_for(encoder.push(bytes(2 * silence)), _PUSH_S)
+                        if keep:
+                            await asyncio.wait_for(encoder.push(chunk[:2 * samples]), _PUSH_S)
+                except TimeoutError:  # ffmpeg stopped taking audio
+                    reason = END_ENCODER_FAILED
+                    break
+                if any(p.done() for p in pumps):
+                    reason = END_ENCODER_FAILED
+                    break
+        finally:
+            stop_wait.cancel()
+            await self.end(live.id, reason)
+            for task in pumps:
+                task.cancel()
+            for encoder in encoders:
+                await encoder.aclose()
+            await asyncio.gather(*pumps, return_exceptions=True)
+        return live.reason or reason
+
+    async def _go_live(self, live: LiveSession) -> None:
+        live.move("go_live")
+        live.started_at = datetime.now(UTC)
+        commands = planning.stream_commands(live)
+        # Recorded before they go out: a late joiner's check (``_join_late``) must not send
+        # them again, and an ending while they go out stops them.
+        live.sent = {c.device_id: c.cmd_id for c in commands}
+        async with self._sending[live.id]:
+            try:
+                await asyncio.to_thread(self._send, commands, "live.start", live)
+            except ClockUntrusted:
+                live.sent = {}  # nothing was signed, so nothing went out
+                raise
+        log.info("live %s: %d receivers, %s, play delay %d ms", live.id, len(commands),
+                 "+".join(live.streams), self.delay_ms(live))
+
+    async def _pump(self, live: LiveSession, encoder: CodecEncoder, timeline: PcmTimeline):
+        topic = topics.stream_topic(self.settings.site_id, encoder.stream.sid)
+        try:
+            async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms):
+                if live.over:
+                    return
+                self._publish_frame(topic, frame)
+                if live.frames == 0 and timeline.late_start_ms:
+                    log.warning("live %s: the first frame came %.0f ms late; the session plays "
+                                "that much later", live.id, timeline.late_start_ms)
+                live.frames += 1
+        except LiveSourceError as exc:
+            log.error("live %s: %s encoder failed: %s", live.id, encoder.stream.codec, exc)
+            raise
+
+    def _publish_frame(self, topic: str, frame: bytes) -> None:
+        publish = getattr(self.publisher, "publish_frame", None)
+        if publish is not None:
+            publish(topic, frame)
+        else:  # a publisher without a stream method (the API-only RecordingPublisher)
+            self.publisher.publish_many([Outgoing("", topic, frame, 0)])
+
+    # -- ending ----------------------------------------------------------------------------
+
+    async def end(self, live_id: str, reason: str) -> LiveSession:
+        """End the session (if not already) and send ``stop`` to every receiver that was
+        sent its stream; returns once the stops are published."""
+        live = self.get(live_id)
+        if not live.over:
+            live.move("end")
+            live.reason = reason
+            live.ended_at = datetime.now(UTC)
+            self._ended[live.id].set()
+            self._stopping[live.id] = asyncio.create_task(self._send_stops(live))
+            log.info("live %s ended: %s", live.id, reason)
+        stopping = self._stopping.get(live.id)
+        if stopping is not None:
+            await asyncio.shield(stopping)
+        return live
+
+    async def _send_stops(self, live: LiveSession) -> None:
+        try:
+            async with self._sending[live.id]:
+                await asyncio.to_thread(self._send, planning.stop_commands(live), "live.end",
+                                        live)
+            live.stop_sent = True
+        except ClockUntrusted:
+            # Nothing can be signed: the receivers end it themselves once frames stop.
+            log.error("live %s: stop not signed (clock untrusted); receivers time out", live.id)
+        except Exception:
+            log.exception("live %s: sending stop failed", live.id)
+
+    def _send(self, commands: list[Command], action: str, live: LiveSession) -> None:
+        with self.session_factory() as db:
+            outgoing = prepare(db, site_id=self.settings.site_id, commands=commands,
+                               ttl_s=self.settings.command_ttl_s)
+            audit.record(db, actor=live.created_by, action=action, target=live.id,
+                         detail={"receivers": len(commands), "reason": live.reason})
+            db.commit()
+        self.publisher.publish_many(outgoing)
+
+    async def _watch(self, live: LiveSession) -> None:
+        """Ends a session whose audio never came, or whose ``until`` has come; sends the
+        stream to targets that come online while it is live."""
+        deadline = time.monotonic() + self.settings.live_connect_s
+        next_join = 0.0
+        while not live.over:
+            if live.until_ms is not None and now_ms() >= live.until_ms:
+                await self.end(live.id, END_UNTIL)
+            elif live.state == STARTING and time.monotonic() >= deadline:
+                await self.end(live.id, END_NO_AUDIO)
+            elif live.state == LIVE and time.monotonic() >= next_join:
+                next_join = time.monotonic() + _JOIN_CHECK_S
+                try:
+                    await self._join_late(live)
+                except Exception:  # a failed check must not stop the watch (until, ...)
+                    log.exception("live %s: late-joiner check failed", live.id)
+            await asyncio.sleep(_WATCH_S)
+
+    async def _join_late(self, live: LiveSession) -> None:
+        """Targets offline when the session went live and online now get its stream."""
+        waiting = [t.device_id for t in live.receivers
+                   if t.codec in live.streams and t.device_id not in live.sent]
+        if not waiting:
+            return
+        online = await asyncio.to_thread(self._online, waiting)
+        for target in live.receivers:
+            if target.device_id in online:
+                # What it declared on coming back; the streams are those made at creation.
+                target.codec = next((c for c in online[target.device_id] if c in live.streams),
+                                    None)
+                target.online = True
+        async with self._sending[live.id]:
+            commands = planning.stream_commands(live, set(online))
+            if not commands or live.over:
+                return
+            live.sent.update({c.device_id: c.cmd_id for c in commands})
+            await asyncio.to_thread(self._send, commands, "live.join", live)
+        log.info("live %s: %d receivers joined late", live.id, len(commands))
+
+    def _online(self, device_ids: list[str]) -> dict[str, list[str]]:
+        """Which of these receivers are online now, with the codecs each decodes."""
+        with self.session_factory() as db:
+            return {r.id: receiver_codecs(r) for r in db.scalars(
+                select(Receiver).where(Receiver.id.in_(device_ids), Receiver.online.is_(True)))}
+
+    async def shutdown(self) -> None:
+        for live in list(self.sessions.values()):
+            if not live.over:
+                await self.end(live.id, END_SHUTDOWN)
+
+
+class _AppPublisher:
+    """The app's publisher as it is when a message goes out: the MQTT service replaces the
+    recording one at start-up (headend/app.py), after routes may have made this service."""
+
+    def __init__(self, state):
+        self._state = state
+
+    def publish_many(self, outgoing: list[Outgoing]) -> None:
+        self._state.publisher.publish_many(outgoing)
+
+    def __getattr__(self, name):
+        return getattr(self._state.publisher, name)
+
+
+def live_service(app) -> LiveService:
+    """The app's live service, made on first use."""
+    service = getattr(app.state, "live", None)
+    if service is None:
+        service = app.state.live = LiveService(settings=app.state.settings,
+                                               session_factory=app.state.session_factory,
+                                               publisher=_AppPublisher(app.state))
+    return service
