@@ -16,3 +16,21 @@ def wait_for(predicate, timeout=10.0, what="condition", interval=0.02):
             return value
         time.sleep(interval)
     raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+async def until(predicate, timeout, what, log=None, interval=0.1):
+    """``wait_for`` for a test running in an event loop: ``predicate`` may be a coroutine
+    function; the failure adds ``log()`` (a server's log, say) when given."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s\n%s"
+                                 % (timeout, what, log() if log else ""))
+        await asyncio.sleep(interval)

@@ -17,6 +17,7 @@ import time
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from polling import until
 
 from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
@@ -74,18 +75,6 @@ class Sniffer:
         self.client.loop_stop()
 
 
-async def until(predicate, timeout, what, log=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s\n%s"
-                                 % (timeout, what, log() if log else ""))
-        await asyncio.sleep(0.1)
 
 
 def write_stuck_state(board_dir, floor):

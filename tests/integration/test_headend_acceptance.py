@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from polling import until
 
 from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
@@ -132,17 +133,8 @@ class Station:
         return {d["id"]: d["state"] for d in detail["devices"]}
 
     async def until(self, predicate, timeout, what):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError("timed out after %.0f s waiting for %s\n%s"
-                                     % (timeout, what, self.server.log_text()[-2000:]))
-            await asyncio.sleep(0.1)
+        return await until(predicate, timeout, what,
+                           lambda: self.server.log_text()[-2000:])
 
     def played(self, device, bid):
         return self.fleet[device].sink.playbacks_of(bid=bid)
