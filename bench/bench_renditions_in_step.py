@@ -9,7 +9,7 @@ the receivers decode them (``audio.decode``: ffmpeg's MP3 decoder, which like th
 plays every sample of every frame; the firmware's ADPCM decoder) and cross-correlated at the
 ADPCM rate. ``--no-lead-in`` makes the renditions without the lead-in, as before issue 8, to
 show what it compensates. The fleet measurement (two receivers running the firmware, what
-their sinks played) is tests/integration/test_renditions_in_step.py.
+their sinks played) is tests/integration/test_fleet_renditions_in_step.py.
 """
 
 import argparse
