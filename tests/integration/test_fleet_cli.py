@@ -10,7 +10,7 @@ import pytest
 from simulator.fleet import generate_specs, save_fleet_file
 from simulator.operator import Operator
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -26,7 +26,7 @@ from audio.decode import decode_to_pcm, lag_samples
 from simulator.fleet import generate_specs
 from simulator.scenario import FleetScenario, now_ms
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 IN_STEP_MS = 1.0   # acceptance 4: one 16 kHz sample is 0.06 ms
 PLAYS = 9

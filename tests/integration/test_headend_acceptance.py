@@ -25,7 +25,7 @@ from headend.settings import Settings
 from simulator.fleet import DeviceSpec, Fleet
 from tools.testbrokers import HEADEND_USER, start_embedded_broker
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 SITE = "xa-accept"
 PASSWORD = "acceptance-pass"

@@ -19,7 +19,7 @@ from test_headend_acceptance import SITE, Station
 from audio.decode import decode_to_pcm
 from simulator.fleet import Fleet
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 RATE = 16000
 CHUNK = 320  # samples: 20 ms

@@ -37,7 +37,7 @@ from protocol.errors import ProtocolError
 from protocol.signing import key_from_hex
 from tools.testaudio import tone_wav
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 SITE = "xa-mat-dien"
 PASSWORD = "restart-pass"

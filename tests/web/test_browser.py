@@ -26,7 +26,7 @@ from simulator.fleet import DeviceSpec, Fleet
 
 from .conftest import write_tone_wav
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

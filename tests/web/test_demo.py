@@ -14,7 +14,7 @@ import pytest
 
 from headend.process import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 REPO = Path(__file__).resolve().parents[2]
 RECEIVERS = 3

@@ -21,6 +21,8 @@ from headend.process import HeadendProcess
 from .conftest import COMMUNE
 from .test_browser import CHROMIUM, SITE, ZONES, FleetThread, provision
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 SCRIPT = REPO / "tests" / "browser" / "live.mjs"
