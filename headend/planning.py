@@ -92,6 +92,14 @@ def play_fields(settings, *, bid: str, item_id: str, rendition: RenditionLike,
                 vol=settings.emergency_volume if prio == messages.PRIO_EMERGENCY else None)
 
 
+def stream_fields(*, bid: str, sid: str, sno: int, key_hex: str, codec: str, rate: int,
+                  prio: int = messages.PRIO_LIVE, until_ms: int | None = None) -> dict[str, Any]:
+    """The arguments of a ``stream`` command: which stream (id, number, frame key), in which
+    codec, in the live class by default (it preempts programmes; an emergency preempts it)."""
+    return {"bid": bid, "sid": sid, "sno": sno, "key": key_hex, "codec": codec, "rate": rate,
+            "prio": prio, "vol": None, "until": until_ms}
+
+
 def now_start_ms(settings, now_ms: int) -> int:
     """When a programme sent "now" starts: late enough for every receiver of a village to
     fetch it first, so all of them start together."""

@@ -267,9 +267,8 @@ class Operator:
         stream topic). Returns the broadcast id."""
         bid = bid or "b%d" % next(self._ids)
         for device in devices:
-            self.send(device, messages.STREAM, {"bid": bid, "sid": sid, "sno": sno,
-                                                "key": key_hex, "codec": codec, "rate": rate,
-                                                "prio": prio})
+            self.send(device, messages.STREAM, planning.stream_fields(
+                bid=bid, sid=sid, sno=sno, key_hex=key_hex, codec=codec, rate=rate, prio=prio))
         return bid
 
     def fetch(self, devices, media):

@@ -6,6 +6,7 @@ signs through headend/planning.py ``outgoing_command``); these only say what is 
 
 from typing import Any
 
+from headend import planning
 from headend.commands import Command, new_command_id
 from headend.live.session import LiveSession, LiveStream
 from headend.settings import Settings
@@ -29,9 +30,9 @@ def play_delay_ms(settings: Settings, jitter_ms: int) -> int:
 def stream_args(session: LiveSession, stream: LiveStream) -> dict[str, Any]:
     """The ``stream`` command's arguments (protocol/messages.py STREAM_ARGS): live class, so
     it preempts normal and priority programmes and an emergency preempts it."""
-    return {"bid": session.bid, "sid": stream.sid, "sno": stream.sno, "key": stream.key.hex(),
-            "codec": stream.codec, "rate": stream.rate, "prio": messages.PRIO_LIVE,
-            "vol": None, "until": session.until_ms}
+    return planning.stream_fields(bid=session.bid, sid=stream.sid, sno=stream.sno,
+                                  key_hex=stream.key.hex(), codec=stream.codec, rate=stream.rate,
+                                  until_ms=session.until_ms)
 
 
 def stream_commands(session: LiveSession, device_ids: set[str] | None = None) -> list[Command]:
