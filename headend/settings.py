@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # A receiver that comes back while an emergency is current plays it from the start; an
     # emergency stays current this long after it started, unless cancelled.
     emergency_window_s: int = 15 * 60
+    # Escalation (headend/services/escalation.py): a receiver online that has not acked an
+    # emergency's play within ``emergency_confirm_s`` is listed on its page and sent the play
+    # again, at most ``emergency_resends`` times (then an operator's "re-send" button).
+    emergency_confirm_s: int = 10
+    emergency_resends: int = 3
     media_codecs: tuple[str, ...] = ("mp3", "adpcm")
     max_upload_mb: int = 200
 

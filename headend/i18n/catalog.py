@@ -361,4 +361,35 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "live.reason.clock-untrusted": ("đồng hồ máy chủ không đáng tin", "the server's clock is "
                                     "not trusted"),
     "live.reason.shutdown": ("máy chủ dừng", "the server stopped"),
+    # -- an emergency's confirmation and escalation page (issue 12) -----------------------------
+    "escalation.cap": ("Cảnh báo CAP", "CAP alert"),
+    "escalation.valid_until": ("Hiệu lực đến", "Current until"),
+    "escalation.unconfirmed": ("{count} cụm loa chưa xác nhận sau {seconds} giây",
+                               "{count} receiver(s) not confirmed after {seconds} s"),
+    "escalation.not_acked": ("chưa xác nhận", "not confirmed"),
+    "escalation.resent": ("đã tự động gửi lại {count}/{max} lần",
+                          "sent again automatically {count}/{max} times"),
+    "escalation.offline": ("mất kết nối: sẽ phát khi kết nối lại, nếu tin còn hiệu lực",
+                           "offline: plays when it comes back, while the alert is current"),
+    "escalation.auto": ("Cụm loa đang trực tuyến mà chưa xác nhận được tự động gửi lại sau mỗi "
+                        "{seconds} giây, tối đa {max} lần; bấm «Gửi lại ngay» để gửi thêm.",
+                        "Online receivers that have not confirmed are sent it again every "
+                        "{seconds} s, at most {max} times; press «Re-send now» to send more."),
+    "escalation.resend": ("Gửi lại ngay", "Re-send now"),
+    "escalation.col.acked": ("Đã nhận lệnh", "Acked"),
+    "escalation.col.fetched": ("Đã tải", "Fetched"),
+    "escalation.col.resends": ("Số lần gửi lại", "Re-sends"),
+    "cap.queued_title": ("Cảnh báo CAP chờ xác nhận", "CAP alerts waiting for confirmation"),
+    "cap.queued_explain": ("Theo quy định của đài, các cảnh báo này không tự phát. Đọc kỹ rồi "
+                           "bấm xác nhận để phát ngay trên các thôn/xóm trong vùng cảnh báo.",
+                           "Under this station's policy these alerts do not air by themselves. "
+                           "Read them, then confirm to air one now in the villages of its area."),
+    "cap.from": ("Nguồn cảnh báo", "From"),
+    "cap.zones": ("Thôn/xóm", "Villages"),
+    "cap.received": ("Nhận lúc", "Received"),
+    "cap.expires": ("Hết hạn", "Expires"),
+    "cap.why_queued": ("Lý do chờ", "Why it waits"),
+    "cap.confirm": ("Xác nhận: phát ngay tại {count} thôn/xóm",
+                    "Confirm: air now in {count} village(s)"),
+    "cap.confirmed_by": ("xác nhận bởi {name}", "confirmed by {name}"),
 }

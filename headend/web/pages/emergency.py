@@ -1,6 +1,10 @@
 """Phát khẩn cấp: choose (or upload) the announcement and where, read what will happen and to
-how many receivers, confirm; then the broadcast page follows it and holds the stop button."""
+how many receivers, confirm; or confirm a CAP alert that waits for an operator. Then the
+emergency's own page follows it: per receiver acked / fetched / playing / played and why not,
+the receivers that have not confirmed (re-sent by themselves a few times, and a "re-send"
+button), and the stop button."""
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile, status
@@ -8,8 +12,9 @@ from fastapi.responses import RedirectResponse
 
 from headend.api.deps import PublisherDep, SessionDep, SettingsDep
 from headend.errors import ServiceError
-from headend.services import broadcasts
-from headend.services.media import list_media
+from headend.models import BROADCAST_FINAL, DELIVERY_PLAYING, DELIVERY_WAITING
+from headend.services import broadcasts, cap_alerts, escalation
+from headend.services.media import get_media, list_media
 from headend.services.sites import list_zones
 from headend.web.csrf import CsrfChecked
 from headend.web.forms import (
@@ -19,7 +24,7 @@ from headend.web.forms import (
     targets_from_form,
     zone_names,
 )
-from headend.web.guard import EmergencyUser, PageRoute
+from headend.web.guard import EmergencyUser, PageRoute, PageUser, is_fragment
 from headend.web.rendering import error_text, render, translator_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
@@ -29,7 +34,9 @@ def _form(request: Request, session, form: dict[str, Any], error: str | None = N
     return render(request, "emergency.html", {
         "form": form, "error": error, "media": list_media(session),
         "zones": list_zones(session),
-        "current": broadcasts.current_emergencies(session)}, status_code=status_code)
+        "current": broadcasts.current_emergencies(session),
+        "queued": cap_alerts.waiting(session), "zone_names": zone_names(session),
+        "cap_reason": cap_alerts.reason_names}, status_code=status_code)
 
 
 @router.get("/emergency")
@@ -86,5 +93,86 @@ def emergency_send(
         form = {"media_id": media_id, "title": "", "target": target, "zones": zones}
         return _form(request, session, form, error_text(translator_of(request), exc),
                      status_code=exc.status)
-    return RedirectResponse("/broadcasts/%s" % broadcast.id, status.HTTP_303_SEE_OTHER)
+    return RedirectResponse("/emergency/%s" % broadcast.id, status.HTTP_303_SEE_OTHER)
 
+
+
+@router.post("/emergency/cap/{alert_id}/confirm")
+def confirm_cap(alert_id: str, request: Request, session: SessionDep, settings: SettingsDep,
+                publisher: PublisherDep, user: EmergencyUser, _: CsrfChecked):
+    """An operator's one-click confirmation of a queued CAP alert: it airs now."""
+    try:
+        row = cap_alerts.confirm(session, settings=settings, publisher=publisher,
+                                 alert_id=alert_id, user=user)
+    except ServiceError as exc:
+        session.rollback()
+        return _form(request, session, {"target": "all", "zones": [], "media_id": ""},
+                     error_text(translator_of(request), exc), status_code=exc.status)
+    return RedirectResponse("/emergency/%s" % row.broadcast_id, status.HTTP_303_SEE_OTHER)
+
+
+# The emergency's page refreshes this often (the per-receiver states change within seconds).
+REFRESH_S = 1.5
+
+
+def _status_context(request: Request, session, settings, broadcast_id: str) -> dict[str, Any]:
+    detail = broadcasts.broadcast_status(session, broadcast_id=broadcast_id)
+    now = datetime.now(UTC)
+    open_states = DELIVERY_WAITING + (DELIVERY_PLAYING,)
+    still_open = any(d["state"] in open_states for d in detail["devices"])
+    names = zone_names(session)
+    late = escalation.unconfirmed(detail, settings=settings, now=now)
+    return {"b": detail, "every": REFRESH_S, "zone_names": names,
+            "final": detail["state"] in BROADCAST_FINAL and not still_open,
+            "cancellable": detail["cancelled_at"] is None and still_open,
+            "unconfirmed": late, "resendable": any(d["state"] != "offline" for d in late),
+            "confirm_s": settings.emergency_confirm_s, "resends_max": settings.emergency_resends,
+            "current": (detail["cancelled_at"] is None and detail["valid_until"] > now),
+            "alert": cap_alerts.for_broadcast(session, broadcast_id=broadcast_id),
+            "preview": preview_url(get_media(session, media_id=detail["media_id"])),
+            "where": describe_targets(translator_of(request), detail["targets"], names)}
+
+
+def _status_page(request: Request, session, settings, broadcast_id: str,
+                 error: str | None = None, status_code: int = 200):
+    context = _status_context(request, session, settings, broadcast_id)
+    if context["b"]["priority"] != "emergency":
+        return RedirectResponse("/broadcasts/%s" % broadcast_id, status.HTTP_303_SEE_OTHER)
+    context["error"] = error
+    name = ("_emergency_live.html" if is_fragment(request) and error is None
+            else "emergency_status.html")
+    return render(request, name, context, status_code=status_code)
+
+
+@router.get("/emergency/{broadcast_id}")
+def emergency_page(broadcast_id: str, request: Request, session: SessionDep,
+                   settings: SettingsDep, _user: PageUser):
+    return _status_page(request, session, settings, broadcast_id)
+
+
+def _act(request: Request, session, settings, broadcast_id: str, action) -> Any:
+    try:
+        action()
+    except ServiceError as exc:
+        session.rollback()
+        return _status_page(request, session, settings, broadcast_id,
+                            error_text(translator_of(request), exc), status_code=exc.status)
+    return RedirectResponse("/emergency/%s" % broadcast_id, status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/emergency/{broadcast_id}/resend")
+def resend(broadcast_id: str, request: Request, session: SessionDep, settings: SettingsDep,
+           publisher: PublisherDep, user: EmergencyUser, _: CsrfChecked):
+    """Send the play again now to every online receiver that has not acked it."""
+    return _act(request, session, settings, broadcast_id, lambda: escalation.resend(
+        session, settings=settings, publisher=publisher, broadcast_id=broadcast_id,
+        actor=user))
+
+
+@router.post("/emergency/{broadcast_id}/cancel")
+def cancel(broadcast_id: str, request: Request, session: SessionDep, settings: SettingsDep,
+           publisher: PublisherDep, user: EmergencyUser, _: CsrfChecked):
+    """Stop the emergency everywhere (receivers offline get the stop when they come back)."""
+    return _act(request, session, settings, broadcast_id, lambda: broadcasts.cancel_broadcast(
+        session, settings=settings, publisher=publisher, broadcast_id=broadcast_id,
+        actor=user))
