@@ -190,6 +190,10 @@ def test_a_queued_cap_alert_is_confirmed_from_the_page_and_cancelled(
     form = operator.get("/emergency").text
     assert "Cảnh báo CAP chờ xác nhận" in form and "Cảnh báo lũ trên sông Hoàng Long" in form
     assert "Xác nhận: phát ngay tại 1 thôn/xóm" in form and "Thôn Đông" in form
+    assert 'data-refresh="/emergency?fragment=1"' in form  # a new alert shows by itself
+    live = operator.get("/emergency?fragment=1").text
+    assert "data-cap-alert" in live and 'name="csrf"' in live and "<form method" in live
+    assert 'action="/emergency"' not in live  # only the live part, not the form below
     assert station.commands("play") == {}
 
     # Without the form's token: refused, nothing airs.

@@ -30,8 +30,8 @@ from headend.web.rendering import error_text, render, translator_of
 router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
 
 def _form(request: Request, session, form: dict[str, Any], error: str | None = None,
-          status_code: int = 200):
-    return render(request, "emergency.html", {
+          status_code: int = 200, fragment: bool = False):
+    return render(request, "_cap_queued.html" if fragment else "emergency.html", {
         "form": form, "error": error, "media": list_media(session),
         "zones": list_zones(session),
         "current": broadcasts.current_emergencies(session),
@@ -41,7 +41,10 @@ def _form(request: Request, session, form: dict[str, Any], error: str | None = N
 
 @router.get("/emergency")
 def emergency_form(request: Request, session: SessionDep, _user: EmergencyUser):
-    return _form(request, session, {"target": "all", "zones": [], "media_id": ""})
+    """The form, and the CAP alerts waiting for a confirmation (``?fragment=1``: only those,
+    the page's live part: an alert that comes in shows without a reload)."""
+    return _form(request, session, {"target": "all", "zones": [], "media_id": ""},
+                 fragment=is_fragment(request))
 
 
 @router.post("/emergency")
