@@ -363,6 +363,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "live.reason.shutdown": ("máy chủ dừng", "the server stopped"),
     # -- an emergency's confirmation and escalation page (issue 12) -----------------------------
     "escalation.cap": ("Cảnh báo CAP", "CAP alert"),
+    "escalation.page": ("Xác nhận của từng cụm loa, gửi lại", "Each receiver's confirmation, "
+                        "re-sends"),
     "escalation.valid_until": ("Hiệu lực đến", "Current until"),
     "escalation.unconfirmed": ("{count} cụm loa chưa xác nhận sau {seconds} giây",
                                "{count} receiver(s) not confirmed after {seconds} s"),

@@ -240,6 +240,7 @@ def test_emergency_asks_for_confirmation_then_plays_everywhere_and_can_be_stoppe
     page = operator.get("/emergency/" + bid).text
     assert "Dừng phát khẩn cấp" in page and 'data-state="offline"' in row(page, "t2")
     assert "Tin khẩn cấp đang hiệu lực" in operator.get("/emergency").text
+    assert 'href="/emergency/%s"' % bid in operator.get("/broadcasts/" + bid).text
 
     for device in ("d1", "d2"):
         station.event(device, "started", bid=bid, item=media_id)

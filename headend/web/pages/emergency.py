@@ -12,9 +12,8 @@ from fastapi.responses import RedirectResponse
 
 from headend.api.deps import PublisherDep, SessionDep, SettingsDep
 from headend.errors import ServiceError
-from headend.models import BROADCAST_FINAL, DELIVERY_PLAYING, DELIVERY_WAITING
 from headend.services import broadcasts, cap_alerts, escalation
-from headend.services.media import get_media, list_media
+from headend.services.media import list_media
 from headend.services.sites import list_zones
 from headend.web.csrf import CsrfChecked
 from headend.web.forms import (
@@ -25,6 +24,7 @@ from headend.web.forms import (
     zone_names,
 )
 from headend.web.guard import EmergencyUser, PageRoute, PageUser, is_fragment
+from headend.web.pages.broadcasts import status_context
 from headend.web.rendering import error_text, render, translator_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
@@ -119,21 +119,18 @@ REFRESH_S = 1.5
 
 
 def _status_context(request: Request, session, settings, broadcast_id: str) -> dict[str, Any]:
-    detail = broadcasts.broadcast_status(session, broadcast_id=broadcast_id)
+    """The broadcast page's context, and the emergency's own: who has not confirmed, the
+    re-sends, the CAP alert it airs."""
+    context = status_context(request, session, broadcast_id)
+    detail = context["b"]
     now = datetime.now(UTC)
-    open_states = DELIVERY_WAITING + (DELIVERY_PLAYING,)
-    still_open = any(d["state"] in open_states for d in detail["devices"])
-    names = zone_names(session)
     late = escalation.unconfirmed(detail, settings=settings, now=now)
-    return {"b": detail, "every": REFRESH_S, "zone_names": names,
-            "final": detail["state"] in BROADCAST_FINAL and not still_open,
-            "cancellable": detail["cancelled_at"] is None and still_open,
-            "unconfirmed": late, "resendable": any(d["state"] != "offline" for d in late),
-            "confirm_s": settings.emergency_confirm_s, "resends_max": settings.emergency_resends,
-            "current": (detail["cancelled_at"] is None and detail["valid_until"] > now),
-            "alert": cap_alerts.for_broadcast(session, broadcast_id=broadcast_id),
-            "preview": preview_url(get_media(session, media_id=detail["media_id"])),
-            "where": describe_targets(translator_of(request), detail["targets"], names)}
+    context.update(
+        every=REFRESH_S, unconfirmed=late,
+        resendable=any(d["state"] != "offline" for d in late),
+        confirm_s=settings.emergency_confirm_s, resends_max=settings.emergency_resends,
+        alert=cap_alerts.for_broadcast(session, broadcast_id=broadcast_id))
+    return context
 
 
 def _status_page(request: Request, session, settings, broadcast_id: str,
