@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from headend.models import PROGRAMME_APPROVED, PROGRAMME_DRAFT, Programme
 from headend.services.broadcasts import send_emergency
-from headend.services.dashboard import overview
+from headend.services.dashboard import overview, villages_of
 from headend.services.devices import recent_commands
 
 from .conftest import form_token
@@ -106,7 +106,7 @@ def test_the_dashboard_api_gives_the_same_figures(station, operator):
     body = operator.get("/api/v1/dashboard").json()
     assert body["totals"] == {"online": 0, "fault": 1, "offline": 4, "total": 5}
     assert [(v["id"], v["fault"], v["offline"]) for v in body["villages"]] == [
-        ("thon-tay", 0, 2), ("thon-dong", 1, 2)]  # by name: "Thôn Tây" < "Thôn Đông"
+        ("thon-dong", 1, 2), ("thon-tay", 0, 2)]  # by name, as read: Đông before Tây
     assert body["playing"] == [] and body["emergencies"] == [] and body["upcoming"] == []
 
 
@@ -182,6 +182,18 @@ def test_who_may_act_on_a_receiver(station, browser, app):
                             follow_redirects=False)
     assert r.status_code == 403 and len(station.sent) == 1
     assert act(browser, "nope", kind="stop").status_code == 404
+
+
+def test_villages_are_ordered_as_read_and_receivers_in_none_come_last():
+    from types import SimpleNamespace
+
+    def device(zone, name):
+        return SimpleNamespace(zone=zone, zone_name=name, online=False, telemetry=None)
+
+    found = villages_of([device("t", "Thôn Tây"), device(None, None), device("d", "Thôn Đông"),
+                         device("a", "Ấp An")])
+    assert [v.id for v in found] == ["a", "d", "t", ""]
+    assert found[-1].offline == 1 and found[-1].total == 1
 
 
 def test_a_command_without_an_answer_is_shown_as_such_once_it_expired(station, browser, app):
