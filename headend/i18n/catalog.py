@@ -386,7 +386,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
                          "No approved programme in the next 7 days."),
     # -- remote actions on the receiver page (headend/web/pages/receiver.py) -------------------
     "actions.title": ("Điều khiển từ xa", "Remote control"),
-    "actions.identify": ("Nhận diện (nháy đèn, kêu bíp)", "Identify (blink, beep)"),
+    "actions.identify": ("Nhận diện (nháy đèn)", "Identify (blink the LED)"),
     "actions.volume": ("Âm lượng", "Volume"),
     "actions.volume_now": ("hiện tại {vol}", "now {vol}"),
     "actions.set_volume": ("Đặt âm lượng", "Set volume"),
