@@ -31,6 +31,7 @@ from headend.settings import Settings
 UPCOMING = 5                      # next programme occurrences shown
 UPCOMING_AHEAD = timedelta(days=7)  # looked for this far ahead
 NO_VILLAGE = ""                   # the id of the group of receivers in no village
+PLAYING_ORDER = {"emergency": 0, "live": 1, "priority": 2, "normal": 3}
 
 
 @dataclass
@@ -119,10 +120,8 @@ def _playing_broadcasts(session: Session) -> list[Playing]:
         .join(playing, playing.c.broadcast_id == Broadcast.id)
         .join(targeted, targeted.c.broadcast_id == Broadcast.id)
         .order_by(Broadcast.start_at.desc()))
-    rank = {"emergency": 0, "priority": 1, "normal": 2}
-    out = [Playing(b.id, "broadcast", b.media.title if b.media else None, b.priority, n, total,
-                   b.start_at, b.created_by) for b, n, total in rows]
-    return sorted(out, key=lambda p: rank.get(p.priority, 3))
+    return [Playing(b.id, "broadcast", b.media.title if b.media else None, b.priority, n, total,
+                    b.start_at, b.created_by) for b, n, total in rows]
 
 
 def _live_on_air(sessions: Iterable[Any]) -> list[Playing]:
@@ -158,7 +157,9 @@ def overview(session: Session, *, settings: Settings, live_sessions: Iterable[An
     villages = villages_of(list_devices(session))
     totals = {state: sum(getattr(v, state) for v in villages) for state in RECEIVER_STATES}
     totals["total"] = sum(v.total for v in villages)
-    playing = _live_on_air(live_sessions) + _playing_broadcasts(session)
+    # In the order receivers let them preempt each other: what is heard first comes first.
+    playing = sorted(_live_on_air(live_sessions) + _playing_broadcasts(session),
+                     key=lambda p: PLAYING_ORDER.get(p.priority, len(PLAYING_ORDER)))
     return Dashboard(at=now, villages=villages, playing=playing,
                      emergencies=_emergencies(session, now),
                      upcoming=_upcoming(session, settings, now, upcoming), totals=totals)

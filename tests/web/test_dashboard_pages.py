@@ -91,13 +91,33 @@ def test_the_dashboard_shows_what_plays_emergencies_and_the_next_programmes(
                                    publisher=app.state.publisher, media_id=item, actor="test")
         board = overview(session, settings=app.state.settings)
     assert [e.id for e in board.emergencies] == [emergency.id]
+    station.event("d3", "started", bid=emergency.id, item=item)
     html = operator.get("/").text
     assert "Tin khẩn cấp đang hiệu lực" in html and 'data-emergency="%s"' % emergency.id in html
+    # What is heard first comes first: the emergency, then the bulletin d1 and d2 still play.
+    assert re.findall(r'<li data-playing="([^"]+)">', html) == [emergency.id, bid]
 
     operator.get("/lang/en?next=/")
     html = operator.get("/").text
     assert "<h1>Overview</h1>" in html and "Emergencies in force" in html
     assert "Next programmes" in html
+
+
+def test_live_sessions_on_air_are_shown_after_an_emergency_before_the_rest(app, station):
+    from types import SimpleNamespace
+
+    from headend.live.session import ENDED, LIVE
+
+    def live(sid, state):
+        return SimpleNamespace(id=sid, state=state, sent={"d1": "c1", "d2": "c2"},
+                               receivers=[1, 2, 3], started_at=None,
+                               created_at=datetime.now(UTC), created_by="canbo")
+
+    with app.state.session_factory() as session:
+        board = overview(session, settings=app.state.settings,
+                         live_sessions=[live("L1", LIVE), live("L2", ENDED)])
+    assert [(p.id, p.kind, p.playing, p.targeted) for p in board.playing] == [
+        ("L1", "live", 2, 3)]
 
 
 def test_the_dashboard_api_gives_the_same_figures(station, operator):
