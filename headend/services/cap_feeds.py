@@ -14,7 +14,8 @@ the feeds due every ``settings.cap_feed_check_s``:
 - an entry that could not be fetched, or a message that could not be acted on (the speech
   engine down), is not remembered, and the feed's ETag is not kept either, so the next poll
   tries it again; a message refused (not CAP, a sender the source may not use) is
-  remembered as refused, with its reason, and not fetched again;
+  remembered as refused, with its reason, and not fetched again (so is a linked document
+  over MAX_CAP_BYTES);
 - a failure (unreachable, timed out, too large, not a feed, hostile XML) is logged with its
   reason and counted: the next poll waits twice the interval per failure in a row, at most
   MAX_BACKOFF. Nothing a feed sends stops the poller.
@@ -123,6 +124,11 @@ def _handle(session: Session, *, settings: Settings, publisher: Publisher, feed:
             body = http_get(entry.link, limit=MAX_CAP_BYTES,
                             timeout_s=settings.cap_fetch_timeout_s).body
         except FetchError as error:
+            if error.too_large:  # the same document will be as large next time
+                log.warning("CAP feed %s: entry %s refused: %s", feed.id, entry.key[:120],
+                            error.reason)
+                _remember(session, feed, entry, "refused", "too-large", now=now)
+                return None
             raise _Retry("%s: %s" % (entry.link[:200], error.reason)) from None
     try:
         alert = parse_cap(body)

@@ -17,11 +17,13 @@ _CHUNK = 64 * 1024
 
 
 class FetchError(Exception):
-    """Why a fetch failed: ``reason`` is short and safe to log."""
+    """Why a fetch failed: ``reason`` is short and safe to log; ``too_large`` when the answer
+    was over the limit (trying again will not help)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, too_large: bool = False):
         super().__init__(reason)
         self.reason = reason
+        self.too_large = too_large
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,8 @@ def http_get(url: str, *, limit: int, timeout_s: float, etag: str | None = None,
                                     timeout=timeout_s) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > limit:
-                raise FetchError("too large: %s bytes declared, at most %d" % (declared, limit))
+                raise FetchError("too large: %s bytes declared, at most %d" % (declared, limit),
+                                 too_large=True)
             chunks, size = [], 0
             while True:
                 if time.monotonic() > deadline:
@@ -58,7 +61,7 @@ def http_get(url: str, *, limit: int, timeout_s: float, etag: str | None = None,
                     break
                 size += len(chunk)
                 if size > limit:
-                    raise FetchError("too large: more than %d bytes" % limit)
+                    raise FetchError("too large: more than %d bytes" % limit, too_large=True)
                 chunks.append(chunk)
             return Fetched(response.status, b"".join(chunks), response.headers.get("ETag"),
                            response.headers.get("Last-Modified"))

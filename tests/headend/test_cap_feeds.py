@@ -8,6 +8,7 @@ needs one aired.
 """
 
 import logging
+import time
 from datetime import timedelta
 from xml.sax.saxutils import escape
 
@@ -21,6 +22,7 @@ from test_cap_parse import BILLION_LAUGHS
 
 from headend.cap.errors import CapError
 from headend.cap.feed import MAX_FEED_BYTES, parse_feed
+from headend.cap.parse import MAX_CAP_BYTES
 from headend.cli import main
 from headend.models import CapAlert, CapFeed, CapFeedItem
 from headend.services import cap_alerts, cap_feeds
@@ -202,14 +204,16 @@ def test_a_sender_the_source_may_not_use_and_a_bad_cap_are_refused_and_remembere
         village, source, session, app, cap_http_server, caplog):
     cap_http_server.routes["/rss.xml"] = Route(rss(
         ("other", None, alert("KTTV-NB-0006", sender="someone@else.example")),
-        ("bad", "/cap/bad.xml", None)))
+        ("bad", "/cap/bad.xml", None), ("huge", "/cap/huge.xml", None)))
     cap_http_server.routes["/cap/bad.xml"] = Route(BILLION_LAUGHS)
+    cap_http_server.routes["/cap/huge.xml"] = Route(b" " * (MAX_CAP_BYTES + 1))
     feed_for(session, cap_http_server, "/rss.xml", feed_id="kttv-rss")
     with caplog.at_level(logging.WARNING, logger="headend.services.cap_feeds"):
         result = poll(app, session, "kttv-rss")
     assert result.status == "ok" and result.answers == [] and alerts(session) == {}
     items = {(i.entry_key, i.outcome, i.reason) for i in session.query(CapFeedItem)}
-    assert items == {("other", "refused", "cap-sender"), ("bad", "refused", "forbidden-xml")}
+    assert items == {("other", "refused", "cap-sender"), ("bad", "refused", "forbidden-xml"),
+                     ("huge", "refused", "too-large")}
     assert "forbidden-xml" in caplog.text or "DTD" in caplog.text
     # Remembered: not fetched again.
     cap_http_server.routes["/rss.xml"].etag = None
@@ -305,6 +309,19 @@ def test_the_poller_thread_polls_the_feeds_due(village, source, session, app,
     assert poller.run_once()["kttv-rss"].status == "ok"
     assert "KTTV-NB-0010" in alerts(session)
     assert poller.run_once() == {}  # not due again for a minute
+    # Its thread polls by itself: a second feed added while it runs is read.
+    cap_http_server.routes["/atom.xml"] = Route(atom(
+        ("urn:kttv:11", "2026-12-03T11:00:00Z", None, moderate("KTTV-NB-0011"))))
+    app.state.settings.cap_feed_check_s = 0.05
+    poller.start()
+    try:
+        feed_for(session, cap_http_server, "/atom.xml")
+        deadline = time.monotonic() + 30
+        while "KTTV-NB-0011" not in alerts(session) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        poller.stop()
+    assert "KTTV-NB-0011" in alerts(session)
 
 
 def test_add_feed_refuses_bad_input(session, source):
