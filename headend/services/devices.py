@@ -75,6 +75,7 @@ class DeviceView:
     capabilities: dict[str, Any] | None
     telemetry: dict[str, Any] | None
     now_playing: dict[str, Any] | None  # {"broadcast_id", "title", "priority"} or None
+    exercise: bool = False  # marked for exercises: CAP Exercise alerts air here only
     # Its latest commands were refused as replays: its counter floor is stuck far ahead, and
     # POST .../reset-counter is the way out (computed for one receiver's detail only).
     counter_reset_suggested: bool = False
@@ -177,7 +178,7 @@ def _view(receiver: Receiver, playing: dict[str, dict]) -> DeviceView:
         last_seen=receiver.last_seen, offline_reason=receiver.offline_reason,
         firmware=receiver.firmware, link=receiver.link, codec=receiver.codec, lat=receiver.lat,
         lon=receiver.lon, capabilities=receiver.capabilities, telemetry=receiver.telemetry,
-        now_playing=playing.get(receiver.id))
+        now_playing=playing.get(receiver.id), exercise=bool(receiver.exercise))
 
 
 def list_devices(session: Session, *, zone_id: str | None = None,
@@ -236,7 +237,8 @@ _UNSET: Any = object()
 
 def update_device(session: Session, *, device_id: str, name: str | None = None,
                   zone_id: str | None = _UNSET, lat: float | None = _UNSET,
-                  lon: float | None = _UNSET, actor: User | str | None = None) -> DeviceView:
+                  lon: float | None = _UNSET, exercise: bool | None = None,
+                  actor: User | str | None = None) -> DeviceView:
     receiver = get_receiver(session, device_id=device_id)
     changed: dict[str, Any] = {}
     if name is not None:
@@ -249,6 +251,8 @@ def update_device(session: Session, *, device_id: str, name: str | None = None,
         receiver.lat = changed["lat"] = lat
     if lon is not _UNSET:
         receiver.lon = changed["lon"] = lon
+    if exercise is not None:
+        receiver.exercise = changed["exercise"] = bool(exercise)
     audit.record(session, actor=actor, action="device.update", target=device_id, detail=changed)
     session.commit()
     session.refresh(receiver)
