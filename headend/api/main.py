@@ -12,6 +12,7 @@ from headend.api.routes import (
     calendar,
     cap,
     clock,
+    dashboard,
     devices,
     health,
     live,
@@ -25,7 +26,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock, live):
+               playlog, audit, health, clock, live, dashboard):
     api_router.include_router(module.router)
 
 

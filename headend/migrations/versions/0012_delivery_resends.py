@@ -4,16 +4,16 @@ How many times an emergency's play was sent again to a receiver that did not ack
 ``emergency_confirm_s`` (headend/services/escalation.py), shown on the emergency's page and
 bounded by ``emergency_resends``. Zero for every existing row.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-03
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
