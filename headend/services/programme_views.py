@@ -1,0 +1,121 @@
+"""What the programme pages read: a period's occurrences across programmes, and each past
+occurrence's proof of play (played / targeted and why each miss), from the existing services.
+
+Read-only helpers over headend/services/programmes.py (occurrences, ``occurrence_states``) and
+the play log; no decision is taken here.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from headend.models import (
+    DELIVERY_PLAYED,
+    DELIVERY_PLAYING,
+    DELIVERY_WAITING,
+    Delivery,
+    PlayLog,
+    Programme,
+)
+from headend.services import programmes
+from headend.settings import Settings
+
+
+@dataclass
+class CalendarEntry:
+    programme: Programme
+    occurrence: programmes.Occurrence
+
+    @property
+    def start(self) -> datetime:
+        return self.occurrence.start
+
+
+def calendar(session: Session, *, settings: Settings, start: datetime,
+             end: datetime) -> list[CalendarEntry]:
+    """Every programme's occurrences in [start, end) (all states: a draft shows where it
+    would air; skipped ones too, marked), sorted by time."""
+    out = []
+    for programme in programmes.list_programmes(session):
+        for occurrence in programmes.occurrences(session, settings=settings,
+                                                 programme=programme, start=start, end=end):
+            out.append(CalendarEntry(programme, occurrence))
+    return sorted(out, key=lambda e: (e.start, e.programme.title))
+
+
+@dataclass
+class Miss:
+    device_id: str
+    state: str
+    reason: str | None
+    reason_detail: str | None
+    played_ms: int | None  # heard before it stopped (play log), if it started
+
+
+@dataclass
+class Proof:
+    """One past occurrence: what its broadcast's deliveries say."""
+
+    start: datetime
+    slot: datetime
+    state: str  # the occurrence's (occurrence_states): played, partial, missed, skipped, ...
+    moved: bool
+    broadcast_id: str | None
+    targeted: int = 0
+    played: int = 0
+    open: int = 0  # receivers still waiting or playing (no outcome yet)
+    misses: list[Miss] = field(default_factory=list)
+
+
+def proof_of_play(session: Session, *, settings: Settings, programme: Programme, since: datetime,
+                  now: datetime, limit: int = 30) -> list[Proof]:
+    """The occurrences that started in [since, now), newest first: per occurrence the
+    receivers targeted, those that played it to the end, and each other's state and reason
+    (the delivery's, with what the play log says it heard)."""
+    states = programmes.occurrence_states(session, settings=settings, programme=programme,
+                                          start=since, end=now, now=now)
+    out = []
+    for item in reversed(states[-limit:]):
+        proof = Proof(item["start"], item["slot"], item["state"], item["moved"],
+                      item["broadcast_id"])
+        heard, details = _reports(session, item["broadcast_id"])
+        for device in item["devices"]:
+            proof.targeted += 1
+            if device["state"] == DELIVERY_PLAYED:
+                proof.played += 1
+            elif device["state"] in DELIVERY_WAITING + (DELIVERY_PLAYING,):
+                proof.open += 1
+            else:
+                proof.misses.append(Miss(device["id"], device["state"], device["reason"],
+                                         details.get(device["id"]), heard.get(device["id"])))
+        out.append(proof)
+    return out
+
+
+def _reports(session: Session,
+             broadcast_id: str | None) -> tuple[dict[str, int], dict[str, str]]:
+    """Per receiver: the longest play it logged for this broadcast (ms), and its own words
+    about a failure ("vs1053: DREQ stuck low")."""
+    heard: dict[str, int] = {}
+    details: dict[str, str] = {}
+    if broadcast_id is None:
+        return heard, details
+    for device_id, played_ms in session.execute(select(PlayLog.device_id, PlayLog.played_ms)
+                                                .where(PlayLog.broadcast_id == broadcast_id)):
+        if played_ms is not None:
+            heard[device_id] = max(heard.get(device_id, 0), played_ms)
+    for device_id, detail in session.execute(select(Delivery.device_id, Delivery.reason_detail)
+                                             .where(Delivery.broadcast_id == broadcast_id)):
+        if detail:
+            details[device_id] = detail
+    return heard, details
+
+
+def coming(session: Session, *, settings: Settings, programme: Programme, now: datetime,
+           days: int = 14, limit: int = 20) -> list[programmes.Occurrence]:
+    """The next occurrences (skipped ones included, to be shown as such)."""
+    return programmes.occurrences(session, settings=settings, programme=programme, start=now,
+                                  end=now + timedelta(days=days))[:limit]
+
