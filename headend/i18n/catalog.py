@@ -435,6 +435,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                   "until then."),
     "programme.submit": ("Gửi duyệt", "Submit for approval"),
     "programme.delete": ("Xóa chương trình", "Delete the programme"),
+    "programme.delete_explain": ("Các lần phát sắp tới sẽ bị hủy; các lần đã phát vẫn còn trong "
+                                 "nhật ký phát thanh.",
+                                 "Its coming broadcasts are cancelled; what aired stays in the "
+                                 "broadcast log."),
+    "programme.delete_confirm": ("Xóa hẳn chương trình này", "Delete it for good"),
     "programme.reviewed": ("Ý kiến duyệt", "Review"),
     "programme.quiet": ("Giờ yên tĩnh", "Quiet hours"),
     "programme.quiet_confirmed": ("{who} đã xác nhận phát trong giờ yên tĩnh",

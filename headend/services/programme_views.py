@@ -19,7 +19,7 @@ from headend.models import (
     PlayLog,
     Programme,
 )
-from headend.services import programmes
+from headend.services import programmes, programmes_rules, programmes_time
 from headend.settings import Settings
 
 
@@ -119,3 +119,15 @@ def coming(session: Session, *, settings: Settings, programme: Programme, now: d
     return programmes.occurrences(session, settings=settings, programme=programme, start=now,
                                   end=now + timedelta(days=days))[:limit]
 
+
+
+def airs_in_quiet_hours(session: Session, *, settings: Settings, programme: Programme,
+                        now: datetime) -> bool:
+    """True if a normal programme airs in the site's quiet hours within the guard rails'
+    horizon (its approval then needs the leader's confirmation)."""
+    if programme.priority != "normal":
+        return False
+    quiet = programmes_time.quiet_hours(settings.quiet_hours_start, settings.quiet_hours_end)
+    return any(programmes_time.in_quiet_hours(start, end, quiet, settings.tz)
+               for start, end in programmes_rules.airing_intervals(
+                   session, settings=settings, programme=programme, now=now))

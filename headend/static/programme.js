@@ -1,6 +1,6 @@
 // The programme editor (templates/programme_form.html): each segment row shows only the
-// fields of its kind, "add a segment" copies a blank row, and [data-show-when-any="when=a,b"]
-// blocks show while one of those radio buttons is chosen. Without JavaScript every field
+// fields of its kind, unused rows wait hidden until "add a segment" shows one (or a copy),
+// and [data-show-when-any="when=a,b"] blocks show while one of those radio buttons is chosen. Without JavaScript every field
 // shows and two blank rows are there to add segments; the form works the same.
 "use strict";
 
@@ -13,20 +13,26 @@ function showKind(row) {
 }
 
 function startSegments(list, button) {
-  list.querySelectorAll("[data-segment]").forEach((row) => {
+  const wire = (row) => {
     row.querySelector('select[name="seg_kind"]').addEventListener("change", () => showKind(row));
     showKind(row);
-  });
-  const rows = list.querySelectorAll("[data-segment]");
+  };
+  const rows = Array.from(list.querySelectorAll("[data-segment]"));
   const blank = rows[rows.length - 1].cloneNode(true);
+  rows.forEach(wire);
+  // The unused rows wait hidden (they submit "not used"); the button shows the next one.
+  rows.filter((row) => !row.dataset.kind).forEach((row) => { row.hidden = true; });
   button.hidden = false;
   button.addEventListener("click", () => {
-    const row = blank.cloneNode(true);
-    row.querySelectorAll("select").forEach((s) => { s.selectedIndex = 0; });
-    row.querySelectorAll("textarea").forEach((t) => { t.value = ""; });
-    list.appendChild(row);
-    row.querySelector('select[name="seg_kind"]').addEventListener("change", () => showKind(row));
-    showKind(row);
+    let row = list.querySelector("[data-segment][hidden]");
+    if (!row) {
+      row = blank.cloneNode(true);
+      row.querySelectorAll("select").forEach((s) => { s.selectedIndex = 0; });
+      row.querySelectorAll("textarea").forEach((t) => { t.value = ""; });
+      list.appendChild(row);
+      wire(row);
+    }
+    row.hidden = false;
     row.querySelector("select").focus();
   });
 }

@@ -178,6 +178,7 @@ def test_guard_rail_refusals_are_the_services_vietnamese_and_keep_what_was_typed
     assert stored(app, pid).quiet_requested_by == "editor"
     inbox = leader.get("/programmes/approvals").text
     assert "editor xin phát trong giờ yên tĩnh" in inbox
+    assert "Xác nhận cho phát trong giờ yên tĩnh" in inbox  # asked only where it is needed
     r = leader.submit("/programmes/approvals", "/programmes/%s/approve" % pid,
                       {"back": "approvals"})
     assert r.status_code == 422 and "cần xác nhận phát trong giờ yên tĩnh" in r.text
@@ -237,6 +238,7 @@ def test_the_leader_approves_or_rejects_with_a_comment_and_it_is_audited(
     assert "Duyệt chương trình" in inbox.text
     assert "Phát thanh buổi sáng" in inbox.text and "Tin chiều" in inbox.text
     assert "Thứ Hai đến Thứ Bảy, 17:00" in inbox.text
+    assert "giờ yên tĩnh" not in inbox.text  # neither airs in the quiet hours
     r = leader.submit("/programmes/approvals", "/programmes/%s/reject" % second,
                       {"back": "approvals", "comment": " "})
     assert r.status_code == 422 and "Cần ghi lý do từ chối" in r.text

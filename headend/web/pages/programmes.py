@@ -283,6 +283,8 @@ def _programme_page(request: Request, session, settings, programme_id: str,
     return render(request, "programme.html", dict(
         p=programme, error=error, proofs=proofs, device_names=names, media_titles=media,
         day_codes=programme_forms.DAYS, tz=settings.tz,
+        quiet_ids=(_quiet_ids(session, settings, [programme])
+                   if programme.state == PROGRAMME_SUBMITTED else set()),
         coming=programme_views.coming(session, settings=settings, programme=programme,
                                       now=now),
         **_describe(request, session, programme)), status_code=status_code)
@@ -291,12 +293,22 @@ def _programme_page(request: Request, session, settings, programme_id: str,
 @router.get("/programmes/approvals")
 def approvals_page(request: Request, session: SessionDep, _user: Leader):
     """The leader's inbox: the programmes waiting for approval, oldest change first."""
+    return render(request, "programme_approvals.html", _inbox(request, session))
+
+
+def _inbox(request: Request, session) -> dict[str, Any]:
+    settings = request.app.state.settings
     waiting = sorted(programmes.list_programmes(session, state=PROGRAMME_SUBMITTED),
                      key=lambda p: p.updated_at)
-    media = {m.id: m.title for m in list_media(session, limit=1000)}
-    return render(request, "programme_approvals.html", {
-        "rows": [dict(p=p, **_describe(request, session, p)) for p in waiting],
-        "media_titles": media})
+    return {"rows": [dict(p=p, **_describe(request, session, p)) for p in waiting],
+            "media_titles": {m.id: m.title for m in list_media(session, limit=1000)},
+            "quiet_ids": _quiet_ids(session, settings, waiting)}
+
+
+def _quiet_ids(session, settings, waiting) -> set[str]:
+    now = datetime.now(UTC)
+    return {p.id for p in waiting if programme_views.airs_in_quiet_hours(
+        session, settings=settings, programme=p, now=now)}
 
 
 @router.get("/programmes/{programme_id}")
@@ -313,11 +325,9 @@ def _step(request: Request, session, settings, programme_id: str, step, back: st
         session.rollback()
         message = error_text(translator_of(request), exc)
         if back == "approvals":
-            return render(request, "programme_approvals.html", {
-                "rows": [dict(p=p, **_describe(request, session, p)) for p in
-                         programmes.list_programmes(session, state=PROGRAMME_SUBMITTED)],
-                "media_titles": {m.id: m.title for m in list_media(session, limit=1000)},
-                "error": message, "error_for": programme_id}, status_code=exc.status)
+            return render(request, "programme_approvals.html", dict(
+                _inbox(request, session), error=message, error_for=programme_id),
+                status_code=exc.status)
         return _programme_page(request, session, settings, programme_id, error=message,
                                status_code=exc.status)
     if back == "approvals":
