@@ -492,7 +492,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "proof.open": ("{count} cụm loa chưa báo kết quả", "{count} receivers not reported yet"),
     "proof.heard": ("đã phát {length}", "heard {length}"),
     "proof.detail": ("Chi tiết từng cụm loa", "Each receiver"),
-    "import.label": ("Nhập lịch từ tệp .ics (thành các bản nháp)",
-                     "Import a calendar file (.ics) as drafts"),
+    "import.title": ("Nhập lịch .ics", "Import an .ics"),
+    "import.explain": ("Mỗi sự kiện trong tệp lịch thành một chương trình bản nháp (tên, giờ "
+                       "bắt đầu, quy tắc lặp lại, ngày bỏ qua). Tệp lịch không có âm thanh và "
+                       "nơi phát: chọn bên dưới, rồi sửa từng chương trình trước khi gửi duyệt.",
+                       "Each event of the calendar file becomes a draft programme (title, "
+                       "start, recurrence, exceptions). A calendar has no sound and no "
+                       "loudspeakers: choose them below, then complete each programme before "
+                       "submitting it."),
+    "import.file": ("Tệp lịch (.ics)", "Calendar file (.ics)"),
+    "import.media": ("Bản tin phát trong các chương trình được nhập",
+                     "The recording the imported programmes play"),
     "import.submit": ("Nhập lịch", "Import"),
+    "import.created": ("Đã tạo {count} bản nháp", "{count} drafts made"),
+    "import.refused": ("{count} sự kiện không nhập được", "{count} events not imported"),
 }

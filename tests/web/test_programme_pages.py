@@ -426,3 +426,113 @@ def test_programme_forms_need_their_token(app, editor, recording):
                            follow_redirects=False)
     assert r.status_code == 403 and "Biểu mẫu đã hết hạn" in r.text
     assert programmes_titles(app) == []
+
+
+# -- .ics import -------------------------------------------------------------------------------
+
+def import_ics(editor, data: bytes, media_id: str, **fields):
+    form = {"media_id": media_id, "target": "zones", "zones": ["thon-tay"]}
+    form.update(fields)
+    return editor.submit("/programmes/import", "/programmes/import", form,
+                         files={"file": ("lich.ics", data, "text/calendar")})
+
+
+def test_the_stations_own_calendar_reimports_to_the_same_occurrences(
+        app, editor, leader, recording):
+    pid = programme_id(create(editor, recording, action="submit"))
+    leader.submit("/programmes/approvals", "/programmes/%s/approve" % pid, {"back": "approvals"})
+    slots = re.findall(r'<li data-slot="([^"]+)"', editor.get("/programmes/" + pid).text)
+    editor.submit("/programmes/" + pid, "/programmes/%s/skip" % pid, {"slot": slots[1]})
+    to = datetime.fromisoformat(slots[2]).astimezone(SITE_TZ) + timedelta(hours=3)
+    editor.submit("/programmes/" + pid, "/programmes/%s/move" % pid,
+                  {"slot": slots[2], "to": to.strftime("%Y-%m-%dT%H:%M")})
+    ics = editor.get("/api/v1/calendar.ics?state=approved&state=submitted").content
+    assert b"RECURRENCE-ID" in ics and b"EXDATE" in ics
+    form = editor.get("/programmes/import")
+    assert form.status_code == 200 and "Nhập lịch .ics" in form.text
+    # Onto the other village (the same one would overlap the original, as it should).
+    r = import_ics(editor, ics, recording)
+    assert r.status_code == 200, r.text
+    assert "Đã tạo 1 bản nháp" in r.text and "data-refused" not in r.text
+    made = re.search(r'<li data-programme="(p[0-9a-f]+)">', r.text).group(1)
+    original, copy = stored(app, pid), stored(app, made)
+    assert copy.state == "draft" and copy.title == original.title
+    assert copy.targets == {"zones": ["thon-tay"]} and copy.segments == [{"media_id": recording}]
+    assert starts_of(app, made) == starts_of(app, pid) and len(starts_of(app, pid)) >= 20
+    assert to.astimezone(UTC) in starts_of(app, made)
+
+
+def starts_of(app, pid: str) -> list[datetime]:
+    settings = app.state.settings
+    now = datetime.now(UTC)
+    with app.state.session_factory() as session:
+        programme = session.get(Programme, pid)
+        return [o.start for o in programmes.occurrences(
+            session, settings=settings, programme=programme, start=now,
+            end=now + timedelta(days=28), include_skipped=False)]
+
+
+def test_an_ics_import_refuses_what_it_cannot_map_and_keeps_the_rest(app, editor, recording):
+    day = local_in(5, 0).strftime("%Y%m%d")
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//VI\r\n"
+           "BEGIN:VEVENT\r\nUID:1\r\nSUMMARY:Họp dân thôn Tây\r\nDTSTART:%sT071500\r\n"
+           "END:VEVENT\r\n"
+           "BEGIN:VEVENT\r\nUID:2\r\nSUMMARY:Ngày hội\r\nDTSTART;VALUE=DATE:%s\r\nEND:VEVENT\r\n"
+           "BEGIN:VEVENT\r\nUID:3\r\nSUMMARY:Thêm ngày\r\nDTSTART:%sT090000Z\r\n"
+           "RRULE:FREQ=DAILY;COUNT=3\r\nRDATE:%sT100000Z\r\nEND:VEVENT\r\n"
+           "BEGIN:VEVENT\r\nUID:4\r\nSUMMARY:Mỗi giây\r\nDTSTART:%sT090000Z\r\n"
+           "RRULE:FREQ=SECONDLY\r\nEND:VEVENT\r\n"
+           "END:VCALENDAR\r\n" % (day, day, day, day, day)).encode()
+    r = import_ics(editor, ics, recording)
+    assert r.status_code == 200, r.text
+    assert "Đã tạo 1 bản nháp" in r.text and "3 sự kiện không nhập được" in r.text
+    assert "«Ngày hội»: sự kiện cả ngày không có giờ phát" in r.text
+    assert "«Thêm ngày»: chưa hỗ trợ ngày phát thêm (RDATE)" in r.text
+    assert "«Mỗi giây»: Quy tắc lặp lại không hợp lệ" in r.text
+    made = stored(app, re.search(r'<li data-programme="(p[0-9a-f]+)">', r.text).group(1))
+    local = made.start_at.replace(tzinfo=UTC).astimezone(SITE_TZ)
+    assert made.title == "Họp dân thôn Tây" and (local.hour, local.minute) == (7, 15)  # floating
+    r = import_ics(editor, b"not a calendar", recording)
+    assert r.status_code == 422 and "Tệp không phải là lịch iCalendar (.ics)" in r.text
+    r = import_ics(editor, ics, "")
+    assert r.status_code == 422 and "Hãy chọn bản tin làm nội dung" in r.text
+    editor.get("/lang/en?next=/")
+    r = import_ics(editor, ics, recording)
+    assert "«Ngày hội»: an all-day event has no air time" in r.text
+
+
+def test_only_editors_import(browser, staff):
+    browser.login("leader")
+    assert browser.get("/programmes/import").status_code == 403
+
+
+def test_the_import_api_answers_created_and_refused_for_editors_only(app, browser, staff,
+                                                                      recording):
+    day = local_in(5, 0).strftime("%Y%m%d")
+    ics = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//VI\r\n"
+           "BEGIN:VEVENT\r\nUID:1\r\nSUMMARY:Tin sáng\r\nDTSTART;TZID=Asia/Ho_Chi_Minh:"
+           "%sT061500\r\nRRULE:FREQ=WEEKLY;BYDAY=MO,WE,FR\r\nCATEGORIES:priority\r\n"
+           "END:VEVENT\r\n"
+           "BEGIN:VEVENT\r\nUID:2\r\nSUMMARY:Cả ngày\r\nDTSTART;VALUE=DATE:%s\r\nEND:VEVENT\r\n"
+           "END:VCALENDAR\r\n" % (day, day)).encode()
+
+    def post(role):
+        token = browser.client.post("/api/v1/auth/token", data={
+            "username": role, "password": PASSWORD}).json()["access_token"]
+        return browser.client.post(
+            "/api/v1/calendar/import", headers={"Authorization": "Bearer " + token},
+            data={"media_id": recording, "targets": '{"zones": ["thon-dong"]}'},
+            files={"file": ("lich.ics", ics, "text/calendar")})
+
+    for role in ("viewer", "operator", "technician", "leader"):
+        assert post(role).status_code == 403, role
+    r = post("editor")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [p["title"] for p in body["created"]] == ["Tin sáng"]
+    made = body["created"][0]
+    assert made["state"] == "draft" and made["priority"] == "priority"
+    assert made["rrule"] == "FREQ=WEEKLY;BYDAY=MO,WE,FR"
+    assert made["targets"] == {"zones": ["thon-dong"]}
+    assert [r["summary"] for r in body["refused"]] == ["«Cả ngày»"]
+    assert "sự kiện cả ngày" in body["refused"][0]["message_vi"]

@@ -10,14 +10,14 @@ writes the audit log; a refusal comes back as the service's message, the form as
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.responses import RedirectResponse
 
 from headend.api.deps import PublisherDep, SessionDep, SettingsDep
 from headend.errors import Invalid, ServiceError
 from headend.models import PROGRAMME_SUBMITTED, User
 from headend.security import has_permission
-from headend.services import programme_views, programmes, programmes_time
+from headend.services import programme_import, programme_views, programmes, programmes_time
 from headend.services.devices import list_devices
 from headend.services.media import list_media
 from headend.services.sites import list_zones
@@ -268,6 +268,51 @@ def delete_programme(programme_id: str, session: SessionDep, settings: SettingsD
     programmes.delete_programme(session, settings=settings, publisher=publisher,
                                 programme_id=programme_id, actor=user)
     return RedirectResponse("/programmes", status.HTTP_303_SEE_OTHER)
+
+
+# -- .ics import ------------------------------------------------------------------------------
+
+def _import_page(request: Request, session, form: dict[str, Any], result=None,
+                 error: str | None = None, status_code: int = 200):
+    return render(request, "programme_import.html", {
+        "form": form, "result": result, "error": error, "media": list_media(session),
+        "zones": list_zones(session), "devices": list_devices(session)},
+        status_code=status_code)
+
+
+@router.get("/programmes/import")
+def import_form(request: Request, session: SessionDep, _user: Editor):
+    return _import_page(request, session, {"media_id": "", "target": "all", "zones": [],
+                                           "devices": []})
+
+
+@router.post("/programmes/import")
+def import_calendar(
+        request: Request, session: SessionDep, settings: SettingsDep, publisher: PublisherDep,
+        user: Editor, _: CsrfChecked, file: Annotated[UploadFile | None, File()] = None,
+        media_id: Annotated[str, Form()] = "", target: Annotated[str, Form()] = "all",
+        zones: FormList = [], devices: FormList = []):  # noqa: B006 (FastAPI copies)
+    """Draft programmes from an .ics file: each event with the recording and targets chosen
+    here (a calendar has neither); what the file has that cannot be mapped is listed."""
+    form = {"media_id": media_id, "target": target, "zones": zones, "devices": devices}
+    try:
+        if file is None or not file.filename:
+            raise Invalid("missing-file", "choose the .ics file to import",
+                          "Hãy chọn tệp lịch .ics để nhập")
+        if not media_id:
+            raise Invalid("missing-media", "choose the recording the imported programmes play",
+                          "Hãy chọn bản tin làm nội dung cho các chương trình được nhập")
+        data = file.file.read(programme_import.MAX_BYTES + 1)
+        result = programme_import.import_calendar(
+            session, settings=settings,
+            publisher=publisher, data=data, segments=[{"media_id": media_id}],
+            targets=targets_from_form(target, zones, devices), actor=user)
+    except ServiceError as exc:
+        session.rollback()
+        return _import_page(request, session, form, error=error_text(translator_of(request),
+                                                                     exc),
+                            status_code=exc.status)
+    return _import_page(request, session, form, result=result)
 
 
 # -- a programme ------------------------------------------------------------------------------
