@@ -32,15 +32,16 @@ def segments_from_form(kinds: list[str], media: list[str], texts: list[str], voi
     out: list[dict[str, Any]] = []
     for i, kind in enumerate(kinds):
         if kind == "media":
-            out.append({"media_id": _at(media, i)})
+            out.append({"media_id": at(media, i)})
         elif kind == "text":
-            out.append({"text": _at(texts, i), "voice": _at(voices, i) or "north"})
+            out.append({"text": at(texts, i), "voice": at(voices, i) or "north"})
         elif kind == "chime":
-            out.append({"chime": _at(chimes, i) or "start"})
+            out.append({"chime": at(chimes, i) or "start"})
     return out
 
 
-def _at(values: list[str], i: int) -> str:
+def at(values: list[str], i: int) -> str:
+    """The ``i``-th value of a form list ('' past its end)."""
     return values[i] if i < len(values) else ""
 
 

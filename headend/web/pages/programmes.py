@@ -7,6 +7,7 @@ Every step goes through headend/services/programmes.py, which checks the guard r
 writes the audit log; a refusal comes back as the service's message, the form as typed.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
@@ -143,25 +144,47 @@ def edit_programme(programme_id: str, request: Request, session: SessionDep,
                    programme)
 
 
-def _typed(title, seg_kind, seg_media, seg_text, seg_voice, seg_chime, target, zones, devices,
-           priority, when, start_at, days, at_time, first_day, until, rrule, volume,
-           confirm_quiet) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """What was typed, to show again after a refusal: the form's values and segment rows."""
+FormList = Annotated[list[str], Form()]
+
+
+@dataclass
+class Typed:
+    """What was typed in the editor: the form's values (to show again after a refusal), its
+    segment rows, and which button was pressed ("save" or "submit")."""
+
+    form: dict[str, Any]
+    rows: list[dict[str, str]]
+    action: str
+
+
+def typed_form(
+        action: Annotated[str, Form()] = "save", title: Annotated[str, Form()] = "",
+        seg_kind: FormList = [], seg_media: FormList = [],  # noqa: B006 (FastAPI copies)
+        seg_text: FormList = [], seg_voice: FormList = [], seg_chime: FormList = [],  # noqa: B006
+        target: Annotated[str, Form()] = "all",
+        zones: FormList = [], devices: FormList = [],  # noqa: B006
+        priority: Annotated[str, Form()] = "normal", when: Annotated[str, Form()] = "once",
+        start_at: Annotated[str, Form()] = "", days: FormList = [],  # noqa: B006
+        at_time: Annotated[str, Form()] = "", first_day: Annotated[str, Form()] = "",
+        until: Annotated[str, Form()] = "", rrule: Annotated[str, Form()] = "",
+        volume: Annotated[str, Form()] = "", confirm_quiet: Annotated[str, Form()] = "") -> Typed:
     form = {"title": title, "target": target, "zones": zones, "devices": devices,
             "priority": priority, "when": when, "start_at": start_at, "days": days,
             "at_time": at_time, "first_day": first_day, "until": until, "rrule": rrule,
-            "volume": volume, "confirm_quiet": bool(confirm_quiet)}
-    rows = [{"kind": kind, "media_id": programme_forms._at(seg_media, i),
-             "text": programme_forms._at(seg_text, i),
-             "voice": programme_forms._at(seg_voice, i) or "north",
-             "chime": programme_forms._at(seg_chime, i) or "start"}
+            "volume": volume, "confirm_quiet": bool(confirm_quiet),
+            "segments": programme_forms.segments_from_form(seg_kind, seg_media, seg_text,
+                                                           seg_voice, seg_chime)}
+    rows = [{"kind": kind, "media_id": programme_forms.at(seg_media, i),
+             "text": programme_forms.at(seg_text, i),
+             "voice": programme_forms.at(seg_voice, i) or "north",
+             "chime": programme_forms.at(seg_chime, i) or "start"}
             for i, kind in enumerate(seg_kind)]
-    segments = programme_forms.segments_from_form(seg_kind, seg_media, seg_text, seg_voice,
-                                                  seg_chime)
-    # Keep the rows typed; offer blank rows again after them.
-    rows = [r for r in rows if r["kind"]] + programme_forms.segment_rows([])
-    form["segments"] = segments
-    return form, rows
+    # The rows typed, then blank rows again after them.
+    return Typed(form, [r for r in rows if r["kind"]] + programme_forms.segment_rows([]),
+                 action)
+
+
+TypedForm = Annotated[Typed, Depends(typed_form)]
 
 
 def _fields(form: dict[str, Any], settings, programme=None) -> dict[str, Any]:
@@ -182,18 +205,9 @@ def _fields(form: dict[str, Any], settings, programme=None) -> dict[str, Any]:
     return fields
 
 
-FormList = Annotated[list[str], Form()]
-
-
 def _save(request: Request, session, settings, publisher, user: User, programme_id: str | None,
-          action: str, title: str, seg_kind: list[str], seg_media: list[str],
-          seg_text: list[str], seg_voice: list[str], seg_chime: list[str], target: str,
-          zones: list[str], devices: list[str], priority: str, when: str, start_at: str,
-          days: list[str], at_time: str, first_day: str, until: str, rrule: str, volume: str,
-          confirm_quiet: str):
-    form, rows = _typed(title, seg_kind, seg_media, seg_text, seg_voice, seg_chime, target,
-                        zones, devices, priority, when, start_at, days, at_time, first_day,
-                        until, rrule, volume, confirm_quiet)
+          typed: Typed):
+    form, rows, action = typed.form, typed.rows, typed.action
     programme = (programmes.get_programme(session, programme_id=programme_id)
                  if programme_id else None)
     saved = False
@@ -224,42 +238,16 @@ def _save(request: Request, session, settings, publisher, user: User, programme_
 
 
 @router.post("/programmes/new")
-def create_programme(
-        request: Request, session: SessionDep, settings: SettingsDep, publisher: PublisherDep,
-        user: Editor, _: CsrfChecked, action: Annotated[str, Form()] = "save",
-        title: Annotated[str, Form()] = "",
-        seg_kind: FormList = [], seg_media: FormList = [],  # noqa: B006 (FastAPI copies)
-        seg_text: FormList = [], seg_voice: FormList = [], seg_chime: FormList = [],  # noqa: B006
-        target: Annotated[str, Form()] = "all",
-        zones: FormList = [], devices: FormList = [],  # noqa: B006
-        priority: Annotated[str, Form()] = "normal", when: Annotated[str, Form()] = "once",
-        start_at: Annotated[str, Form()] = "", days: FormList = [],  # noqa: B006
-        at_time: Annotated[str, Form()] = "", first_day: Annotated[str, Form()] = "",
-        until: Annotated[str, Form()] = "", rrule: Annotated[str, Form()] = "",
-        volume: Annotated[str, Form()] = "", confirm_quiet: Annotated[str, Form()] = ""):
-    return _save(request, session, settings, publisher, user, None, action, title, seg_kind,
-                 seg_media, seg_text, seg_voice, seg_chime, target, zones, devices, priority,
-                 when, start_at, days, at_time, first_day, until, rrule, volume, confirm_quiet)
+def create_programme(request: Request, session: SessionDep, settings: SettingsDep,
+                     publisher: PublisherDep, user: Editor, _: CsrfChecked, typed: TypedForm):
+    return _save(request, session, settings, publisher, user, None, typed)
 
 
 @router.post("/programmes/{programme_id}/edit")
-def update_programme(
-        programme_id: str, request: Request, session: SessionDep, settings: SettingsDep,
-        publisher: PublisherDep, user: Editor, _: CsrfChecked,
-        action: Annotated[str, Form()] = "save", title: Annotated[str, Form()] = "",
-        seg_kind: FormList = [], seg_media: FormList = [],  # noqa: B006
-        seg_text: FormList = [], seg_voice: FormList = [], seg_chime: FormList = [],  # noqa: B006
-        target: Annotated[str, Form()] = "all",
-        zones: FormList = [], devices: FormList = [],  # noqa: B006
-        priority: Annotated[str, Form()] = "normal", when: Annotated[str, Form()] = "once",
-        start_at: Annotated[str, Form()] = "", days: FormList = [],  # noqa: B006
-        at_time: Annotated[str, Form()] = "", first_day: Annotated[str, Form()] = "",
-        until: Annotated[str, Form()] = "", rrule: Annotated[str, Form()] = "",
-        volume: Annotated[str, Form()] = "", confirm_quiet: Annotated[str, Form()] = ""):
-    return _save(request, session, settings, publisher, user, programme_id, action, title,
-                 seg_kind, seg_media, seg_text, seg_voice, seg_chime, target, zones, devices,
-                 priority, when, start_at, days, at_time, first_day, until, rrule, volume,
-                 confirm_quiet)
+def update_programme(programme_id: str, request: Request, session: SessionDep,
+                     settings: SettingsDep, publisher: PublisherDep, user: Editor,
+                     _: CsrfChecked, typed: TypedForm):
+    return _save(request, session, settings, publisher, user, programme_id, typed)
 
 
 @router.post("/programmes/{programme_id}/delete")
