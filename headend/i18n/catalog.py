@@ -397,8 +397,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "pstate_hint.rejected": ("Bị từ chối: sửa lại rồi gửi duyệt lần nữa.",
                              "Rejected: change it and submit it again."),
     "ostate.planned": ("Sắp phát", "Planned"),
-    "ostate.missed": ("Không phát: máy chủ không hoạt động vào giờ phát",
-                      "Not aired: the head-end was not running at air time"),
+    "ostate.missed": ("Không phát: máy chủ không tạo được lượt phát (ngừng hoạt động hoặc lỗi "
+                      "khi chuẩn bị)",
+                      "Not aired: the head-end made no broadcast (it was down, or preparing it "
+                      "failed)"),
     "ostate.unapproved": ("Không phát: chưa được duyệt", "Not aired: not approved"),
     "ostate.skipped": ("Đã bỏ lần phát này", "Skipped"),
     "ostate.unknown": ("Không rõ", "Unknown"),
@@ -492,6 +494,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "proof.open": ("{count} cụm loa chưa báo kết quả", "{count} receivers not reported yet"),
     "proof.heard": ("đã phát {length}", "heard {length}"),
     "proof.detail": ("Chi tiết từng cụm loa", "Each receiver"),
+    "proof.not_aired": ("lỗi khi chuẩn bị", "preparing it failed"),
     "import.title": ("Nhập lịch .ics", "Import an .ics"),
     "import.explain": ("Mỗi sự kiện trong tệp lịch thành một chương trình bản nháp (tên, giờ "
                        "bắt đầu, quy tắc lặp lại, ngày bỏ qua). Tệp lịch không có âm thanh và "

@@ -15,6 +15,7 @@ from headend.models import (
     DELIVERY_PLAYED,
     DELIVERY_PLAYING,
     DELIVERY_WAITING,
+    AuditEntry,
     Delivery,
     PlayLog,
     Programme,
@@ -67,6 +68,7 @@ class Proof:
     played: int = 0
     open: int = 0  # receivers still waiting or playing (no outcome yet)
     misses: list[Miss] = field(default_factory=list)
+    not_aired: str | None = None  # why the scheduler could not air it (its audit entry)
 
 
 def proof_of_play(session: Session, *, settings: Settings, programme: Programme, since: datetime,
@@ -76,10 +78,11 @@ def proof_of_play(session: Session, *, settings: Settings, programme: Programme,
     (the delivery's, with what the play log says it heard)."""
     states = programmes.occurrence_states(session, settings=settings, programme=programme,
                                           start=since, end=now, now=now)
+    failures = _air_failures(session, programme.id)
     out = []
     for item in reversed(states[-limit:]):
         proof = Proof(item["start"], item["slot"], item["state"], item["moved"],
-                      item["broadcast_id"])
+                      item["broadcast_id"], not_aired=failures.get(item["start"].isoformat()))
         heard, details = _reports(session, item["broadcast_id"])
         for device in item["devices"]:
             proof.targeted += 1
@@ -92,6 +95,16 @@ def proof_of_play(session: Session, *, settings: Settings, programme: Programme,
                                          details.get(device["id"]), heard.get(device["id"])))
         out.append(proof)
     return out
+
+
+def _air_failures(session: Session, programme_id: str) -> dict[str, str]:
+    """Occurrence start (ISO) -> why the scheduler could not make its broadcast, from the
+    audit entries it writes (programmes_scheduler._record_failure)."""
+    return {d["start"]: d.get("reason") or d.get("code") or "?"
+            for d in session.scalars(select(AuditEntry.detail).where(
+                AuditEntry.target == programme_id,
+                AuditEntry.action == "programme.air-failed"))
+            if isinstance(d, dict) and "start" in d}
 
 
 def _reports(session: Session,

@@ -1,9 +1,11 @@
 // The programme pages in a real (headless) Chromium: an editor writes a weekly programme
 // (chime, a recording from the library, a text added with "Thêm một phần"), saves and submits
-// it; a leader approves it from the approvals inbox; the week's calendar shows it. Walked
+// it; a leader approves it from the approvals inbox; the week's calendar shows it; a programme
+// that aired shows its proof of play. Walked
 // once at desktop size and once at phone size. Run by tests/web/test_programme_browser.py,
 // which serves the head-end on 127.0.0.1 and passes, through the environment:
-//   LOAXA_URL, EDITOR, LEADER, LOAXA_PASSWORD, MEDIA_ID, ZONE_ID, ARTIFACTS_DIR, CHROMIUM
+//   LOAXA_URL, EDITOR, LEADER, LOAXA_PASSWORD, MEDIA_ID, ZONE_ID, PROOF_ID (a programme that
+//   aired, for its proof of play), ARTIFACTS_DIR, CHROMIUM
 // It prints one JSON line of what it saw; screenshots go to ARTIFACTS_DIR.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -114,6 +116,14 @@ try {
       document.querySelector("section.day").classList.contains("today"));
     saw.calendarOverflow = await overflows();
     await page.screenshot({ path: join(shots, `programmes-week-${size}.png`), fullPage: true });
+
+    // A programme that aired: its proof of play.
+    await page.goto(base + "/programmes/" + env.PROOF_ID);
+    saw.proof = (await page.textContent("[data-played]")).trim();
+    saw.misses = await page.locator("ul.misses li").count();
+    saw.proofOverflow = await overflows();
+    await page.locator("ul.proofs").scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(shots, `programme-proof-${size}.png`), fullPage: true });
     await context.close();
   }
   console.log(JSON.stringify(seen));

@@ -328,14 +328,15 @@ def test_skip_or_move_one_occurrence_from_the_programmes_page(app, editor, leade
 
 # -- proof of play -----------------------------------------------------------------------------
 
-def test_past_occurrences_show_played_over_targeted_and_each_misss_reason(
-        app, station, editor, leader, recording):
+def seed_aired(app, station, media_id: str) -> tuple[str, str]:
+    """An approved programme whose occurrence aired just now on Thôn Đông: d1 played it to
+    the end, d2 was preempted after 1.5 s, d3's audio output failed. (programme, broadcast)"""
     settings = app.state.settings
     station.online("d1", "d2", "d3")
     now = datetime.now(UTC)
     with app.state.session_factory() as session:
         programme = programmes.create_programme(session, settings=settings, fields={
-            "title": "Tin trưa", "segments": [{"media_id": recording}],
+            "title": "Tin trưa", "segments": [{"media_id": media_id}],
             "targets": {"zones": ["thon-dong"]}, "start": now, "confirm_quiet": True},
             actor="admin", now=now)
         programmes.submit_programme(session, settings=settings, programme_id=programme.id,
@@ -345,7 +346,7 @@ def test_past_occurrences_show_played_over_targeted_and_each_misss_reason(
         # The scheduler's part (headend/services/programmes_scheduler.py), made by hand: the
         # occurrence's broadcast and the row that links them.
         broadcast = broadcasts.create_broadcast(
-            session, settings=settings, publisher=app.state.publisher, media_id=recording,
+            session, settings=settings, publisher=app.state.publisher, media_id=media_id,
             targets=programme.targets, start_at=now, actor="programme:" + programme.id,
             now=now)
         session.add(ProgrammeOccurrence(programme_id=programme.id, slot=now, start_at=now,
@@ -360,6 +361,12 @@ def test_past_occurrences_show_played_over_targeted_and_each_misss_reason(
     station.event("d2", "ended", bid=bid, item=item, reason="preempted", played=1500)
     station.event("d3", "ended", bid=bid, item=item, reason="failed",
                   detail="vs1053: DREQ stuck low")
+    return pid, bid
+
+
+def test_past_occurrences_show_played_over_targeted_and_each_misss_reason(
+        app, station, editor, recording):
+    pid, bid = seed_aired(app, station, recording)
     page = editor.get("/programmes/" + pid)
     assert page.status_code == 200
     proof = page.text.split('<ul class="proofs">')[1].split("</ul>\n  {% endif %}")[0]
@@ -373,6 +380,36 @@ def test_past_occurrences_show_played_over_targeted_and_each_misss_reason(
     editor.get("/lang/en?next=/")
     english = editor.get("/programmes/" + pid).text
     assert "1/3 played" in english and "a higher class took over" in english
+
+
+def test_an_occurrence_that_did_not_air_says_why(app, editor, recording):
+    settings = app.state.settings
+    now = datetime.now(UTC)
+    with app.state.session_factory() as session:
+        # A draft first: drafts are not plans, so the approved one may overlap it.
+        draft = programmes.create_programme(session, settings=settings, fields={
+            "title": "Nháp", "segments": [{"media_id": recording}], "targets": {"all": True},
+            "start": now, "confirm_quiet": True}, actor="admin", now=now)
+        approved = programmes.create_programme(session, settings=settings, fields={
+            "title": "Tin lỡ", "segments": [{"media_id": recording}], "targets": {"all": True},
+            "start": now, "confirm_quiet": True}, actor="admin", now=now)
+        programmes.submit_programme(session, settings=settings, programme_id=approved.id,
+                                    actor="admin", now=now)
+        programmes.approve_programme(session, settings=settings, programme_id=approved.id,
+                                     actor="admin", confirm_quiet=True, now=now)
+        start = programmes.occurrences(session, settings=settings, programme=approved,
+                                       start=now, end=now + timedelta(seconds=1))[0].start
+        # What the scheduler writes when an occurrence cannot air.
+        session.add(AuditEntry(username="programme:" + approved.id,
+                               action="programme.air-failed", target=approved.id,
+                               detail={"start": start.isoformat(), "code": "tts-failed",
+                                       "reason": "the text could not be read aloud"}))
+        session.commit()
+        ids = approved.id, draft.id
+    page = editor.get("/programmes/" + ids[0]).text
+    assert "Không phát: máy chủ không tạo được lượt phát" in page
+    assert "the text could not be read aloud" in page.split("data-not-aired")[1]
+    assert "Không phát: chưa được duyệt" in editor.get("/programmes/" + ids[1]).text
 
 
 # -- who may do what ---------------------------------------------------------------------------
