@@ -573,3 +573,19 @@ def test_the_import_api_answers_created_and_refused_for_editors_only(app, browse
     assert made["targets"] == {"zones": ["thon-dong"]}
     assert [r["summary"] for r in body["refused"]] == ["«Cả ngày»"]
     assert "sự kiện cả ngày" in body["refused"][0]["message_vi"]
+
+
+def test_an_admin_does_what_editors_and_leaders_do_and_english_is_one_link_away(
+        app, browser, staff, recording):
+    assert browser.login("admin").status_code == 303
+    pid = programme_id(create(browser, recording, action="submit"))
+    assert browser.get("/programmes/approvals").status_code == 200
+    r = browser.submit("/programmes/approvals", "/programmes/%s/approve" % pid,
+                       {"back": "approvals"})
+    assert r.status_code == 303 and stored(app, pid).state == "approved"
+    browser.get("/lang/en?next=/programmes/new")
+    form = browser.get("/programmes/new").text
+    assert 'lang="en"' in form and "New programme" in form and "Every week" in form
+    assert "Monday" in form and "Opening chime" in form and "Save and submit" in form
+    page = browser.get("/programmes/" + pid).text
+    assert "Monday to Saturday, 05:30" in page and "Approved" in page
