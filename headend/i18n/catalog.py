@@ -426,6 +426,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "programme.confirm_quiet": ("Cần phát trong giờ yên tĩnh ({quiet}): xin lãnh đạo xác nhận",
                                 "Must air in the quiet hours ({quiet}): ask a leader to "
                                 "confirm"),
+    "programme.check": ("Kiểm tra trùng giờ", "Check for conflicts"),
+    "programme.check_ok": ("Không trùng giờ với chương trình nào, không vướng giờ yên tĩnh, "
+                           "âm lượng trong giới hạn. Chưa lưu: bấm «Lưu bản nháp» hoặc «Lưu và gửi duyệt».",
+                           "No overlap with another programme, no quiet-hours problem, volume "
+                           "within the limits. Not saved yet: press «Save as draft» or «Save and submit»."),
     "programme.save_draft": ("Lưu bản nháp", "Save as draft"),
     "programme.save_submit": ("Lưu và gửi duyệt", "Save and submit"),
     "programme.cancel": ("Thôi", "Cancel"),

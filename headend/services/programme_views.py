@@ -6,7 +6,8 @@ the play log; no decision is taken here.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,10 +16,12 @@ from headend.models import (
     DELIVERY_PLAYED,
     DELIVERY_PLAYING,
     DELIVERY_WAITING,
+    PROGRAMME_DRAFT,
     AuditEntry,
     Delivery,
     PlayLog,
     Programme,
+    User,
 )
 from headend.services import programmes, programmes_rules, programmes_time
 from headend.settings import Settings
@@ -144,3 +147,27 @@ def airs_in_quiet_hours(session: Session, *, settings: Settings, programme: Prog
     return any(programmes_time.in_quiet_hours(start, end, quiet, settings.tz)
                for start, end in programmes_rules.airing_intervals(
                    session, settings=settings, programme=programme, now=now))
+
+
+def check_draft(session: Session, *, settings: Settings, fields: dict[str, Any],
+                actor: User | str | None, programme: Programme | None = None,
+                now: datetime | None = None) -> None:
+    """The guard rails' verdict on what the editor typed, saving nothing: raises the refusal
+    ``create_programme`` (or ``update_programme`` of ``programme``) would raise. The fields
+    are applied to a transient copy that never enters the session."""
+    now = now or datetime.now(UTC)
+    draft = Programme(id=programme.id if programme else "p-check", title="", segments=[],
+                      targets={}, priority="normal", start_at=now, rrule=None, exdates=[],
+                      volume=None, state=PROGRAMME_DRAFT, revision=1)
+    if programme is not None:
+        for name in ("title", "segments", "targets", "priority", "start_at", "rrule",
+                     "exdates", "volume", "quiet_requested_by", "quiet_confirmed_by"):
+            setattr(draft, name, getattr(programme, name))
+    # The services' own reading of the fields (the one create and update use).
+    programmes._apply_fields(session, draft, fields)
+    if programme is not None and (draft.start_at, draft.rrule) != (programme.start_at,
+                                                                   programme.rrule):
+        draft.quiet_requested_by = draft.quiet_confirmed_by = None  # as update_programme
+    programmes._check_start_ahead(draft, now)
+    programmes_rules.check(session, settings=settings, programme=draft, actor=actor,
+                           confirm_quiet=bool(fields.get("confirm_quiet")), now=now)

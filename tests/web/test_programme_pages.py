@@ -589,3 +589,22 @@ def test_an_admin_does_what_editors_and_leaders_do_and_english_is_one_link_away(
     assert "Monday" in form and "Opening chime" in form and "Save and submit" in form
     page = browser.get("/programmes/" + pid).text
     assert "Monday to Saturday, 05:30" in page and "Approved" in page
+
+
+def test_conflicts_are_checked_before_saving(app, editor, leader, recording):
+    pid = programme_id(create(editor, recording, action="submit", at_time="06:00"))
+    leader.submit("/programmes/approvals", "/programmes/%s/approve" % pid, {"back": "approvals"})
+    r = create(editor, recording, action="check", title="Tin chen giờ", at_time="06:00")
+    assert r.status_code == 409
+    assert "Trùng giờ với chương trình thông thường «Phát thanh buổi sáng»" in r.text
+    assert 'value="Tin chen giờ"' in r.text
+    r = create(editor, recording, action="check", title="Tin chen giờ", at_time="07:00")
+    assert r.status_code == 200 and "data-check-ok" in r.text and "Không trùng giờ" in r.text
+    assert 'value="07:00"' in r.text
+    assert "Tin chen giờ" not in programmes_titles(app)  # a check saves nothing
+    # Checking an edit of the approved one against itself is no conflict, and changes nothing.
+    r = editor.submit("/programmes/%s/edit" % pid, "/programmes/%s/edit" % pid,
+                      weekly_form(recording, action="check", at_time="06:30"))
+    assert r.status_code == 200 and "data-check-ok" in r.text
+    after = stored(app, pid)
+    assert after.state == "approved" and "BYHOUR=6;BYMINUTE=0" in after.rrule

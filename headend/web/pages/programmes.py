@@ -107,9 +107,10 @@ FORM_DEFAULTS: dict[str, Any] = {
 
 
 def _editor(request: Request, session, form: dict[str, Any], rows: list[dict[str, str]],
-            programme=None, error: str | None = None, status_code: int = 200):
+            programme=None, error: str | None = None, status_code: int = 200,
+            notice: str | None = None):
     return render(request, "programme_form.html", {
-        "form": form, "rows": rows, "programme": programme, "error": error,
+        "form": form, "rows": rows, "programme": programme, "error": error, "notice": notice,
         "media": list_media(session), "zones": list_zones(session),
         "devices": list_devices(session), "priorities": ("normal", "priority"),
         "day_codes": programme_forms.DAYS, "voices": VOICES,
@@ -213,6 +214,11 @@ def _save(request: Request, session, settings, publisher, user: User, programme_
     saved = False
     try:
         fields = _fields(form, settings, programme)
+        if action == "check":  # the guard rails' verdict, nothing saved
+            programme_views.check_draft(session, settings=settings, fields=fields, actor=user,
+                                        programme=programme)
+            return _editor(request, session, form, rows, programme,
+                           notice=translator_of(request)("programme.check_ok"))
         if programme is None:
             programme = programmes.create_programme(session, settings=settings, fields=fields,
                                                     actor=user)
