@@ -58,11 +58,14 @@ def _back(programme_id: str) -> RedirectResponse:
     return RedirectResponse("/programmes/%s" % programme_id, status.HTTP_303_SEE_OTHER)
 
 
-def _describe(request: Request, session, programme) -> dict[str, str]:
+def _describe(request: Request, session, programme,
+              names: dict[str, str] | None = None) -> dict[str, str]:
+    """Its time and targets in words (``names``: the villages', when already read)."""
     t = translator_of(request)
     tz = request.app.state.settings.tz
     return {"when": programme_forms.describe_when(t, programme, tz),
-            "where": describe_targets(t, programme.targets, zone_names(session))}
+            "where": describe_targets(t, programme.targets,
+                                      zone_names(session) if names is None else names)}
 
 
 # -- the week ---------------------------------------------------------------------------------
@@ -88,7 +91,7 @@ def calendar_page(request: Request, session: SessionDep, settings: SettingsDep,
         days[entry.start.astimezone(tz).date()].append({
             "p": entry.programme, "o": entry.occurrence,
             "where": describe_targets(t, entry.programme.targets, names)})
-    everything = [dict(p=p, **_describe(request, session, p))
+    everything = [dict(p=p, **_describe(request, session, p, names))
                   for p in programmes.list_programmes(session)]
     return render(request, "programmes.html", {
         "days": days, "today": today, "everything": everything,
@@ -339,7 +342,8 @@ def _inbox(request: Request, session) -> dict[str, Any]:
     settings = request.app.state.settings
     waiting = sorted(programmes.list_programmes(session, state=PROGRAMME_SUBMITTED),
                      key=lambda p: p.updated_at)
-    return {"rows": [dict(p=p, **_describe(request, session, p)) for p in waiting],
+    names = zone_names(session)
+    return {"rows": [dict(p=p, **_describe(request, session, p, names)) for p in waiting],
             "media_titles": {m.id: m.title for m in list_media(session, limit=1000)},
             "quiet_ids": _quiet_ids(session, settings, waiting)}
 
