@@ -10,10 +10,12 @@ from headend.web.pages import (
     live,
     map,
     playlog,
+    programmes,
     receiver,
     receivers,
 )
 
 router = APIRouter()
-for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live):
+for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
+               programmes):
     router.include_router(module.router)
