@@ -361,4 +361,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "live.reason.clock-untrusted": ("đồng hồ máy chủ không đáng tin", "the server's clock is "
                                     "not trusted"),
     "live.reason.shutdown": ("máy chủ dừng", "the server stopped"),
+    # -- relays and their dead air (headend/live/relay.py, deadair.py) ------------------------
+    "live.reason.relay-failed": ("lỗi tiếp sóng trên máy chủ", "the server's relay failed"),
+    "dstate.fallback": ("Phát nội dung thay thế", "Fallback played"),
+    "reason.source-stalled": ("luồng tiếp sóng mất tín hiệu", "the relayed stream stalled"),
+    "reason.source-silent": ("luồng tiếp sóng im lặng", "the relayed stream fell silent"),
 }
