@@ -5,7 +5,7 @@ the PCM the source gave for it or None) and says when dead air starts and ends:
 
     on-air --no bytes for after_s------------> dead (stalled)
     on-air --RMS < threshold for after_s----> dead (silent)
-    dead   --sound for resume_s, no gap-----> on-air
+    dead   --audio for resume_s, no gap, 80 % of it sound--> on-air
 
 "No bytes" is judged from when the source last delivered audio (the puller's arrival time,
 not the paced feed's), so a stall is seen ``after_s`` after the network went quiet, not after
@@ -21,6 +21,7 @@ with a pause, until the source is back.
 the event; an alert engine hooks in there.
 """
 
+import collections
 import logging
 import math
 import tempfile
@@ -41,6 +42,7 @@ SILENT = "source-silent"    # bytes, but below the silence threshold
 FALLBACK_RATE = 16000
 NOTICE_VI = ("Tín hiệu tiếp sóng đang bị gián đoạn. Xin quý vị vui lòng chờ trong giây lát.")
 _LOOP_PAUSE_S = 2.0  # between two plays of the fallback
+RESUME_LOUD = 0.8  # the share of the resume time that must be sound
 
 
 def rms_dbfs(pcm: bytes) -> float:
@@ -74,7 +76,7 @@ class DeadAirDetector:
     _last_sound: float | None = None
     _dead_since: float = 0.0
     _back_since: float | None = None
-    _back_energy: list[float] = field(default_factory=list)
+    _recent: collections.deque = field(default_factory=collections.deque)  # (time, loud)
 
     @property
     def dead(self) -> bool:
@@ -103,38 +105,34 @@ class DeadAirDetector:
             if now - sound_at >= self.after_s:
                 return self._go_dead(SILENT, now, sound_at)
             return None
-        # Dead: back once the source has given sound for resume_s with no gap.
+        # Dead: back once the source has given audio for resume_s with no gap, sound in at
+        # least RESUME_LOUD of it (speech has short pauses).
         if not pcm:
             self._back_since = None
-            self._back_energy.clear()
+            self._recent.clear()
             return None
         if self._back_since is None:
             self._back_since = now
-        self._back_energy.append(rms_dbfs(pcm))
+        self._recent.append((now, loud))
+        while self._recent and self._recent[0][0] < now - self.resume_s:
+            self._recent.popleft()
         if now - self._back_since < self.resume_s:
             return None
-        if self._window_dbfs() < self.threshold_dbfs:
-            self._back_since, self._back_energy = now, []  # still silent: look again
+        if sum(1 for _, sound in self._recent if sound) < RESUME_LOUD * len(self._recent):
             return None
         reason = self.state
         self.state = ON_AIR
         self._last_sound = self._last_bytes = now
         self._back_since = None
-        self._back_energy.clear()
+        self._recent.clear()
         return DeadAirChange(False, reason, now, self._dead_since)
 
     def _go_dead(self, reason: str, now: float, since: float) -> DeadAirChange:
         self.state = reason
         self._dead_since = now
         self._back_since = None
-        self._back_energy.clear()
+        self._recent.clear()
         return DeadAirChange(True, reason, now, since)
-
-    def _window_dbfs(self) -> float:
-        powers = [10 ** (d / 10) for d in self._back_energy if d > -math.inf]
-        if not powers:
-            return -math.inf
-        return 10 * math.log10(sum(powers) / len(self._back_energy))
 
 
 # -- the fallback ----------------------------------------------------------------------------

@@ -61,14 +61,15 @@ def relay_url(value) -> str:
     if len(url) > MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
         raise Invalid("bad-url", "source.url is too long or has spaces",
                       "Địa chỉ luồng tiếp sóng quá dài hoặc có khoảng trắng")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https"):
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
         raise Invalid("bad-url-scheme", "a relay source must be http:// or https://, not %r"
                       % url[:80], "Chỉ tiếp sóng được từ địa chỉ http:// hoặc https://")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise Invalid("bad-url", "source.url %r has a bad port" % url[:80],
+                      "Địa chỉ luồng tiếp sóng có cổng không hợp lệ") from None
     if not parts.hostname:
         raise Invalid("bad-url", "source.url %r has no host" % url[:80],
                       "Địa chỉ luồng tiếp sóng thiếu tên máy chủ")
