@@ -502,6 +502,10 @@ class LiveService:
         for live in list(self.sessions.values()):
             if not live.over:
                 await self.end(live.id, END_SHUTDOWN)
+        # The relays close their pulls (no ffmpeg is left behind).
+        relays = [t for t in self._relays.values() if not t.done()]
+        if relays:
+            await asyncio.wait(relays, timeout=10)
 
 
 class _AppPublisher:
