@@ -3,12 +3,13 @@ real time, and any files of a directory (an HLS playlist and its segments), over
 a thread (so it serves an async test, a TestClient test and a head-end process alike).
 
     with StreamServer(tmp_path, sound_pcm) as radio:
-        radio.url("/live.mp3")            # the stream, looping ``sound_pcm`` as MP3
+        radio.url("/live.mp3")            # the stream, looping ``sound_pcm`` as MP3 (or AAC:
+                                          # StreamServer(..., codec="aac"), ADTS frames)
         radio.mode = "silent"             # the same stream, now digital silence
         radio.mode = "stalled"            # connections stay open, nothing is sent
         radio.kill(); radio.start()       # gone (connection refused), then back on its port
 
-Everything is made by real ffmpeg: ``mp3_of`` encodes PCM, ``make_hls`` writes a playlist.
+Everything is made by real ffmpeg: ``encoded`` encodes PCM, ``make_hls`` writes a playlist.
 Imported as a top-level module, like ``polling`` (``tests/`` is on ``sys.path``).
 """
 
@@ -28,12 +29,16 @@ MP3_KBPS = 32
 _CHUNK_S = 0.1
 
 
-def mp3_of(pcm: np.ndarray, path: Path, rate: int = RATE) -> bytes:
-    """``pcm`` (int16 mono) as a CBR MP3 file at ``path``; returns its bytes."""
+_ENCODERS = {"mp3": ["-c:a", "libmp3lame", "-write_xing", "0", "-id3v2_version", "0"],
+             "aac": ["-c:a", "aac", "-f", "adts"]}  # AAC as Icecast sends it: ADTS frames
+
+
+def encoded(pcm: np.ndarray, path: Path, codec: str = "mp3", rate: int = RATE) -> bytes:
+    """``pcm`` (int16 mono) as a CBR MP3 (or ADTS AAC) file at ``path``; returns its bytes."""
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "s16le",
-                    "-ar", str(rate), "-ac", "1", "-i", "pipe:0", "-c:a", "libmp3lame", "-b:a",
-                    "%dk" % MP3_KBPS, "-write_xing", "0", "-id3v2_version", "0", str(path)],
-                   input=pcm.astype("<i2").tobytes(), check=True)
+                    "-ar", str(rate), "-ac", "1", "-i", "pipe:0", "-b:a", "%dk" % MP3_KBPS]
+                   + _ENCODERS[codec] + [str(path)], input=pcm.astype("<i2").tobytes(),
+                   check=True)
     return path.read_bytes()
 
 
@@ -51,12 +56,13 @@ def make_hls(pcm: np.ndarray, directory: Path, segment_s: float = 2.0,
 
 
 class StreamServer:
-    def __init__(self, workdir: Path, sound: np.ndarray, port: int = 0):
+    def __init__(self, workdir: Path, sound: np.ndarray, port: int = 0, codec: str = "mp3"):
         workdir.mkdir(parents=True, exist_ok=True)
         self.root = workdir
-        self._streams = {"sound": mp3_of(sound, workdir / "sound.mp3"),
-                         "silent": mp3_of(np.zeros(len(sound), dtype=np.int16),
-                                          workdir / "silent.mp3")}
+        self.codec = codec
+        self._streams = {"sound": encoded(sound, workdir / ("sound." + codec), codec),
+                         "silent": encoded(np.zeros(len(sound), dtype=np.int16),
+                                           workdir / ("silent." + codec), codec)}
         self.mode = "sound"  # sound | silent | stalled
         self.port = port
         self.requests: list[str] = []
@@ -83,7 +89,7 @@ class StreamServer:
 
             def do_GET(self):
                 radio.requests.append(self.path)
-                if self.path.startswith("/live.mp3"):
+                if self.path.startswith("/live."):
                     radio._send_stream(self)
                     return
                 path = (radio.root / self.path.lstrip("/").split("?")[0]).resolve()
@@ -117,7 +123,7 @@ class StreamServer:
 
     def _send_stream(self, handler) -> None:
         handler.send_response(200)
-        handler.send_header("Content-Type", "audio/mpeg")
+        handler.send_header("Content-Type", "audio/mpeg" if self.codec == "mp3" else "audio/aac")
         handler.send_header("icy-name", "Loaxa test radio")
         handler.end_headers()
         per_chunk = int(MP3_KBPS * 1000 / 8 * _CHUNK_S)

@@ -124,6 +124,18 @@ def test_one_pull_for_two_relays_of_a_url_closed_with_the_last(client, online,  
     assert detail(client, headers, second["id"])["source"]["state"] == "closed"
 
 
+def test_an_icecast_aac_stream_is_relayed(client, online, tmp_path):  # noqa: F811
+    with StreamServer(tmp_path / "aac", station_pcm(), codec="aac") as aac:
+        live = relay(client, online.headers, aac.url("/live.aac"), {"devices": ["a1"]})
+        wait_for(lambda: streams_sent(online, "a1"), 15, "the stream command")
+        sid = streams_sent(online, "a1")[0]["a"]["sid"]
+        wait_for(lambda: len(frames_on(online, sid)) >= 10, 10, "frames of the AAC relay")
+        shown = detail(client, online.headers, live["id"])
+        assert shown["source"]["state"] == "playing" and shown["dead_air"] is None
+        assert shown["fallbacks"] == 0  # on air with the station's audio, not the fallback
+        client.delete("/api/v1/live/" + live["id"], headers=online.headers)
+
+
 def test_stall_and_silence_play_the_fallback_alert_log_and_resume(client, online,  # noqa: F811
                                                                    radio, quick, alerts):
     headers = online.headers
