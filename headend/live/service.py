@@ -286,7 +286,8 @@ class LiveService:
     async def _pump(self, live: LiveSession, encoder: CodecEncoder, timeline: PcmTimeline):
         topic = topics.stream_topic(self.settings.site_id, encoder.stream.sid)
         try:
-            async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms):
+            async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms,
+                                              live.until_ms):
                 if live.over:
                     return
                 self._publish_frame(topic, frame)

@@ -18,6 +18,8 @@ from stream_server import StreamServer
 from test_live_api import frames_on, online, stops_sent, streams_sent, wait_ended  # noqa: F401
 
 from headend.live.deadair import SILENT, STALLED, add_dead_air_hook
+from protocol.frames import unpack_frame
+from protocol.signing import HmacKey, key_from_hex
 
 RATE = 16000
 
@@ -203,3 +205,8 @@ def test_a_relay_ends_at_until(client, online, radio, quick):  # noqa: F811
     assert stops_sent(online, "a1", live["id"])
     wait_for(lambda: radio.url("/live.mp3") not in client.app.state.live.hub.pulls, 10,
              "the pull closed")
+    # Nothing goes out that would play after the window's end.
+    hkey = HmacKey(key_from_hex(args["key"]))
+    frames = [unpack_frame(hkey, f) for f in frames_on(online, args["sid"])]
+    assert len(frames) > 10
+    assert max(f.play_at for f in frames) < args["until"]
