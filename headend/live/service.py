@@ -6,8 +6,9 @@
     reason = await service.run_audio(live.id, pcm_chunks(), rate=16000)   # the WebSocket
     await service.end(live.id, END_STOPPED)                                # DELETE
 
-A PCM source is any async iterator of 16-bit mono little-endian chunks at ``rate`` (the
-page's microphone over the WebSocket today; a relay's decoder would be one too). The first
+A PCM source is any async iterator of 16-bit mono little-endian chunks at ``rate``: the
+page's microphone over the WebSocket, or a relay's paced feed (``source={"url": ...}``: the
+service runs it itself, headend/live/relay.py, with the fallback during dead air). The first
 chunk anchors the session's timeline and sends each receiver its signed ``stream`` command
 (prio live: it preempts normal and priority programmes there, an emergency preempts it);
 every chunk then goes to one encoder per rendition the targets need, whose frames are
