@@ -145,6 +145,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dstate.failed": ("Lỗi", "Failed"),
     "dstate.cancelled": ("Đã hủy", "Cancelled"),
     "dstate.interrupted": ("Bị gián đoạn", "Interrupted"),
+    "dstate.fallback": ("Phát nội dung thay thế", "Fallback played"),  # a relay's dead air
     "reason.finished": ("phát hết bản tin", "played to the end"),
     "reason.preempted": ("tin ưu tiên hơn chen vào", "a higher class took over"),
     "reason.cancelled": ("đã hủy", "cancelled"),
@@ -183,6 +184,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
                                   "the receiver restarted while playing it (a power cut?)"),
     "reason.end-unreported": ("cụm loa đã ngừng phát nhưng không báo kết thúc",
                               "the receiver stopped playing it without reporting how it ended"),
+    # a relay's fallback during dead air (headend/live/deadair.py)
+    "reason.source-stalled": ("luồng tiếp sóng mất tín hiệu", "the relayed stream stalled"),
+    "reason.source-silent": ("luồng tiếp sóng im lặng", "the relayed stream fell silent"),
     "reason.no-codec": ("cụm loa không giải mã được định dạng này",
                         "the receiver cannot decode this format"),
     "reason.expired": ("lệnh hết hạn trước khi tới", "the command expired on the way"),
@@ -356,6 +360,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "live.reason.silent": ("không nhận được tiếng từ micrô trong 3 giây",
                            "no audio from the microphone for 3 seconds"),
     "live.reason.no-audio": ("micrô không gửi tiếng", "the microphone never sent audio"),
+    "live.reason.relay-failed": ("lỗi tiếp sóng trên máy chủ", "the server's relay failed"),
     "live.reason.encoder-failed": ("lỗi mã hóa âm thanh trên máy chủ",
                                    "the server's audio encoder failed"),
     "live.reason.clock-untrusted": ("đồng hồ máy chủ không đáng tin", "the server's clock is "

@@ -152,6 +152,8 @@ REASONS = (
     "bad-signature", "safe-mode", "storage", "refused",
     # the head-end's own conclusions
     "no-report", "receiver-offline", "headend-down", "receiver-restarted", "end-unreported",
+    # a relay's fallback, written by the head-end (headend/services/playlog.py)
+    "source-stalled", "source-silent",
 )
 # The receiver's failure details that are codes of their own (firmware/core.py DETAIL_*,
 # the shell's refusals); anything else it says is kept as the detail of a wider code.
