@@ -89,6 +89,10 @@ Choices (where the protocol leaves room):
 - the amplifier relay closes ``amp_settle_ms`` before a scheduled start (no thump in the first
   words), at once for an item that starts now (whose first sample then waits for it), and
   opens when nothing plays and nothing starts within ``amp_settle_ms``;
+- the media of scheduled items is fetched ahead, earliest start first, as far as it fits
+  ``cache_budget`` (set by the shell: what the media cache may hold) together with what plays
+  and what starts earlier; a later item's fetch waits until earlier ones have played (their
+  media may then be evicted). A ``play`` or ``fetch`` command fetches at once regardless;
 - fetches follow firmware/fetch_policy.py (one rule for attempts, backoff and giving up;
   a failure while the link is down does not count), time requests
   firmware/sync_cadence.py (burst at each link up, refine, periodic; none while down).
@@ -192,6 +196,10 @@ class ReceiverCore:
         self._jitter_shape = (jitter_slots, jitter_slot_bytes)
         self.jitter = None          # JitterBuffer, made on the first stream (64 KB by default)
         self._dirty = False
+        # Bytes the media cache may hold (the shell's MediaCache.budget()); None: no limit
+        # known. Media of the schedule is fetched ahead, earliest first, only as far as it
+        # fits (``_fitting``): the rest waits until what plays first has played.
+        self.cache_budget = None
         if state:
             self._restore(state)
 
@@ -301,6 +309,27 @@ class ReceiverCore:
         for sha in self._fetches.shas():
             need.add(sha)
         return need
+
+    def _fitting(self):
+        """sha of the media the schedule needs that fit the cache budget together, earliest
+        start first (what plays now first); None: no budget known, all of it. The earliest
+        is always in (the fetch says so if even it does not fit)."""
+        budget = self.cache_budget
+        if budget is None:
+            return None
+        items = list(self.schedule)
+        if self.current is not None:
+            items.insert(0, self.current)
+        fits = set()
+        total = 0
+        for it in items:
+            if it.kind != KIND_PLAY or it.sha in fits:
+                continue
+            total += it.args["size"]
+            if fits and total > budget:
+                break
+            fits.add(it.sha)
+        return fits
 
     def _scheduled_needs(self, sha):
         for it in self.schedule:
@@ -499,13 +528,20 @@ class ReceiverCore:
             acts.append((VOLUME, vol))
 
     def _cmd_schedule(self, args, now, acts):
+        """Replace what the window [from, to) holds with its items; their media is fetched
+        ahead as far as the cache budget goes (``_fitting``), the rest as room comes."""
         self.schedule.clear_window(args["from"], args["to"])
+        added = []
         for a in args["items"]:
             if self._known_bid(a["bid"]):
-                continue
+                continue  # playing, played or stopped: never twice
             item = self._play_item(a, now)
             self.schedule.add(item)
-            self._want_media(a, now, True)
+            added.append(a)
+        fits = self._fitting()
+        for a in added:
+            if fits is None or a["sha"] in fits:
+                self._want_media(a, now, True)
         self._dirty = True
         self._run(now, acts)
 
@@ -729,6 +765,7 @@ class ReceiverCore:
                     self._stop_current(end[0], end[1], now, acts)
         candidates = []
         horizon = now + START_LEAD_MS
+        fits = self._fitting()
         for it in self.schedule:
             if it.kind == KIND_STREAM:
                 end = self._stream_end(it.stream, now)
@@ -743,7 +780,7 @@ class ReceiverCore:
             if it.start_ref() > now:
                 if it.start_ref() <= horizon and ready:
                     candidates.append(it)  # in the lead window: handed over early
-                else:
+                elif fits is None or it.sha in fits:
                     self._want_media(it.args, now, False)  # prefetch ahead of air time
                 continue
             if it.at is not None:
