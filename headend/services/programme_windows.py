@@ -141,14 +141,16 @@ def plan(session: Session, *, settings: Settings, now: datetime,
         if any(p.bid == broadcast.id for p in out[device_id]):
             continue
         out[device_id].append(Planned(broadcast.id, broadcast.media, broadcast.play_at_ms,
-                                      broadcasts.PRIO_WIRE[broadcast.priority], None))
+                                      broadcasts.PRIO_WIRE[broadcast.priority],
+                                      broadcast.volume))
     return out
 
 
 def window_args(settings: Settings, receiver: Receiver, planned: list[Planned],
                 now: datetime) -> dict:
     """The ``schedule`` arguments of one receiver's window, in renditions it decodes (a play
-    of media it cannot decode is left out: its broadcast says "no-codec")."""
+    of media it cannot decode is left out: its broadcast says "no-codec"), with its zone's
+    volume limit (``vmax``), which the receiver enforces."""
     start, end = window_bounds(settings, now)
     codecs = broadcasts.receiver_codecs(receiver)
     plays = []
@@ -158,12 +160,14 @@ def window_args(settings: Settings, receiver: Receiver, planned: list[Planned],
             plays.append(planning.play_fields(settings, bid=p.bid, item_id=p.media.id,
                                               rendition=rendition, at_ms=p.at_ms, prio=p.prio,
                                               vol=p.vol))
-    return planning.schedule_fields(from_ms=_ms(start), to_ms=_ms(end), plays=plays)
+    args = planning.schedule_fields(from_ms=_ms(start), to_ms=_ms(end), plays=plays)
+    args["vmax"] = receiver.zone.volume_limit if receiver.zone is not None else None
+    return args
 
 
 def _digest(args: dict) -> str:
-    """What the receiver would hold: the plays (the window's start slides, they stay)."""
-    return hashlib.sha256(messages.encode(args["items"])).hexdigest()
+    """What the receiver would hold: the plays and the limit (the window's start slides)."""
+    return hashlib.sha256(messages.encode([args["items"], args["vmax"]])).hexdigest()
 
 
 class WindowSender:

@@ -135,7 +135,8 @@ def _air(session: Session, settings: Settings, publisher: Publisher, programme: 
         broadcasts.create_broadcast(
             session, settings=settings, publisher=publisher, media_id=media.id,
             targets=programme.targets, priority=programme.priority,
-            start_at=occurrence.start, actor=actor, now=now, broadcast_id=broadcast_id)
+            start_at=occurrence.start, actor=actor, now=now, broadcast_id=broadcast_id,
+            volume=programme.volume)
     row = session.scalar(select(ProgrammeOccurrence).where(
         ProgrammeOccurrence.programme_id == programme.id,
         ProgrammeOccurrence.slot == occurrence.slot))

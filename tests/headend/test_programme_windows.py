@@ -227,3 +227,29 @@ def test_the_window_is_sent_again_as_it_slides(client, app, commune, staff):
     refresh = timedelta(seconds=app.state.settings.programme_window_refresh_s)
     assert windows.send(now=later + timedelta(minutes=1)) == []
     assert windows.send(now=later + refresh) == ["a1"]
+
+
+def test_the_zones_volume_limit_rides_with_the_window_and_a_change_resends_it(
+        client, app, commune, staff):
+    from headend.models import Zone
+
+    windows = Windows(app, commune)
+    commune.report(commune.birth("a1"), commune.birth("b1"))
+    with app.state.session_factory() as session:
+        session.get(Zone, "thon-1").volume_limit = 70
+        session.commit()
+    media = commune.upload()
+    start = (datetime.now(UTC) + timedelta(minutes=8)).replace(microsecond=0)
+    programme(client, staff, media["id"], start, volume=65)
+    windows.send()
+    assert windows.last("a1")["vmax"] == 70 and windows.last("b1")["vmax"] is None
+    # The broadcast made ahead carries the programme's volume too (a receiver that missed
+    # the window plays it as loud as the others).
+    windows.air()
+    [sent] = windows.commands("a1", messages.PLAY)
+    assert sent["a"]["vol"] == 65
+    # The limit comes down: every receiver of the zone is told at the next pass.
+    with app.state.session_factory() as session:
+        session.get(Zone, "thon-1").volume_limit = 50
+        session.commit()
+    assert windows.send() == ["a1"] and windows.last("a1")["vmax"] == 50

@@ -139,3 +139,57 @@ def test_a_new_window_drops_what_left_it_and_keeps_what_was_stopped_out():
     acts = core.on_command(head.cmd(M.SCHEDULE, window([], frm=T0 + 3000)), T0 + 3000)
     assert len(core.schedule) == 0 and acts[-1][0] == C.PERSIST
     assert acts[-1][1]["items"] == []
+
+
+# -- the zone's volume limit ----------------------------------------------------------------
+
+def acks(acts):
+    return [(e["ok"], e.get("reason")) for e in events(acts, M.EV_ACK)]
+
+
+def test_the_zones_volume_limit_comes_with_the_window_and_is_enforced():
+    core, head = new_core(cached=(sha(1), sha(2))), Head()
+    loud = play("b1", T0 + MIN, sha(1))
+    loud["vol"] = 90
+    # A window whose own play is above its limit is refused whole.
+    acts = core.on_command(head.cmd(M.SCHEDULE, dict(window([loud]), vmax=60)), T0)
+    assert acks(acts) == [(False, "volume-limit")] and len(core.schedule) == 0
+    acts = core.on_command(head.cmd(M.SCHEDULE, dict(window([]), vmax=60)), T0)
+    assert acks(acts) == [(True, None)] and core.volume_limit == 60
+    assert acts[-1][0] == C.PERSIST and acts[-1][1]["vmax"] == 60
+    # A signed command above it, from a head-end token in the wrong hands: refused.
+    assert acks(core.on_command(head.cmd(M.PLAY, loud), T0)) == [(False, "volume-limit")]
+    assert acks(core.on_command(head.cmd(M.VOLUME, {"vol": 95}), T0)) == [
+        (False, "volume-limit")]
+    assert core.volume == 60 and len(core.schedule) == 0
+    # Within it: played at its own volume; an emergency is not held to it.
+    quiet = play("b2", T0 + MIN, sha(2))
+    quiet["vol"] = 50
+    assert acks(core.on_command(head.cmd(M.PLAY, quiet), T0)) == [(True, None)]
+    assert starts(core.tick(T0 + MIN))[0][3] == 50
+    core.finished(core.current, T0 + MIN + 10000)
+    alarm = play("e1", T0 + 2 * MIN, sha(1))
+    alarm["prio"] = M.PRIO_EMERGENCY
+    del alarm["at"]
+    acts = core.on_command(head.cmd(M.PLAY, alarm), T0 + 2 * MIN)
+    assert acks(acts) == [(True, None)] and starts(acts)[0][3] == 100
+
+
+def test_a_limit_lowered_under_the_default_volume_holds_what_plays_and_is_kept_in_flash():
+    core, head = new_core(cached=(sha(1),)), Head()
+    core.on_command(head.cmd(M.VOLUME, {"vol": 80}), T0)
+    core.on_command(head.cmd(M.PLAY, play("b1", T0 + 1000, sha(1))), T0)
+    assert starts(core.tick(T0 + 1000))[0][3] == 80
+    acts = core.on_command(head.cmd(M.SCHEDULE, dict(window([], frm=T0 + 2000), vmax=40)),
+                           T0 + 2000)
+    assert (C.VOLUME, 40) in acts  # what plays comes down at once
+    state = acts[-1][1]
+    rebooted = C.ReceiverCore(DEV, SITE, KEY, volume=60, state=state)
+    rebooted.set_synced(T0 + 3000)
+    rebooted.set_cached((sha(1),))
+    assert rebooted.volume_limit == 40 and rebooted.volume == 80
+    rebooted.on_command(head.cmd(M.PLAY, play("b2", T0 + 4000, sha(1))), T0 + 3000)
+    assert starts(rebooted.tick(T0 + 4000))[0][3] == 40
+    # A window without a limit lifts it.
+    rebooted.on_command(head.cmd(M.SCHEDULE, window([], frm=T0 + 20000)), T0 + 20000)
+    assert rebooted.volume_limit is None
