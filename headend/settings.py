@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     # its content changes, when the receiver comes back, and every
     # ``programme_window_refresh_s`` anyway.
     programme_window_h: int = 48
-    programme_window_refresh_s: int = 3600
+    programme_window_refresh_s: int = 21600
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self):

@@ -14,12 +14,7 @@ running the real firmware (CPython: the Station reads their cores)."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_headend_acceptance import PASSWORD, Station
-from test_programmes_acceptance import _login
-
-from headend.db import make_engine, make_session_factory
-from headend.services.users import create_user
-from headend.settings import Settings
+from test_programmes_acceptance import _login, approved, programme_station
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,29 +30,17 @@ async def test_a_receiver_cut_off_before_air_time_plays_its_window_and_reports_w
     monkeypatch.setenv("LOAXA_PROGRAMME_CHECK_S", "1")
     monkeypatch.setenv("LOAXA_PROGRAMME_LEAD_S", "5")
     monkeypatch.setenv("LOAXA_QUIET_HOURS_END", "22:00")  # no quiet hours: any hour of the day
-    station = Station(tmp_path, mosquitto_broker, {"thon-1": 2, "thon-2": 1})
-    engine = make_engine(Settings(data_dir=tmp_path / "headend").resolved_database_url)
-    with make_session_factory(engine)() as session:
-        create_user(session, username="bientap", password=PASSWORD, role="editor")
-        create_user(session, username="lanhdao", password=PASSWORD, role="leader")
-    engine.dispose()
-    async with station as st:
+    async with programme_station(tmp_path, mosquitto_broker) as st:
         editor = await _login(st, "bientap")
         leader = await _login(st, "lanhdao")
         village, other = st.zones["thon-1"], st.zones["thon-2"]
         cut, online = village
         recording = await st.upload("ban-tin.wav", 1.5, 440)
         start = (datetime.now(UTC) + timedelta(seconds=50)).replace(microsecond=0)
-        r = await st.http.post("/api/v1/programmes", headers=editor, json={
+        pid = await approved(st, editor, leader, {
             "title": "Bản tin trưa", "targets": {"zones": ["thon-1"]},
             "segments": [{"media_id": recording}, {"chime": "end"}],
             "start": start.isoformat(), "rrule": "FREQ=MINUTELY;INTERVAL=1;COUNT=2"})
-        assert r.status_code == 201, r.text
-        pid = r.json()["id"]
-        r = await st.http.post("/api/v1/programmes/%s/submit" % pid, headers=editor)
-        assert r.status_code == 200, r.text
-        r = await st.http.post("/api/v1/programmes/%s/approve" % pid, headers=leader)
-        assert r.status_code == 200, r.text
 
         def holds(device, times):
             """The receiver holds plays at exactly these times, their media in its cache."""
