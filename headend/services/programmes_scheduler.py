@@ -154,7 +154,8 @@ def _air(session: Session, settings: Settings, publisher: Publisher, programme: 
 
 
 class ProgrammeScheduler:
-    """Calls ``air_due`` every ``settings.programme_check_s`` in a thread of its own."""
+    """Calls ``air_due`` and ``send_windows`` every ``settings.programme_check_s`` in a thread
+    of its own, and at once after a change to a programme (``programmes.CHANGED``)."""
 
     def __init__(self, *, settings: Settings, session_factory: sessionmaker[Session],
                  publisher: Publisher):
@@ -174,6 +175,7 @@ class ProgrammeScheduler:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        programmes.CHANGED.set()  # out of its wait
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -188,8 +190,9 @@ class ProgrammeScheduler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            programmes.CHANGED.clear()  # a change during the pass makes another one at once
             try:
                 self.run_once()
             except Exception:  # a bad programme must not stop every other from airing
                 log.exception("programme scheduler pass failed")
-            self._stop.wait(self.settings.programme_check_s)
+            programmes.CHANGED.wait(self.settings.programme_check_s)

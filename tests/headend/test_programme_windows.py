@@ -253,3 +253,25 @@ def test_the_zones_volume_limit_rides_with_the_window_and_a_change_resends_it(
         session.get(Zone, "thon-1").volume_limit = 50
         session.commit()
     assert windows.send() == ["a1"] and windows.last("a1")["vmax"] == 50
+
+
+def test_a_change_to_a_programme_wakes_the_scheduler_at_once(client, app, commune, staff):
+    from polling import wait_for
+
+    from headend.services.programmes_scheduler import ProgrammeScheduler
+
+    settings = app.state.settings
+    settings.programme_check_s = 3600.0  # its own pace would be an hour
+    passes = []
+    scheduler = ProgrammeScheduler(settings=settings, session_factory=app.state.session_factory,
+                                   publisher=app.state.publisher)
+    scheduler.run_once = lambda: passes.append(datetime.now(UTC)) or []
+    scheduler.start()
+    try:
+        wait_for(lambda: passes, 10, "the first pass")
+        media = commune.upload()
+        programme(client, staff, media["id"], datetime.now(UTC) + timedelta(hours=1))
+        wait_for(lambda: len(passes) >= 2, 10, "a pass right after the approval")
+    finally:
+        scheduler.stop()
+    assert not scheduler._thread.is_alive()
