@@ -221,6 +221,7 @@ class Receiver:
         self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"], space)
         self.cache.sweep(self.core.needed_media())  # what the last boot left half done
         self.core.set_cached(self.cache.shas())
+        self.core.cache_budget = self.cache.budget()  # how far the schedule is fetched ahead
         # Wall time before the first sync of this boot: only from an RTC that kept time. The
         # ESP32's RTC runs on across a watchdog or software reset (the shell sets it at every
         # sync) but restarts at 2000-01-01 after a power cut: it is trusted only when it reads
@@ -460,8 +461,9 @@ class Receiver:
 
     async def _on_connect(self):
         self._conn += 1
+        self.core.cache_budget = self.cache.budget()  # it follows the flash free
         caps = {"codecs": list(self.sink.codecs), "sink": self.sink.name,
-                "cache_free": self.cache.free(), "cache_total": self.cache.budget(),
+                "cache_free": self.cache.free(), "cache_total": self.core.cache_budget,
                 "rates": list(getattr(self.sink, "rates", DEFAULT_RATES)),
                 # the head-end's offline threshold follows each receiver's heartbeat period
                 "hb": self.config["heartbeat_s"]}

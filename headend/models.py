@@ -233,6 +233,8 @@ class Broadcast(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None]
     cancelled_by: Mapped[str | None] = mapped_column(String(64))
+    # The volume its play commands carry (a programme's own); None: the receiver's default.
+    volume: Mapped[int | None] = mapped_column(Integer)
 
     media: Mapped[MediaItem] = relationship(lazy="joined")
 

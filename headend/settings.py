@@ -170,6 +170,13 @@ class Settings(BaseSettings):
     programme_check_s: float = 30.0
     programme_horizon_days: int = 60
     programme_scheduler: bool = True  # off: nothing airs programmes (tests drive it by hand)
+    # Each receiver holds the approved occurrences of the next ``programme_window_h`` hours
+    # (and their media, within its cache budget), so it plays them with its link down: a
+    # signed ``schedule`` command (headend/services/programme_windows.py), sent again when
+    # its content changes, when the receiver comes back, and every
+    # ``programme_window_refresh_s`` anyway.
+    programme_window_h: int = 48
+    programme_window_refresh_s: int = 21600
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self):

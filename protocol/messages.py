@@ -164,6 +164,8 @@ SCHEDULE_ARGS = (
     ("to", INT, "net ms", 0, None, REQUIRED, "window end"),
     ("items", LIST, None, ("items", OBJECT, None, SCHEDULE_ITEM_ARGS, None, REQUIRED, "a play"),
      MAX_SCHEDULE_ITEMS, REQUIRED, "play arguments, each with an `at`"),
+    ("vmax", INT, None, 0, 100, OPTIONAL,
+     "the zone's volume limit, held until the next schedule (null: none)"),
 )
 STREAM_ARGS = (
     ("bid", ID, None, None, None, REQUIRED, "broadcast id"),

@@ -197,6 +197,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "reason.replay": ("cụm loa từ chối: lệnh cũ gửi lại", "refused by the receiver: a replayed command"),
     "reason.bad-signature": ("cụm loa từ chối: sai chữ ký (khóa thiết bị không khớp)",
                              "refused by the receiver: bad signature (device key mismatch)"),
+    "reason.volume-limit": ("cụm loa từ chối: âm lượng vượt giới hạn của thôn/xóm",
+                            "refused by the receiver: louder than its zone's volume limit"),
     # -- broadcasts list ---------------------------------------------------------------------
     "broadcasts.title": ("Lượt phát", "Broadcasts"),
     "broadcasts.none": ("Chưa có lượt phát nào.", "No broadcasts yet."),
