@@ -208,13 +208,13 @@ def birth_info(pointer):
     return {"ota": last.get("ota"), "ota_ver": last.get("ver"), "ota_why": last.get("why")}
 
 
-def refusal(args, pointer, updating):
+def refusal(args, running_version, updating):
     """Why the shell does not start an update it was sent, or None. (The core has already
     refused it while something plays: it knows what does.)"""
     if updating:
         return "updating"
     if not valid_version(args.get("ver")):
         return "bad-version"
-    if args.get("ver") == running(pointer):
+    if args.get("ver") == running_version:
         return "same-version"
     return None

@@ -12,7 +12,7 @@ import os
 import sys
 
 from firmware import ota
-from firmware.store import finish_atomic, write_atomic
+from firmware.store import finish_atomic, makedirs, write_atomic
 
 
 def fw_dir(storage):
@@ -48,10 +48,7 @@ def read_pointer(storage):
 
 def write_pointer(storage, pointer):
     """Atomically: a power cut leaves the old pointer or the new one. Raises OSError."""
-    try:
-        os.mkdir(fw_dir(storage))
-    except OSError:
-        pass
+    makedirs(fw_dir(storage))
     write_atomic(pointer_path(storage), json.dumps(pointer).encode())
 
 

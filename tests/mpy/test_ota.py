@@ -99,11 +99,10 @@ def test_space_counts_what_is_staged_and_a_reserve():
 
 def test_refusals():
     args = {"ver": "0.2.0"}
-    assert ota.refusal(args, {}, True) == "updating"
-    assert ota.refusal(args, {"cur": "0.2.0"}, False) == "same-version"
-    assert ota.refusal({"ver": "../x"}, {}, False) == "bad-version"
-    assert ota.refusal(args, {"cur": "0.1.0"}, False) is None
-    assert ota.refusal(args, {}, False) is None
+    assert ota.refusal(args, "0.1.0", True) == "updating"
+    assert ota.refusal(args, "0.2.0", False) == "same-version"
+    assert ota.refusal({"ver": "../x"}, "0.1.0", False) == "bad-version"
+    assert ota.refusal(args, "0.1.0", False) is None
 
 
 def test_trial_boots_then_crash_loop_rollback():
