@@ -8,12 +8,14 @@ maps a source path (``firmware/shell.py``) to a function of its text: how a test
 that crashes at boot or cannot reach the broker. ``FIRMWARE_VERSION`` is set to the version.
 
 ``BundleServer`` (tests/local_server.py) serves ``root`` under ``/fw/``, with Range requests;
-``cut_after`` ends the body of a path after that many bytes once (a link lost mid-file), and
+``cut_after`` ends the body of a path after that many bytes once (a link lost mid-file),
+``hold`` (an asyncio.Event) stops every file's body half way until it is set, and
 ``requests`` keeps what was asked (path, first byte).
 
 Imported as a top-level module, like ``local_server`` (``tests/`` is on ``sys.path``).
 """
 
+import asyncio
 import hashlib
 import json
 import os
@@ -65,7 +67,7 @@ class BundleServer(LocalServer):
         self.root = Path(root)
         self.requests = []
         self.cut_after = {}   # path -> bytes after which the body stops, once
-        self.hold = None      # an asyncio.Event: requests wait for it (a slow link)
+        self.hold = None      # an asyncio.Event: file bodies stop half way until it is set
 
     def url(self, version):
         return "http://127.0.0.1:%d/fw/%s" % (self.port, version)
@@ -82,22 +84,29 @@ class BundleServer(LocalServer):
             if line.lower().startswith("range: bytes="):
                 start = int(line.split("=")[1].split("-")[0])
         self.requests.append((path, start))
-        if self.hold is not None:
-            await self.hold.wait()
         local = self.root / path[len("/fw/"):] if path.startswith("/fw/") else None
-        if local is None or ".." in path or not local.is_file():
-            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-        else:
-            data = local.read_bytes()
-            rest = data[start:]
-            status = b"206 Partial Content" if start else b"200 OK"
-            writer.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n" % (status, len(rest)))
-            cut = self.cut_after.pop(path, None)
-            writer.write(rest if cut is None else rest[:cut])
         try:
+            if local is None or ".." in path or not local.is_file():
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            else:
+                data = local.read_bytes()
+                rest = data[start:]
+                status = b"206 Partial Content" if start else b"200 OK"
+                writer.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n"
+                             % (status, len(rest)))
+                cut = self.cut_after.pop(path, None)
+                if self.hold is not None and "/files/" in path:
+                    # Half the file now, the rest when the hold is released (a slow link).
+                    cut = len(rest) // 2
+                    writer.write(rest[:cut])
+                    await writer.drain()
+                    await self.hold.wait()
+                    writer.write(rest[cut:])
+                else:
+                    writer.write(rest if cut is None else rest[:cut])
             await writer.drain()
-        except Exception:
-            pass
+        except (Exception, asyncio.CancelledError):
+            pass  # the receiver went away (a power cut), or the test is over
         writer.close()
 
 
