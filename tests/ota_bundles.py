@@ -117,3 +117,15 @@ def staged(storage):
         for name in names:
             out.append(os.path.relpath(os.path.join(base, name), storage))
     return sorted(out)
+
+
+def bundle_tar(root, version):
+    """The bundle ``make_bundle`` wrote, as the tar ``loaxa device bundle`` writes beside it
+    (tools/device_bundle.py's own tar writer)."""
+    from tools.device_bundle import _tar_bytes
+
+    bundle = Path(root) / version
+    raw = (bundle / "manifest.json").read_bytes()
+    contents = {e["path"]: (bundle / "files" / e["path"].lstrip("/")).read_bytes()
+                for e in json.loads(raw)["files"]}
+    return _tar_bytes(contents, raw)

@@ -13,6 +13,7 @@ from headend.api.routes import (
     cap,
     clock,
     devices,
+    firmware,
     health,
     live,
     media,
@@ -25,7 +26,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock, live):
+               playlog, audit, health, clock, live, firmware):
     api_router.include_router(module.router)
 
 
