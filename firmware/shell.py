@@ -480,17 +480,24 @@ class Receiver:
         await self._reboot(REBOOT_UPDATE)
 
     def _confirm_update(self):
-        """The broker acknowledged this trial version's birth: it stays."""
+        """The broker acknowledged this trial version's birth: it stays. True once the pointer
+        says so (the birth is then sent again, saying "updated": the head-end's rollout waits
+        for that before its next wave)."""
         new = ota.confirmed(self.ota_pointer)
         if new is None:
-            return
+            return False
         try:
             otaboot.write_pointer(self.platform.storage_dir, new)
-            self.ota_pointer = new
         except OSError as e:
             self._stats["errors"] += 1
             if is_no_space(e):
                 self._no_space()
+            return False
+        self.ota_pointer = new
+        for name in ("ota", "ota_ver", "ota_why"):
+            self.boot_info[name] = None
+        self.boot_info.update(ota.birth_info(new))
+        return True
 
     def _quiet_for_reboot(self):
         """Nothing plays and, by a synced clock, nothing starts within _REBOOT_QUIET_MS."""
@@ -523,8 +530,12 @@ class Receiver:
         info["nonce"] = self.core.reset_nonce  # None (left out) once a reset used it
         birth = M.birth(self.device, self.boot, self._conn, self.firmware_version, caps, link,
                         info)
-        if await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True):
-            self._confirm_update()
+        if await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True) \
+                and self._confirm_update():
+            info.update(ota.birth_info(self.ota_pointer))
+            birth = M.birth(self.device, self.boot, self._conn, self.firmware_version, caps,
+                            link, info)
+            await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True)
         if not self._config_kept and not self.config.get("fallback"):
             # This config has reached the broker: it is the one to fall back to.
             self._config_kept = True

@@ -89,6 +89,9 @@ async def test_an_update_switches_on_trial_and_the_acknowledged_birth_confirms_i
     assert births(rx)[0]["fw"] == "0.2.0"
     assert births(rx)[0]["ota"] == "trial" and births(rx)[0]["rebooted"] == "update"
     await until(lambda: not otaboot.read_pointer(flash).get("trial"))
+    # ... and the birth goes again, saying so (same session), for the head-end's rollout.
+    await until(lambda: len(births(rx)) == 2)
+    assert (births(rx)[1]["ota"], births(rx)[1]["conn"]) == ("updated", births(rx)[0]["conn"])
     await stop(rx, task)
     rx = boot(tmp_path)
     task = await started(rx)

@@ -92,9 +92,13 @@ async def test_an_update_moves_receivers_to_the_new_version(mosquitto_broker, ru
                     lambda d=d: not otaboot.read_pointer(flash_of(sc, d)).get("trial"), 20)
                 pointer = otaboot.read_pointer(flash_of(sc, d))
                 assert pointer["cur"] == "0.2.0" and pointer["last"]["ota"] == ota.UPDATED
-            # The next boot reports how the update went.
+            # Confirmed, the birth goes again saying so; the next boot's says it too.
+            await sc.operator.until(lambda: all(births(sc, d, fw="0.2.0", ota="updated")
+                                                for d in ids), 20)
+            before = len(births(sc, ids[0], fw="0.2.0", ota="updated"))
             await sc.fleet.restart(ids[0])
-            await sc.operator.until(lambda: births(sc, ids[0], fw="0.2.0", ota="updated"), 60)
+            await sc.operator.until(
+                lambda: len(births(sc, ids[0], fw="0.2.0", ota="updated")) > before, 60)
             assert not sc.fleet.crashed()
         finally:
             await sc.stop()
@@ -182,7 +186,7 @@ async def test_power_cuts_during_download_switch_and_first_boot(mosquitto_broker
                 before = len(births(sc, device))
                 await sim.start()
                 await sc.operator.until(lambda: len(births(sc, device)) > before, 60)
-                return births(sc, device)[-1]
+                return births(sc, device)[before]  # this boot's first
 
             # 1. During the download: the old version boots and reports.
             server.hold = asyncio.Event()
