@@ -623,3 +623,21 @@ class FirmwareRollout(Base):
     boot_at_send: Mapped[int | None] = mapped_column(BigInteger)
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class FirmwareWavePlan(Base):
+    """A rollout in waves (one canary receiver, then its village, then the commune): the next
+    wave goes once every receiver of this one reports the version updated; the first refusal,
+    failure or rollback pauses it, with the reason (headend/services/firmware.py)."""
+
+    __tablename__ = "firmware_wave_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ForeignKey("firmware_bundles.version",
+                                                    ondelete="CASCADE"), index=True)
+    waves: Mapped[list[list[str]]] = mapped_column(JSON)
+    wave: Mapped[int] = mapped_column(Integer, default=0)  # the wave under way
+    state: Mapped[str] = mapped_column(String(16))  # running, paused, done
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

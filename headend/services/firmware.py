@@ -10,13 +10,17 @@ manifest.json bytes; ``progress`` reads each receiver's state from what it repor
 its ack, its ``update`` events, and its births (``fw`` and the ``ota`` outcome, kept on the
 receiver by the ingest).
 
-Waves (a canary, then a village, then the commune, pausing on the first failure) are not
-built yet: a rollout goes to the receivers it names (docs/notes/issue-13.md).
+Waves (``start_waves``): one canary receiver, then the rest of its village, then the rest of
+the commune (``default_waves``), or waves given. ``advance`` (the MQTT service's sweep calls it)
+sends the next wave once every receiver of the one under way reports the version updated, and
+pauses the plan at the first receiver that refused, failed or rolled back, with why; ``resume``
+goes on from there with the next wave.
 """
 
 import hashlib
 import io
 import json
+import logging
 import shutil
 import tarfile
 import tempfile
@@ -31,13 +35,22 @@ from sqlalchemy.orm import Session
 from firmware import ota
 from headend.commands import Command, Publisher, prepare
 from headend.errors import Conflict, Invalid, NotFound
-from headend.models import DeviceEvent, FirmwareBundle, FirmwareRollout, Receiver, User
+from headend.models import (
+    DeviceEvent,
+    FirmwareBundle,
+    FirmwareRollout,
+    FirmwareWavePlan,
+    Receiver,
+    User,
+)
 from headend.planning import new_command_id
 from headend.services import audit
 from headend.services.devices import get_receiver
 from headend.settings import Settings
 from protocol import messages
 from tools.device_bundle import FILES, FORMAT, MANIFEST, manifest_hash
+
+log = logging.getLogger(__name__)
 
 MAX_MANIFEST_BYTES = 65536  # the ``update`` command's ``msize`` limit
 
@@ -247,3 +260,124 @@ def progress(session: Session, *, version: str) -> list[Progress]:
         out.append(Progress(device_id, state, reason, receiver.firmware, row.command_id,
                             row.sent_at))
     return out
+
+
+# -- waves ---------------------------------------------------------------------------------
+
+PLAN_RUNNING = "running"
+PLAN_PAUSED = "paused"
+PLAN_DONE = "done"
+FAILED_STATES = ("refused", "failed", "rolled-back")
+DONE_STATES = ("updated",)
+
+
+def default_waves(session: Session, *, canary: str | None = None) -> list[list[str]]:
+    """One canary (``canary``, or the first receiver of the first village), then the rest of
+    its village, then every other receiver of the commune; empty waves left out."""
+    receivers = list(session.scalars(select(Receiver).order_by(Receiver.zone_id, Receiver.id)))
+    if not receivers:
+        raise Invalid("no-devices", "no receivers to update", "Chưa có cụm loa nào để cập nhật")
+    first = get_receiver(session, device_id=canary) if canary else receivers[0]
+    village = [r.id for r in receivers if r.zone_id == first.zone_id and r.id != first.id]
+    rest = [r.id for r in receivers if r.zone_id != first.zone_id]
+    return [w for w in ([first.id], village, rest) if w]
+
+
+def start_waves(session: Session, *, settings: Settings, publisher: Publisher, version: str,
+                waves: list[list[str]], actor: User | str | None = None) -> FirmwareWavePlan:
+    """Begin a rollout in ``waves``: the first goes now."""
+    get_bundle(session, version=version)
+    waves = [list(dict.fromkeys(w)) for w in waves if w]
+    seen: set[str] = set()
+    for wave in waves:
+        for device_id in wave:
+            get_receiver(session, device_id=device_id)
+            if device_id in seen:
+                raise Invalid("bad-waves", "receiver %r is in two waves" % device_id,
+                              "Cụm loa %r nằm trong hai đợt" % device_id)
+            seen.add(device_id)
+    if not waves:
+        raise Invalid("no-devices", "name the receivers to update",
+                      "Hãy chọn các cụm loa cần cập nhật")
+    running = session.scalars(select(FirmwareWavePlan).where(
+        FirmwareWavePlan.state == PLAN_RUNNING)).first()
+    if running is not None:
+        raise Conflict("rollout-running",
+                       "the rollout of %s is still running: wait for it or let it pause"
+                       % running.version,
+                       "Đợt cập nhật %s vẫn đang chạy: hãy chờ nó xong hoặc tạm dừng"
+                       % running.version)
+    plan = FirmwareWavePlan(version=version, waves=waves, wave=0, state=PLAN_RUNNING,
+                            created_by=actor.username if isinstance(actor, User) else actor)
+    session.add(plan)
+    session.flush()
+    rollout(session, settings=settings, publisher=publisher, version=version,
+            device_ids=waves[0], actor=actor)  # commits
+    return plan
+
+
+def _step(session: Session, plan: FirmwareWavePlan, *, settings: Settings,
+          publisher: Publisher) -> None:
+    wave = set(plan.waves[plan.wave])
+    states = [p for p in progress(session, version=plan.version) if p.device_id in wave]
+    for p in states:
+        if p.state in FAILED_STATES:
+            plan.state = PLAN_PAUSED
+            plan.reason = ("%s: %s%s" % (p.device_id, p.state,
+                                         " (%s)" % p.reason if p.reason else ""))[:200]
+            session.commit()
+            log.warning("firmware %s rollout paused at wave %d: %s", plan.version,
+                        plan.wave + 1, plan.reason)
+            return
+    if len(states) < len(wave) or any(p.state not in DONE_STATES for p in states):
+        return
+    plan.wave += 1
+    if plan.wave >= len(plan.waves):
+        plan.state = PLAN_DONE
+        session.commit()
+        return
+    rollout(session, settings=settings, publisher=publisher, version=plan.version,
+            device_ids=plan.waves[plan.wave], actor="rollout")  # commits
+
+
+def advance(session: Session, *, settings: Settings, publisher: Publisher) -> None:
+    """Move every running plan on (the MQTT service's sweep calls this)."""
+    for plan in list(session.scalars(select(FirmwareWavePlan)
+                                     .where(FirmwareWavePlan.state == PLAN_RUNNING))):
+        _step(session, plan, settings=settings, publisher=publisher)
+
+
+def get_plan(session: Session, *, plan_id: int) -> FirmwareWavePlan:
+    plan = session.get(FirmwareWavePlan, plan_id)
+    if plan is None:
+        raise NotFound("unknown-rollout", "no rollout %r" % plan_id,
+                       "Không có đợt cập nhật %r" % plan_id)
+    return plan
+
+
+def resume(session: Session, *, settings: Settings, publisher: Publisher, plan_id: int,
+           actor: User | str | None = None) -> FirmwareWavePlan:
+    """A paused plan goes on with its next wave (the one that failed stays as it is)."""
+    plan = get_plan(session, plan_id=plan_id)
+    if plan.state != PLAN_PAUSED:
+        raise Conflict("not-paused", "rollout %d is %s, not paused" % (plan.id, plan.state),
+                       "Đợt cập nhật %d không ở trạng thái tạm dừng" % plan.id)
+    audit.record(session, actor=actor, action="firmware.resume", target=plan.version,
+                 detail={"plan": plan.id, "after_wave": plan.wave + 1, "reason": plan.reason})
+    plan.wave += 1
+    plan.reason = None
+    if plan.wave >= len(plan.waves):
+        plan.state = PLAN_DONE
+        session.commit()
+        return plan
+    plan.state = PLAN_RUNNING
+    rollout(session, settings=settings, publisher=publisher, version=plan.version,
+            device_ids=plan.waves[plan.wave], actor=actor)
+    return plan
+
+
+def plans(session: Session, *, version: str) -> list[FirmwareWavePlan]:
+    get_bundle(session, version=version)
+    return list(session.scalars(select(FirmwareWavePlan)
+                                .where(FirmwareWavePlan.version == version)
+                                .order_by(FirmwareWavePlan.id)))

@@ -142,3 +142,65 @@ def test_a_rollout_signs_the_update_and_follows_each_receiver(client, commune, a
                        headers=as_admin).json()["code"] == "unknown-firmware"
     assert client.post("/api/v1/firmware/0.2.0/rollout", json={"devices": ["zz"]},
                        headers=as_admin).json()["code"] == "unknown-device"
+
+
+def test_waves_go_canary_village_commune_and_pause_on_the_first_failure(client, commune,
+                                                                       as_admin, tmp_path):
+    from headend.services import firmware
+
+    make_bundle(tmp_path / "www", "0.2.0")
+    assert upload(client, as_admin, bundle_tar(tmp_path / "www", "0.2.0")).status_code == 201
+    app = commune.app
+
+    def advance():
+        with app.state.session_factory() as session:
+            firmware.advance(session, settings=app.state.settings, publisher=commune.publisher)
+
+    def update_birth(device, boot, fw, **ota_fields):
+        body = messages.birth(device, boot, 1, fw, {"codecs": ["mp3"]}, "sim", ota_fields)
+        return commune.sealed("status", device, body)
+
+    def sent_updates():
+        return sorted(d for d in ("a1", "a2", "a3", "b1", "b2")
+                      if any(c["k"] == messages.UPDATE for c in commune.commands_to(d)))
+
+    r = client.post("/api/v1/firmware/0.2.0/waves", json={"canary": "a2"}, headers=as_admin)
+    assert r.status_code == 202, r.text
+    plan = r.json()
+    assert plan["waves"] == [["a2"], ["a1", "a3"], ["b1", "b2"]] and plan["state"] == "running"
+    assert sent_updates() == ["a2"]
+    # Another rollout waits for this one.
+    assert client.post("/api/v1/firmware/0.2.0/waves", json={},
+                       headers=as_admin).json()["code"] == "rollout-running"
+    # The canary on trial is not enough; updated, the village follows.
+    commune.report(update_birth("a2", 2, "0.2.0", ota="trial", ota_ver="0.2.0"))
+    advance()
+    assert sent_updates() == ["a2"]
+    commune.report(update_birth("a2", 2, "0.2.0", ota="updated", ota_ver="0.2.0"))
+    advance()
+    assert sent_updates() == ["a1", "a2", "a3"]
+    # a3 rolls back: the plan pauses there, the commune is not sent anything.
+    commune.report(update_birth("a1", 2, "0.2.0", ota="updated", ota_ver="0.2.0"),
+                   update_birth("a3", 3, "0.1.0", ota="rolled-back", ota_ver="0.2.0",
+                                ota_why="no-broker"))
+    advance()
+    advance()
+    assert sent_updates() == ["a1", "a2", "a3"]
+    shown = client.get("/api/v1/firmware/0.2.0/waves", headers=as_admin).json()[0]
+    assert (shown["state"], shown["wave"], shown["reason"]) == (
+        "paused", 1, "a3: rolled-back (no-broker)")
+    assert {p["device_id"]: p["state"] for p in shown["receivers"]} == {
+        "a1": "updated", "a2": "updated", "a3": "rolled-back"}
+    # Viewers see it; a technician resumes it with the next wave.
+    assert client.get("/api/v1/firmware/0.2.0/waves",
+                      headers=login(client, "viewer")).status_code == 200
+    r = client.post("/api/v1/firmware/waves/%d/resume" % plan["id"], headers=as_admin)
+    assert r.status_code == 200 and r.json()["state"] == "running", r.text
+    assert sent_updates() == ["a1", "a2", "a3", "b1", "b2"]
+    commune.report(update_birth("b1", 2, "0.2.0", ota="updated", ota_ver="0.2.0"),
+                   update_birth("b2", 2, "0.2.0", ota="updated", ota_ver="0.2.0"))
+    advance()
+    assert client.get("/api/v1/firmware/0.2.0/waves",
+                      headers=as_admin).json()[0]["state"] == "done"
+    assert client.post("/api/v1/firmware/waves/%d/resume" % plan["id"],
+                       headers=as_admin).json()["code"] == "not-paused"

@@ -76,3 +76,56 @@ def rollout_progress(version: str, session: SessionDep, _: Reader):
     """Where each receiver told to update to this version is: sent, accepted, refused,
     staged, failed, trial, updated or rolled-back (with the reason it gave)."""
     return firmware.progress(session, version=version)
+
+
+class WavesRequest(BaseModel):
+    """Either the waves, or a canary (none: the first receiver of the first village) from which
+    the default waves follow: the canary, the rest of its village, the rest of the commune."""
+
+    waves: list[list[str]] | None = Field(default=None, min_length=1, max_length=20)
+    canary: str | None = None
+
+
+class WavePlanPublic(BaseModel):
+    id: int
+    version: str
+    waves: list[list[str]]
+    wave: int  # the wave under way, counted from 0
+    state: str  # running, paused, done
+    reason: str | None
+    receivers: list[ReceiverProgress]
+
+
+def plan_public(session, plan) -> WavePlanPublic:
+    members = {d for wave in plan.waves for d in wave}
+    return WavePlanPublic(id=plan.id, version=plan.version, waves=plan.waves, wave=plan.wave,
+                          state=plan.state, reason=plan.reason,
+                          receivers=[ReceiverProgress.model_validate(p)
+                                     for p in firmware.progress(session, version=plan.version)
+                                     if p.device_id in members])
+
+
+@router.post("/{version}/waves", response_model=WavePlanPublic,
+             status_code=status.HTTP_202_ACCEPTED)
+def start_waves(version: str, body: WavesRequest, session: SessionDep, settings: SettingsDep,
+                publisher: PublisherDep, user: Technician):
+    """Roll out in waves: the first now, each next one when every receiver of the last is
+    updated; the first refusal, failure or rollback pauses it."""
+    waves = body.waves or firmware.default_waves(session, canary=body.canary)
+    plan = firmware.start_waves(session, settings=settings, publisher=publisher,
+                                version=version, waves=waves, actor=user)
+    return plan_public(session, plan)
+
+
+@router.get("/{version}/waves", response_model=list[WavePlanPublic])
+def list_waves(version: str, session: SessionDep, _: Reader):
+    return [plan_public(session, p) for p in firmware.plans(session, version=version)]
+
+
+@router.post("/waves/{plan_id}/resume", response_model=WavePlanPublic)
+def resume_waves(plan_id: int, session: SessionDep, settings: SettingsDep,
+                 publisher: PublisherDep, user: Technician):
+    """Go on with the next wave of a paused rollout."""
+    plan = firmware.resume(session, settings=settings, publisher=publisher, plan_id=plan_id,
+                           actor=user)
+    return plan_public(session, plan)
