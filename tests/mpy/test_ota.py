@@ -8,7 +8,6 @@ Plain functions and asserts only (see tests/mpy/).
 
 import json
 import os
-import time
 
 from firmware import ota, otaboot
 from firmware.store import makedirs, write_atomic
@@ -16,25 +15,11 @@ from protocol import messages as M
 from protocol.errors import ProtocolError
 
 try:
-    from flash_dir import remove_tree  # MicroPython: tests/mpy is on the path
+    from flash_dir import fresh_dir, remove_tree  # MicroPython: tests/mpy is on the path
 except ImportError:  # CPython: tests/mpy is a package
-    from .flash_dir import remove_tree
+    from .flash_dir import fresh_dir, remove_tree
 
 SHA = "ab" * 32
-
-try:
-    _ticks = time.ticks_ms
-except AttributeError:  # CPython
-    def _ticks():
-        return int(time.monotonic() * 1000)
-
-
-def fresh_dir(name):
-    path = "/tmp/loaxa-mpy-ota-%s-%d" % (name, _ticks() % 1000000)
-    remove_tree(path)
-    makedirs(path)
-    return path
-
 
 def manifest(ver="0.2.0", files=None):
     return {"version": ver, "files": files if files is not None else [
@@ -149,7 +134,7 @@ def test_others_keeps_the_two_versions():
 
 
 def test_otaboot_counts_trials_in_flash_and_survives_a_torn_pointer():
-    storage = fresh_dir("boot")
+    storage = fresh_dir("ota-boot")
     assert otaboot.choose(storage) is None  # no pointer: the factory
     lib = otaboot.version_lib(storage, "0.2.0")
     makedirs(lib)
