@@ -208,11 +208,15 @@ def birth_info(pointer):
     return {"ota": last.get("ota"), "ota_ver": last.get("ver"), "ota_why": last.get("why")}
 
 
-def refusal(args, running_version, updating):
+def refusal(args, running_version, updating, pointer=None):
     """Why the shell does not start an update it was sent, or None. (The core has already
-    refused it while something plays: it knows what does.)"""
+    refused it while something plays: it knows what does.) ``updating``: an update runs, or
+    one is switched in and waits for its reboot; ``pointer``: a version on trial has not yet
+    proven itself, and must not become the one to go back to."""
     if updating:
         return "updating"
+    if isinstance(pointer, dict) and pointer.get("trial"):
+        return "on-trial"
     if not valid_version(args.get("ver")):
         return "bad-version"
     if args.get("ver") == running_version:

@@ -84,7 +84,8 @@ class Updater:
     def start(self, args, running):
         """Begin the update of ``args`` (``running``: the version that runs); a refusal reason
         (reported as an event) or None."""
-        why = ota.refusal(args, running, self.busy)
+        why = ota.refusal(args, running, self.busy or self.state == "switched",
+                          B.read_pointer(self._storage))
         if why:
             self._on_event(args.get("ver"), False, why)
             return why

@@ -71,12 +71,15 @@ async def test_an_update_switches_on_trial_and_the_acknowledged_birth_confirms_i
         rx = boot(tmp_path)
         task = await started(rx)
         assert births(rx)[0]["fw"] == "0.1.0" and "ota" not in births(rx)[0]
-        await send_update(rx, Head(), args)
+        head = Head()
+        await send_update(rx, head, args)
         assert rx.updater.state == "switched", rx.updater.reason
+        # Another update while this one waits for its reboot is refused.
+        assert rx.updater.start(dict(args, ver="0.2.1"), "0.1.0") == "updating"
         await until(lambda: rx.platform.rebooted)
         await stop(rx, task)
-    assert [e["ok"] for e in events(rx, M.EV_UPDATE)] == [True]
-    assert events(rx, M.EV_ACK)[-1]["ok"]
+    assert [e["ok"] for e in events(rx, M.EV_UPDATE) if e["ver"] == "0.2.0"] == [True]
+    assert events(rx, M.EV_ACK)[0]["ok"]
     flash = str(tmp_path / "flash")
     pointer = otaboot.read_pointer(flash)
     assert pointer["cur"] == "0.2.0" and pointer["prev"] is None and pointer["trial"]

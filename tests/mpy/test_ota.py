@@ -88,6 +88,8 @@ def test_refusals():
     assert ota.refusal(args, "0.2.0", False) == "same-version"
     assert ota.refusal({"ver": "../x"}, "0.1.0", False) == "bad-version"
     assert ota.refusal(args, "0.1.0", False) is None
+    assert ota.refusal(args, "0.1.0", False, {"cur": "0.1.0", "trial": True}) == "on-trial"
+    assert ota.refusal(args, "0.1.0", False, {"cur": "0.1.0", "trial": False}) is None
 
 
 def test_trial_boots_then_crash_loop_rollback():
