@@ -13,8 +13,9 @@ receiver by the ingest).
 Waves (``start_waves``): one canary receiver, then the rest of its village, then the rest of
 the commune (``default_waves``), or waves given. ``advance`` (the MQTT service's sweep calls it)
 sends the next wave once every receiver of the one under way reports the version updated, and
-pauses the plan at the first receiver that refused, failed or rolled back, with why; ``resume``
-goes on from there with the next wave.
+pauses the plan at the first receiver that refused, failed or rolled back, with why; an update
+that found its receiver offline is sent again once it is back, one refused because something
+played after ``BUSY_RETRY_S``; ``resume`` goes on from there with the next wave.
 """
 
 import hashlib
@@ -25,7 +26,7 @@ import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,12 @@ PLAN_PAUSED = "paused"
 PLAN_DONE = "done"
 FAILED_STATES = ("refused", "failed", "rolled-back")
 DONE_STATES = ("updated",)
+BUSY_RETRY_S = 120  # a receiver that refused because it was playing is asked again after
+
+
+def _busy(p: "Progress") -> bool:
+    """Refused because something played: not a failure, the update is sent again later."""
+    return p.state == "refused" and p.reason == "busy"
 
 
 def default_waves(session: Session, *, canary: str | None = None) -> list[list[str]]:
@@ -321,7 +328,7 @@ def _step(session: Session, plan: FirmwareWavePlan, *, settings: Settings,
     wave = set(plan.waves[plan.wave])
     states = [p for p in progress(session, version=plan.version) if p.device_id in wave]
     for p in states:
-        if p.state in FAILED_STATES:
+        if p.state in FAILED_STATES and not _busy(p):
             plan.state = PLAN_PAUSED
             plan.reason = ("%s: %s%s" % (p.device_id, p.state,
                                          " (%s)" % p.reason if p.reason else ""))[:200]
@@ -329,6 +336,23 @@ def _step(session: Session, plan: FirmwareWavePlan, *, settings: Settings,
             log.warning("firmware %s rollout paused at wave %d: %s", plan.version,
                         plan.wave + 1, plan.reason)
             return
+    # A receiver that was offline when its update went out never got it (the command expired
+    # after ``command_ttl_s``): sent again once it is online, so the wave does not wait forever.
+    now = datetime.now(UTC)
+    again = []
+    for p in states:
+        receiver = session.get(Receiver, p.device_id)
+        sent_at = p.sent_at if p.sent_at.tzinfo else p.sent_at.replace(tzinfo=UTC)
+        waited = (now - sent_at).total_seconds()
+        if receiver is None or not receiver.online:
+            continue
+        if (p.state == "sent" and waited > settings.command_ttl_s) or (
+                _busy(p) and waited > BUSY_RETRY_S):
+            again.append(p.device_id)
+    if again:
+        rollout(session, settings=settings, publisher=publisher, version=plan.version,
+                device_ids=again, actor="rollout")  # commits
+        return
     if len(states) < len(wave) or any(p.state not in DONE_STATES for p in states):
         return
     plan.wave += 1

@@ -204,3 +204,44 @@ def test_waves_go_canary_village_commune_and_pause_on_the_first_failure(client, 
                       headers=as_admin).json()[0]["state"] == "done"
     assert client.post("/api/v1/firmware/waves/%d/resume" % plan["id"],
                        headers=as_admin).json()["code"] == "not-paused"
+
+
+def test_a_wave_sends_the_update_again_to_a_receiver_that_was_offline(client, commune,
+                                                                    as_admin, tmp_path,
+                                                                    monkeypatch):
+    from headend.services import firmware
+
+    make_bundle(tmp_path / "www", "0.2.0")
+    assert upload(client, as_admin, bundle_tar(tmp_path / "www", "0.2.0")).status_code == 201
+    app = commune.app
+
+    def advance():
+        with app.state.session_factory() as session:
+            firmware.advance(session, settings=app.state.settings, publisher=commune.publisher)
+
+    def updates_to(device):
+        return [c for c in commune.commands_to(device) if c["k"] == messages.UPDATE]
+
+    r = client.post("/api/v1/firmware/0.2.0/waves", json={"waves": [["b1"], ["b2"]]},
+                    headers=as_admin)
+    assert r.status_code == 202, r.text
+    assert len(updates_to("b1")) == 1  # b1 is offline: it will never see this one
+    advance()
+    assert len(updates_to("b1")) == 1  # still offline: nothing to do
+    monkeypatch.setattr(app.state.settings, "command_ttl_s", 0)  # the first one has expired
+    commune.report(commune.birth("b1"))
+    advance()
+    assert len(updates_to("b1")) == 2 and not updates_to("b2")
+    progress = client.get("/api/v1/firmware/0.2.0/rollout", headers=as_admin).json()
+    assert [(p["device_id"], p["command_id"]) for p in progress] == [
+        ("b1", updates_to("b1")[1]["id"])]
+    # Refused because it was playing: not a failure; asked again later, the plan runs on.
+    commune.report(commune.event("b1", messages.EV_ACK, cmd=updates_to("b1")[1]["id"],
+                                 ok=False, reason="busy"))
+    advance()
+    assert len(updates_to("b1")) == 2
+    monkeypatch.setattr(firmware, "BUSY_RETRY_S", 0)
+    advance()
+    assert len(updates_to("b1")) == 3
+    assert client.get("/api/v1/firmware/0.2.0/waves",
+                      headers=as_admin).json()[0]["state"] == "running"
