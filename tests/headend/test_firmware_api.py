@@ -144,17 +144,24 @@ def test_a_rollout_signs_the_update_and_follows_each_receiver(client, commune, a
                        headers=as_admin).json()["code"] == "unknown-device"
 
 
-def test_waves_go_canary_village_commune_and_pause_on_the_first_failure(client, commune,
-                                                                       as_admin, tmp_path):
+def uploaded(client, commune, headers, tmp_path):
+    """Bundle 0.2.0 uploaded; the sweep's step of the waves (``advance()``), to call."""
     from headend.services import firmware
 
     make_bundle(tmp_path / "www", "0.2.0")
-    assert upload(client, as_admin, bundle_tar(tmp_path / "www", "0.2.0")).status_code == 201
+    assert upload(client, headers, bundle_tar(tmp_path / "www", "0.2.0")).status_code == 201
     app = commune.app
 
     def advance():
         with app.state.session_factory() as session:
             firmware.advance(session, settings=app.state.settings, publisher=commune.publisher)
+
+    return advance
+
+
+def test_waves_go_canary_village_commune_and_pause_on_the_first_failure(client, commune,
+                                                                       as_admin, tmp_path):
+    advance = uploaded(client, commune, as_admin, tmp_path)
 
     def update_birth(device, boot, fw, **ota_fields):
         body = messages.birth(device, boot, 1, fw, {"codecs": ["mp3"]}, "sim", ota_fields)
@@ -209,15 +216,7 @@ def test_waves_go_canary_village_commune_and_pause_on_the_first_failure(client, 
 def test_a_wave_sends_the_update_again_to_a_receiver_that_was_offline(client, commune,
                                                                     as_admin, tmp_path,
                                                                     monkeypatch):
-    from headend.services import firmware
-
-    make_bundle(tmp_path / "www", "0.2.0")
-    assert upload(client, as_admin, bundle_tar(tmp_path / "www", "0.2.0")).status_code == 201
-    app = commune.app
-
-    def advance():
-        with app.state.session_factory() as session:
-            firmware.advance(session, settings=app.state.settings, publisher=commune.publisher)
+    advance = uploaded(client, commune, as_admin, tmp_path)
 
     def updates_to(device):
         return [c for c in commune.commands_to(device) if c["k"] == messages.UPDATE]
@@ -228,7 +227,7 @@ def test_a_wave_sends_the_update_again_to_a_receiver_that_was_offline(client, co
     assert len(updates_to("b1")) == 1  # b1 is offline: it will never see this one
     advance()
     assert len(updates_to("b1")) == 1  # still offline: nothing to do
-    monkeypatch.setattr(app.state.settings, "command_ttl_s", 0)  # the first one has expired
+    monkeypatch.setattr(commune.app.state.settings, "command_ttl_s", 0)  # the first expired
     commune.report(commune.birth("b1"))
     advance()
     assert len(updates_to("b1")) == 2 and not updates_to("b2")
@@ -240,7 +239,7 @@ def test_a_wave_sends_the_update_again_to_a_receiver_that_was_offline(client, co
                                  ok=False, reason="busy"))
     advance()
     assert len(updates_to("b1")) == 2
-    monkeypatch.setattr(firmware, "BUSY_RETRY_S", 0)
+    monkeypatch.setattr("headend.services.firmware.BUSY_RETRY_S", 0)
     advance()
     assert len(updates_to("b1")) == 3
     assert client.get("/api/v1/firmware/0.2.0/waves",
