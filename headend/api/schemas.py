@@ -5,7 +5,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field, field_validator
 
 from headend.errors import Invalid
 from headend.services.deliveries import reason_text
@@ -87,6 +87,7 @@ class DevicePublic(BaseModel):
     lat: float | None = None
     lon: float | None = None
     now_playing: dict[str, Any] | None = None
+    exercise: bool = False  # marked for exercises (CAP status Exercise airs here only)
 
 
 class DeviceDetail(DevicePublic):
@@ -109,6 +110,7 @@ class DeviceUpdate(BaseModel):
     zone: str | None = None
     lat: float | None = None
     lon: float | None = None
+    exercise: StrictBool | None = None
 
 
 class DeviceProvisioned(DevicePublic):
@@ -207,8 +209,12 @@ class BroadcastDevice(Reasoned):
     name: str | None = None
     zone: str | None = None
     state: str
+    sent_at: datetime | None = None
+    acked_at: datetime | None = None
+    fetched_at: datetime | None = None
     started_at: datetime | None
     ended_at: datetime | None
+    resends: int = Field(0, description="plays sent again for want of an ack (emergencies)")
 
 
 class BroadcastDetail(BaseModel):
@@ -223,6 +229,8 @@ class BroadcastDetail(BaseModel):
     created_by: str | None
     created_at: datetime
     cancelled_at: datetime | None
+    cancelled_by: str | None = None
+    valid_until: datetime | None = None
     counts: dict[str, int]
     devices: list[BroadcastDevice]
 

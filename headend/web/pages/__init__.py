@@ -5,15 +5,18 @@ from fastapi import APIRouter
 from headend.web.pages import (
     auth,
     broadcasts,
+    dashboard,
     emergency,
     firmware,
     live,
     map,
     playlog,
+    programmes,
     receiver,
     receivers,
 )
 
 router = APIRouter()
-for module in (auth, receivers, receiver, map, broadcasts, emergency, playlog, live, firmware):
+for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
+               programmes, firmware):
     router.include_router(module.router)
