@@ -21,6 +21,7 @@ Inputs::
     core.media_ready(sha, now)          a fetch attempt finished, hash checked
     core.media_failed(sha, now, detail) a fetch attempt failed (``detail``: why, short)
     core.media_evicted(sha)             the cache dropped an item
+    core.update_result(ver, ok, reason, now)  a firmware update staged, or stopped
     core.finished(item, now)            the player played ``item`` to its end
     core.failed(item, now, detail)      the player could not play ``item``
     core.count(name)                    count something the shell dropped (malformed, ...)
@@ -47,6 +48,9 @@ Actions are tuples whose first element names them::
     (VOLUME, volume)                 set the output volume (0..100) of what is playing
     (REBOOT,)                        reboot once the events are out
     (IDENTIFY, secs)                 blink / beep for ``secs`` seconds
+    (UPDATE, args)                   start a firmware update (the ``update`` command's
+                                     arguments; firmware/updater.py), refused "busy" here
+                                     while anything plays
     (SUBSCRIBE, topic)               subscribe to a stream topic
     (UNSUBSCRIBE, topic)
     (PERSIST, state)                 write ``state`` (dict, JSON-able) to flash; restore with
@@ -127,6 +131,7 @@ UNSUBSCRIBE = "unsubscribe"
 PERSIST = "persist"
 AMP = "amp"
 SYNC_REQUEST = "sync_request"
+UPDATE = "update"
 
 IDLE = "idle"
 PLAYING = "playing"
@@ -493,6 +498,8 @@ class ReceiverCore:
             acts.append((IDENTIFY, args.get("secs") or IDENTIFY_DEFAULT_S))
         elif kind == M.REBOOT:
             acts.append((REBOOT,))
+        elif kind == M.UPDATE:
+            acts.append((UPDATE, args))
         # M.RESET_FLOOR: the guard has set the floor; the PERSIST (dirty) writes it.
 
     def _refusal(self, kind, args):
@@ -515,6 +522,8 @@ class ReceiverCore:
                 key_from_hex(args["key"])
             except ProtocolError:
                 return "bad-field"
+        if kind == M.UPDATE and self.current is not None:
+            return "busy"  # never while an emergency, live talk or a programme plays
         return None
 
     def _play_item(self, args, since):
@@ -622,6 +631,12 @@ class ReceiverCore:
         if item_id is not None:
             self._event(M.EV_FETCH_FAILED, now, {"item": item_id, "sha": sha, "reason": detail},
                         acts)
+        return self._finish(acts, now)
+
+    def update_result(self, ver, ok, reason, now):
+        """The shell's updater staged version ``ver`` (ok) or stopped (``reason``): reported."""
+        acts = []
+        self._event(M.EV_UPDATE, now, {"ver": ver, "ok": ok, "reason": reason}, acts)
         return self._finish(acts, now)
 
     def media_evicted(self, sha):

@@ -164,6 +164,9 @@ class Receiver(Base):
     reset_nonce: Mapped[str | None] = mapped_column(String(64))
     # Marked for exercises: a CAP alert of status Exercise airs on these receivers only.
     exercise: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How its last firmware update went, from its latest birth ({"ota", "ota_ver", "ota_why"}:
+    # updated, trial, rolled-back and why); None if it never said.
+    ota: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Secrets: the HMAC key (hex of 32 random bytes) and the broker password's hash. Never
     # logged, never in a list response; shown once at provisioning.
     device_key: Mapped[str] = mapped_column(String(128))
@@ -635,3 +638,55 @@ class CapFeedItem(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # the CAP outcome, or "refused"
     reason: Mapped[str | None] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FirmwareBundle(Base):
+    """A firmware bundle (``loaxa device bundle``) uploaded to the head-end, its files kept
+    under ``{data_dir}/firmware/{version}/`` (headend/services/firmware.py) and served to
+    receivers with HTTP Range (headend/media_http.py). ``manifest_sha256`` is the SHA-256 of
+    its manifest.json bytes: what a signed ``update`` names."""
+
+    __tablename__ = "firmware_bundles"
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    manifest_size: Mapped[int] = mapped_column(Integer)
+    total_size: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(Integer)
+    source_commit: Mapped[str | None] = mapped_column(String(64))
+    uploaded_by: Mapped[str | None] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FirmwareRollout(Base):
+    """One receiver told to update to a version: the command sent, and the receiver's session
+    then, so its progress can be read from what it reported since (acks, ``update`` events,
+    births)."""
+
+    __tablename__ = "firmware_rollouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ForeignKey("firmware_bundles.version",
+                                                    ondelete="CASCADE"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"),
+                                           index=True)
+    command_id: Mapped[str] = mapped_column(String(64))
+    boot_at_send: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class FirmwareWavePlan(Base):
+    """A rollout in waves (one canary receiver, then its village, then the commune): the next
+    wave goes once every receiver of this one reports the version updated; the first refusal,
+    failure or rollback pauses it, with the reason (headend/services/firmware.py)."""
+
+    __tablename__ = "firmware_wave_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ForeignKey("firmware_bundles.version",
+                                                    ondelete="CASCADE"), index=True)
+    waves: Mapped[list[list[str]]] = mapped_column(JSON)
+    wave: Mapped[int] = mapped_column(Integer, default=0)  # the wave under way
+    state: Mapped[str] = mapped_column(String(16))  # running, paused, done
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -127,8 +127,13 @@ class SimReceiver:
         return self.platform.link
 
     def start(self):
+        from firmware import otaboot
         from firmware.shell import Receiver
 
+        # The boot's update step (board/boot.py): a trial boot counted, or a rollback. The
+        # code stays this process's own (receivers share it); the version folder's code runs
+        # only in the MicroPython runtime, one process per board.
+        otaboot.choose(self.platform.storage_dir)
         self.receiver = Receiver(self.fleet.receiver_config(self.spec), self.platform)
         self.platform.sink.context = self._now_playing
         self.boots += 1

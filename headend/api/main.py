@@ -14,6 +14,7 @@ from headend.api.routes import (
     clock,
     dashboard,
     devices,
+    firmware,
     health,
     live,
     media,
@@ -26,7 +27,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock, live, dashboard):
+               playlog, audit, health, clock, live, dashboard, firmware):
     api_router.include_router(module.router)
 
 

@@ -606,4 +606,39 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "import.submit": ("Nhập lịch", "Import"),
     "import.created": ("Đã tạo {count} bản nháp", "{count} drafts made"),
     "import.refused": ("{count} sự kiện không nhập được", "{count} events not imported"),
+    # -- firmware updates (headend/web/pages/firmware.py) -------------------------------------
+    "nav.firmware": ("Cập nhật phần mềm", "Firmware"),
+    "firmware.title": ("Cập nhật phần mềm cụm loa", "Receiver firmware updates"),
+    "firmware.explain": ("Phần mềm mới được gửi theo từng đợt: một cụm loa thử trước, rồi cả "
+                         "thôn, rồi cả xã. Đợt sau chỉ bắt đầu khi mọi cụm loa của đợt trước đã "
+                         "cập nhật xong; cụm loa nào lỗi hoặc tự quay về bản cũ thì việc cập nhật "
+                         "tạm dừng.",
+                         "New firmware goes out in waves: one receiver first, then its village, "
+                         "then the commune. A wave starts only when every receiver of the last "
+                         "one is updated; a receiver that fails or goes back to its old version "
+                         "pauses the rollout."),
+    "firmware.none": ("Chưa có gói phần mềm nào được tải lên.", "No firmware uploaded yet."),
+    "firmware.version": ("Phiên bản {version}", "Version {version}"),
+    "firmware.uploaded": ("Tải lên", "Uploaded"),
+    "firmware.size": ("Dung lượng", "Size"),
+    "firmware.files": ("{files} tệp, {kb} KB", "{files} files, {kb} KB"),
+    "firmware.rollout": ("Đợt cập nhật", "Rollout"),
+    "firmware.wave": ("đợt {wave}/{waves}", "wave {wave} of {waves}"),
+    "firmware.paused_at": ("Tạm dừng vì", "Paused because"),
+    "firmware.resume": ("Tiếp tục với đợt sau", "Go on with the next wave"),
+    "firmware.col.wave": ("Đợt", "Wave"),
+    "firmware.col.state": ("Trạng thái", "State"),
+    "firmware.col.reason": ("Lý do", "Why"),
+    "firmware.col.running": ("Đang chạy", "Running"),
+    "wstate.running": ("Đang cập nhật", "Running"),
+    "wstate.paused": ("Tạm dừng", "Paused"),
+    "wstate.done": ("Hoàn tất", "Done"),
+    "ostate.sent": ("Đã gửi lệnh", "Sent"),
+    "ostate.accepted": ("Đã nhận lệnh", "Accepted"),
+    "ostate.refused": ("Từ chối", "Refused"),
+    "ostate.staged": ("Đã tải xong, đang khởi động lại", "Downloaded, restarting"),
+    "ostate.failed": ("Tải lỗi", "Download failed"),
+    "ostate.trial": ("Đang chạy thử", "On trial"),
+    "ostate.updated": ("Đã cập nhật", "Updated"),
+    "ostate.rolled-back": ("Đã tự quay về bản cũ", "Went back to the old version"),
 }

@@ -38,7 +38,7 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
-from headend.services import escalation, reconcile, telemetry
+from headend.services import escalation, firmware, reconcile, telemetry
 from headend.settings import Settings
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -361,6 +361,12 @@ class MqttService:
                 # Telemetry roll-up and retention: work only once an hour, one read otherwise.
                 telemetry.maintain(session, settings=self.settings, now=datetime.now(UTC))
                 session.commit()
+                # Firmware rollouts in waves: the next wave, or a pause on a failure.
+                try:
+                    firmware.advance(session, settings=self.settings, publisher=self)
+                except Exception:
+                    session.rollback()
+                    log.exception("firmware rollout step failed")
         except Exception:
             log.exception("presence sweep failed")
             return

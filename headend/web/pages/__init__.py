@@ -7,6 +7,7 @@ from headend.web.pages import (
     broadcasts,
     dashboard,
     emergency,
+    firmware,
     live,
     map,
     playlog,
@@ -17,5 +18,5 @@ from headend.web.pages import (
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes):
+               programmes, firmware):
     router.include_router(module.router)
