@@ -12,7 +12,10 @@ Two threads besides paho's network thread:
   no proof-of-play record is lost to a crash.
 
 The same thread sweeps presence (a receiver silent for ``offline_after_s`` is offline) and
-publishes the commands that follow from reports (what a returning receiver missed).
+publishes the commands that follow from reports (what a returning receiver missed). After each
+committed batch and sweep it raises and clears the alerts of the receivers concerned
+(headend/services/alerts.py: reads only, unless something changed); a third thread
+(headend/services/alert_delivery.py) sends their e-mails and webhooks.
 """
 
 import logging
@@ -38,7 +41,8 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
-from headend.services import reconcile, telemetry
+from headend.services import alerts, reconcile, telemetry
+from headend.services.alert_delivery import AlertDelivery
 from headend.settings import Settings
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -75,6 +79,7 @@ class MqttService:
         self._fallback_lock = threading.Lock()
         self._v5_refused = threading.Event()
         self._run_id: int | None = None
+        self.alert_delivery = AlertDelivery(settings=settings, session_factory=session_factory)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -87,6 +92,7 @@ class MqttService:
         self._ingest_thread = threading.Thread(target=self._ingest_loop, name="loaxa-ingest",
                                                daemon=True)
         self._ingest_thread.start()
+        self.alert_delivery.start()
         return self
 
     def _learn_counter_floor(self) -> None:
@@ -109,6 +115,7 @@ class MqttService:
         self._stop.set()
         if self._ingest_thread is not None:
             self._ingest_thread.join(timeout)
+        self.alert_delivery.stop(timeout)
         client = self._client
         if client is not None:
             client.disconnect()
@@ -327,6 +334,7 @@ class MqttService:
                 self.stats["commands.untrusted_clock"] += len(result.commands)
                 _clock_log.warning("commands", "%d commands not sent: %s", len(result.commands), exc.message)
             session.commit()
+            self._alerts(session, {r.device_id for r in batch if r.leaf != topics.TIME_REQUEST})
         self.stats.update(result.stats)
         for device_id in result.went_offline:
             log.info("receiver %s went offline (link lost)", device_id)
@@ -338,6 +346,29 @@ class MqttService:
                     self._answer_time(report, key)
         return outgoing
 
+    def _alerts(self, session: Session, device_ids) -> None:
+        """Raise and clear the alerts of these receivers, in ``session`` after its commit;
+        never lets an alert problem reach the ingest (it is logged, the next batch retries)."""
+        if not device_ids:
+            return
+        try:
+            result = alerts.evaluate(session, settings=self.settings, device_ids=device_ids,
+                                     now=datetime.now(UTC))
+            if result.raised or result.cleared:
+                session.commit()
+        except Exception:
+            session.rollback()
+            self.stats["alert_error"] += 1
+            log.exception("alert evaluation failed")
+            return
+        self.stats["alerts_raised"] += len(result.raised)
+        self.stats["alerts_cleared"] += len(result.cleared)
+        for alert in result.raised:
+            log.info("alert: %s %s%s", alert.device_id, alert.kind,
+                     " (%s)" % alert.reason if alert.reason else "")
+        if result.notices:
+            self.alert_delivery.wake()
+
     def _sweep(self) -> None:
         try:
             with session_scope(self.session_factory) as session:
@@ -346,6 +377,7 @@ class MqttService:
                     reconcile.mark_alive(session, run_id=self._run_id, now=now)
                 silent = sweep_presence(session, settings=self.settings, now=now)
                 session.commit()
+                self._alerts(session, silent)
                 # Telemetry roll-up and retention: work only once an hour, one read otherwise.
                 telemetry.maintain(session, settings=self.settings, now=datetime.now(UTC))
                 session.commit()
