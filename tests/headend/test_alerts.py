@@ -4,14 +4,12 @@ calls it after each batch; notices go to a real local webhook (http.server on 12
 
 import hashlib
 import hmac
-import json
-import threading
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pydantic import SecretStr
+from alert_sinks import Webhook
 from conftest import login
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from headend.models import AlertNotice, AuditEntry
@@ -111,36 +109,6 @@ def test_telemetry_of_an_old_session_changes_nothing(app, commune):
     assert open_kinds(app, "a1") == {("amp-fault", None)}
     evaluate(app, commune.heartbeat("a1", boot=2, up=30))
     assert open_kinds(app, "a1") == set()
-
-
-class Webhook:
-    """A local webhook: every POST kept (headers and JSON), answered ``status``."""
-
-    def __init__(self, status=204):
-        self.posts = []
-        self.status = status
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.posts.append((dict(self.headers), body))
-                self.send_response(hook.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def bodies(self):
-        return [json.loads(body) for _, body in self.posts]
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
