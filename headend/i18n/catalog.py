@@ -381,4 +381,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alert.field.since": ("Từ lúc", "Since"),
     "alert.field.over": ("Kết thúc lúc", "Over at"),
     "alert.field.detail": ("Số liệu", "Figures"),
+    "nav.alerts": ("Cảnh báo", "Alerts"),
+    "alerts.title": ("Cảnh báo cụm loa", "Receiver alerts"),
+    "alerts.open": ("Đang có ({count})", "Open now ({count})"),
+    "alerts.over": ("Đã hết gần đây", "Recently over"),
+    "alerts.none_open": ("Không có cảnh báo nào: mọi cụm loa đều bình thường.",
+                         "No alerts: every receiver is fine."),
+    "alerts.none_over": ("Chưa có cảnh báo nào đã hết.", "No alert is over yet."),
+    "alerts.col.alert": ("Cảnh báo", "Alert"),
 }

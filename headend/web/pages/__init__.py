@@ -2,8 +2,18 @@
 
 from fastapi import APIRouter
 
-from headend.web.pages import auth, broadcasts, emergency, live, map, playlog, receiver, receivers
+from headend.web.pages import (
+    alerts,
+    auth,
+    broadcasts,
+    emergency,
+    live,
+    map,
+    playlog,
+    receiver,
+    receivers,
+)
 
 router = APIRouter()
-for module in (auth, receivers, receiver, map, broadcasts, emergency, playlog, live):
+for module in (auth, receivers, receiver, map, broadcasts, emergency, playlog, live, alerts):
     router.include_router(module.router)
