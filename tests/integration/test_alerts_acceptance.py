@@ -69,7 +69,7 @@ async def test_offline_with_the_reason_by_email_and_webhook_once(tmp_path, mosqu
         st.fleet.restore(linked)
         st.fleet.restore_mains(powered)
         # Offline is over at the birth; on battery at the first heartbeat of the new boot.
-        await st.until(lambda: _no_open(st), 60, "every alert over")
+        await st.until(lambda: _no_open(st), 90, "every alert over")
         await st.until(lambda: len(smtp.messages) >= 6 and len(hook.posts) >= 6, 20,
                        "three 'over' notices by e-mail and webhook")
         await asyncio.sleep(3)  # a duplicate would have come by now (the check is 1 s)
