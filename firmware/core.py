@@ -255,6 +255,18 @@ class ReceiverCore:
     def count(self, name, n=1):
         self.counters[name] = self.counters.get(name, 0) + n
 
+    def _fold_stream_stats(self):
+        # The jitter buffer's stats are per stream (reset for each); the heartbeat reports
+        # since boot, so a finished stream's figures move into the counters first.
+        for name in ("lost", "late"):
+            self.count(name, self.jitter.stats[name])
+
+    def frames_since_boot(self, name):
+        """Live audio frames ``name`` ("lost" or "late") since boot, the current stream's
+        included: the heartbeat's ``lost``/``late``."""
+        n = self.counters.get(name, 0)
+        return n + self.jitter.stats[name] if self.jitter is not None else n
+
     def _remember_done(self, bid):
         if bid in self._done:
             return
@@ -692,6 +704,8 @@ class ReceiverCore:
         if item.kind == KIND_STREAM:
             if self.jitter is None:
                 self.jitter = JitterBuffer(self._jitter_shape[0], self._jitter_shape[1])
+            else:
+                self._fold_stream_stats()
             self.jitter.reset(item.stream.rate)
         if self._amp_since is None:
             self._amp_since = now

@@ -718,7 +718,9 @@ class Receiver:
             "af": 1 if p.amplifier_fault() else 0, "sy": 1 if self.clock.synced else 0,
             "play": current.bid if current is not None else None,
             "rej": self.core.counters["rejected"], "mal": self.core.counters["malformed"],
-            "temp": p.temperature(), "err": self._stats["errors"]})
+            "temp": p.temperature(), "err": self._stats["errors"],
+            "lost": self.core.frames_since_boot("lost"),
+            "late": self.core.frames_since_boot("late")})
 
     async def _heartbeat_loop(self):
         while self._running:

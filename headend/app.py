@@ -52,11 +52,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.programmes = ProgrammeScheduler(
                     settings=settings, session_factory=session_factory,
                     publisher=service).start()
+            if settings.cap_feed_poller:
+                from headend.services.cap_feeds import CapFeedPoller
+
+                app.state.cap_feeds = CapFeedPoller(
+                    settings=settings, session_factory=session_factory,
+                    publisher=service).start()
         try:
             yield
         finally:
             if app.state.programmes is not None:
                 app.state.programmes.stop()
+            if app.state.cap_feeds is not None:
+                app.state.cap_feeds.stop()
             if app.state.mqtt is not None:
                 app.state.mqtt.stop()
             engine.dispose()
@@ -69,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory
     app.state.mqtt = None
     app.state.programmes = None  # the programme scheduler, started with the MQTT service
+    app.state.cap_feeds = None  # the CAP feed poller, likewise
     # Without the MQTT service (API-only tests), commands are kept, not sent.
     app.state.publisher = RecordingPublisher()
     install_error_handlers(app)

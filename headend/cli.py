@@ -1,4 +1,4 @@
-"""`loaxa headend ...`: serve, migrate, provision, create-user, add-cap-source,
+"""`loaxa headend ...`: serve, migrate, provision, create-user, add-cap-source, add-cap-feed,
 export-mosquitto, export-broker-tls, rekey.
 
 Configuration comes from LOAXA_* environment variables (headend/settings.py); the options
@@ -223,6 +223,24 @@ def cmd_add_cap_source(args) -> int:
     return 0
 
 
+def cmd_add_cap_feed(args) -> int:
+    """A CAP feed (Atom or RSS) polled every --interval seconds, as a warning source's posts."""
+    from headend.errors import ServiceError
+    from headend.services.cap_feeds import add_feed
+
+    settings = _settings(args)
+    with _session(settings) as session:
+        try:
+            feed = add_feed(session, feed_id=args.id, url=args.url, source_id=args.source,
+                            interval_s=args.interval, actor="cli")
+        except ServiceError as exc:
+            print("loaxa headend add-cap-feed: %s" % exc.message, file=sys.stderr)
+            return 1
+        print("CAP feed %s: %s every %d s, as source %s"
+              % (feed.id, feed.url, feed.interval_s, feed.source_id))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loaxa headend", description="The commune head-end.")
     parser.add_argument("--data-dir", help="where the database and media live (LOAXA_DATA_DIR)")
@@ -292,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sender", action="append", required=True,
                    help="a CAP <sender> it uses (repeat for more)")
     p.set_defaults(func=cmd_add_cap_source)
+
+    p = sub.add_parser("add-cap-feed", help="an Atom or RSS feed of CAP alerts the head-end "
+                                            "polls, bound to a warning source")
+    p.add_argument("id")
+    p.add_argument("--url", required=True, help="the feed's http(s) URL")
+    p.add_argument("--source", required=True, help="the warning source (add-cap-source) its "
+                                                   "alerts count as")
+    p.add_argument("--interval", type=int, default=60, help="seconds between polls (10-86400)")
+    p.set_defaults(func=cmd_add_cap_feed)
     return parser
 
 

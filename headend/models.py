@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -162,6 +163,8 @@ class Receiver(Base):
     # The one-use nonce of its latest birth (hex, new each boot; none once a reset used it): a
     # ``reset_floor`` for it is the one command it takes below its counter floor.
     reset_nonce: Mapped[str | None] = mapped_column(String(64))
+    # Marked for exercises: a CAP alert of status Exercise airs on these receivers only.
+    exercise: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Secrets: the HMAC key (hex of 32 random bytes) and the broker password's hash. Never
     # logged, never in a list response; shown once at provisioning.
     device_key: Mapped[str] = mapped_column(String(128))
@@ -496,6 +499,9 @@ class CapAlert(Base):
     confirmed_at: Mapped[datetime | None]
     ended_by: Mapped[str | None] = mapped_column(String(64))  # who or which message ended it
     ended_at: Mapped[datetime | None]
+    # The media made from its attached audio resource when received (None: the speech engine
+    # reads its text when it airs).
+    media_id: Mapped[str | None] = mapped_column(String(48))
 
 
 class LedgerEntry(Base):
@@ -587,6 +593,44 @@ class ProgrammeMedia(Base):
     content_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     media_id: Mapped[str] = mapped_column(ForeignKey("media_items.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CapFeed(Base):
+    """A CAP feed (Atom or RSS of CAP items) polled every ``interval_s``, bound to a warning
+    source: its items are received as that source's posts (headend/services/cap_feeds.py)."""
+
+    __tablename__ = "cap_feeds"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[str] = mapped_column(ForeignKey("cap_sources.id"))
+    interval_s: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    etag: Mapped[str | None] = mapped_column(String(255))  # for If-None-Match
+    last_modified: Mapped[str | None] = mapped_column(String(64))  # for If-Modified-Since
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, for the back-off
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    last_polled_at: Mapped[datetime | None]
+    last_ok_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CapFeedItem(Base):
+    """A feed entry handled once: by its entry key (Atom id / RSS guid or link, with its
+    updated time) and, once read, by its CAP sender, identifier and sent."""
+
+    __tablename__ = "cap_feed_items"
+    __table_args__ = (UniqueConstraint("feed_id", "entry_key", name="uq_cap_feed_items_feed_entry"),
+                      Index("ix_cap_feed_items_cap", "sender", "identifier", "sent"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    feed_id: Mapped[str] = mapped_column(ForeignKey("cap_feeds.id", ondelete="CASCADE"))
+    entry_key: Mapped[str] = mapped_column(String(300))
+    sender: Mapped[str | None] = mapped_column(String(CAP_ID_LENGTH))
+    identifier: Mapped[str | None] = mapped_column(String(CAP_ID_LENGTH))
+    sent: Mapped[str | None] = mapped_column(String(40))  # ISO, UTC
+    outcome: Mapped[str] = mapped_column(String(16))  # the CAP outcome, or "refused"
+    reason: Mapped[str | None] = mapped_column(String(64))
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # -- alerts (headend/services/alerts.py, docs/alerts.md) ------------------------------------

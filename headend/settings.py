@@ -131,6 +131,14 @@ class Settings(BaseSettings):
     cap_policy: dict[str, Any] = {}
     cap_voice: Literal["north", "central", "south"] = "north"
     cap_signature_window_s: int = 300
+    # CAP feeds (headend/services/cap_feeds.py): the poller looks for feeds due every
+    # ``cap_feed_check_s`` (each feed has its own interval); every fetch (a feed, a CAP
+    # document, an audio resource) is bounded by ``cap_fetch_timeout_s`` in all; an attached
+    # audio resource by ``cap_resource_max_bytes``. ``cap_feed_poller`` off: no polling.
+    cap_feed_poller: bool = True
+    cap_feed_check_s: float = 5.0
+    cap_fetch_timeout_s: float = 10.0
+    cap_resource_max_bytes: int = 16 * 1024 * 1024
 
     timezone: str = "Asia/Ho_Chi_Minh"  # shown, and programmes' recurrence; stored in UTC
 

@@ -271,6 +271,10 @@ HEARTBEAT_TABLE = (
     ("mal", INT, None, 0, MAX_COUNT, IF_SET, "malformed messages dropped since boot"),
     ("temp", NUMBER, "°C", -100, 200, IF_SET, "MCU temperature"),
     ("err", INT, None, 0, MAX_COUNT, IF_SET, "errors the shell caught since boot"),
+    ("lost", INT, None, 0, MAX_COUNT, IF_SET, "live audio frames lost since boot (concealed "
+     "as silence)"),
+    ("late", INT, None, 0, MAX_COUNT, IF_SET, "live audio frames that came too late to play, "
+     "since boot"),
 )
 
 # Events (.../evt): an envelope, then the fields of its kind. What the firmware sends:

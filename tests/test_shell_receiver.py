@@ -354,8 +354,9 @@ async def test_reboot_command_acks_first_then_reboots(tmp_path):
 async def test_live_stream_frames_play_in_order_and_a_lost_one_is_skipped(tmp_path):
     rx = make_receiver(tmp_path, amp_settle_ms=0)
     task = await started(rx)
+    head = Head()
     skey = "5a" * 32
-    rx._on_message(TOPIC + "cmd", Head().cmd(M.STREAM, {
+    rx._on_message(TOPIC + "cmd", head.cmd(M.STREAM, {
         "bid": "live", "sid": "s1", "sno": 3, "key": skey, "codec": "adpcm", "rate": 16000,
         "prio": M.PRIO_LIVE}), False)
     await until(lambda: "loaxa/v1/xa/stream/s1" in rx.mqtt.subscriptions)
@@ -376,6 +377,20 @@ async def test_live_stream_frames_play_in_order_and_a_lost_one_is_skipped(tmp_pa
     ended = rx.mqtt.sent("evt")[-1]
     assert ended["sid"] == "s1" and ended["reason"] == "finished"
     assert "loaxa/v1/xa/stream/s1" not in rx.mqtt.subscriptions
+    # The technician sees the loss in the heartbeat, counted since boot across streams.
+    assert M.decode(rx.heartbeat())["lost"] == 1
+    rx._on_message(TOPIC + "cmd", head.cmd(M.STREAM, {
+        "bid": "live2", "sid": "s2", "sno": 4, "key": skey, "codec": "adpcm", "rate": 16000,
+        "prio": M.PRIO_LIVE}), False)
+    await until(lambda: "loaxa/v1/xa/stream/s2" in rx.mqtt.subscriptions)
+    first = rx.now() + 500
+    for seq in (0, 2):  # frame 1 never arrives
+        payload = pack_frame(hkey, CODEC_ADPCM, 4, seq, first + seq * 32, 505,
+                             bytes([seq]) * 256, FLAG_LAST if seq == 2 else 0)
+        rx._on_message("loaxa/v1/xa/stream/s2", memoryview(payload), False)
+    await until(lambda: rx.mqtt.sent("evt")[-1].get("sid") == "s2"
+                and rx.mqtt.sent("evt")[-1]["k"] == "ended")
+    assert M.decode(rx.heartbeat())["lost"] == 2
     await stop(rx, task)
 
 

@@ -13,6 +13,7 @@ from headend.api.routes import (
     calendar,
     cap,
     clock,
+    dashboard,
     devices,
     health,
     live,
@@ -26,7 +27,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock, live, alerts):
+               playlog, audit, health, clock, live, dashboard, alerts):
     api_router.include_router(module.router)
 
 

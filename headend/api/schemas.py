@@ -5,7 +5,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, computed_field, field_validator
 
 from headend.errors import Invalid
 from headend.services.deliveries import reason_text
@@ -87,6 +87,7 @@ class DevicePublic(BaseModel):
     lat: float | None = None
     lon: float | None = None
     now_playing: dict[str, Any] | None = None
+    exercise: bool = False  # marked for exercises (CAP status Exercise airs here only)
 
 
 class DeviceDetail(DevicePublic):
@@ -109,6 +110,7 @@ class DeviceUpdate(BaseModel):
     zone: str | None = None
     lat: float | None = None
     lon: float | None = None
+    exercise: StrictBool | None = None
 
 
 class DeviceProvisioned(DevicePublic):

@@ -140,15 +140,19 @@ class SitePolicy:
     automatic: tuple[AutoRule, ...] = DEFAULT_AUTOMATIC
     site_addresses: frozenset[str] = frozenset()
     default_duration: timedelta = timedelta(hours=6)
+    # What airs is aired again this often until it expires or is cancelled; None: once.
+    repeat_interval: timedelta | None = timedelta(minutes=15)
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "SitePolicy":
         """From settings JSON: ``{"automatic": [{"severity": [...], "urgency": [...],
-        "certainty": [...]}], "site_addresses": [...], "default_duration_minutes": 360}``;
+        "certainty": [...]}], "site_addresses": [...], "default_duration_minutes": 360,
+        "repeat_minutes": 15}`` (0: aired once);
         a missing key keeps the default. Raises Invalid("invalid-cap-policy")."""
         if not isinstance(data, Mapping):
             raise _policy_error("the policy must be an object")
-        unknown = set(data) - {"automatic", "site_addresses", "default_duration_minutes"}
+        unknown = set(data) - {"automatic", "site_addresses", "default_duration_minutes",
+                               "repeat_minutes"}
         if unknown:
             raise _policy_error("unknown keys %s" % ", ".join(sorted(map(str, unknown))))
         rules = data.get("automatic")
@@ -170,9 +174,14 @@ class SitePolicy:
         minutes = data.get("default_duration_minutes", 360)
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 10080:
             raise _policy_error("default_duration_minutes must be a whole number from 1 to 10080")
+        repeat = data.get("repeat_minutes", 15)
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 0 <= repeat <= 1440:
+            raise _policy_error("repeat_minutes must be a whole number from 0 (air once) to "
+                                "1440")
         return cls(automatic=automatic,
                    site_addresses=frozenset(address.strip() for address in addresses),
-                   default_duration=timedelta(minutes=minutes))
+                   default_duration=timedelta(minutes=minutes),
+                   repeat_interval=timedelta(minutes=repeat) if repeat else None)
 
     def airs_automatically(self, info: Info) -> bool:
         return any(rule.matches(info) for rule in self.automatic)

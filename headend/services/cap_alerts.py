@@ -58,7 +58,7 @@ from headend.models import (
     Receiver,
     User,
 )
-from headend.services import audit, broadcasts, ledger, media, sites
+from headend.services import audit, broadcasts, cap_repeat, cap_resource, ledger, media, sites
 from headend.settings import Settings
 from protocol.topics import valid_id
 
@@ -209,11 +209,15 @@ def _running_lookup(session: Session, sender: str, now: datetime):
     return find
 
 
-def _zones_with_receivers(session: Session, zones: tuple[str, ...]) -> tuple[str, ...]:
+def _zones_with_receivers(session: Session, zones: tuple[str, ...],
+                          exercise: bool = False) -> tuple[str, ...]:
+    """The zones holding a receiver (for an exercise: one marked for exercises)."""
     if not zones:
         return ()
-    have = set(session.scalars(select(Receiver.zone_id).where(Receiver.zone_id.in_(zones))
-                               .group_by(Receiver.zone_id).having(func.count() > 0)))
+    query = select(Receiver.zone_id).where(Receiver.zone_id.in_(zones))
+    if exercise:
+        query = query.where(Receiver.exercise.is_(True))
+    have = set(session.scalars(query.group_by(Receiver.zone_id).having(func.count() > 0)))
     return tuple(zone for zone in zones if zone in have)
 
 
@@ -266,18 +270,41 @@ def _end(session: Session, *, settings: Settings, publisher: Publisher, target_i
     session.commit()
 
 
+def _title(row: CapAlert) -> str:
+    return (row.headline or "Cảnh báo %s" % row.identifier)[:300]
+
+
+def _exercise_receivers(session: Session, zones: list[str] | tuple[str, ...]) -> list[str]:
+    """The receivers of ``zones`` marked for exercises."""
+    if not zones:
+        return []
+    return list(session.scalars(select(Receiver.id).where(
+        Receiver.zone_id.in_(list(zones)), Receiver.exercise.is_(True)).order_by(Receiver.id)))
+
+
 def _air(session: Session, *, settings: Settings, publisher: Publisher, row: CapAlert,
          actor: User | str, now: datetime) -> None:
-    """Make the alert's media, stop what it replaces, then send it: the stop reaches every
-    receiver before the replacement's play, so none plays both."""
-    item = alert_media(session, settings=settings, text=row.spoken_text or row.text or "",
-                       title=(row.headline or "Cảnh báo %s" % row.identifier)[:300], actor=actor)
+    """Make the alert's media (its attached audio when it came with a usable one, else the
+    text read aloud), stop what it replaces, then send it: the stop reaches every receiver
+    before the replacement's play, so none plays both. An exercise goes to the receivers
+    marked for exercises only. Its window ends when its next airing is due (cap_repeat.py)."""
+    if row.media_id is not None:
+        media_id = row.media_id
+    else:
+        media_id = alert_media(session, settings=settings, text=row.spoken_text or row.text or "",
+                               title=_title(row), actor=actor).id
     if row.targets:
         _end(session, settings=settings, publisher=publisher, target_ids=list(row.targets),
              actor=actor, ended_by="cap:%s" % row.identifier, now=now)
-    broadcast = broadcasts.send_emergency(session, settings=settings, publisher=publisher,
-                                          media_id=item.id, targets={"zones": list(row.zones)},
-                                          actor=actor, now=now, valid_until=row.expires)
+    targets: dict[str, Any] = {"zones": list(row.zones)}
+    if row.status == "Exercise":
+        targets = {"devices": _exercise_receivers(session, row.zones)}
+        log.info("CAP exercise %s airs on the %d receivers marked for exercises", row.identifier,
+                 len(targets["devices"]))
+    broadcast = broadcasts.send_emergency(
+        session, settings=settings, publisher=publisher, media_id=media_id, targets=targets,
+        actor=actor, now=now, valid_until=cap_repeat.window_end(
+            now, row.expires, site_policy(settings).repeat_interval))
     row.broadcast_id = broadcast.id
 
 
@@ -318,13 +345,15 @@ def receive(session: Session, *, settings: Settings, publisher: Publisher, body:
     if existing is not None:
         return _duplicate(alert, existing)
     result = receive_cap(body, zones=sites.cap_zones(session), policy=site_policy(settings),
-                         running=_running_lookup(session, alert.sender, now), now=now)
+                         running=_running_lookup(session, alert.sender, now), now=now,
+                         has_exercise_receivers=lambda zones: bool(
+                             _exercise_receivers(session, zones)))
     decision = result.decision
     if decision.outcome == "refused":
         return answer(result), result.http_status
     zones = result.zones
     if decision.will_air and decision.action != "stop":
-        zones = _zones_with_receivers(session, result.zones)
+        zones = _zones_with_receivers(session, result.zones, exercise=alert.status == "Exercise")
         if not zones:
             decision = _without_receivers(decision)
             result = replace(result, decision=decision, zones=())
@@ -355,6 +384,12 @@ def receive(session: Session, *, settings: Settings, publisher: Publisher, body:
         return _duplicate(alert, session.scalar(select(CapAlert).where(
             CapAlert.sender == alert.sender, CapAlert.identifier == alert.identifier)))
     actor = poster.actor
+    if state in (CAP_ON_AIR, CAP_QUEUED):
+        # An attached audio resource is fetched now, while the message is fresh (a queued one
+        # may be confirmed hours later); unusable, the text is read aloud instead.
+        row.media_id = cap_resource.media_for(session, settings=settings, info=info,
+                                              title=_title(row), actor=actor, target=row.id)
+        session.commit()
     if state == CAP_ON_AIR:
         try:
             _air(session, settings=settings, publisher=publisher, row=row, actor=actor, now=now)
@@ -374,6 +409,8 @@ def receive(session: Session, *, settings: Settings, publisher: Publisher, body:
                               "status": alert.status, "msg_type": alert.msg_type,
                               "outcome": decision.outcome, "reason": decision.reason,
                               "action": decision.action, "zones": list(zones),
+                              "exercise": alert.status == "Exercise",
+                              "resource_media_id": row.media_id,
                               "xml_sha256": row.xml_sha256})
     session.commit()
     return answer(result, broadcast_id=row.broadcast_id, alert_id=row.id), result.http_status

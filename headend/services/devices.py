@@ -2,17 +2,18 @@
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headend.commands import Command, Publisher, new_command_id, prepare
-from headend.errors import Conflict, Invalid, NotFound
+from headend.errors import Conflict, Forbidden, Invalid, NotFound
 from headend.keystore import kek_for, load_kek, seal_device_key
 from headend.models import (
     DELIVERY_PLAYING,
+    AuditEntry,
     Broadcast,
     CommandCounter,
     Delivery,
@@ -22,7 +23,7 @@ from headend.models import (
     User,
     Zone,
 )
-from headend.security import mosquitto_hash, random_key_hex, random_password
+from headend.security import has_permission, mosquitto_hash, random_key_hex, random_password
 from headend.services import audit
 from headend.services.sites import check_coordinates, check_name, ensure_site
 from headend.settings import Settings, default_client_id
@@ -34,8 +35,15 @@ from protocol.topics import valid_id
 # account, so one named like the head-end's account or client id could take over its session.
 RESERVED_DEVICE_IDS = ("headend", "admin", "loaxa")
 
-# Commands a technician may send to one receiver from the API or the pages.
+# Commands that may be sent to one receiver from the API or the pages, and the permission
+# (headend/security.py) each needs: a technician's (identify, volume, reboot); a stop also
+# by whoever may broadcast (an operator silencing one loudspeaker).
 DEVICE_COMMANDS = (messages.IDENTIFY, messages.VOLUME, messages.REBOOT, messages.STOP)
+COMMAND_PERMISSIONS = {messages.IDENTIFY: ("devices",), messages.VOLUME: ("devices",),
+                       messages.REBOOT: ("devices",), messages.STOP: ("devices", "broadcast")}
+
+# A receiver's state at a glance: the dashboard's counts, the map's colours, the badges.
+RECEIVER_STATES = ("online", "fault", "offline")
 
 
 @dataclass
@@ -67,9 +75,23 @@ class DeviceView:
     capabilities: dict[str, Any] | None
     telemetry: dict[str, Any] | None
     now_playing: dict[str, Any] | None  # {"broadcast_id", "title", "priority"} or None
+    exercise: bool = False  # marked for exercises: CAP Exercise alerts air here only
     # Its latest commands were refused as replays: its counter floor is stuck far ahead, and
     # POST .../reset-counter is the way out (computed for one receiver's detail only).
     counter_reset_suggested: bool = False
+
+
+def has_fault(telemetry: Any) -> bool:
+    """Its latest heartbeat says it is on battery or its amplifier is faulty."""
+    hb = telemetry if isinstance(telemetry, dict) else {}
+    return hb.get("mains") == 0 or bool(hb.get("af"))
+
+
+def receiver_state(online: bool, telemetry: Any) -> str:
+    """online, fault (online, with ``has_fault``) or offline."""
+    if not online:
+        return "offline"
+    return "fault" if has_fault(telemetry) else "online"
 
 
 def _check_zone(session: Session, zone_id: str | None) -> None:
@@ -156,7 +178,7 @@ def _view(receiver: Receiver, playing: dict[str, dict]) -> DeviceView:
         last_seen=receiver.last_seen, offline_reason=receiver.offline_reason,
         firmware=receiver.firmware, link=receiver.link, codec=receiver.codec, lat=receiver.lat,
         lon=receiver.lon, capabilities=receiver.capabilities, telemetry=receiver.telemetry,
-        now_playing=playing.get(receiver.id))
+        now_playing=playing.get(receiver.id), exercise=bool(receiver.exercise))
 
 
 def list_devices(session: Session, *, zone_id: str | None = None,
@@ -215,7 +237,8 @@ _UNSET: Any = object()
 
 def update_device(session: Session, *, device_id: str, name: str | None = None,
                   zone_id: str | None = _UNSET, lat: float | None = _UNSET,
-                  lon: float | None = _UNSET, actor: User | str | None = None) -> DeviceView:
+                  lon: float | None = _UNSET, exercise: bool | None = None,
+                  actor: User | str | None = None) -> DeviceView:
     receiver = get_receiver(session, device_id=device_id)
     changed: dict[str, Any] = {}
     if name is not None:
@@ -228,6 +251,8 @@ def update_device(session: Session, *, device_id: str, name: str | None = None,
         receiver.lat = changed["lat"] = lat
     if lon is not _UNSET:
         receiver.lon = changed["lon"] = lon
+    if exercise is not None:
+        receiver.exercise = changed["exercise"] = bool(exercise)
     audit.record(session, actor=actor, action="device.update", target=device_id, detail=changed)
     session.commit()
     session.refresh(receiver)
@@ -239,6 +264,7 @@ def send_device_command(session: Session, *, settings: Settings, publisher: Publ
                         actor: User | str | None = None) -> str:
     """Send identify / volume / reboot / stop to one receiver; returns the command id."""
     get_receiver(session, device_id=device_id)
+    check_may_command(actor, kind)
     if kind not in DEVICE_COMMANDS:
         raise Invalid("bad-command", "command must be one of %s" % ", ".join(DEVICE_COMMANDS),
                       "Lệnh phải là một trong: %s" % ", ".join(DEVICE_COMMANDS))
@@ -256,6 +282,77 @@ def send_device_command(session: Session, *, settings: Settings, publisher: Publ
     session.commit()
     publisher.publish_many(outgoing)
     return command.cmd_id
+
+
+def check_may_command(actor: User | str | None, kind: str) -> None:
+    """Forbidden unless ``actor``'s role holds a permission the command ``kind`` needs
+    (``COMMAND_PERMISSIONS``); a service account (a name, not a User) may."""
+    if not isinstance(actor, User):
+        return
+    needed = COMMAND_PERMISSIONS.get(kind, ("devices",))
+    if not any(has_permission(actor.role, p) for p in needed):
+        raise Forbidden("forbidden", "role %s may not send %s to a receiver" % (actor.role, kind),
+                        "Bạn không có quyền gửi lệnh này tới cụm loa")
+
+
+# What became of a command sent to one receiver, from its ack (firmware/core.py ``_ack``).
+CMD_WAITING = "waiting"      # sent, no ack yet, not expired
+CMD_DONE = "done"            # the receiver took it (ack ok)
+CMD_REFUSED = "refused"      # the receiver refused it (ack not ok, with its reason)
+CMD_NO_ANSWER = "no-answer"  # expired without an ack: the receiver never got it in time
+COMMAND_STATES = (CMD_WAITING, CMD_DONE, CMD_REFUSED, CMD_NO_ANSWER)
+_ACK_LOOKBACK = 200  # acks looked at, newest first
+
+
+@dataclass
+class SentCommand:
+    """A command sent to one receiver (from the audit log) and the receiver's answer."""
+
+    id: str
+    kind: str
+    args: dict[str, Any]
+    sent_at: datetime
+    sent_by: str | None
+    state: str
+    answered_at: datetime | None = None
+    reason: str | None = None
+
+
+def recent_commands(session: Session, *, settings: Settings, device_id: str,
+                    now: datetime | None = None, limit: int = 5) -> list[SentCommand]:
+    """The last ``limit`` commands sent to the receiver (newest first) with its confirmation:
+    the ack it reported for each, else waiting until the command expires
+    (``settings.command_ttl_s``), then no answer."""
+    get_receiver(session, device_id=device_id)
+    now = now or datetime.now(UTC)
+    sent = []
+    for entry in session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "device.command", AuditEntry.target == device_id)
+            .order_by(AuditEntry.id.desc()).limit(limit)):
+        detail = entry.detail if isinstance(entry.detail, dict) else {}
+        if isinstance(detail.get("cmd"), str):
+            sent.append(SentCommand(detail["cmd"], str(detail.get("kind")),
+                                    detail.get("args") or {}, entry.at, entry.username,
+                                    CMD_WAITING))
+    acks: dict[str, DeviceEvent] = {}
+    if sent:
+        for event in session.scalars(select(DeviceEvent).where(
+                DeviceEvent.device_id == device_id, DeviceEvent.kind == messages.EV_ACK)
+                .order_by(DeviceEvent.id.desc()).limit(_ACK_LOOKBACK)):
+            body = event.body if isinstance(event.body, dict) else {}
+            if isinstance(body.get("cmd"), str):
+                acks.setdefault(body["cmd"], event)
+    ttl = timedelta(seconds=settings.command_ttl_s)
+    for command in sent:
+        ack = acks.get(command.id)
+        if ack is not None:
+            ok = ack.body.get("ok") is True
+            command.state = CMD_DONE if ok else CMD_REFUSED
+            command.answered_at = ack.t
+            command.reason = None if ok else ack.body.get("reason")
+        elif now >= command.sent_at + ttl:
+            command.state = CMD_NO_ANSWER
+    return sent
 
 
 def reset_counter(session: Session, *, settings: Settings, publisher: Publisher,

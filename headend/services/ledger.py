@@ -27,7 +27,8 @@ from headend.db import begin_writing
 from headend.models import CAP_ID_LENGTH, LedgerEntry, Site, User, fit_text
 
 GENESIS = "0" * 64
-EVENTS = ("emergency.create", "emergency.cancel", "cap.received", "cap.confirm")
+EVENTS = ("emergency.create", "emergency.cancel", "cap.received", "cap.confirm",
+          "cap.repeat")
 
 
 def _content(entry: LedgerEntry) -> bytes:

@@ -1,7 +1,8 @@
 """Airing approved programmes: each occurrence becomes a broadcast a lead time ahead.
 
 ``air_due`` is the whole job and takes the time as an argument; ``ProgrammeScheduler`` is the
-thin thread the app starts beside the MQTT service to call it every ``programme_check_s``
+thin thread the app starts beside the MQTT service to call it (and the repetition of CAP
+alerts on the air, headend/services/cap_repeat.py) every ``programme_check_s``
 (building a programme's media runs the TTS and ffmpeg: seconds that must not hold up the
 ingest of receivers' reports).
 
@@ -115,8 +116,11 @@ def _air(session: Session, settings: Settings, publisher: Publisher, programme: 
     return broadcast_id
 
 
-class ProgrammeScheduler:
-    """Calls ``air_due`` every ``settings.programme_check_s`` in a thread of its own."""
+class PeriodicThread:
+    """Calls ``run_once`` every ``interval_s()`` in a daemon thread of its own, started and
+    stopped with the MQTT service (headend/app.py); a failing pass is logged, never fatal."""
+
+    thread_name = "loaxa-periodic"
 
     def __init__(self, *, settings: Settings, session_factory: sessionmaker[Session],
                  publisher: Publisher):
@@ -126,10 +130,15 @@ class ProgrammeScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "ProgrammeScheduler":
+    def interval_s(self) -> float:
+        raise NotImplementedError
+
+    def run_once(self):
+        raise NotImplementedError
+
+    def start(self):
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="loaxa-programmes",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 
@@ -138,14 +147,38 @@ class ProgrammeScheduler:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def jobs(self) -> tuple:
+        """What each pass calls, each on its own: one failing does not skip the others."""
+        return (self.run_once,)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for job in self.jobs():
+                try:
+                    job()
+                except Exception:  # a bad programme or feed must not stop every other
+                    log.exception("%s: %s failed", self.thread_name, job.__name__)
+            self._stop.wait(self.interval_s())
+
+
+class ProgrammeScheduler(PeriodicThread):
+    """Calls ``air_due`` every ``settings.programme_check_s``, then airs again the CAP alerts
+    whose repetition is due (headend/services/cap_repeat.py)."""
+
+    thread_name = "loaxa-programmes"
+
+    def interval_s(self) -> float:
+        return self.settings.programme_check_s
+
     def run_once(self) -> list[str]:
         with session_scope(self.session_factory) as session:
             return air_due(session, settings=self.settings, publisher=self.publisher)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a bad programme must not stop every other from airing
-                log.exception("programme scheduler pass failed")
-            self._stop.wait(self.settings.programme_check_s)
+    def repeat_cap_alerts(self) -> list[str]:
+        from headend.services.cap_repeat import repeat_due
+
+        with session_scope(self.session_factory) as session:
+            return repeat_due(session, settings=self.settings, publisher=self.publisher)
+
+    def jobs(self) -> tuple:
+        return (self.run_once, self.repeat_cap_alerts)

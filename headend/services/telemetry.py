@@ -47,8 +47,7 @@ class Field:
     what: str = ""
 
 
-# Heartbeat fields (protocol/messages.py HEARTBEAT_TABLE) kept in the history. "lost" (audio
-# frames lost) is kept when a heartbeat carries it; the protocol does not send it yet.
+# Heartbeat fields (protocol/messages.py HEARTBEAT_TABLE) kept in the history.
 FIELDS: tuple[Field, ...] = (
     Field("rssi", "dBm", 1, "link signal"),
     Field("mains", "", 1, "mains present (1) or on battery (0)"),
@@ -60,7 +59,7 @@ FIELDS: tuple[Field, ...] = (
     Field("up", "s", 1, "uptime"),
     Field("off", "ms", 1, "clock offset (network - local)"),
     Field("err", "", 1, "errors caught since boot"),
-    Field("lost", "", 1, "audio frames lost"),
+    Field("lost", "", 1, "live audio frames lost since boot"),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 BY_NAME = {f.name: f for f in FIELDS}

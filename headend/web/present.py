@@ -3,6 +3,7 @@
 from typing import Any
 
 from headend.i18n import Translator
+from headend.services.devices import has_fault
 
 LINK_NAMES = {"wifi": "Wi-Fi", "eth": "Ethernet", "ppp": "4G"}
 # dBm thresholds for the words next to the number (Wi-Fi and 4G alike, roughly).
@@ -44,5 +45,4 @@ def supply_text(t: Translator, device: Any) -> tuple[str, bool]:
         parts.append((number.replace(".", ",") if t.language == "vi" else number) + " V")
     if telemetry.get("af"):
         parts.append(t("supply.amp_fault"))
-    ok = mains != 0 and not telemetry.get("af")
-    return (" · ".join(parts) or "—"), ok
+    return (" · ".join(parts) or "—"), not has_fault(telemetry)

@@ -47,9 +47,9 @@ SCREENSHOTS = ("receivers.png", "receivers-phone.png", "receivers-emergency.png"
 class FleetThread:
     """Simulated receivers on their own event loop in a thread (the test itself is sync)."""
 
-    def __init__(self, specs, site, broker, workdir):
+    def __init__(self, specs, site, broker, workdir, **options):
         self.loop = asyncio.new_event_loop()
-        self.fleet = Fleet(specs, site=site, broker=broker, workdir=str(workdir))
+        self.fleet = Fleet(specs, site=site, broker=broker, workdir=str(workdir), **options)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def run(self, coro, timeout=30):
@@ -69,17 +69,21 @@ class FleetThread:
             self.loop.close()
 
 
-def provision(data_dir, broker):
-    settings = Settings(data_dir=data_dir, site_id=SITE, mqtt_host=broker.host,
+def provision(data_dir, broker, *, site=SITE, receivers=RECEIVERS, zones=ZONES,
+              users=(("canbo", "operator", "Cán bộ Đài"),)):
+    """The head-end's database with ``receivers`` spread over ``zones`` and ``users``
+    ((name, role, full name), password PASSWORD); the simulator's specs of the receivers."""
+    settings = Settings(data_dir=data_dir, site_id=site, mqtt_host=broker.host,
                         mqtt_port=broker.port)
     url = settings.resolved_database_url
     migrate(url)
     engine = make_engine(url)
     with make_session_factory(engine)() as session:
-        fleet = provision_fleet(session, settings=settings, receivers=RECEIVERS, zones=ZONES,
+        fleet = provision_fleet(session, settings=settings, receivers=receivers, zones=zones,
                                 broker=(broker.host, broker.port), actor="test")
-        create_user(session, username="canbo", password=PASSWORD, role="operator",
-                    full_name="Cán bộ Đài")
+        for username, role, full_name in users:
+            create_user(session, username=username, password=PASSWORD, role=role,
+                        full_name=full_name)
     engine.dispose()
     return [DeviceSpec.from_json(d) for d in fleet["devices"]]
 

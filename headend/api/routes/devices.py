@@ -1,5 +1,5 @@
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
@@ -57,12 +57,35 @@ def update_device(device_id: str, body: DeviceUpdate, session: SessionDep, user:
 @router.post("/{device_id}/commands", response_model=CommandSent,
              status_code=status.HTTP_202_ACCEPTED)
 def send_command(device_id: str, body: DeviceCommand, session: SessionDep,
-                 settings: SettingsDep, publisher: PublisherDep, user: Technician):
-    """identify / volume / reboot / stop, signed for this receiver."""
+                 settings: SettingsDep, publisher: PublisherDep, user: Reader):
+    """identify / volume / reboot / stop, signed for this receiver: identify, volume and
+    reboot by a technician or admin (``devices``), stop also by an operator
+    (``broadcast``). ``GET`` on the same path says whether the receiver confirmed it."""
     cmd_id = devices.send_device_command(session, settings=settings, publisher=publisher,
                                          device_id=device_id, kind=body.kind, args=body.args,
                                          actor=user)
     return CommandSent(command_id=cmd_id)
+
+
+class SentCommandPublic(BaseModel):
+    id: str
+    kind: str
+    args: dict[str, Any]
+    sent_at: datetime
+    sent_by: str | None
+    state: Literal["waiting", "done", "refused", "no-answer"]
+    answered_at: datetime | None  # when the receiver acked it (its own clock, network time)
+    reason: str | None  # why it refused
+
+
+@router.get("/{device_id}/commands", response_model=list[SentCommandPublic])
+def list_commands(device_id: str, session: SessionDep, settings: SettingsDep, _: Reader,
+                  limit: Annotated[int, Query(ge=1, le=100)] = 20):
+    """The latest commands sent to this receiver from the API or its page, newest first, with
+    its confirmation: ``done`` (it acked), ``refused`` (with its reason), ``waiting``, or
+    ``no-answer`` once the command expired unacknowledged (``LOAXA_COMMAND_TTL_S``)."""
+    return devices.recent_commands(session, settings=settings, device_id=device_id,
+                                   limit=limit)
 
 
 class TelemetryPoint(BaseModel):

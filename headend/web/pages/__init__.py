@@ -6,6 +6,7 @@ from headend.web.pages import (
     alerts,
     auth,
     broadcasts,
+    dashboard,
     emergency,
     live,
     map,
@@ -15,5 +16,6 @@ from headend.web.pages import (
 )
 
 router = APIRouter()
-for module in (auth, receivers, receiver, map, broadcasts, emergency, playlog, live, alerts):
+for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
+               alerts):
     router.include_router(module.router)

@@ -19,7 +19,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not
 
 # headend/api/deps.py reads the same cookie: one token, for the pages and for their scripts.
 SESSION_COOKIE = "loaxa_token"
-HOME = "/receivers"
+HOME = "/"  # the dashboard (headend/web/pages/dashboard.py)
 ONE_YEAR_S = 365 * 24 * 3600
 
 
@@ -28,11 +28,6 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return HOME
-
-
-@router.get("/")
-def home():
-    return RedirectResponse(HOME, status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/login")
