@@ -441,4 +441,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
                          "No alerts: every receiver is fine."),
     "alerts.none_over": ("Chưa có cảnh báo nào đã hết.", "No alert is over yet."),
     "alerts.col.alert": ("Cảnh báo", "Alert"),
+    "dash.alerts": ("Cảnh báo đang có", "Open alerts"),
+    "dash.all_alerts": ("Xem tất cả {count} cảnh báo", "See all {count} alerts"),
 }

@@ -44,3 +44,27 @@ def test_alerts_page_without_alerts(browser, station):
     assert browser.login("viewer").status_code == 303
     html = browser.get("/alerts").text
     assert "Không có cảnh báo nào" in html and 'href="/alerts"' in html
+
+
+def test_the_dashboard_shows_the_open_alerts_worst_first(browser, station):
+    station.online("d1", "d2", "t1")
+    station.heartbeat("d1", mains=0, dc=12.4)
+    station.heartbeat("d2")
+    station.heartbeat("t1", af=1)
+    judge(station, "d1", "d2", "t1")
+    station.report("d2", "status", {"v": 1, "k": "death", "dev": "d2", "boot": 1, "conn": 1})
+    judge(station, "d2")
+    assert browser.login("viewer").status_code == 303
+    html = browser.get("/").text
+    panel = re.search(r'<section class="panel dash-alerts".*?</section>', html, re.S).group(0)
+    # Critical first, newest first among them (the pole gone offline, the amplifier), then
+    # the warning.
+    assert re.findall(r'data-kind="([^"]+)"', panel) == ["offline", "amp-fault", "on-battery"]
+    assert "Cảnh báo đang có" in panel and "(3)" in panel
+    assert "Mất kết nối: mất đường truyền khi vẫn có điện" in panel and "Loa D2" in panel
+    board = browser.get("/api/v1/dashboard").json()
+    assert board["alerts_open"] == 3
+    assert {(a["device_id"], a["kind"], a["severity"]) for a in board["alerts"]} == {
+        ("d2", "offline", "critical"), ("t1", "amp-fault", "critical"),
+        ("d1", "on-battery", "warning")}
+    assert board["alerts"][-1]["title_en"] == "On battery"
