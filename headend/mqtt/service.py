@@ -80,6 +80,9 @@ class MqttService:
         self._v5_refused = threading.Event()
         self._run_id: int | None = None
         self.alert_delivery = AlertDelivery(settings=settings, session_factory=session_factory)
+        # Silence counts for alerts only once every live receiver had time to report after a
+        # start (monotonic s): a head-end that was down finds every receiver's "last seen" old.
+        self._alerts_from: float | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -87,6 +90,8 @@ class MqttService:
         self._load_keys()
         self._learn_counter_floor()
         self._record_run()
+        self._alerts_from = time.monotonic() + self.settings.offline_after_s + 2 * (
+            self.settings.presence_sweep_s)
         self._stop.clear()
         self._connect("5" if self._protocol in ("auto", "5") else "3.1.1")
         self._ingest_thread = threading.Thread(target=self._ingest_loop, name="loaxa-ingest",
@@ -369,6 +374,19 @@ class MqttService:
         if result.notices:
             self.alert_delivery.wake()
 
+    def _silent_for_alerts(self, session: Session, silent: list[str]) -> list[str]:
+        """The receivers gone silent whose alerts to judge: none in the grace after a start
+        (the sweep then marks offline every receiver the head-end last heard before it went
+        down, most of which report within a heartbeat); at its end, once, every receiver
+        offline that was ever heard, so those that did not come back are alerted."""
+        if self._alerts_from is None:
+            return silent
+        if time.monotonic() < self._alerts_from:
+            return []
+        self._alerts_from = None
+        return list(session.scalars(select(Receiver.id).where(
+            Receiver.online.is_(False), Receiver.last_seen.is_not(None))))
+
     def _sweep(self) -> None:
         try:
             with session_scope(self.session_factory) as session:
@@ -377,7 +395,7 @@ class MqttService:
                     reconcile.mark_alive(session, run_id=self._run_id, now=now)
                 silent = sweep_presence(session, settings=self.settings, now=now)
                 session.commit()
-                self._alerts(session, silent)
+                self._alerts(session, self._silent_for_alerts(session, silent))
                 # Telemetry roll-up and retention: work only once an hour, one read otherwise.
                 telemetry.maintain(session, settings=self.settings, now=datetime.now(UTC))
                 session.commit()

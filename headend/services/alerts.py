@@ -120,7 +120,7 @@ class _Engine:
         telemetry = receiver.telemetry if isinstance(receiver.telemetry, dict) else None
         offline = open_.get(rules.OFFLINE)
         if not receiver.online:
-            if offline is None:
+            if offline is None and receiver.last_seen is not None:  # never heard: not yet up
                 battery = open_.get(rules.ON_BATTERY)
                 start_dc = (battery.detail or {}).get("dc") if battery is not None else None
                 reason = rules.offline_reason(

@@ -206,3 +206,35 @@ def test_alerts_api_filters_and_roles(app, client, commune, users):
     r = client.get("/api/v1/alerts", params={"since": "2026-12-03T10:00:00"}, headers=viewer)
     assert r.status_code == 422 and r.json()["code"] == "naive-time"
     assert client.get("/api/v1/alerts").status_code == 401
+
+
+def test_after_a_start_silence_counts_only_once_receivers_had_time_to_report(app, commune):
+    """A head-end that was down finds every receiver's "last seen" old: its first sweeps mark
+    them offline, but only those still offline after the grace get an alert."""
+    import time
+
+    from sqlalchemy import update
+
+    from headend.models import Receiver
+    from headend.mqtt.service import MqttService
+
+    evaluate(app, commune.birth("a1"), commune.birth("a2"),
+             commune.heartbeat("a1", up=60), commune.heartbeat("a2", up=60))
+    with app.state.session_factory() as session:  # the head-end was down for an hour
+        session.execute(update(Receiver).where(Receiver.id.in_(["a1", "a2"])).values(
+            last_seen=datetime.now(UTC) - timedelta(hours=1)))
+        session.commit()
+    service = MqttService(settings=app.state.settings,
+                          session_factory=app.state.session_factory)
+    service._alerts_from = time.monotonic() + 60  # as start() sets it
+    service._sweep()
+    assert service.stats["silent"] == 2
+    assert open_kinds(app, "a1") == open_kinds(app, "a2") == set()
+    evaluate(app, commune.heartbeat("a2", up=3660, sy=1))  # a2 reports: it was alive all along
+    service._alerts_from = time.monotonic() - 1  # the grace is over
+    service._sweep()
+    assert open_kinds(app, "a1") == {("offline", "link-lost")}
+    assert open_kinds(app, "a2") == set()
+    assert open_kinds(app, "a3") == set()  # never heard: not installed yet, no alert
+    service._sweep()  # once only: later sweeps judge what they find silent
+    assert service._alerts_from is None
