@@ -224,6 +224,15 @@ class Settings(BaseSettings):
             quiet_hours(self.alert_quiet_start, self.alert_quiet_end)
         except ValueError:
             raise ValueError("LOAXA_ALERT_QUIET_START/END must be HH:MM times") from None
+        from headend.services.alert_rules import KINDS
+
+        unknown = [k for k in self.alert_urgent_kinds if k not in KINDS]
+        if unknown:
+            raise ValueError("LOAXA_ALERT_URGENT_KINDS: unknown kind %s (known: %s)"
+                             % (", ".join(unknown), ", ".join(KINDS)))
+        if self.alert_webhook_url and not self.alert_webhook_url.startswith(
+                ("http://", "https://")):
+            raise ValueError("LOAXA_ALERT_WEBHOOK_URL must be an http:// or https:// URL")
         if self.alert_smtp_host and not self.alert_email_to:
             raise ValueError("LOAXA_ALERT_EMAIL_TO must name at least one recipient when "
                              "LOAXA_ALERT_SMTP_HOST is set")

@@ -184,10 +184,12 @@ def queue_repeats(session: Session, *, settings: Settings, now: datetime) -> int
     out = channels(settings)
     if policy.repeat is None or not out:
         return 0
+    query = select(Alert).where(Alert.cleared_at.is_(None), Alert.noticed_at.is_not(None),
+                                Alert.noticed_at <= now - policy.repeat)
+    if session.scalar(query.with_only_columns(Alert.id).limit(1)) is None:
+        return 0  # the usual case: read only, no write lock taken
     begin_writing(session)
-    due = list(session.scalars(select(Alert).where(
-        Alert.cleared_at.is_(None), Alert.noticed_at.is_not(None),
-        Alert.noticed_at <= now - policy.repeat).order_by(Alert.id).limit(500)))
+    due = list(session.scalars(query.order_by(Alert.id).limit(500)))
     for alert in due:
         at = policy.due_at(alert.kind, alert.reason, rules.REPEAT, now)
         for channel in out:

@@ -141,3 +141,15 @@ def test_policy_from_settings():
     assert str(p.quiet) == "21:00–05:00"
     assert p.urgent_kinds == {"offline", "amp-fault"}
     assert rules.Policy.from_settings(Settings()).repeat == timedelta(hours=12)
+
+
+def test_alert_settings_typed_wrong_are_refused_in_words():
+    import pytest
+    from pydantic import ValidationError
+
+    for bad, words in (({"alert_urgent_kinds": ["offine"]}, "unknown kind offine"),
+                       ({"alert_webhook_url": "hooks.example/x"}, "http:// or https://"),
+                       ({"alert_smtp_host": "smtp.example"}, "LOAXA_ALERT_EMAIL_TO"),
+                       ({"alert_quiet_start": "25:00"}, "HH:MM")):
+        with pytest.raises(ValidationError, match=words):
+            Settings(**bad)
