@@ -50,6 +50,7 @@ from protocol.signing import key_from_hex
 
 log = logging.getLogger(__name__)
 _clock_log = LogBudget(log, lines=5, per_s=60.0)  # one line per refused reply would flood
+_alert_log = LogBudget(log, lines=5, per_s=60.0)  # a failing alert check fails every batch
 
 # Leaf -> QoS of the head-end's subscription. Presence and events are QoS 1, so the broker
 # keeps them for the head-end's persistent session while it restarts (proof of play is never
@@ -83,6 +84,7 @@ class MqttService:
         # Silence counts for alerts only once every live receiver had time to report after a
         # start (monotonic s): a head-end that was down finds every receiver's "last seen" old.
         self._alerts_from: float | None = None
+        self._alerts_retry: set[str] = set()  # receivers whose judging failed: again next time
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -353,7 +355,9 @@ class MqttService:
 
     def _alerts(self, session: Session, device_ids) -> None:
         """Raise and clear the alerts of these receivers, in ``session`` after its commit;
-        never lets an alert problem reach the ingest (it is logged, the next batch retries)."""
+        never lets an alert problem reach the ingest (it is logged and counted, and those
+        receivers are judged again with the next batch or sweep)."""
+        device_ids = set(device_ids) | self._alerts_retry
         if not device_ids:
             return
         try:
@@ -361,11 +365,14 @@ class MqttService:
                                      now=datetime.now(UTC))
             if result.raised or result.cleared:
                 session.commit()
-        except Exception:
+        except Exception as exc:
             session.rollback()
+            self._alerts_retry = device_ids
             self.stats["alert_error"] += 1
-            log.exception("alert evaluation failed")
+            _alert_log.warning("alerts", "alert evaluation failed (%d receivers kept for the "
+                               "next try): %s: %s", len(device_ids), type(exc).__name__, exc)
             return
+        self._alerts_retry = set()
         self.stats["alerts_raised"] += len(result.raised)
         self.stats["alerts_cleared"] += len(result.cleared)
         for alert in result.raised:

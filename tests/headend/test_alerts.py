@@ -238,3 +238,25 @@ def test_after_a_start_silence_counts_only_once_receivers_had_time_to_report(app
     assert open_kinds(app, "a3") == set()  # never heard: not installed yet, no alert
     service._sweep()  # once only: later sweeps judge what they find silent
     assert service._alerts_from is None
+
+
+def test_a_failed_alert_check_never_reaches_the_ingest_and_is_tried_again(app, commune,
+                                                                         monkeypatch):
+    from headend.mqtt.service import MqttService
+
+    service = MqttService(settings=app.state.settings,
+                          session_factory=app.state.session_factory)
+    broken = alerts.evaluate
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    evaluate(app, commune.birth("a1"))
+    monkeypatch.setattr(alerts, "evaluate", failing)
+    service._apply([commune.heartbeat("a1", up=60, af=1)])  # no exception out of the ingest
+    assert service.stats["alert_error"] == 1 and service._alerts_retry == {"a1"}
+    assert open_kinds(app, "a1") == set()
+    monkeypatch.setattr(alerts, "evaluate", broken)
+    service._sweep()  # a1 is not silent: judged again because the last try failed
+    assert open_kinds(app, "a1") == {("amp-fault", None)}
+    assert service._alerts_retry == set()
