@@ -266,6 +266,9 @@ class Delivery(Base):
     # While "playing": since when the receiver's heartbeats say it plays something else (its
     # end report may be on the way; after a grace the head-end closes it, "end-unreported").
     contradicted_at: Mapped[datetime | None]
+    # How many times the play was sent again because the receiver did not ack it in time
+    # (headend/services/escalation.py); ``sent_at`` is the latest send.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

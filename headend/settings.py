@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # A receiver that comes back while an emergency is current plays it from the start; an
     # emergency stays current this long after it started, unless cancelled.
     emergency_window_s: int = 15 * 60
+    # Escalation (headend/services/escalation.py): a receiver online that has not acked an
+    # emergency's play within ``emergency_confirm_s`` is listed on its page and sent the play
+    # again, at most ``emergency_resends`` times (then an operator's "re-send" button).
+    emergency_confirm_s: int = 10
+    emergency_resends: int = 3
     media_codecs: tuple[str, ...] = ("mp3", "adpcm")
     max_upload_mb: int = 200
 
@@ -111,6 +116,17 @@ class Settings(BaseSettings):
     live_silence_s: float = 3.0  # no audio from the source this long ends the session
     live_connect_s: float = 30.0  # a session whose audio never starts ends after this
     live_keep_ended: int = 50  # ended sessions still listed by GET /api/v1/live
+    # Relays of a stream URL (headend/live/relay.py) and their dead air (headend/live/deadair.py):
+    # no bytes, or audio below ``relay_silence_dbfs``, for ``relay_dead_air_s`` plays the
+    # fallback (the media item ``relay_fallback_media``, else a spoken notice) until the source
+    # has given sound again for ``relay_resume_s``.
+    relay_dead_air_s: float = 5.0
+    relay_silence_dbfs: float = -50.0
+    relay_resume_s: float = 1.0
+    relay_fallback_media: str | None = None
+    relay_read_timeout_s: float = 10.0  # ffmpeg's and ours: a source this quiet is reopened
+    relay_prebuffer_ms: int = 1000  # the source's jitter the relay absorbs
+    relay_max_buffer_s: float = 10.0  # read ahead of real time (an HLS playlist's burst)
 
     # Ingestion: a batch is written in one transaction; at most this many messages per batch.
     ingest_max_batch: int = 5000

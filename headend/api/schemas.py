@@ -209,8 +209,12 @@ class BroadcastDevice(Reasoned):
     name: str | None = None
     zone: str | None = None
     state: str
+    sent_at: datetime | None = None
+    acked_at: datetime | None = None
+    fetched_at: datetime | None = None
     started_at: datetime | None
     ended_at: datetime | None
+    resends: int = Field(0, description="plays sent again for want of an ack (emergencies)")
 
 
 class BroadcastDetail(BaseModel):
@@ -225,6 +229,8 @@ class BroadcastDetail(BaseModel):
     created_by: str | None
     created_at: datetime
     cancelled_at: datetime | None
+    cancelled_by: str | None = None
+    valid_until: datetime | None = None
     counts: dict[str, int]
     devices: list[BroadcastDevice]
 

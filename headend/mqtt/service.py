@@ -41,7 +41,7 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
-from headend.services import alerts, reconcile, telemetry
+from headend.services import alerts, escalation, reconcile, telemetry
 from headend.services.alert_delivery import AlertDelivery
 from headend.settings import Settings
 from protocol import topics
@@ -403,6 +403,18 @@ class MqttService:
                 silent = sweep_presence(session, settings=self.settings, now=now)
                 session.commit()
                 self._alerts(session, self._silent_for_alerts(session, silent))
+                # Emergencies not acked in time are sent again (bounded; nothing is counted
+                # as re-sent while the clock is untrusted and nothing can be signed).
+                resent = escalation.resend_overdue(session, settings=self.settings, now=now)
+                try:
+                    outgoing = prepare(session, site_id=self.settings.site_id, commands=resent,
+                                       ttl_s=self.settings.command_ttl_s)
+                except ClockUntrusted:
+                    session.rollback()
+                    outgoing = []
+                session.commit()
+                if outgoing:
+                    self.publish_many(outgoing)
                 # Telemetry roll-up and retention: work only once an hour, one read otherwise.
                 telemetry.maintain(session, settings=self.settings, now=datetime.now(UTC))
                 session.commit()

@@ -11,11 +11,12 @@ from headend.web.pages import (
     live,
     map,
     playlog,
+    programmes,
     receiver,
     receivers,
 )
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               alerts):
+               programmes, alerts):
     router.include_router(module.router)
