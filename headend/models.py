@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -690,3 +691,54 @@ class FirmwareWavePlan(Base):
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# -- alerts (headend/services/alerts.py, docs/alerts.md) ------------------------------------
+
+ALERT_NOTICE_PENDING = "pending"
+ALERT_NOTICE_SENDING = "sending"  # claimed by the delivery thread, on its way
+ALERT_NOTICE_SENT = "sent"
+ALERT_NOTICE_FAILED = "failed"    # gave up after its attempts
+ALERT_NOTICE_DROPPED = "dropped"  # the alert was over before its notice was due
+
+
+class Alert(Base):
+    """Something wrong with a receiver, from when it was raised until it was over
+    (``cleared_at``). At most one open alert per receiver and kind (the partial unique index)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("uq_alerts_open", "device_id", "kind", unique=True,
+              sqlite_where=sql_text("cleared_at IS NULL"),
+              postgresql_where=sql_text("cleared_at IS NULL")),
+        Index("ix_alerts_raised", "raised_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(24))  # headend/services/alert_rules.py KINDS
+    reason: Mapped[str | None] = mapped_column(String(24))  # offline: power-lost, link-lost, ...
+    severity: Mapped[str] = mapped_column(String(8))  # critical | warning | info
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the figures that raised it
+    raised_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+    # When its latest raise or repeat notice was due (repeats count from there); None: none.
+    noticed_at: Mapped[datetime | None]
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertNotice(Base):
+    """One message about an alert on one channel (e-mail, webhook): an outbox row, written in
+    the transaction that raised or cleared the alert, sent later by the delivery thread."""
+
+    __tablename__ = "alert_notices"
+    __table_args__ = (Index("ix_alert_notices_due", "state", "due_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          index=True)
+    event: Mapped[str] = mapped_column(String(8))  # raised | repeat | cleared
+    channel: Mapped[str] = mapped_column(String(8))  # email | webhook
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime]  # held past the quiet hours, a reboot's grace, a retry's backoff
+    state: Mapped[str] = mapped_column(String(8), default=ALERT_NOTICE_PENDING)
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(200))

@@ -5,8 +5,8 @@ receiver told to update (the command and its session then), rollouts in waves (t
 of each wave, the wave under way, running / paused and why / done), and the ``ota`` outcome a
 receiver's latest birth reported (updated, rolled-back and why: docs/protocol.md, ``update``).
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-03
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from headend.models import UTCDateTime
 
-revision = '0013'
-down_revision = '0012'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from headend.web.pages import (
+    alerts,
     auth,
     broadcasts,
     dashboard,
@@ -18,5 +19,5 @@ from headend.web.pages import (
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes, firmware):
+               programmes, firmware, alerts):
     router.include_router(module.router)
