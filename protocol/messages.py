@@ -52,7 +52,9 @@ IDENTIFY = "identify"  # blink the LED / beep so a technician finds the box
 SCHEDULE = "schedule"  # replace the schedule window with the items given
 FETCH = "fetch"        # fetch a media item into the cache ahead of air time
 RESET_FLOOR = "reset_floor"  # bring the counter floor down to this command's counter (below)
-COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR)
+SELFTEST = "selftest"  # test the sink and amplifier quietly and report (the periodic test)
+COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR,
+            SELFTEST)
 
 # Event kinds (receiver -> head-end on .../evt).
 EV_ACK = "ack"            # a command was accepted (ok) or refused (with reason)
@@ -61,7 +63,8 @@ EV_FETCHED = "fetched"    # a media item is in the cache, hash checked
 EV_FETCH_FAILED = "fetch_failed"
 EV_STARTED = "started"    # proof of play: audio started
 EV_ENDED = "ended"        # proof of play: audio ended, with a reason
-EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED)
+EV_SELFTEST = "selftest"  # the result of a self-test (or why it did not run)
+EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED, EV_SELFTEST)
 
 # Presence kinds (receiver -> head-end on .../status, retained).
 BIRTH = "birth"  # the receiver connected: what it is and how this boot came about
@@ -184,9 +187,17 @@ REBOOT_ARGS = ()
 # nonce the receiver put in this boot's birth, once. Its own counter becomes the new floor.
 RESET_FLOOR_ARGS = (("nonce", HEX64, None, None, None, REQUIRED,
                      "this boot's `nonce` from the receiver's birth"),)
+# The periodic test: a quiet tone through the sink with the amplifier relay on, then a report
+# (EV_SELFTEST). The receiver runs it when nothing plays or starts within a minute, never
+# during an emergency (firmware/core.py).
+SELFTEST_ARGS = (
+    ("run", ID, None, None, None, REQUIRED, "test run id, echoed in the selftest event"),
+    ("lvl", INT, "dBFS", -60, -12, OPTIONAL, "tone level (none: -30)"),
+    ("ms", INT, "ms", 100, 3000, OPTIONAL, "tone length (none: 1000)"),
+)
 COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
-                REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS}
+                REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS, SELFTEST: SELFTEST_ARGS}
 
 # Time sync: the request is plain, the reply sealed.
 TIME_REQUEST_TABLE = (
@@ -323,6 +334,20 @@ EVENT_FIELDS = {
         ("reason", ONE_OF, None, END_REASONS, None, REQUIRED, "how it ended"),
         ("played", INT, "ms", 0, MAX_COUNT, OPTIONAL, "audio heard"),
         ("detail", STR, None, 1, 128, OPTIONAL, "why it failed"),
+    ),
+    EV_SELFTEST: (
+        ("run", ID, None, None, None, REQUIRED, "the selftest command's run id"),
+        ("ok", BOOL, None, None, None, REQUIRED, "every check passed"),
+        ("reason", STR, None, 1, 32, OPTIONAL, "the first check that failed, or why the test "
+         "did not run (firmware/reasons.py)"),
+        ("sink", BOOL, None, None, None, OPTIONAL, "the sink played the tone"),
+        ("relay", BOOL, None, None, None, OPTIONAL, "the amplifier relay switched on (read "
+         "back; none: the board cannot read it)"),
+        ("fault", BOOL, None, None, None, OPTIONAL, "the amplifier's fault line was active"),
+        ("ma", NUMBER, "mA", 0, 100000, OPTIONAL, "amplifier current (none: no sensor)"),
+        ("flash", INT, "B", 0, MAX_COUNT, OPTIONAL, "flash free"),
+        ("synced", BOOL, None, None, None, OPTIONAL, "the clock is synced"),
+        ("detail", STR, None, 1, 128, OPTIONAL, "the sink's error"),
     ),
 }
 

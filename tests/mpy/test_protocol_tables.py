@@ -47,7 +47,7 @@ def valid_args():
                    "codec": "adpcm", "rate": 16000, "prio": 3, "vol": 100, "until": NOW},
         M.STOP: {"bid": "b1"}, M.VOLUME: {"vol": 0}, M.IDENTIFY: {"secs": 600},
         M.SCHEDULE: {"from": NOW, "to": NOW + 3600000, "items": [dict(play)]},
-        M.REBOOT: {}, M.RESET_FLOOR: {"nonce": "ef" * 32},
+        M.REBOOT: {}, M.RESET_FLOOR: {"nonce": "ef" * 32}, M.SELFTEST: {"run": "r1"},
     }
 
 
