@@ -19,6 +19,7 @@ from headend.api.routes import (
     media,
     playlog,
     programmes,
+    selftest,
     users,
     zones,
 )
@@ -26,7 +27,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock, live, dashboard):
+               playlog, audit, health, clock, live, dashboard, selftest):
     api_router.include_router(module.router)
 
 
