@@ -646,7 +646,8 @@ class Receiver:
             result["relay"] = p.amplifier_state()
             result["fault"] = p.amplifier_fault()
             result["ma"] = p.amplifier_current()
-            result["flash"] = space[0] if space else None
+            # (a host's disk may have more than the report's 31 bits hold: capped)
+            result["flash"] = min(space[0], M.MAX_COUNT) if space else None
             result["flash_min"] = self.cache.reserve
             result["synced"] = self.clock.synced
         except asyncio.CancelledError:
