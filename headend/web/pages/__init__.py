@@ -13,9 +13,10 @@ from headend.web.pages import (
     programmes,
     receiver,
     receivers,
+    selftest,
 )
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes):
+               programmes, selftest):
     router.include_router(module.router)
