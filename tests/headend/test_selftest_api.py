@@ -116,3 +116,21 @@ def test_the_schedule_setting_is_checked(tmp_path):
     assert selftests.parse_schedule("") is None
     daily = selftests.parse_schedule("daily 09:30")
     assert daily is not None and daily.weekday is None
+
+
+def test_the_programme_schedulers_own_pass_starts_it(commune):
+    """No thread of its own: the programme scheduler's jobs include the periodic test."""
+    from headend.services.programmes_scheduler import ProgrammeScheduler
+
+    app = commune.app
+    commune.report(commune.birth("a1"))
+    local = datetime.now(app.state.settings.tz) - timedelta(minutes=1)
+    settings = app.state.settings.model_copy(
+        update={"selftest_schedule": "daily %s" % local.strftime("%H:%M")})
+    scheduler = ProgrammeScheduler(settings=settings, session_factory=app.state.session_factory,
+                                   publisher=commune.publisher)
+    assert scheduler.run_selftests in scheduler.jobs()
+    run = scheduler.run_selftests()
+    assert run is not None and scheduler.run_selftests() is None  # once per slot
+    assert [c["a"]["run"] for c in commune.commands_to("a1")
+            if c["k"] == messages.SELFTEST] == [run]
