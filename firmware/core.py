@@ -863,17 +863,20 @@ class ReceiverCore:
 
     def _selftest_poll(self, now, acts):
         """Run the waiting selftest once the receiver is quiet (the module docstring)."""
-        if self.state != IDLE:
-            if self.state == PLAYING and self._emergency_on():
-                args = self._selftest[0]
-                self._selftest = None
-                self._selftest_event(args["run"], False, R.SELFTEST_EMERGENCY, {}, now, acts)
-            elif now - self._selftest[1] >= SELFTEST_WAIT_MS:
-                args = self._selftest[0]
-                self._selftest = None
-                self._selftest_event(args["run"], False, R.SELFTEST_BUSY, {}, now, acts)
+        waiting = self._selftest
+        if waiting is None:
             return
-        args, since = self._selftest
+        args, since = waiting
+        if self.state != IDLE:
+            reason = None
+            if self.state == PLAYING and self._emergency_on():
+                reason = R.SELFTEST_EMERGENCY
+            elif now - since >= SELFTEST_WAIT_MS:
+                reason = R.SELFTEST_BUSY
+            if reason:
+                self._selftest = None
+                self._selftest_event(args["run"], False, reason, {}, now, acts)
+            return
         if self._emergency_on():
             reason = R.SELFTEST_EMERGENCY
         elif self.busy_within(now, SELFTEST_QUIET_MS):
@@ -900,8 +903,10 @@ class ReceiverCore:
     def _abort_selftest(self, now, acts):
         self._transition("abort")
         acts.append((SELFTEST_ABORT,))
-        self._selftest_event(self._testing["run"], False, R.SELFTEST_INTERRUPTED, {}, now, acts)
+        testing = self._testing
         self._testing = None
+        if testing is not None:
+            self._selftest_event(testing["run"], False, R.SELFTEST_INTERRUPTED, {}, now, acts)
 
     def selftest_done(self, result, now):
         """The shell ran the SELFTEST action. ``result``: ``run``; ``sink`` (True: the tone
@@ -911,7 +916,8 @@ class ReceiverCore:
         free, and the least that is fine); ``synced``. A result for a test that was cut short
         (or for another run) is ignored."""
         acts = []
-        if self.state != TESTING or result.get("run") != self._testing["run"]:
+        testing = self._testing
+        if self.state != TESTING or testing is None or result.get("run") != testing["run"]:
             return acts
         self._transition("tested")
         self._testing = None
