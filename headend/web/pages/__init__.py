@@ -15,9 +15,10 @@ from headend.web.pages import (
     programmes,
     receiver,
     receivers,
+    selftest,
 )
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes, firmware, alerts):
+               programmes, firmware, alerts, selftest):
     router.include_router(module.router)
