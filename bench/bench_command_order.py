@@ -5,7 +5,7 @@ and publish to a RecordingPublisher, ROUNDS times; prints the median and worst o
     .venv/bin/python bench/bench_command_order.py --receivers 1000 --rounds 20
 
 Runs unchanged on a head-end without the sequencer, for the before/after figures of
-docs/notes/issue-order.md.
+docs/notes/command-order.md.
 """
 
 import argparse

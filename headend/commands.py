@@ -49,7 +49,7 @@ class Publisher(Protocol):
 
 
 HOLD_S = 2.0  # the longest a command waits for a lower counter of its receiver
-_PENDING = "loaxa.pending_counters"  # Session.info key: what this transaction prepared
+_PENDING = "loaxa.pending_counters"  # Session.info: {sequencer: what this transaction prepared}
 
 
 class _Pending:
@@ -81,7 +81,7 @@ class Sequencer:
         self._pending: dict[str, list[_Pending]] = {}  # topic -> its counters not yet sent
 
     def register(self, session: Session, outgoing: list[Outgoing]) -> None:
-        entries = session.info.setdefault(_PENDING, [])
+        entries = session.info.setdefault(_PENDING, {}).setdefault(self, [])
         with self._cond:
             for message in outgoing:
                 entry = _Pending(message.ctr)
@@ -190,19 +190,17 @@ SEQUENCER = Sequencer()
 
 @event.listens_for(Session, "after_commit")
 def _counters_committed(session: Session) -> None:
-    entries = session.info.pop(_PENDING, None)
-    if entries:
-        SEQUENCER.committed(entries)
+    for sequencer, entries in session.info.pop(_PENDING, {}).items():
+        sequencer.committed(entries)
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _counters_abandoned(session: Session, transaction: SessionTransaction) -> None:
-    # After a commit the list is gone (above): what is left was rolled back, or its session
+    # After a commit they are gone (above): what is left was rolled back, or its session
     # closed without a commit; a savepoint's end is not the transaction's.
     if transaction.parent is None:
-        entries = session.info.pop(_PENDING, None)
-        if entries:
-            SEQUENCER.abandon(entries)
+        for sequencer, entries in session.info.pop(_PENDING, {}).items():
+            sequencer.abandon(entries)
 
 
 class RecordingPublisher:
