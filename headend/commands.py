@@ -103,6 +103,10 @@ class Sequencer:
 
     def publish(self, outgoing: list[Outgoing], send: Callable[[Outgoing], None]) -> None:
         """``send`` each message, every one after the lower pending counters of its topic."""
+        if not any(m.ctr for m in outgoing):  # live frames: nothing to order
+            for message in outgoing:
+                send(message)
+            return
         ready, held = [], []
         with self._cond:
             for message in outgoing:
