@@ -231,7 +231,8 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
             now: int | None = None) -> list[Outgoing]:
     """Sign ``commands`` with each receiver's key and the next counter (persisted in
     ``session``, not committed). Commands for unknown receivers are dropped with a warning.
-    Raises ClockUntrusted, before any write, while the head-end's clock is not trusted."""
+    Raises ClockUntrusted, before any write, while the head-end's clock is not trusted.
+    The counters are pending in ``SEQUENCER`` until published, or abandoned with the session."""
     if not commands:
         return []
     trusted = CLOCK.now_ms()  # raises ClockUntrusted before anything is written
