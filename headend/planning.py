@@ -34,12 +34,14 @@ class RenditionLike(Protocol):
 
 @dataclass
 class Outgoing:
-    """A signed message ready to publish: MQTT topic, payload and QoS."""
+    """A signed message ready to publish: MQTT topic, payload and QoS; ``ctr``, a command's
+    counter (0 for anything else), orders it among its receiver's (headend/commands.py)."""
 
     device_id: str
     topic: str
     payload: bytes
     qos: int = QOS_COMMAND
+    ctr: int = 0
 
 
 def now_ms() -> int:
@@ -66,7 +68,7 @@ def outgoing_command(key: bytes, *, site_id: str, device_id: str, kind: str,
     payload = messages.sign_command(key, device_id, kind, args, ctr,
                                     command_expiry_ms(now_ms, ttl_s), cmd_id)
     return Outgoing(device_id, topics.device_topic(site_id, device_id, topics.CMD), payload,
-                    QOS_COMMAND)
+                    QOS_COMMAND, ctr)
 
 
 # -- what to play --------------------------------------------------------------------------

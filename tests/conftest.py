@@ -7,6 +7,8 @@ A restarted broker starts empty (no persistence): no retained messages, no sessi
 The implementation lives in ``tools/testbrokers.py`` so benchmarks can use it too.
 """
 
+import sys
+
 import pytest
 
 from tools.testbrokers import (
@@ -114,3 +116,13 @@ def fleet_size(runtime):
     def size(count):
         return max(count, MIN_MICROPYTHON_RECEIVERS) if runtime == "micropython" else count
     return size
+
+
+@pytest.fixture(autouse=True)
+def _fresh_command_sequencer():
+    """A test that prepared commands it never published leaves their counters pending in
+    headend/commands.py's sequencer: forget them, not to hold back the next test's."""
+    yield
+    commands = sys.modules.get("headend.commands")
+    if commands is not None:
+        commands.SEQUENCER.clear()

@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from headend.clock_guard import CLOCK, ClockUntrusted
-from headend.commands import Outgoing, chunks, now_ms, prepare
+from headend.commands import SEQUENCER, Outgoing, chunks, now_ms, prepare
 from headend.db import session_scope
 from headend.keystore import load_kek, open_device_key
 from headend.logbudget import LogBudget
@@ -257,8 +257,8 @@ class MqttService:
         client = self._client
         if client is None:
             raise RuntimeError("the MQTT service is not started")
-        for message in outgoing:
-            client.publish(message.topic, message.payload, qos=message.qos)
+        # Per receiver in counter order, whichever thread signed them (headend/commands.py).
+        SEQUENCER.publish(outgoing, lambda m: client.publish(m.topic, m.payload, qos=m.qos))
         self.stats["commands"] += len(outgoing)
 
     def publish_frame(self, topic: str, payload: bytes) -> None:
