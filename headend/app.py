@@ -58,6 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.cap_feeds = CapFeedPoller(
                     settings=settings, session_factory=session_factory,
                     publisher=service).start()
+            # Live sessions a restart cut: microphones ended, relays in their window resumed.
+            from headend.live.service import live_service
+
+            await live_service(app).recover()
         try:
             yield
         finally:

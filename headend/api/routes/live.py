@@ -53,7 +53,7 @@ class LiveDevice(BaseModel):
 
 
 class DeadAir(BaseModel):
-    reason: str  # source-stalled | source-silent
+    reason: str  # source-lost | source-stalled | source-silent
     detail: str | None = None
     since: datetime
     fallback: str  # what plays instead: a media id, "notice" or "chime"
