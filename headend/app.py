@@ -58,10 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.cap_feeds = CapFeedPoller(
                     settings=settings, session_factory=session_factory,
                     publisher=service).start()
-            # Live sessions a restart cut: microphones ended, relays in their window resumed.
-            from headend.live.service import live_service
+        # Live sessions a restart cut: microphones ended, relays in their window resumed
+        # (without MQTT, the API-only head-end, their commands are kept as all others).
+        from headend.live.service import live_service
 
-            await live_service(app).recover()
+        await live_service(app).recover()
         try:
             yield
         finally:

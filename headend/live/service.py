@@ -76,8 +76,8 @@ from headend.live.timeline import PcmTimeline
 from headend.models import DELIVERY_INTERRUPTED, Receiver, User
 from headend.security import has_permission
 from headend.services import audit, playlog
-from headend.services.playlog import close_open_plays
 from headend.services.broadcasts import receiver_codecs, resolve_targets
+from headend.services.playlog import close_open_plays
 from headend.services.programme_media import _recording
 from headend.settings import Settings
 from protocol import topics
@@ -554,7 +554,11 @@ class LiveService:
     async def recover(self) -> None:
         """At start-up: the sessions the database has, listed again; those a restart left
         live ended ("headend-restarted", stops sent) or, a relay inside its window, resumed."""
-        found = await asyncio.to_thread(self._load)
+        try:
+            found = await asyncio.to_thread(self._load)
+        except Exception:  # the head-end starts anyway; the sessions stay as they were kept
+            log.exception("live sessions could not be read back after the restart")
+            return
         for live in found:
             if live.id in self.sessions:
                 continue

@@ -253,3 +253,68 @@ async def test_a_killed_station_gives_the_fallback_within_5_s_at_the_default_set
                           if e["outcome"] == "fallback") == [(d, "source-lost")
                                                             for d in sorted(village)]
             assert not st.fleet.crashed()
+
+
+async def test_a_relay_resumes_after_the_head_end_is_killed_and_restarted(
+        tmp_path, mosquitto_broker):
+    """The head-end is SIGKILLed in the middle of a relay and started again on its data: the
+    relay is still inside its window, so it is resumed (choice: docs/live.md): the receivers
+    still on the old stream are sent ``stop`` for it, then the new stream (a new bid, the
+    same session), and play the station again; nothing is left "playing" the old one."""
+    source = speech_with_clicks(seconds=6.0, seed=7)
+    radio = StreamServer(tmp_path / "radio", source)
+    st = station(tmp_path, mosquitto_broker, {"thon-1": 2, "thon-2": 1})
+    with radio:
+        async with st:
+            village, others = st.zones["thon-1"], st.zones["thon-2"]
+            live, until = await relay(st, radio.url("/live.mp3"), {"zones": ["thon-1"]}, 70)
+            bid = live["id"]
+            await st.until(lambda: all(st.played(d, bid) for d in village), 20,
+                           "the village to play the relay")
+            await asyncio.sleep(3)
+            await asyncio.to_thread(st.server.kill)
+            killed = time.time()
+            await asyncio.to_thread(st.server.start)
+            print("head-end back %.1f s after the kill" % (time.time() - killed))
+            resumed = bid + "-r1"
+            await st.until(lambda: all(st.played(d, resumed) for d in village), 20,
+                           "the village to play the resumed relay")
+            back = time.time()
+            print("relay heard again %.1f s after the kill" % (back - killed))
+            # Right after: each pole plays the resumed stream, none the old one.
+            for device in village:
+                old = st.played(device, bid)
+                assert old and all(p.finished for p in old), device
+                assert not st.played(device, resumed)[0].finished, device
+            detail = await st.get("/api/v1/live/" + bid)
+            assert detail["state"] == "live" and detail["source"]["url"] == live["source"]["url"]
+            listed = {s["id"]: s for s in await st.get("/api/v1/live")}
+            assert listed[bid]["state"] == "live"
+            await st.until(lambda: _all_playing(st, bid), 15, "the head-end to show them playing")
+            # The old stream's rows are closed: by the receivers' own reports (the stop the
+            # restarted head-end sent: "cancelled"), else by its "headend-restarted".
+            log = await st.get("/api/v1/playlog", broadcast_id=bid)
+            assert sorted(e["device_id"] for e in log) == sorted(village)
+            assert all(e["ended_at"] and (e["outcome"], e["reason"]) in (
+                ("cancelled", "cancelled"), ("interrupted", "headend-restarted"))
+                for e in log), log
+            await asyncio.sleep(4)
+            looped = np.tile(source, 4)
+            for device in village:
+                played = st.played(device, resumed)[0]
+                pcm = on_true_time(played, decode_to_pcm(played.codec, bytes(played.data),
+                                                         RATE))
+                score, _lag = best_match(window(played, pcm, back + 1.0, 2.5), looped)
+                assert score > MATCH, "%s does not play the resumed relay: %.2f" % (device,
+                                                                                   score)
+            r = await st.http.delete("/api/v1/live/" + bid, headers=st.headers)
+            assert r.status_code == 200, r.text
+            await st.until(lambda: all(st.played(d, resumed)[0].finished for d in village),
+                           10, "the resumed relay to stop")
+            assert not any(st.fleet[d].sink.playbacks for d in others)
+            assert not st.fleet.crashed()
+
+
+async def _all_playing(st, live_id):
+    detail = await st.get("/api/v1/live/" + live_id)
+    return all(d["state"] == "playing" for d in detail["devices"])
