@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            # Sessions end (stops sent while MQTT is up); relays in their window are kept.
+            await app.state.live.shutdown()
             if app.state.programmes is not None:
                 app.state.programmes.stop()
             if app.state.cap_feeds is not None:

@@ -73,7 +73,7 @@ from headend.live.session import (
     new_stream,
 )
 from headend.live.timeline import PcmTimeline
-from headend.models import DELIVERY_INTERRUPTED, Receiver, User
+from headend.models import DELIVERY_INTERRUPTED, LiveSessionRecord, Receiver, User
 from headend.security import has_permission
 from headend.services import audit, playlog
 from headend.services.broadcasts import receiver_codecs, resolve_targets
@@ -625,14 +625,32 @@ class LiveService:
                                  "resumed": not live.over})
             db.commit()
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, keep_relays: bool = True) -> None:
+        """The head-end stops (the app's lifespan): every session ends "shutdown" and its
+        receivers are sent ``stop`` while MQTT is still up. A relay inside its window is kept
+        (``keep_relays``): its row says live again, with no one sent it, so the next start
+        resumes it as after a kill."""
+        kept = []
         for live in list(self.sessions.values()):
             if not live.over:
+                if keep_relays and live.url is not None and (live.until_ms is None
+                                                             or now_ms() < live.until_ms):
+                    kept.append(live)
                 await self.end(live.id, END_SHUTDOWN)
         # The relays close their pulls (no ffmpeg is left behind).
         relays = [t for t in self._relays.values() if not t.done()]
         if relays:
             await asyncio.wait(relays, timeout=10)
+        for live in kept:
+            await asyncio.to_thread(self._keep_for_resume, live)
+
+    def _keep_for_resume(self, live: LiveSession) -> None:
+        with self.session_factory() as db:
+            row = db.get(LiveSessionRecord, live.id)
+            if row is not None:
+                row.state, row.reason, row.ended_at, row.sent = LIVE, None, None, {}
+                db.commit()
+        log.info("live %s: relay kept, to be resumed by the next start", live.id)
 
 
 class _AppPublisher:

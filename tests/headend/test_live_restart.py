@@ -51,6 +51,7 @@ def test_a_restart_ends_a_microphone_session_with_stops_and_its_rows_closed(
                 assert listed[bid]["state"] == "ended"
                 assert listed[bid]["reason"] == "headend-restarted"
                 assert listed[bid]["source"] == {"microphone": True}
+                assert listed[bid]["resumes"] == 0  # a microphone is never resumed
                 for device in VILLAGE:
                     assert len(stops_sent(online, device, bid)) == 1, device
                 assert not online.commands_to("b1")

@@ -260,7 +260,8 @@ async def test_a_relay_resumes_after_the_head_end_is_killed_and_restarted(
     """The head-end is SIGKILLed in the middle of a relay and started again on its data: the
     relay is still inside its window, so it is resumed (choice: docs/live.md): the receivers
     still on the old stream are sent ``stop`` for it, then the new stream (a new bid, the
-    same session), and play the station again; nothing is left "playing" the old one."""
+    same session), and play the station again; nothing is left "playing" the old one. Then a
+    graceful restart: stops before it goes, resumed by the next start."""
     source = speech_with_clicks(seconds=6.0, seed=7)
     radio = StreamServer(tmp_path / "radio", source)
     st = station(tmp_path, mosquitto_broker, {"thon-1": 2, "thon-2": 1})
@@ -288,6 +289,7 @@ async def test_a_relay_resumes_after_the_head_end_is_killed_and_restarted(
                 assert not st.played(device, resumed)[0].finished, device
             detail = await st.get("/api/v1/live/" + bid)
             assert detail["state"] == "live" and detail["source"]["url"] == live["source"]["url"]
+            assert detail["resumes"] == 1
             listed = {s["id"]: s for s in await st.get("/api/v1/live")}
             assert listed[bid]["state"] == "live"
             await st.until(lambda: _all_playing(st, bid), 15, "the head-end to show them playing")
@@ -307,9 +309,20 @@ async def test_a_relay_resumes_after_the_head_end_is_killed_and_restarted(
                 score, _lag = best_match(window(played, pcm, back + 1.0, 2.5), looped)
                 assert score > MATCH, "%s does not play the resumed relay: %.2f" % (device,
                                                                                    score)
+            # A graceful restart (SIGINT): the poles are sent stop before the head-end goes
+            # (none keeps playing a stream no one feeds), and the next start resumes the relay.
+            await asyncio.to_thread(st.server.stop)
+            await st.until(lambda: all(st.played(d, resumed)[0].finished for d in village),
+                           10, "the poles stopped at the shutdown")
+            await asyncio.to_thread(st.server.start)
+            again = bid + "-r2"
+            await st.until(lambda: all(st.played(d, again) for d in village), 20,
+                           "the relay resumed after a graceful restart")
+            detail = await st.get("/api/v1/live/" + bid)
+            assert (detail["state"], detail["resumes"]) == ("live", 2)
             r = await st.http.delete("/api/v1/live/" + bid, headers=st.headers)
             assert r.status_code == 200, r.text
-            await st.until(lambda: all(st.played(d, resumed)[0].finished for d in village),
+            await st.until(lambda: all(st.played(d, again)[0].finished for d in village),
                            10, "the resumed relay to stop")
             assert not any(st.fleet[d].sink.playbacks for d in others)
             assert not st.fleet.crashed()
