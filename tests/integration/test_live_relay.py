@@ -323,7 +323,9 @@ async def test_a_relay_resumes_after_the_head_end_is_killed_and_restarted(
                 played = st.played(device, resumed)[0]
                 pcm = on_true_time(played, decode_to_pcm(played.codec, bytes(played.data),
                                                          RATE))
-                score, _lag = best_match(window(played, pcm, back + 1.0, 2.5), looped)
+                # A little after it is heard: the restarted head-end's first seconds are busy
+                # (migrations, MQTT, the pull), and a gap then is no failure of the resume.
+                score, _lag = best_match(window(played, pcm, back + 2.5, 2.0), looped)
                 assert score > MATCH, "%s does not play the resumed relay: %.2f" % (device,
                                                                                    score)
             # A graceful restart (SIGINT): the poles are sent stop before the head-end goes
