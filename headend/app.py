@@ -58,9 +58,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.cap_feeds = CapFeedPoller(
                     settings=settings, session_factory=session_factory,
                     publisher=service).start()
+        # Live sessions a restart cut: microphones ended, relays in their window resumed
+        # (without MQTT, the API-only head-end, their commands are kept as all others).
+        from headend.live.service import live_service
+
+        await live_service(app).recover()
         try:
             yield
         finally:
+            # Sessions end (stops sent while MQTT is up); relays in their window are kept.
+            await app.state.live.shutdown()
             if app.state.programmes is not None:
                 app.state.programmes.stop()
             if app.state.cap_feeds is not None:

@@ -775,3 +775,28 @@ class SelftestResult(Base):
     reason: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     answered_at: Mapped[datetime | None]
+
+
+class LiveSessionRecord(Base):
+    """A live session (headend/live/), kept so a head-end restart finds it: a microphone
+    session is ended ("headend-restarted", stops sent), a relay inside its window resumed
+    (headend/live/service.py ``recover``). ``bid`` the stream's broadcast id now (a resumed
+    relay has a new one: receivers refuse a bid they ended); ``sent`` the receivers sent it."""
+
+    __tablename__ = "live_sessions"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    url: Mapped[str | None] = mapped_column(Text)  # a relay's source; None: the microphone
+    targets: Mapped[dict[str, Any]] = mapped_column(JSON)
+    receivers: Mapped[list[Any]] = mapped_column(JSON)  # [{"id", "codec", "online", ...}]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    bid: Mapped[str] = mapped_column(String(48))
+    sent: Mapped[dict[str, Any]] = mapped_column(JSON)  # device id -> stream command id
+    jitter_ms: Mapped[int] = mapped_column(Integer)
+    fallbacks: Mapped[int] = mapped_column(Integer, default=0)
+    resumes: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    until: Mapped[datetime | None]

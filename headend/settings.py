@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     relay_dead_air_s: float = 5.0
     relay_silence_dbfs: float = -50.0
     relay_resume_s: float = 1.0
+    # A source gone (connection refused or closed, ffmpeg ended) plays the fallback once its
+    # buffered audio has played and this has passed (a reconnect that works at once): well
+    # inside ``relay_dead_air_s``, which is for a source still connected but stalled or silent.
+    relay_lost_grace_s: float = 1.0
     relay_fallback_media: str | None = None
     relay_read_timeout_s: float = 10.0  # ffmpeg's and ours: a source this quiet is reopened
     relay_prebuffer_ms: int = 1000  # the source's jitter the relay absorbs

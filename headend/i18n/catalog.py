@@ -182,10 +182,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
                             "the head-end was down at air time and no report came"),
     "reason.receiver-restarted": ("cụm loa khởi động lại khi đang phát (mất điện?)",
                                   "the receiver restarted while playing it (a power cut?)"),
+    "reason.headend-restarted": ("máy chủ khởi động lại khi đang phát trực tiếp",
+                                 "the head-end restarted during the live session"),
     "reason.end-unreported": ("cụm loa đã ngừng phát nhưng không báo kết thúc",
                               "the receiver stopped playing it without reporting how it ended"),
     # a relay's fallback during dead air (headend/live/deadair.py)
     "reason.source-stalled": ("luồng tiếp sóng mất tín hiệu", "the relayed stream stalled"),
+    "reason.source-lost": ("mất kết nối tới nguồn tiếp sóng", "the relayed source went away"),
     "reason.source-silent": ("luồng tiếp sóng im lặng", "the relayed stream fell silent"),
     "reason.no-codec": ("cụm loa không giải mã được định dạng này",
                         "the receiver cannot decode this format"),
@@ -368,6 +371,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "live.reason.clock-untrusted": ("đồng hồ máy chủ không đáng tin", "the server's clock is "
                                     "not trusted"),
     "live.reason.shutdown": ("máy chủ dừng", "the server stopped"),
+    "live.reason.headend-restarted": ("máy chủ khởi động lại", "the server restarted"),
     # -- an emergency's confirmation and escalation page (issue 12) -----------------------------
     "escalation.cap": ("Cảnh báo CAP", "CAP alert"),
     "escalation.page": ("Xác nhận của từng cụm loa, gửi lại", "Each receiver's confirmation, "

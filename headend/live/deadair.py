@@ -3,13 +3,17 @@
 ``DeadAirDetector`` is sans-IO: it is fed every tick of the relay's paced feed (the time, and
 the PCM the source gave for it or None) and says when dead air starts and ends:
 
+    on-air --source lost, buffer out, lost_grace_s--> dead (lost)
     on-air --no bytes for after_s------------> dead (stalled)
     on-air --RMS < threshold for after_s----> dead (silent)
     dead   --audio for resume_s, no gap, 80 % of it sound--> on-air
 
 "No bytes" is judged from when the source last delivered audio (the puller's arrival time,
 not the paced feed's), so a stall is seen ``after_s`` after the network went quiet, not after
-the feed's buffer has drained too. While dead, the source's audio is still read (to see it
+the feed's buffer has drained too. A source *lost* (the puller says when: ffmpeg ended, the
+connection was refused or closed) is not a stall: it goes dead as soon as what was buffered
+before the loss has played and ``lost_grace_s`` (1 s: a reconnect that succeeds at once) has
+passed, not after ``after_s``. While dead, the source's audio is still read (to see it
 come back) but the fallback is what goes out.
 
 The fallback (``fallback_pcm``): the media item named by ``settings.relay_fallback_media``
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 ON_AIR = "on-air"
 STALLED = "source-stalled"  # no bytes from the source (play-log and delivery reason codes)
 SILENT = "source-silent"    # bytes, but below the silence threshold
+LOST = "source-lost"        # the source went away: ffmpeg ended, connection refused or closed
 FALLBACK_RATE = 16000
 NOTICE_VI = ("Tín hiệu tiếp sóng đang bị gián đoạn. Xin quý vị vui lòng chờ trong giây lát.")
 _LOOP_PAUSE_S = 2.0  # between two plays of the fallback
@@ -60,7 +65,7 @@ class DeadAirChange:
     """Dead air started (``dead`` True, with its reason) or ended, at ``at`` (feed time, s)."""
 
     dead: bool
-    reason: str  # STALLED or SILENT: why it started (kept on the end too)
+    reason: str  # LOST, STALLED or SILENT: why it started (kept on the end too)
     at: float
     since: float  # when the source was last heard well (a start) or went dead (an end)
 
@@ -70,6 +75,7 @@ class DeadAirDetector:
     after_s: float
     threshold_dbfs: float
     resume_s: float
+    lost_grace_s: float = 1.0
     state: str = ON_AIR
     _started: float | None = None
     _last_bytes: float | None = None
@@ -82,11 +88,12 @@ class DeadAirDetector:
     def dead(self) -> bool:
         return self.state != ON_AIR
 
-    def feed(self, now: float, pcm: bytes | None,
-             arrived: float | None = None) -> DeadAirChange | None:
+    def feed(self, now: float, pcm: bytes | None, arrived: float | None = None,
+             lost: float | None = None) -> DeadAirChange | None:
         """One tick at ``now`` (seconds, any monotonic origin): ``pcm`` the source's audio for
         it (None: none), ``arrived`` when the source last delivered bytes (default: now if
-        ``pcm``). Returns the change of state this tick brings, if any."""
+        ``pcm``), ``lost`` since when the source is gone (None: it is not). Returns the change
+        of state this tick brings, if any."""
         if self._started is None:
             self._started = now
         if pcm:
@@ -100,14 +107,17 @@ class DeadAirDetector:
         if self.state == ON_AIR:
             bytes_at = self._started if self._last_bytes is None else self._last_bytes
             sound_at = self._started if self._last_sound is None else self._last_sound
+            if lost is not None and not pcm and now - lost >= self.lost_grace_s:
+                return self._go_dead(LOST, now, lost)
             if now - bytes_at >= self.after_s:
                 return self._go_dead(STALLED, now, bytes_at)
             if now - sound_at >= self.after_s:
                 return self._go_dead(SILENT, now, sound_at)
             return None
         # Dead: back once the source has given audio for resume_s with no gap, sound in at
-        # least RESUME_LOUD of it (speech has short pauses).
-        if not pcm:
+        # least RESUME_LOUD of it (speech has short pauses). Audio buffered before a loss is
+        # not the source coming back.
+        if not pcm or lost is not None:
             self._back_since = None
             self._recent.clear()
             return None
@@ -184,16 +194,32 @@ def notice_pcm(rate: int = FALLBACK_RATE) -> tuple[bytes, str]:
 
 @dataclass
 class DeadAirEvent:
-    """What the operator is told: on which session and source, started or ended, why."""
+    """What the operator is told: on which session and source, started or ended, why.
+
+    An alert engine keys an alert on ``live_id`` (one open alert per session: raised by an
+    event with ``dead``, cleared by the next with ``cleared``), names the villages from
+    ``targets`` (the session's targets as posted) and the receivers from ``devices``, and says
+    since when from ``since_ms``."""
 
     live_id: str
     url: str
     dead: bool
-    reason: str       # STALLED | SILENT
+    reason: str       # LOST | STALLED | SILENT (an end keeps the reason it started with)
     detail: str       # the source's own words, e.g. "Connection refused", "-72 dBFS"
     fallback: str     # what plays instead (a media id, "notice", "chime")
-    at_ms: int        # wall clock, when it was decided
+    at_ms: int        # wall clock, when it was decided (as heard: plus the play delay)
     devices: list[str] = field(default_factory=list)
+    targets: dict = field(default_factory=dict)  # the session's targets: zones, devices, all
+    since_ms: int = 0  # wall clock, when this dead air started (on an end too)
+
+    @property
+    def session_id(self) -> str:
+        return self.live_id
+
+    @property
+    def cleared(self) -> bool:
+        """The source is back: the alert this dead air raised is over."""
+        return not self.dead
 
 
 _hooks: list[Callable[[DeadAirEvent], None]] = []

@@ -46,7 +46,8 @@ def device_states(db: Session, live: LiveSession) -> list[dict[str, Any]]:
         if play is not None and play.outcome is None:
             state = PLAYING
         elif play is not None:
-            state, reason = play.outcome, _END_REASON.get(play.outcome)
+            # The head-end's own conclusion (a restart) says its reason on the row.
+            state, reason = play.outcome, _END_REASON.get(play.outcome) or play.reason
         elif target.device_id in refusals:
             state, reason = REFUSED, refusals[target.device_id]
         elif target.device_id in live.sent:

@@ -12,9 +12,12 @@ are read for their first entry by audio/live.py ``resolve_url``) that decodes to
 16-bit PCM on a pipe, with ffmpeg's own reconnect options and a read timeout. Two sessions
 relaying the same URL share it: each gets its own buffer of the same PCM from the moment it
 joined. ffmpeg that ends, fails or sends nothing for ``relay_read_timeout_s`` is started again
-with a backoff (0.5 s up to 4 s) for as long as someone listens. A source faster than real time
-(an HLS playlist's first segments, a burst after a stall) is read ahead up to
-``relay_max_buffer_s``, then held back (ffmpeg blocks on its pipe).
+with a backoff (0.5 s up to 4 s) for as long as someone listens; ffmpeg's own reconnects are
+off, so a source that goes away (connection refused or closed, ffmpeg ended) is known at once:
+``lost_at`` says since when, until its audio flows again (the dead-air detector's
+``source-lost``; a source that stays connected but sends nothing is a stall, not a loss).
+A source faster than real time (an HLS playlist's first segments, a burst after a stall) is
+read ahead up to ``relay_max_buffer_s``, then held back (ffmpeg blocks on its pipe).
 
 ``relay_feed`` paces a subscription at real time on the monotonic clock: after
 ``relay_prebuffer_ms`` of audio, one tick's PCM every tick; a tick without audio (an underrun)
@@ -116,6 +119,7 @@ class RelayPull:
         self.state = CONNECTING
         self.error: str | None = None
         self.starts = 0  # ffmpeg runs so far
+        self.lost_at: float | None = None  # monotonic: the source went away (None: it has not)
         self._task: asyncio.Task | None = None
         self._process: asyncio.subprocess.Process | None = None
 
@@ -137,33 +141,35 @@ class RelayPull:
     async def _run(self) -> None:
         failures = 0
         while self.subscriptions:
-            got_data = False
+            got_data, lost = False, True
             try:
-                got_data = await self._run_ffmpeg()
+                got_data, lost = await self._run_ffmpeg()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a failed start is one more failure, never the end
                 self.error = str(exc)[:200]
             finally:
                 await self._kill()
+            if lost and self.lost_at is None:
+                self.lost_at = time.monotonic()
             failures = 0 if got_data else failures + 1
             self.state = RECONNECTING
             delay = _BACKOFF_S[min(failures, len(_BACKOFF_S)) - 1] if failures else 0.2
             log.warning("relay %s: %s; again in %.1f s", self.url, self.error, delay)
             await asyncio.sleep(delay)
 
-    async def _run_ffmpeg(self) -> bool:
-        """One ffmpeg run, until it ends, fails or stalls; whether it gave audio."""
+    async def _run_ffmpeg(self) -> tuple[bool, bool]:
+        """One ffmpeg run, until it ends, fails or stalls: whether it gave audio, and whether
+        the source was lost (ended, refused, closed) rather than stalled."""
         try:
             url = await resolve_url(self.url, self.read_timeout_s)
         except LiveSourceError as exc:
             self.error = str(exc)[:200]
-            return False
+            return False, True
         self.starts += 1
+        # No ffmpeg reconnects: a dropped connection ends ffmpeg at once, so the loss is seen
+        # at once (source-lost) and ours (self._run) reconnect.
         command = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin",
-                   # ffmpeg's own retries for a dropped connection, kept short: ours follow.
-                   "-reconnect", "1", "-reconnect_streamed", "1",
-                   "-reconnect_on_network_error", "1", "-reconnect_delay_max", "2",
                    "-rw_timeout", str(int(self.read_timeout_s * 1e6)),
                    "-user_agent", "Loaxa relay", "-probesize", "4096", "-analyzeduration", "0",
                    "-i", url,
@@ -176,6 +182,7 @@ class RelayPull:
         drain = asyncio.create_task(self._drain(process, tail))
         got_data = False
         carry = b""
+        heard = time.monotonic()  # the run's start, then its last bytes
         try:
             while self.subscriptions:
                 await self._wait_for_room()
@@ -184,16 +191,18 @@ class RelayPull:
                                                    self.read_timeout_s)
                 except TimeoutError:
                     self.error = "no data for %.0f s" % self.read_timeout_s
-                    return got_data
+                    return got_data, False
                 if not chunk:
                     code = await asyncio.wait_for(process.wait(), 5)
                     await asyncio.wait({drain}, timeout=1)
                     self.error = " ".join(tail) or ("source ended" if code == 0
                                                     else "ffmpeg exit code %d" % code)
-                    return got_data
+                    # ffmpeg's read timeout ends it too: after that long quiet, a stall.
+                    return got_data, time.monotonic() - heard < 0.9 * self.read_timeout_s
+                heard = time.monotonic()
                 if not got_data:
                     got_data = True
-                    self.state, self.error = PLAYING, None
+                    self.state, self.error, self.lost_at = PLAYING, None, None
                     log.info("relay %s: audio from the source", self.url)
                 data = carry + chunk
                 cut = len(data) - len(data) % 2  # whole samples only
@@ -201,7 +210,7 @@ class RelayPull:
                 now = time.monotonic()
                 for sub in self.subscriptions:
                     sub._feed(data[:cut], now)
-            return got_data
+            return got_data, False
         finally:
             drain.cancel()
 
@@ -285,7 +294,7 @@ async def relay_feed(sub: Subscription, detector: DeadAirDetector,
         if pcm is None:
             primed = False  # an underrun: fill the buffer again before audio resumes
         now = clock()
-        change = detector.feed(now, pcm, sub.arrived)
+        change = detector.feed(now, pcm, sub.arrived, sub.pull.lost_at)
         if change is not None:
             if change.dead:
                 loop = await fallback()

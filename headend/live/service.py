@@ -16,9 +16,15 @@ published on the stream topics at QoS 0.
 
 Ending, whatever the cause (``END_REASONS``: stop, ``until``, the socket closing, silence,
 audio that never came, a failed encoder), marks the session ended first and then sends
-``stop`` for its bid to every receiver that was sent the stream. Sessions live in memory: a
-head-end that restarts loses them, and its receivers end the stream on their own once the
-frames stop (firmware STREAM_TIMEOUT_MS, 10 s).
+``stop`` for its bid to every receiver that was sent the stream.
+
+Sessions are kept in the database too (headend/live/store.py, with each change). A head-end
+that restarts (``recover``, at start-up) ends a microphone session it finds live ("headend-
+restarted": its socket died with the old process), sends its receivers ``stop`` and closes
+their play-log rows with that reason; a relay still inside its window is resumed: its old
+stream is stopped and closed the same, and it is pulled again and sent to its targets as a
+new stream (a new bid: receivers refuse a bid they ended). A receiver that reboots while a
+session is live (a birth of a new boot) is sent the stream again.
 """
 
 import asyncio
@@ -34,10 +40,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from audio.live import LiveSourceError
 from audio.settings import DEFAULT_SETTINGS as AUDIO_SETTINGS
 from headend.clock_guard import CLOCK, ClockUntrusted
-from headend.commands import Command, Outgoing, Publisher, prepare
+from headend.commands import Command, Outgoing, Publisher, chunks, prepare
 from headend.errors import Conflict, Forbidden, Invalid, NotFound
-from headend.live import planning
+from headend.live import planning, store
 from headend.live.deadair import (
+    LOST,
     SILENT,
     DeadAirChange,
     DeadAirDetector,
@@ -53,6 +60,7 @@ from headend.live.session import (
     END_ENCODER_FAILED,
     END_NO_AUDIO,
     END_RELAY_FAILED,
+    END_RESTARTED,
     END_SHUTDOWN,
     END_SILENT,
     END_SOCKET_CLOSED,
@@ -65,10 +73,11 @@ from headend.live.session import (
     new_stream,
 )
 from headend.live.timeline import PcmTimeline
-from headend.models import Receiver, User
+from headend.models import DELIVERY_INTERRUPTED, LiveSessionRecord, Receiver, User
 from headend.security import has_permission
 from headend.services import audit, playlog
 from headend.services.broadcasts import receiver_codecs, resolve_targets
+from headend.services.playlog import close_open_plays
 from headend.services.programme_media import _recording
 from headend.settings import Settings
 from protocol import topics
@@ -110,16 +119,24 @@ class LiveService:
         until its audio starts. Raises Invalid, Forbidden or ClockUntrusted."""
         live = await asyncio.to_thread(self._create, actor, source, targets, until,
                                        now or datetime.now(UTC))
+        self._register(live)
+        self._start(live)
+        self._forget_old()
+        return live
+
+    def _register(self, live: LiveSession) -> None:
         self.sessions[live.id] = live
         self._ended[live.id] = asyncio.Event()
+        if live.over:
+            self._ended[live.id].set()
         # Held while its commands go out: a stop is never published before a stream it stops.
         self._sending[live.id] = asyncio.Lock()
+
+    def _start(self, live: LiveSession) -> None:
         self._watchers[live.id] = asyncio.create_task(self._watch(live))
         if live.url is not None:
             self.attach(live.id)  # its audio is the relay's, never a socket's
             self._relays[live.id] = asyncio.create_task(self._run_relay(live))
-        self._forget_old()
-        return live
 
     def _create(self, actor, source, targets, until, now) -> LiveSession:
         if not has_permission(actor.role, "broadcast"):
@@ -149,7 +166,8 @@ class LiveService:
                 codec = next((c for c in receiver_codecs(receiver)
                               if c in self.settings.media_codecs), None)
                 found.append(LiveTarget(receiver.id, codec, bool(receiver.online),
-                                        receiver.link, receiver.name, receiver.zone_id))
+                                        receiver.link, receiver.name, receiver.zone_id,
+                                        receiver.session_boot))
             reachable = [t for t in found if t.online and t.codec]
             if not reachable:
                 raise Invalid("none-online", "no receiver of the chosen targets is online",
@@ -165,6 +183,7 @@ class LiveService:
             audit.record(db, actor=actor, action="live.create", target=live.id,
                          detail={"targets": targets, "receivers": len(found), "url": url,
                                  "online": len(reachable), "until": live.until_ms})
+            store.save(db, live)
             db.commit()
         return live
 
@@ -270,7 +289,7 @@ class LiveService:
 
     async def _go_live(self, live: LiveSession) -> None:
         live.move("go_live")
-        live.started_at = datetime.now(UTC)
+        live.started_at = live.started_at or datetime.now(UTC)  # a resumed relay keeps its own
         commands = planning.stream_commands(live)
         # Recorded before they go out: a late joiner's check (``_join_late``) must not send
         # them again, and an ending while they go out stops them.
@@ -328,7 +347,8 @@ class LiveService:
         sub = self.hub.subscribe(live.url or "")
         detector = DeadAirDetector(after_s=settings.relay_dead_air_s,
                                    threshold_dbfs=settings.relay_silence_dbfs,
-                                   resume_s=settings.relay_resume_s)
+                                   resume_s=settings.relay_resume_s,
+                                   lost_grace_s=settings.relay_lost_grace_s)
         feed = relay_feed(sub, detector, fallback, prebuffer_ms=settings.relay_prebuffer_ms,
                           on_change=on_change)
         try:
@@ -380,6 +400,8 @@ class LiveService:
             if change.reason == SILENT:
                 detail = "below %.0f dBFS for %.0f s" % (settings.relay_silence_dbfs,
                                                           settings.relay_dead_air_s)
+            elif change.reason == LOST:
+                detail = sub.pull.error or "source lost"
             else:
                 detail = sub.pull.error or "no audio for %.0f s" % settings.relay_dead_air_s
             live.dead_air = {"reason": change.reason, "detail": detail, "since": heard,
@@ -387,13 +409,16 @@ class LiveService:
             live.fallbacks += 1
             await asyncio.to_thread(self._open_fallback, live, fallback, change.reason,
                                     detail, heard)
+            since = heard
         else:
             detail = (live.dead_air or {}).get("detail") or ""
+            since = (live.dead_air or {}).get("since") or heard
             live.dead_air = None
             await asyncio.to_thread(self._close_fallback, live, heard)
         dead_air_event(DeadAirEvent(live.id, live.url or "", change.dead, change.reason, detail,
                                     fallback, int(heard.timestamp() * 1000),
-                                    self._heard_by(live)))
+                                    self._heard_by(live), targets=dict(live.targets),
+                                    since_ms=int(since.timestamp() * 1000)))
 
     def _heard_by(self, live: LiveSession) -> list[str]:
         """The receivers a change on the stream reaches: those sent it, and those about to be."""
@@ -407,6 +432,7 @@ class LiveService:
                                   item=item, reason=reason, detail=detail, at=at)
             audit.record(db, actor=live.created_by, action="live.dead-air", target=live.id,
                          detail={"reason": reason, "detail": detail, "fallback": item})
+            store.save(db, live)
             db.commit()
 
     def _close_fallback(self, live: LiveSession, at: datetime) -> None:
@@ -443,8 +469,15 @@ class LiveService:
         except ClockUntrusted:
             # Nothing can be signed: the receivers end it themselves once frames stop.
             log.error("live %s: stop not signed (clock untrusted); receivers time out", live.id)
+            await asyncio.to_thread(self._save, live)
         except Exception:
             log.exception("live %s: sending stop failed", live.id)
+            await asyncio.to_thread(self._save, live)
+
+    def _save(self, live: LiveSession) -> None:
+        with self.session_factory() as db:
+            store.save(db, live)
+            db.commit()
 
     def _send(self, commands: list[Command], action: str, live: LiveSession) -> None:
         with self.session_factory() as db:
@@ -452,6 +485,7 @@ class LiveService:
                                ttl_s=self.settings.command_ttl_s)
             audit.record(db, actor=live.created_by, action=action, target=live.id,
                          detail={"receivers": len(commands), "reason": live.reason})
+            store.save(db, live)  # who was sent what, before it goes out
             db.commit()
         self.publisher.publish_many(outgoing)
 
@@ -474,18 +508,30 @@ class LiveService:
             await asyncio.sleep(_WATCH_S)
 
     async def _join_late(self, live: LiveSession) -> None:
-        """Targets offline when the session went live and online now get its stream."""
-        waiting = [t.device_id for t in live.receivers
-                   if t.codec in live.streams and t.device_id not in live.sent]
-        if not waiting:
+        """Targets offline when the session went live and online now get its stream; so do
+        targets sent it that rebooted since (their boot counter moved: the stream is gone
+        from their memory, and its bid is not among those they ended)."""
+        ids = [t.device_id for t in live.receivers if t.codec in live.streams]
+        if not ids:
             return
-        online = await asyncio.to_thread(self._online, waiting)
+        online = await asyncio.to_thread(self._online, ids)
         for target in live.receivers:
-            if target.device_id in online:
-                # What it declared on coming back; the streams are those made at creation.
-                target.codec = next((c for c in online[target.device_id] if c in live.streams),
-                                    None)
-                target.online = True
+            if target.device_id not in online:
+                continue
+            codecs, boot = online[target.device_id]
+            if target.device_id in live.sent:
+                if target.boot is None or boot is None or boot == target.boot:
+                    continue
+                log.info("live %s: %s rebooted (boot %s, was %s); its stream is sent again",
+                         live.id, target.device_id, boot, target.boot)
+                live.sent.pop(target.device_id)
+            # What it declared on coming back; the streams are those made at creation.
+            target.codec = next((c for c in codecs if c in live.streams), None)
+            target.online = True
+            target.boot = boot
+        online = {d: v for d, v in online.items() if d not in live.sent}
+        if not online:
+            return
         async with self._sending[live.id]:
             commands = planning.stream_commands(live, set(online))
             if not commands or live.over:
@@ -494,20 +540,117 @@ class LiveService:
             await asyncio.to_thread(self._send, commands, "live.join", live)
         log.info("live %s: %d receivers joined late", live.id, len(commands))
 
-    def _online(self, device_ids: list[str]) -> dict[str, list[str]]:
-        """Which of these receivers are online now, with the codecs each decodes."""
+    def _online(self, device_ids: list[str]) -> dict[str, tuple[list[str], int | None]]:
+        """Which of these receivers are online now, with the codecs each decodes and its boot
+        counter."""
         with self.session_factory() as db:
-            return {r.id: receiver_codecs(r) for r in db.scalars(
-                select(Receiver).where(Receiver.id.in_(device_ids), Receiver.online.is_(True)))}
+            return {r.id: (receiver_codecs(r), r.session_boot)
+                    for part in chunks(device_ids) for r in db.scalars(
+                        select(Receiver).where(Receiver.id.in_(part),
+                                               Receiver.online.is_(True)))}
 
-    async def shutdown(self) -> None:
+    # -- a head-end restart ----------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """At start-up: the sessions the database has, listed again; those a restart left
+        live ended ("headend-restarted", stops sent) or, a relay inside its window, resumed."""
+        try:
+            found = await asyncio.to_thread(self._load)
+        except Exception:  # the head-end starts anyway; the sessions stay as they were kept
+            log.exception("live sessions could not be read back after the restart")
+            return
+        for live in found:
+            if live.id in self.sessions:
+                continue
+            self._register(live)
+            if live.over:
+                continue
+            try:
+                if live.url is None or (live.until_ms is not None
+                                        and now_ms() >= live.until_ms):
+                    await self.end(live.id, END_RESTARTED)
+                    await asyncio.to_thread(self._close_restarted, live, live.bid, live.sent)
+                else:
+                    await self._resume(live)
+            except Exception:  # one session's failure must not stop the head-end's start
+                log.exception("live %s: recovery after the restart failed", live.id)
+                if not live.over:
+                    await self.end(live.id, END_RESTARTED)
+
+    def _load(self) -> list[LiveSession]:
+        with self.session_factory() as db:
+            return store.load(db, keep_ended=self.settings.live_keep_ended)
+
+    async def _resume(self, live: LiveSession) -> None:
+        """A relay the restart cut: its old stream stopped on the receivers still on it, then
+        the source pulled again and sent as a new stream (a new bid)."""
+        old_bid, old_sent = live.bid, dict(live.sent)
+        async with self._sending[live.id]:
+            await asyncio.to_thread(self._send, planning.stop_commands(live), "live.restart",
+                                    live)
+        await asyncio.to_thread(self._close_restarted, live, old_bid, old_sent)
+        await asyncio.to_thread(self._refresh_targets, live)
+        live.resumes += 1
+        live.state, live.sent, live.dead_air = STARTING, {}, None
+        live.streams = {codec: new_stream(live.bid, codec, AUDIO_SETTINGS.rate_for(codec))
+                        for codec in live.codecs_needed()}
+        await asyncio.to_thread(self._save, live)
+        log.warning("live %s: relay of %s resumed after the restart as %s", live.id, live.url,
+                    live.bid)
+        self._start(live)
+
+    def _refresh_targets(self, live: LiveSession) -> None:
+        """The targets as they are now (online, codec, link, boot), for the resumed stream."""
+        with self.session_factory() as db:
+            for target in live.receivers:
+                receiver = db.get(Receiver, target.device_id)
+                if receiver is None:
+                    target.online, target.codec = False, None
+                    continue
+                target.codec = next((c for c in receiver_codecs(receiver)
+                                     if c in self.settings.media_codecs), None)
+                target.online, target.link = bool(receiver.online), receiver.link
+                target.boot = receiver.session_boot
+
+    def _close_restarted(self, live: LiveSession, bid: str, sent: dict[str, str]) -> None:
+        """The play-log rows of ``bid`` still open: interrupted by the restart."""
+        at = datetime.now(UTC)
+        with self.session_factory() as db:
+            for device_id in sorted(sent):
+                close_open_plays(db, device_id=device_id, broadcast_id=bid,
+                                 outcome=DELIVERY_INTERRUPTED, reason=END_RESTARTED, at=at)
+            playlog.close_fallback(db, broadcast_id=bid, at=at)
+            audit.record(db, actor=live.created_by, action="live.restart", target=live.id,
+                         detail={"bid": bid, "receivers": len(sent),
+                                 "resumed": not live.over})
+            db.commit()
+
+    async def shutdown(self, *, keep_relays: bool = True) -> None:
+        """The head-end stops (the app's lifespan): every session ends "shutdown" and its
+        receivers are sent ``stop`` while MQTT is still up. A relay inside its window is kept
+        (``keep_relays``): its row says live again, with no one sent it, so the next start
+        resumes it as after a kill."""
+        kept = []
         for live in list(self.sessions.values()):
             if not live.over:
+                if keep_relays and live.url is not None and (live.until_ms is None
+                                                             or now_ms() < live.until_ms):
+                    kept.append(live)
                 await self.end(live.id, END_SHUTDOWN)
         # The relays close their pulls (no ffmpeg is left behind).
         relays = [t for t in self._relays.values() if not t.done()]
         if relays:
             await asyncio.wait(relays, timeout=10)
+        for live in kept:
+            await asyncio.to_thread(self._keep_for_resume, live)
+
+    def _keep_for_resume(self, live: LiveSession) -> None:
+        with self.session_factory() as db:
+            row = db.get(LiveSessionRecord, live.id)
+            if row is not None:
+                row.state, row.reason, row.ended_at, row.sent = LIVE, None, None, {}
+                db.commit()
+        log.info("live %s: relay kept, to be resumed by the next start", live.id)
 
 
 class _AppPublisher:

@@ -34,8 +34,9 @@ END_ENCODER_FAILED = "encoder-failed"
 END_CLOCK = "clock-untrusted"        # the head-end's clock may not sign its commands
 END_SHUTDOWN = "shutdown"            # the head-end stopped
 END_RELAY_FAILED = "relay-failed"    # the relay's own machinery broke (logged)
+END_RESTARTED = "headend-restarted"  # found live after a restart: a microphone's socket is gone
 END_REASONS = (END_STOPPED, END_UNTIL, END_SOCKET_CLOSED, END_SILENT, END_NO_AUDIO,
-               END_ENCODER_FAILED, END_CLOCK, END_SHUTDOWN, END_RELAY_FAILED)
+               END_ENCODER_FAILED, END_CLOCK, END_SHUTDOWN, END_RELAY_FAILED, END_RESTARTED)
 
 
 class IllegalTransition(Exception):
@@ -55,6 +56,7 @@ class LiveTarget:
     link: str | None
     name: str | None = None
     zone: str | None = None
+    boot: int | None = None  # its boot counter when sent the stream: a new one is a reboot
 
 
 @dataclass
@@ -101,11 +103,14 @@ class LiveSession:
     url: str | None = None
     dead_air: dict | None = None
     fallbacks: int = 0
+    resumes: int = 0  # times a head-end restart resumed it (a relay)
 
     @property
     def bid(self) -> str:
-        """The id receivers report the session under (started/ended events, proof of play)."""
-        return self.id
+        """The id receivers report the session under (started/ended events, proof of play):
+        the session's, then a new one each time a restart resumes it (a receiver refuses a
+        stream whose bid it has ended)."""
+        return self.id if not self.resumes else "%s-r%d" % (self.id, self.resumes)
 
     @property
     def over(self) -> bool:

@@ -153,7 +153,9 @@ REASONS = (
     # the head-end's own conclusions
     "no-report", "receiver-offline", "headend-down", "receiver-restarted", "end-unreported",
     # a relay's fallback, written by the head-end (headend/services/playlog.py)
-    "source-stalled", "source-silent",
+    "source-stalled", "source-silent", "source-lost",
+    # a live session the head-end's restart cut (headend/live/service.py recover)
+    "headend-restarted",
 )
 # The receiver's failure details that are codes of their own (firmware/core.py DETAIL_*,
 # the shell's refusals); anything else it says is kept as the detail of a wider code.

@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from headend.live.deadair import (
+    LOST,
     ON_AIR,
     SILENT,
     STALLED,
@@ -30,12 +31,14 @@ QUIET = tone(50)       # about -59 dBFS: below the -50 dBFS threshold
 SILENCE = bytes(2 * SAMPLES)
 
 
-def run(detector, ticks, start=0.0, arrived=None):
-    """Feed ``ticks`` (PCM or None each) from ``start``; the changes with their tick index."""
+def run(detector, ticks, start=0.0, arrived=None, lost=None):
+    """Feed ``ticks`` (PCM or None each) from ``start``; the changes with their tick index.
+    ``lost(now)``: since when the puller says the source is gone (None: it is not)."""
     changes = []
     for k, pcm in enumerate(ticks):
         now = start + k * TICK
-        change = detector.feed(now, pcm, arrived(now, pcm) if arrived else None)
+        change = detector.feed(now, pcm, arrived(now, pcm) if arrived else None,
+                               lost(now) if lost else None)
         if change is not None:
             changes.append((k, change))
     return changes
@@ -95,6 +98,43 @@ def test_a_source_that_never_starts_is_dead_air():
     d = detector()
     ((k, dead),) = run(d, [None] * 300)
     assert dead.reason == STALLED and k == 250
+
+
+def test_a_lost_source_is_dead_air_once_its_buffer_played_and_the_grace_passed():
+    # Lost at 2 s (the connection closed); the feed's buffer plays until 2.5 s, then nothing.
+    # Dead at 3 s (the 1 s grace), not at 2.5 + 5 s as a stall would be.
+    d = detector()
+    ticks = [LOUD] * 125 + [None] * 300
+    changes = run(d, ticks, arrived=lambda now, pcm: min(now, 2.0),
+                  lost=lambda now: 2.0 if now >= 2.0 else None)
+    ((k, dead),) = changes
+    assert dead.reason == LOST and k == 150 and dead.since == pytest.approx(2.0)
+
+
+def test_a_lost_source_with_a_long_buffer_plays_it_out_first():
+    # An HLS read-ahead of 8 s buffered when the source went at 1 s: the buffer plays.
+    d = detector()
+    changes = run(d, [LOUD] * 450 + [None] * 10, lost=lambda now: 1.0 if now >= 1.0 else None)
+    ((k, dead),) = changes
+    assert dead.reason == LOST and k == 450
+
+
+def test_a_reconnect_inside_the_grace_is_no_dead_air():
+    d = detector()
+    # Lost from 1 s to 1.6 s; the buffer (none left) gives nothing meanwhile; back at 1.6 s.
+    ticks = [LOUD] * 50 + [None] * 30 + [LOUD] * 200
+    assert run(d, ticks, lost=lambda now: 1.0 if 1.0 <= now < 1.6 else None) == []
+
+
+def test_a_lost_source_comes_back_with_new_audio_not_with_its_old_buffer():
+    d = detector()
+    gone = lambda now: 1.0 if 1.0 <= now < 4.0 else None  # noqa: E731
+    # Lost at 1 s with nothing buffered: dead at 2 s. Old buffered audio while still lost
+    # (2.2 s to 4 s) is no return; new audio from 4 s is, after the 1 s resume time.
+    ticks = [LOUD] * 50 + [None] * 60 + [LOUD] * 200
+    (k1, dead), (k2, back) = run(d, ticks, lost=gone)
+    assert dead.reason == LOST and k1 == 100
+    assert not back.dead and back.reason == LOST and k2 == 250
 
 
 def test_coming_back_needs_sound_without_a_gap_for_the_resume_time():

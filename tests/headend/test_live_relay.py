@@ -17,7 +17,7 @@ from polling import wait_for
 from stream_server import StreamServer
 from test_live_api import frames_on, online, stops_sent, streams_sent, wait_ended  # noqa: F401
 
-from headend.live.deadair import SILENT, STALLED, add_dead_air_hook
+from headend.live.deadair import LOST, SILENT, STALLED, add_dead_air_hook
 from protocol.frames import unpack_frame
 from protocol.signing import HmacKey, key_from_hex
 
@@ -168,6 +168,8 @@ def test_stall_and_silence_play_the_fallback_alert_log_and_resume(client, online
         back = wait_for(lambda n=n: len(alerts) >= 2 * n and alerts[2 * n - 1], 15,
                         "the relay back")
         assert not back.dead and back.reason == reason
+        assert back.cleared and back.since_ms == event.since_ms  # the alert to clear
+        assert back.targets == event.targets == {"zones": ["thon-1"]}
         assert detail(client, headers, live["id"])["dead_air"] is None
         rows = wait_for(lambda r=reason: [e for e in fallback_rows(client, headers, live["id"])
                                           if e["reason"] == r and e["ended_at"]], 5,
@@ -178,15 +180,20 @@ def test_stall_and_silence_play_the_fallback_alert_log_and_resume(client, online
 
 def test_a_source_that_never_answers_plays_the_notice_and_says_why(client, online,  # noqa: F811
                                                                      quick, alerts):
+    quick.relay_dead_air_s = 5.0  # the default: a refusal is seen well before it
     live = relay(client, online.headers, "http://127.0.0.1:9/nothing.mp3", {"devices": ["a1"]})
     event = wait_for(lambda: alerts and alerts[0], 20, "dead air from the start")
-    assert event.reason == STALLED and event.fallback in ("notice", "chime")
-    assert event.detail  # what was known then ("no audio for 1 s", or ffmpeg's words)
+    # Refused: a source lost, not a stall (no waiting for the dead-air time).
+    assert event.reason == LOST and event.fallback in ("notice", "chime")
+    assert "refused" in event.detail.lower()  # ffmpeg's own words
+    # What an alert needs: the session, its targets, why, since when, and not yet cleared.
+    assert event.session_id == live["id"] and event.targets == {"devices": ["a1"]}
+    assert event.since_ms > 0 and not event.cleared
     # It goes on air with the fallback: the receivers hear the notice, not silence.
     wait_for(lambda: streams_sent(online, "a1"), 10, "the stream command")
     shown = wait_for(lambda: (lambda d: d if d["source"]["error"] else None)(
         detail(client, online.headers, live["id"])), 15, "the source's error")
-    assert shown["state"] == "live" and shown["dead_air"]["reason"] == STALLED
+    assert shown["state"] == "live" and shown["dead_air"]["reason"] == LOST
     assert shown["source"]["state"] == "reconnecting"
     assert "refused" in shown["source"]["error"].lower()
     client.delete("/api/v1/live/" + live["id"], headers=online.headers)

@@ -53,7 +53,7 @@ class LiveDevice(BaseModel):
 
 
 class DeadAir(BaseModel):
-    reason: str  # source-stalled | source-silent
+    reason: str  # source-lost | source-stalled | source-silent
     detail: str | None = None
     since: datetime
     fallback: str  # what plays instead: a media id, "notice" or "chime"
@@ -67,6 +67,7 @@ class LiveSummary(BaseModel):
     source: dict[str, Any]  # {"microphone": true} | {"url", "state", "error", "listeners"}
     dead_air: DeadAir | None = None  # a relay's source is stalled or silent: the fallback plays
     fallbacks: int = 0
+    resumes: int = 0  # times a head-end restart resumed it (a relay; its stream's bid moved)
     targets: dict[str, Any]
     receivers: int
     online: int
@@ -93,7 +94,7 @@ def summary(request_app, live: LiveSession) -> dict[str, Any]:
     return {"id": live.id, "state": live.state, "reason": live.reason,
             "websocket": websocket_path(live.id) if relay is None else None,
             "source": relay or {"microphone": True}, "dead_air": live.dead_air,
-            "fallbacks": live.fallbacks, "targets": live.targets,
+            "fallbacks": live.fallbacks, "resumes": live.resumes, "targets": live.targets,
             "receivers": len(live.receivers),
             "online": sum(1 for t in live.receivers if t.online and t.codec),
             "codecs": sorted(live.streams), "delay_ms": service.delay_ms(live),
