@@ -91,9 +91,10 @@ def sha256_file(path, chunk=1 << 20):
             digest.update(block)
 
 
-def _cache_key(source_sha, settings, codecs, keep_normalised):
-    return "%s-%s-p%d-%s%s" % (source_sha[:32], settings.fingerprint(), PIPELINE_VERSION,
-                               "+".join(codecs), "-n" if keep_normalised else "")
+def _cache_key(source_sha, settings, codecs, keep_normalised, downmix=None):
+    return "%s-%s-p%d-%s%s%s" % (source_sha[:32], settings.fingerprint(), PIPELINE_VERSION,
+                                 "+".join(codecs), "-n" if keep_normalised else "",
+                                 "-" + downmix if downmix else "")
 
 
 def _load_manifest(directory):
@@ -181,9 +182,11 @@ def _raw_input(settings, rate, path):
     return ["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", path]
 
 
-def _analyse(src, work_path, rate, settings, duration_s, progress):
-    """Pass A: measure the source, write it band-passed, mono, at ``rate`` as raw float."""
-    chain = ["aresample=%d" % rate, "aformat=sample_fmts=flt:channel_layouts=mono"]
+def _analyse(src, work_path, rate, settings, duration_s, progress, downmix=None):
+    """Pass A: measure the source, write it band-passed, mono, at ``rate`` as raw float.
+    ``downmix="left"``: the left channel alone (out-of-phase stereo, ``audio.screen``)."""
+    chain = ["pan=mono|c0=c0"] if downmix == "left" else []
+    chain += ["aresample=%d" % rate, "aformat=sample_fmts=flt:channel_layouts=mono"]
     chain += loudness.speech_filters(settings)
     chain.append(loudness.ebur128_filter("work", true_peak=False))
     # The source's own loudness (all channels, as BS.1770 counts them) is measured at the work
@@ -258,13 +261,16 @@ def _describe(codec, path, settings, lead_samples):
 
 
 def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progress=None,
-                    keep_normalised=False):
+                    keep_normalised=False, downmix=None):
     """Validate ``src_path``, normalise it and encode ``codecs``; return a RenditionSet.
 
     Raises ``audio.probe.AudioRejected`` for a file that cannot go on the air.
     ``progress(fraction, stage)`` is called as the work advances (None: silent).
     ``keep_normalised`` also keeps the normalised audio as a 16-bit WAV (for tests).
+    ``downmix``: None mixes every channel to mono; "left" takes the left channel alone.
     """
+    if downmix not in (None, "left"):
+        raise ValueError("unknown downmix %r (expected None or 'left')" % downmix)
     settings = settings or DEFAULT_SETTINGS
     codecs = tuple(sorted(set(codecs), key=CODECS.index))
     for codec in codecs:
@@ -273,7 +279,8 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
     check_size(src_path, settings)  # an oversized upload is refused before it is even hashed
     os.makedirs(cache_dir, exist_ok=True)
     source_sha = sha256_file(src_path)
-    final_dir = os.path.join(cache_dir, _cache_key(source_sha, settings, codecs, keep_normalised))
+    final_dir = os.path.join(cache_dir, _cache_key(source_sha, settings, codecs, keep_normalised,
+                                                      downmix))
     cached = _load_manifest(final_dir)
     if cached is not None:
         return cached
@@ -286,7 +293,7 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
     try:
         work_path = os.path.join(work_dir, "work.f32")
         before, work, clipped = _analyse(src_path, work_path, rate, settings, info.duration_s,
-                                         steps.stage("analyse"))
+                                         steps.stage("analyse"), downmix)
         gain_db = loudness.gain_for(work, settings)
         dynamics = _measure_dynamics(work_path, rate, settings, gain_db, info.duration_s,
                                      steps.stage("measure"))

@@ -367,3 +367,25 @@ class OccurrencePublic(BaseModel):
 class OccurrenceMove(BaseModel):
     to: datetime
     confirm_quiet: bool = False
+
+
+class MediaJobPublic(BaseModel):
+    """An upload being converted (``POST /api/v1/media/uploads``): poll it until ``done``
+    (``media_id``; ``duplicate``: the same sound was already there) or ``failed``
+    (``reason``, ``detail`` in English, ``message_vi``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: int = Field(description="0-100")
+    stage: str | None = None
+    filename: str | None
+    title: str | None = None
+    media_id: str | None = None
+    duplicate: bool = False
+    reason: str | None = None
+    detail: str | None = Field(None, validation_alias="message")
+    message_vi: str | None = None
+    created_by: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
