@@ -7,6 +7,7 @@ from headend.web.pages import (
     broadcasts,
     dashboard,
     emergency,
+    library,
     live,
     map,
     playlog,
@@ -17,5 +18,5 @@ from headend.web.pages import (
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes):
+               programmes, library):
     router.include_router(module.router)
