@@ -194,6 +194,8 @@ class MediaItem(Base):
     warnings: Mapped[list[str] | None] = mapped_column(JSON)  # near-silent, clipped, ...
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A bulletin's expiry: no broadcast of it starts at or after this (None: never expires).
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     renditions: Mapped[list["Rendition"]] = relationship(
         back_populates="media", lazy="selectin", cascade="all, delete-orphan")
@@ -648,6 +650,7 @@ class MediaJob(Base):
     filename: Mapped[str | None] = mapped_column(String(300))
     title: Mapped[str | None] = mapped_column(String(300))
     src_path: Mapped[str | None] = mapped_column(Text)  # the upload, until the job ends
+    expires_at: Mapped[datetime | None]  # given to the media item it makes
     media_id: Mapped[str | None] = mapped_column(String(48))
     duplicate: Mapped[bool] = mapped_column(Boolean, default=False)  # same sound already held
     reason: Mapped[str | None] = mapped_column(String(32))

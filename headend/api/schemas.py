@@ -160,6 +160,7 @@ class MediaPublic(BaseModel):
     created_by: str | None
     loudness_lufs: float | None = None
     warnings: list[str] | None = None
+    expires_at: datetime | None = None  # not aired from then on
     renditions: list[RenditionPublic]
 
 
@@ -389,3 +390,4 @@ class MediaJobPublic(BaseModel):
     created_by: str | None = None
     created_at: datetime
     finished_at: datetime | None = None
+    expires_at: datetime | None = None

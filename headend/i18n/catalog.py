@@ -621,6 +621,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
                       "broken are refused. A recording already in the library is not added "
                       "twice."),
     "library.upload": ("Tải lên", "Upload"),
+    "library.expires": ("Hết hạn sau ngày (không bắt buộc)", "Expires after (optional)"),
+    "library.expires_on": ("phát đến hết ngày {day}", "aired until the end of {day}"),
+    "library.expired": ("đã hết hạn ngày {day}, không phát nữa",
+                        "expired on {day}, no longer aired"),
     "library.sending": ("Đang gửi tệp…", "Sending the file…"),
     "library.progress": ("Tiến độ xử lý", "Conversion progress"),
     "library.reload": ("tải lại trang để xem tiến độ", "reload the page to see the progress"),

@@ -3,6 +3,7 @@
 import secrets
 import shutil
 from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path, PurePath
 
 from sqlalchemy import func, select
@@ -12,7 +13,7 @@ from audio.probe import AudioRejected
 from audio.renditions import make_renditions
 from audio.settings import DEFAULT_SETTINGS, AudioSettings
 from headend.errors import Conflict, Invalid, NotFound
-from headend.models import Broadcast, MediaItem, Programme, Rendition, User, fit_text
+from headend.models import Broadcast, MediaItem, Programme, Rendition, User, fit_text, utcnow
 from headend.services import audit
 from headend.settings import Settings
 
@@ -38,14 +39,17 @@ def safe_name(filename: str, suffix: str = "") -> str:
 
 def ingest_media(session: Session, *, settings: Settings, src_path: Path, filename: str | None,
                  title: str | None = None, actor: User | str | None = None,
-                 screen: bool = False, progress=None) -> MediaItem:
+                 screen: bool = False, progress=None,
+                 expires_at: datetime | None = None) -> MediaItem:
     """Convert an uploaded recording into renditions and register it.
 
     Raises Invalid("not-audio"/...) with the audio package's reason for a file that is not
     usable audio. ``screen`` (an operator's upload) also refuses digital silence and a
     recording under a second, and takes one channel of out-of-phase stereo
-    (``audio.screen``). ``progress(fraction, stage)`` follows the conversion.
+    (``audio.screen``). ``progress(fraction, stage)`` follows the conversion. ``expires_at``:
+    no broadcast of it starts from then on (``check_not_expired``).
     """
+    check_expiry(expires_at)
     src_path = Path(src_path)
     if src_path.stat().st_size == 0:
         raise Invalid("empty-file", "the file is empty", "Tệp rỗng")
@@ -75,7 +79,8 @@ def ingest_media(session: Session, *, settings: Settings, src_path: Path, filena
                       source_sha256=made.source_sha256,
                       loudness_lufs=made.loudness_after,
                       warnings=extra_warnings + list(made.warnings) or None,
-                      created_by=actor.username if isinstance(actor, User) else actor)
+                      created_by=actor.username if isinstance(actor, User) else actor,
+                      expires_at=expires_at)
     for codec, rendition in made.renditions.items():
         media.renditions.append(Rendition(
             codec=codec, ext=codec, sha256=rendition.sha256, size=int(rendition.size),
@@ -161,3 +166,39 @@ def delete_media(session: Session, *, settings: Settings, media_id: str,
         # another item made from the same sound.
         if not shared and folder.resolve().is_relative_to(cache) and folder.resolve() != cache:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_expiry(expires_at: datetime | None) -> None:
+    """An expiry given with an upload: with its time zone, and not already past."""
+    if expires_at is None:
+        return
+    if expires_at.tzinfo is None:
+        raise Invalid("naive-time", "expires_at needs a time zone (e.g. +07:00 or Z)",
+                      "Thời điểm hết hạn cần có múi giờ (ví dụ +07:00 hoặc Z)")
+    if expires_at <= utcnow():
+        raise Invalid("expiry-past", "the expiry is already past",
+                      "Ngày hết hạn đã qua")
+
+
+def expiry_from_day(value: str, tz) -> datetime | None:
+    """A yyyy-mm-dd day typed on a page: the bulletin airs until the end of that local day."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise Invalid("bad-date", "dates are written yyyy-mm-dd", "Ngày không hợp lệ") from None
+    return datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
+
+
+def check_not_expired(media: MediaItem, at: datetime | None = None) -> None:
+    """Invalid("media-expired") for a broadcast of ``media`` starting at ``at`` (None: now)
+    at or after its expiry."""
+    at = at or utcnow()
+    if media.expires_at is not None and at >= media.expires_at:
+        raise Invalid("media-expired",
+                      "%s expired on %s UTC: it is no longer aired"
+                      % (media.title, media.expires_at.strftime("%Y-%m-%d %H:%M")),
+                      "Bản tin «%s» đã hết hạn từ %s (UTC), không được phát nữa"
+                      % (media.title, media.expires_at.strftime("%H:%M %d/%m/%Y")))

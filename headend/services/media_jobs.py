@@ -22,6 +22,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -76,13 +77,15 @@ class MediaJobs:
             self._pending -= 1
 
     def submit(self, session: Session, *, src_path: Path, filename: str | None,
-               title: str | None, actor: User | str | None) -> MediaJob:
+               title: str | None, actor: User | str | None,
+               expires_at: datetime | None = None) -> MediaJob:
         """Queue the saved upload ``src_path`` (alone in its folder, which the job removes)
         after ``reserve()``; answers the job, committed."""
+        media.check_expiry(expires_at)
         job = MediaJob(id="j%s" % secrets.token_hex(6), state=QUEUED, progress=0,
                        filename=fit_text(filename, 300) if filename else None,
                        title=fit_text(title, 300) if title else None,
-                       src_path=str(src_path),
+                       src_path=str(src_path), expires_at=expires_at,
                        created_by=actor.username if isinstance(actor, User) else actor)
         session.add(job)
         session.commit()
@@ -148,7 +151,7 @@ class MediaJobs:
 
         return media.ingest_media(session, settings=self.settings, src_path=src,
                                   filename=job.filename, title=job.title, actor=actor,
-                                  screen=True, progress=progress)
+                                  screen=True, progress=progress, expires_at=job.expires_at)
 
 
 def _fail(job: MediaJob, reason: str, message: str, message_vi: str) -> None:

@@ -5,6 +5,7 @@ SQLite and on PostgreSQL (tests/headend/conftest.py).
 """
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,30 @@ def test_an_hour_long_recording_converts_in_the_background(client, as_operator, 
     assert job["state"] == "done", job
     print("\n60-min m4a: answered in %.2f s, converted in %.1f s, %d distinct progress steps"
           % (answered, time.monotonic() - started, len({p for _, p in seen})))
+
+
+def test_a_bulletin_past_its_expiry_is_not_aired(commune, tmp_path):
+    client, headers = commune.client, commune.headers
+    now = datetime.now(UTC)
+    r = client.post("/api/v1/media", headers=headers,
+                    data={"expires_at": (now - timedelta(hours=1)).isoformat()},
+                    files={"file": ("cu.wav", tone_wav(2), "audio/wav")})
+    assert r.status_code == 422 and r.json()["code"] == "expiry-past"
+    expires = now + timedelta(days=1)
+    source = make_audio(tmp_path / "lich-tiem.wav", 3)
+    with open(source, "rb") as f:
+        r = client.post("/api/v1/media/uploads", headers=headers,
+                        data={"expires_at": expires.isoformat()},
+                        files={"file": ("lich-tiem.wav", f, "audio/wav")})
+    assert r.status_code == 202, r.text
+    job, _ = wait_for(client, headers, r.json()["id"])
+    item = client.get("/api/v1/media/" + job["media_id"], headers=headers).json()
+    assert abs(datetime.fromisoformat(item["expires_at"]) - expires) < timedelta(seconds=1)
+    r = client.post("/api/v1/broadcasts", headers=headers,
+                    json={"media_id": item["id"], "targets": {"all": True},
+                          "start_at": (now + timedelta(days=2)).isoformat()})
+    assert r.status_code == 422 and r.json()["code"] == "media-expired"
+    assert "hết hạn" in r.json()["message_vi"]
+    r = client.post("/api/v1/broadcasts", headers=headers,
+                    json={"media_id": item["id"], "targets": {"all": True}})
+    assert r.status_code in (201, 202), r.text

@@ -39,6 +39,18 @@ def test_an_upload_from_the_page_answers_at_once_and_its_panel_follows_it_to_the
     assert ">operator <" in page  # who uploaded it
 
 
+def test_an_expiry_day_typed_on_the_page_is_shown_in_the_list(operator):
+    r = operator.submit("/library", "/library/uploads", {"title": "Lịch họp", "expires":
+                                                         "2099-12-31"},
+                        files={"file": ("lich-hop.wav", tone_wav(2.0), "audio/wav")})
+    assert r.status_code == 303, r.text
+    wait_job(operator, r.headers["location"].split("=")[1])
+    assert "phát đến hết ngày 31/12/2099" in operator.get("/library").text
+    r = operator.submit("/library", "/library/uploads", {"title": "Cũ", "expires": "2001-01-01"},
+                        files={"file": ("cu.wav", tone_wav(2.0), "audio/wav")})
+    assert r.status_code == 422 and "Ngày hết hạn đã qua" in r.text
+
+
 def test_a_refused_upload_says_why_in_vietnamese_naming_the_file(operator, tmp_path):
     silent = tmp_path / "silent.wav"
     write_tone_wav(silent, seconds=3.0, freq=0.0)  # sin(0) everywhere: digital silence

@@ -1,5 +1,6 @@
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +27,7 @@ def media_public(item: MediaItem) -> MediaPublic:
     return MediaPublic(id=item.id, title=item.title, filename=item.filename,
                        duration_s=item.duration_ms / 1000, created_at=item.created_at,
                        created_by=item.created_by, loudness_lufs=item.loudness_lufs,
-                       warnings=item.warnings,
+                       warnings=item.warnings, expires_at=item.expires_at,
                        renditions=[RenditionPublic.model_validate(r) for r in item.renditions])
 
 
@@ -60,29 +61,33 @@ def stash_upload(upload: UploadFile, settings: Settings) -> Path:
 @router.post("", response_model=MediaPublic, status_code=status.HTTP_201_CREATED)
 def upload_media(session: SessionDep, settings: SettingsDep, user: MediaEditor,
                  file: Annotated[UploadFile, File(description="mp3, wav, m4a, ogg, amr, ...")],
-                 title: Annotated[str | None, Form()] = None):
+                 title: Annotated[str | None, Form()] = None,
+                 expires_at: Annotated[datetime | None, Form()] = None):
     """Upload a recording and wait for its conversion into the renditions receivers play
     (a short clip, a script). For a long recording use ``POST /media/uploads``, which answers
     at once with a job."""
     named = stash_upload(file, settings)
     try:
         item = media.ingest_media(session, settings=settings, src_path=named,
-                                  filename=file.filename, title=title, actor=user, screen=True)
+                                  filename=file.filename, title=title, actor=user, screen=True,
+                                  expires_at=expires_at)
     finally:
         shutil.rmtree(named.parent, ignore_errors=True)
     return media_public(item)
 
 
 def start_upload_job(request: Request, session, settings: Settings, user: User,
-                     upload: UploadFile, title: str | None):
+                     upload: UploadFile, title: str | None, expires_at: datetime | None = None):
     """Save ``upload`` and queue its conversion; Busy (503) when the queue is full."""
     jobs: media_jobs.MediaJobs = request.app.state.media_jobs
+    media.check_expiry(expires_at)
     jobs.reserve()
     named = None
     try:
         named = stash_upload(upload, settings)
         return jobs.submit(session, src_path=named, filename=upload.filename,
-                           title=(title or "").strip() or None, actor=user)
+                           title=(title or "").strip() or None, actor=user,
+                           expires_at=expires_at)
     except BaseException:
         jobs.release()
         if named is not None:
@@ -95,10 +100,12 @@ def start_upload_job(request: Request, session, settings: Settings, user: User,
 def upload_media_job(request: Request, response: Response, session: SessionDep,
                      settings: SettingsDep, user: MediaEditor,
                      file: Annotated[UploadFile, File(description="mp3, wav, m4a, ogg, amr, ...")],
-                     title: Annotated[str | None, Form()] = None):
+                     title: Annotated[str | None, Form()] = None,
+                     expires_at: Annotated[datetime | None, Form(
+                         description="ISO time with its zone: not aired from then on")] = None):
     """Upload a recording; answers at once with a job (``queued``) whose conversion runs in
     the background: poll ``GET /media/jobs/{id}`` for its progress and its media item."""
-    job = start_upload_job(request, session, settings, user, file, title)
+    job = start_upload_job(request, session, settings, user, file, title, expires_at)
     response.headers["Location"] = "/api/v1/media/jobs/%s" % job.id
     return MediaJobPublic.model_validate(job)
 

@@ -2,7 +2,7 @@
 
 An upload answers at once with a job (headend/services/media_jobs.py) converted by a bounded
 worker; the job's state and progress are kept here so a page can poll it and a restart can
-fail what it interrupted.
+fail what it interrupted. A media item gains its expiry (a bulletin not aired after it).
 
 Revision ID: 0013
 Revises: 0012
@@ -30,6 +30,7 @@ def upgrade():
         sa.Column('filename', sa.String(length=300), nullable=True),
         sa.Column('title', sa.String(length=300), nullable=True),
         sa.Column('src_path', sa.Text(), nullable=True),
+        sa.Column('expires_at', UTCDateTime(), nullable=True),
         sa.Column('media_id', sa.String(length=48), nullable=True),
         sa.Column('duplicate', sa.Boolean(), nullable=False),
         sa.Column('reason', sa.String(length=32), nullable=True),
@@ -42,8 +43,12 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index('ix_media_jobs_state', 'media_jobs', ['state'])
+    with op.batch_alter_table('media_items', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('expires_at', UTCDateTime(), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('media_items', schema=None, recreate='never') as batch_op:
+        batch_op.drop_column('expires_at')
     op.drop_index('ix_media_jobs_state', table_name='media_jobs')
     op.drop_table('media_jobs')

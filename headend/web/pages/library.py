@@ -8,6 +8,7 @@ browser back to ``/library?job=<id>``: the job's panel refreshes itself (loaxa.j
 Without JavaScript the panel says to reload the page.
 """
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile, status
@@ -26,6 +27,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not
 
 MediaUser = Annotated[User, Depends(allowed("media"))]
 JOB_REFRESH_S = 1
+ONE_SECOND = timedelta(seconds=1)  # an expiry at local midnight shows the day before it
 
 
 def warning_key(warning: str) -> str:
@@ -46,8 +48,8 @@ def _page(request: Request, session, *, job_id: str = "", error: str | None = No
         except ServiceError:
             job = None
     return render(request, "library.html", {
-        "rows": rows, "job": job, "error": error, "form": form or {"title": ""},
-        "every": JOB_REFRESH_S, "warning_key": warning_key,
+        "rows": rows, "job": job, "error": error, "form": form or {"title": "", "expires": ""},
+        "every": JOB_REFRESH_S, "warning_key": warning_key, "one_second": ONE_SECOND,
         "jobs": [j for j in media_jobs.list_jobs(session, limit=5) if j is not job]},
         status_code=status_code)
 
@@ -61,18 +63,19 @@ def library_page(request: Request, session: SessionDep, _user: PageUser, job: st
 def library_upload(request: Request, session: SessionDep, settings: SettingsDep,
                    user: MediaUser, _: CsrfChecked,
                    file: Annotated[UploadFile | None, File()] = None,
-                   title: Annotated[str, Form()] = ""):
+                   title: Annotated[str, Form()] = "", expires: Annotated[str, Form()] = ""):
     """Queue the upload's conversion and show its progress; a refusal before the job (no
     file, the queue full, too large) shows on the page with the title kept."""
     try:
         if file is None or not file.filename:
             raise Invalid("missing-file", "choose the recording to upload",
                           "Hãy chọn tệp ghi âm để tải lên")
-        job = start_upload_job(request, session, settings, user, file, title)
+        job = start_upload_job(request, session, settings, user, file, title,
+                               media.expiry_from_day(expires, settings.tz))
     except ServiceError as exc:
         session.rollback()
         return _page(request, session, error=error_text(translator_of(request), exc),
-                     form={"title": title}, status_code=exc.status)
+                     form={"title": title, "expires": expires}, status_code=exc.status)
     return RedirectResponse("/library?job=%s" % job.id, status.HTTP_303_SEE_OTHER)
 
 
