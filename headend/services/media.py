@@ -3,7 +3,7 @@
 import secrets
 import shutil
 from dataclasses import replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path, PurePath
 
 from sqlalchemy import func, select
@@ -178,18 +178,6 @@ def check_expiry(expires_at: datetime | None) -> None:
     if expires_at <= utcnow():
         raise Invalid("expiry-past", "the expiry is already past",
                       "Ngày hết hạn đã qua")
-
-
-def expiry_from_day(value: str, tz) -> datetime | None:
-    """A yyyy-mm-dd day typed on a page: the bulletin airs until the end of that local day."""
-    value = (value or "").strip()
-    if not value:
-        return None
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise Invalid("bad-date", "dates are written yyyy-mm-dd", "Ngày không hợp lệ") from None
-    return datetime.combine(day + timedelta(days=1), time(), tz).astimezone(UTC)
 
 
 def check_not_expired(media: MediaItem, at: datetime | None = None) -> None:

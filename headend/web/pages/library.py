@@ -21,6 +21,7 @@ from headend.models import User
 from headend.services import media, media_jobs
 from headend.web.csrf import CsrfChecked
 from headend.web.guard import PageRoute, PageUser, allowed
+from headend.web.pages.playlog import _day as expiry_day
 from headend.web.rendering import error_text, render, translator_of
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not API
@@ -70,8 +71,9 @@ def library_upload(request: Request, session: SessionDep, settings: SettingsDep,
         if file is None or not file.filename:
             raise Invalid("missing-file", "choose the recording to upload",
                           "Hãy chọn tệp ghi âm để tải lên")
+        # The bulletin airs until the end of the chosen local day.
         job = start_upload_job(request, session, settings, user, file, title,
-                               media.expiry_from_day(expires, settings.tz))
+                               expiry_day(expires.strip(), settings, next_day=True))
     except ServiceError as exc:
         session.rollback()
         return _page(request, session, error=error_text(translator_of(request), exc),
