@@ -160,6 +160,7 @@ class MediaPublic(BaseModel):
     created_by: str | None
     loudness_lufs: float | None = None
     warnings: list[str] | None = None
+    warnings_vi: list[str] | None = None  # the same, for the operator's page
     expires_at: datetime | None = None  # not aired from then on
     renditions: list[RenditionPublic]
 

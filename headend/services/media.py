@@ -190,3 +190,19 @@ def check_not_expired(media: MediaItem, at: datetime | None = None) -> None:
                       % (media.title, media.expires_at.strftime("%Y-%m-%d %H:%M")),
                       "Bản tin «%s» đã hết hạn từ %s (UTC), không được phát nữa"
                       % (media.title, media.expires_at.strftime("%H:%M %d/%m/%Y")))
+
+
+def warning_key(warning: str) -> str:
+    """``"clipped: 1.2% of..."`` -> ``"clipped"``: the catalog's ``mwarn.<key>`` says it in
+    Vietnamese (the stored text is the pipeline's English, with its figures)."""
+    return warning.split(":", 1)[0].strip()
+
+
+def warnings_vi(warnings: list[str] | None) -> list[str] | None:
+    """The pipeline's warnings in Vietnamese (an unknown one as it is)."""
+    if not warnings:
+        return None
+    from headend.i18n import translator
+
+    vi = translator("vi")
+    return [vi.maybe("mwarn", warning_key(w), w) for w in warnings]

@@ -138,6 +138,7 @@ def test_out_of_phase_stereo_is_not_cancelled_to_silence(client, as_operator, tm
     assert job["state"] == "done", job
     item = client.get("/api/v1/media/" + job["media_id"], headers=as_operator).json()
     assert any(w.startswith("out-of-phase") for w in item["warnings"])
+    assert any("ngược pha" in w for w in item["warnings_vi"])
     # Mixed to mono it would be -70 LUFS (nothing); from one channel it is at the target.
     assert abs(item["loudness_lufs"] - (-16.0)) < 1.0
 
@@ -252,3 +253,20 @@ def test_a_bulletin_past_its_expiry_is_not_aired(commune, tmp_path):
     r = client.post("/api/v1/broadcasts", headers=headers,
                     json={"media_id": item["id"], "targets": {"all": True}})
     assert r.status_code in (201, 202), r.text
+
+
+def test_a_programme_of_a_bulletin_that_expires_expires_with_it(app, session, settings,
+                                                                tmp_path):
+    from headend.services import programme_media
+    from headend.services.media import ingest_media
+
+    expires = datetime.now(UTC) + timedelta(days=3)
+    bulletin = ingest_media(session, settings=settings,
+                            src_path=make_audio(tmp_path / "a.wav", 2), filename="a.wav",
+                            actor="operator", expires_at=expires)
+    joined = programme_media.build_media(session, settings=settings,
+                                         segments=[{"chime": "start"},
+                                                   {"media_id": bulletin.id}],
+                                         title="Chương trình sáng", actor="operator")
+    assert joined.id != bulletin.id
+    assert abs(joined.expires_at - expires) < timedelta(seconds=1)

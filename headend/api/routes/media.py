@@ -27,7 +27,8 @@ def media_public(item: MediaItem) -> MediaPublic:
     return MediaPublic(id=item.id, title=item.title, filename=item.filename,
                        duration_s=item.duration_ms / 1000, created_at=item.created_at,
                        created_by=item.created_by, loudness_lufs=item.loudness_lufs,
-                       warnings=item.warnings, expires_at=item.expires_at,
+                       warnings=item.warnings, warnings_vi=media.warnings_vi(item.warnings),
+                       expires_at=item.expires_at,
                        renditions=[RenditionPublic.model_validate(r) for r in item.renditions])
 
 

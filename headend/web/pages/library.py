@@ -31,12 +31,6 @@ JOB_REFRESH_S = 1
 ONE_SECOND = timedelta(seconds=1)  # an expiry at local midnight shows the day before it
 
 
-def warning_key(warning: str) -> str:
-    """``"clipped: 1.2% of..."`` -> ``"clipped"``: the catalog's ``mwarn.<key>`` says it in
-    Vietnamese (the stored text is the pipeline's English, with its figures)."""
-    return warning.split(":", 1)[0].strip()
-
-
 def _page(request: Request, session, *, job_id: str = "", error: str | None = None,
           form: dict[str, str] | None = None, status_code: int = 200):
     items = media.list_media(session)
@@ -50,7 +44,7 @@ def _page(request: Request, session, *, job_id: str = "", error: str | None = No
             job = None
     return render(request, "library.html", {
         "rows": rows, "job": job, "error": error, "form": form or {"title": "", "expires": ""},
-        "every": JOB_REFRESH_S, "warning_key": warning_key, "one_second": ONE_SECOND,
+        "every": JOB_REFRESH_S, "warning_key": media.warning_key, "one_second": ONE_SECOND,
         "jobs": [j for j in media_jobs.list_jobs(session, limit=5) if j is not job]},
         status_code=status_code)
 
