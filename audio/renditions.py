@@ -5,7 +5,8 @@
 
 The cache key is the SHA-256 of the source bytes plus the settings' fingerprint and the codec
 list, so the same recording uploaded twice (or converted again after a restart) costs one hash.
-A set is built in a temporary directory next to the cache and renamed into place when complete:
+A set is built in a temporary directory in the cache (".building-*", its raw work file in
+".work-*") and renamed into place when complete:
 a crash or a concurrent conversion never leaves a half-written set, and temporary files are
 removed in ``finally`` whatever happens.
 
@@ -289,7 +290,10 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
     rate = settings.work_rate(codecs)
     steps = _Progress(progress)
     build_dir = tempfile.mkdtemp(prefix=".building-", dir=cache_dir)
-    work_dir = tempfile.mkdtemp(prefix="loaxa-audio-")
+    # The raw work file (4 bytes a sample: 230 MB for an hour) beside the cache, not in /tmp:
+    # a process killed mid-way leaves it where its owner can find it (".work-*", as the
+    # half-built set is ".building-*").
+    work_dir = tempfile.mkdtemp(prefix=".work-", dir=cache_dir)
     try:
         work_path = os.path.join(work_dir, "work.f32")
         before, work, clipped = _analyse(src_path, work_path, rate, settings, info.duration_s,

@@ -180,15 +180,16 @@ def list_jobs(session: Session, *, limit: int = 20) -> list[MediaJob]:
 
 def fail_interrupted(session: Session, settings: Settings) -> int:
     """At start: every job a previous run left queued or running is failed ("restarted"),
-    its upload and any half-built rendition set removed. Answers how many."""
+    its upload and any half-built rendition set and work file removed. Answers how many."""
     jobs = list(session.scalars(select(MediaJob).where(MediaJob.state.in_(UNFINISHED))))
     for job in jobs:
         _fail(job, *RESTARTED)
         _remove_upload(job)
     session.commit()
     if jobs:
-        # audio.renditions builds a set in ".building-*" and renames it when complete: one
-        # left behind is what the interrupted conversion had written.
-        for partial in settings.resolved_media_dir.glob(".building-*"):
-            shutil.rmtree(partial, ignore_errors=True)
+        # audio.renditions builds a set in ".building-*" (its raw work file in ".work-*") and
+        # renames it when complete: one left behind is what the interrupted conversion wrote.
+        for pattern in (".building-*", ".work-*"):
+            for partial in settings.resolved_media_dir.glob(pattern):
+                shutil.rmtree(partial, ignore_errors=True)
     return len(jobs)
