@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol import presence
@@ -170,6 +170,43 @@ class Settings(BaseSettings):
     programme_check_s: float = 30.0
     programme_horizon_days: int = 60
     programme_scheduler: bool = True  # off: nothing airs programmes (tests drive it by hand)
+    # Each receiver holds the approved occurrences of the next ``programme_window_h`` hours
+    # (and their media, within its cache budget), so it plays them with its link down: a
+    # signed ``schedule`` command (headend/services/programme_windows.py), sent again when
+    # its content changes, when the receiver comes back, and every
+    # ``programme_window_refresh_s`` anyway.
+    programme_window_h: int = 48
+    programme_window_refresh_s: int = 21600
+
+    # Alerts (headend/services/alerts.py, docs/alerts.md). Thresholds of the rules; the quiet
+    # hours ("HH:MM", local; start = end: none) hold e-mail and webhook notices of kinds not in
+    # ``alert_urgent_kinds`` until they end (the pages show every alert at once); an alert
+    # still open is notified again every ``alert_repeat_h`` hours (0: never); an offline alert
+    # of a receiver told to reboot is notified only if it is not back within
+    # ``alert_reboot_grace_s``.
+    alert_low_rssi_dbm: int = -85  # low signal below this, over again 5 dB above it
+    alert_flash_full_pct: int = 90  # media cache used / its budget
+    alert_unsynced_after_s: int = 300  # clock unsynced this long after a boot
+    alert_battery_low_v: float = 11.5  # on battery at or below this: drained (12 V systems)
+    alert_quiet_start: str = "22:00"
+    alert_quiet_end: str = "05:00"
+    alert_urgent_kinds: list[str] = ["offline"]
+    alert_repeat_h: float = 12.0
+    alert_reboot_grace_s: int = 180
+    alert_check_s: float = 5.0  # the delivery thread's look for due notices and repeats
+    # E-mail (SMTP): no host, no e-mail. The password is never logged nor shown.
+    alert_smtp_host: str = ""
+    alert_smtp_port: int = 587
+    alert_smtp_starttls: bool = True
+    alert_smtp_user: str = ""
+    alert_smtp_password: SecretStr = SecretStr("")
+    alert_smtp_from: str = "loaxa-headend@localhost"
+    alert_email_to: list[str] = []
+    # Webhook: a JSON POST per notice (docs/alerts.md); with a secret, signed like CAP posts
+    # (X-Loaxa-Timestamp, X-Loaxa-Signature: sha256=HMAC(secret, timestamp "." body)).
+    alert_webhook_url: str = ""
+    alert_webhook_secret: SecretStr = SecretStr("")
+    alert_delivery_timeout_s: float = 10.0
 
     # The content library's upload jobs (headend/services/media_jobs.py): converted by
     # ``media_job_workers`` threads (ffmpeg uses a core each), at most ``media_job_queue``
@@ -207,6 +244,28 @@ class Settings(BaseSettings):
             SitePolicy.from_dict(self.cap_policy)
         except ServiceError as exc:
             raise ValueError("LOAXA_CAP_POLICY: %s" % exc.message) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_alerts(self):
+        from headend.services.programmes_time import quiet_hours
+
+        try:
+            quiet_hours(self.alert_quiet_start, self.alert_quiet_end)
+        except ValueError:
+            raise ValueError("LOAXA_ALERT_QUIET_START/END must be HH:MM times") from None
+        from headend.services.alert_rules import KINDS
+
+        unknown = [k for k in self.alert_urgent_kinds if k not in KINDS]
+        if unknown:
+            raise ValueError("LOAXA_ALERT_URGENT_KINDS: unknown kind %s (known: %s)"
+                             % (", ".join(unknown), ", ".join(KINDS)))
+        if self.alert_webhook_url and not self.alert_webhook_url.startswith(
+                ("http://", "https://")):
+            raise ValueError("LOAXA_ALERT_WEBHOOK_URL must be an http:// or https:// URL")
+        if self.alert_smtp_host and not self.alert_email_to:
+            raise ValueError("LOAXA_ALERT_EMAIL_TO must name at least one recipient when "
+                             "LOAXA_ALERT_SMTP_HOST is set")
         return self
 
     @property

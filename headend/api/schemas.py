@@ -371,6 +371,26 @@ class OccurrenceMove(BaseModel):
     confirm_quiet: bool = False
 
 
+class AlertPublic(BaseModel):
+    """An alert (headend/services/alerts.py): open while ``cleared_at`` is null."""
+
+    id: int
+    device_id: str
+    device_name: str | None
+    zone: str | None
+    kind: str = Field(description="offline, on-battery, amp-fault, low-signal, flash-full or "
+                                  "clock-unsynced")
+    reason: str | None = Field(description="offline: power-lost, link-lost or rebooting")
+    severity: str = Field(description="critical, warning or info")
+    open: bool
+    raised_at: datetime
+    cleared_at: datetime | None
+    detail: dict[str, Any]
+    repeats: int
+    title_vi: str
+    title_en: str
+
+
 class MediaJobPublic(BaseModel):
     """An upload being converted (``POST /api/v1/media/uploads``): poll it until ``done``
     (``media_id``; ``duplicate``: the same sound was already there) or ``failed``

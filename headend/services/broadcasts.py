@@ -124,7 +124,7 @@ def play_args(settings: Settings, broadcast: Broadcast, receiver: Receiver,
         return None
     return planning.play_fields(settings, bid=broadcast.id, item_id=broadcast.media_id,
                                 rendition=rendition, at_ms=at_ms,
-                                prio=PRIO_WIRE[broadcast.priority])
+                                prio=PRIO_WIRE[broadcast.priority], vol=broadcast.volume)
 
 
 def _cached(session: Session, device_ids: list[str], shas: set[str]) -> set[str]:
@@ -168,13 +168,19 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
                      media_id: Any, targets: Any, priority: Any = "normal",
                      start_at: datetime | None = None, actor: User | str | None = None,
                      now: datetime | None = None,
-                     valid_until: datetime | None = None) -> Broadcast:
+                     valid_until: datetime | None = None,
+                     broadcast_id: str | None = None,
+                     volume: int | None = None) -> Broadcast:
     """Schedule ``media_id`` on ``targets`` at ``start_at`` (None: now) and send the commands.
 
     Receivers fetch the media as soon as they get the command and wait for the start time.
     An emergency always plays now, at emergency volume, preempting everything. ``valid_until``
     (a CAP alert's expiry) replaces the usual window in which a returning receiver still gets
-    it; an emergency is written to the ledger (headend/services/ledger.py).
+    it; an emergency is written to the ledger (headend/services/ledger.py). ``broadcast_id``:
+    the id it gets, known ahead (a programme's occurrence, already in the receivers' windows:
+    headend/services/programme_windows.py); None: a new one. ``volume``: what its plays
+    carry (a programme's own, within its zones' limits: programmes_rules.py); None: each
+    receiver's default.
     """
     now = now or datetime.now(UTC)
     if priority not in PRIORITIES:
@@ -216,10 +222,10 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     window = timedelta(milliseconds=media.duration_ms)
     if emergency:
         window = max(window, timedelta(seconds=settings.emergency_window_s))
-    broadcast = Broadcast(id="b%s" % secrets.token_hex(6), media_id=media.id,
+    broadcast = Broadcast(id=broadcast_id or "b%s" % secrets.token_hex(6), media_id=media.id,
                           targets=targets, priority=priority, start_at=start,
                           valid_until=max(valid_until, start) if valid_until else start + window,
-                          play_at_ms=None if emergency else at_ms,
+                          play_at_ms=None if emergency else at_ms, volume=volume,
                           created_at=now,
                           created_by=actor.username if isinstance(actor, User) else actor)
     broadcast.media = media

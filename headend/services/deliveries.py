@@ -149,7 +149,7 @@ REASONS = (
     "sink-failed", "player-error",
     # fetching and refusals, from the receiver
     "fetch-failed", "cache-full", "no-space", "no-codec", "expired", "replay", "future-counter",
-    "bad-signature", "safe-mode", "storage", "refused",
+    "bad-signature", "safe-mode", "storage", "volume-limit", "refused",
     # the head-end's own conclusions
     "no-report", "receiver-offline", "headend-down", "receiver-restarted", "end-unreported",
     # a relay's fallback, written by the head-end (headend/services/playlog.py)
@@ -158,7 +158,8 @@ REASONS = (
 # The receiver's failure details that are codes of their own (firmware/core.py DETAIL_*,
 # the shell's refusals); anything else it says is kept as the detail of a wider code.
 _OWN_CODES = {"missed", "not-cached", "stream-timeout", "cache-full", "no-space", "expired",
-              "replay", "future-counter", "bad-signature", "safe-mode", "storage"}
+              "replay", "future-counter", "bad-signature", "safe-mode", "storage",
+              "volume-limit"}
 _PLAYER_ERROR_PREFIX = "player: "
 
 

@@ -3,10 +3,12 @@
 from fastapi import APIRouter
 
 from headend.web.pages import (
+    alerts,
     auth,
     broadcasts,
     dashboard,
     emergency,
+    firmware,
     library,
     live,
     map,
@@ -18,5 +20,5 @@ from headend.web.pages import (
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes, library):
+               programmes, firmware, alerts, library):
     router.include_router(module.router)

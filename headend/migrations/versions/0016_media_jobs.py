@@ -4,8 +4,8 @@ An upload answers at once with a job (headend/services/media_jobs.py) converted 
 worker; the job's state and progress are kept here so a page can poll it and a restart can
 fail what it interrupted. A media item gains its expiry (a bulletin not aired after it).
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-03
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 from headend.models import UTCDateTime
 
-revision = '0013'
-down_revision = '0012'
+revision = '0016'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
