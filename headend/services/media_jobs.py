@@ -17,11 +17,11 @@ set) removed: no job stays "running" forever.
 """
 
 import logging
+import queue
 import secrets
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -55,8 +55,10 @@ class MediaJobs:
         self.session_factory = session_factory
         self.workers = max(1, settings.media_job_workers)
         self.limit = self.workers + max(0, settings.media_job_queue)
-        self._pool = ThreadPoolExecutor(max_workers=self.workers,
-                                        thread_name_prefix="media-job")
+        # Daemon threads, not an executor's: a head-end told to stop does not wait for an
+        # hour's conversion to end (the job is failed at the next start, as after a crash).
+        self._queue: queue.Queue[tuple[str, str | None] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._pending = 0
 
@@ -89,8 +91,13 @@ class MediaJobs:
                        created_by=actor.username if isinstance(actor, User) else actor)
         session.add(job)
         session.commit()
-        self._pool.submit(self._run, job.id, actor.username if isinstance(actor, User)
-                          else actor)
+        with self._lock:
+            if len(self._threads) < self.workers:
+                thread = threading.Thread(target=self._work, daemon=True,
+                                          name="media-job-%d" % (len(self._threads) + 1))
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put((job.id, actor.username if isinstance(actor, User) else actor))
         return job
 
     @property
@@ -98,9 +105,18 @@ class MediaJobs:
         return self._pending
 
     def stop(self) -> None:
-        """Stop taking work; what runs finishes (its job is failed at the next start if the
-        process ends first)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """The application stops: each worker ends once the jobs queued before now are done,
+        unless the process ends first (daemon threads: it does not wait for them; the next
+        start fails those jobs). A later upload (the same application started again, as
+        tests do) starts new workers."""
+        with self._lock:
+            for _ in self._threads:
+                self._queue.put(None)
+            self._threads = []
+
+    def _work(self) -> None:
+        while (task := self._queue.get()) is not None:
+            self._run(*task)
 
     # -- doing it -------------------------------------------------------------------------
 
