@@ -1,4 +1,4 @@
-"""A head-end killed (SIGKILL) while it converts an upload: at the next start the job says
+"""A head-end killed (SIGKILL), or stopped, while it converts an upload: at the next start the job says
 "failed: restarted" rather than "running" forever, and what the conversion had written (the
 upload, the half-built rendition set, its raw work file) is gone; an upload after it works.
 
@@ -84,6 +84,23 @@ def test_a_head_end_killed_mid_conversion_fails_the_job_at_restart(tmp_path):
             r = http.post("/api/v1/media/uploads", files={"file": ("ngan.wav", f, "audio/wav")})
         done = job_state(http, r.json()["id"], lambda j: j["state"] in ("done", "failed"))
         assert done["state"] == "done", done
+
+        # Stopped gently (Ctrl-C) in the middle of a conversion: it exits at once rather than
+        # after the conversion (HeadendProcess.stop would SIGKILL it after 10 s: -9), and the
+        # job is failed at the next start too.
+        with open(long_source, "rb") as f:
+            r = http.post("/api/v1/media/uploads",
+                          files={"file": ("ban-tin-dai.wav", f, "audio/wav")})
+        second = r.json()["id"]
+        job_state(http, second, lambda j: j["state"] == "running" and j["progress"] > 12)
+        http.close()
+        server.stop()
+        assert server.returncode is not None and server.returncode != -9, server.returncode
+        server.start(need_mqtt=False)
+        http = client(server)
+        job = http.get("/api/v1/media/jobs/" + second).json()
+        assert job["state"] == "failed" and job["reason"] == "restarted", job
+        assert not list(media_dir.glob(".work-*"))
         http.close()
     finally:
         server.kill()
