@@ -25,6 +25,7 @@ Inputs::
     core.finished(item, now)            the player played ``item`` to its end
     core.failed(item, now, detail)      the player could not play ``item``
     core.count(name)                    count something the shell dropped (malformed, ...)
+    core.selftest_done(result, now)     the shell ran the SELFTEST action (``result``: below)
 
 Queries: ``playing()``, ``needed_media()``, ``busy_within(now, ms)``; ``jitter`` holds the
 live frames of the stream that plays (the player takes them at their time).
@@ -53,6 +54,12 @@ Actions are tuples whose first element names them::
                                      while anything plays
     (SUBSCRIBE, topic)               subscribe to a stream topic
     (UNSUBSCRIBE, topic)
+    (SELFTEST, run, lvl, ms, settle) the periodic test: the relay is on (an AMP action before
+                                     it); wait ``settle`` ms, play a quiet tone of ``lvl`` dBFS
+                                     for ``ms`` through the sink, read the amplifier's relay,
+                                     fault line and current, the flash; then ``selftest_done``
+    (SELFTEST_ABORT,)                cut the tone short at once (a broadcast starts; its result
+                                     is then ignored)
     (PERSIST, state)                 write ``state`` (dict, JSON-able) to flash; restore with
                                      ``ReceiverCore(..., state=state)``. Emitted when the
                                      counter, volume, schedule or done list changed, not for
@@ -102,11 +109,19 @@ Choices (where the protocol leaves room):
   "volume-limit", and whatever plays is held to it (a default volume set before the limit
   came down); an emergency is not limited (it is sent by a role of its own, at the
   emergency volume: people must hear a flood warning);
+- a ``selftest`` (the periodic test) never runs during an emergency (one playing or waiting:
+  reported at once "emergency"); it waits while anything plays or starts within
+  ``SELFTEST_QUIET_MS`` (a minute), for at most ``SELFTEST_WAIT_MS`` (then "busy"); while it
+  runs (state TESTING) anything that starts cuts it short ("interrupted"): no broadcast ever
+  waits for a test. A newer selftest replaces one still waiting (the older is reported
+  "busy"). The verdict is the core's: the first failing check of sink, relay read-back,
+  fault line, flash free, clock (firmware/reasons.py, in that order);
 - fetches follow firmware/fetch_policy.py (one rule for attempts, backoff and giving up;
   a failure while the link is down does not count), time requests
   firmware/sync_cadence.py (burst at each link up, refine, periodic; none while down).
 """
 
+from firmware import reasons as R
 from firmware.fetch_policy import FetchPolicy
 from firmware.guard import AUTH_REASONS, MALFORMED_REASONS, CommandGuard
 from firmware.jitter import JitterBuffer
@@ -132,13 +147,19 @@ PERSIST = "persist"
 AMP = "amp"
 SYNC_REQUEST = "sync_request"
 UPDATE = "update"
+SELFTEST = "selftest"
+SELFTEST_ABORT = "selftest_abort"
 
 IDLE = "idle"
 PLAYING = "playing"
+TESTING = "testing"             # the periodic test's tone (nothing plays)
 TRANSITIONS = {
     (IDLE, "start"): PLAYING,
     (PLAYING, "finish"): IDLE,
     (PLAYING, "stop"): IDLE,
+    (IDLE, "test"): TESTING,
+    (TESTING, "tested"): IDLE,
+    (TESTING, "abort"): IDLE,   # something starts: the test gives way
 }
 
 GRACE_MS = 300000
@@ -153,6 +174,10 @@ MAX_HELD = 8
 REJECT_EVENTS_PER_MIN = 10
 DONE_MEMORY = 32
 IDENTIFY_DEFAULT_S = 10
+SELFTEST_QUIET_MS = 60000       # a selftest waits while something plays or starts this soon
+SELFTEST_WAIT_MS = 600000       # ... for at most this long, then reports "busy"
+SELFTEST_LEVEL = -30            # dBFS of the tone, when the command names none
+SELFTEST_TONE_MS = 1000
 
 DETAIL_MISSED = "missed"
 DETAIL_NOT_CACHED = "not-cached"
@@ -213,6 +238,8 @@ class ReceiverCore:
         self.cache_budget = None
         # The zone's volume limit (a ``schedule``'s ``vmax``; None: none): see _volume_for.
         self.volume_limit = None
+        self._selftest = None       # [args, since] of a selftest waiting for a quiet moment
+        self._testing = None        # the args of the selftest the shell is running
         if state:
             self._restore(state)
 
@@ -371,6 +398,16 @@ class ReceiverCore:
                 return True
         return False
 
+    def _emergency_on(self):
+        """An emergency plays, or waits to (due or scheduled)."""
+        cur = self.current
+        if cur is not None and cur.prio == M.PRIO_EMERGENCY:
+            return True
+        for it in self.schedule:
+            if it.prio == M.PRIO_EMERGENCY:
+                return True
+        return False
+
     def busy_within(self, now, window_ms):
         """Whether something plays, or (by a synced clock) starts within ``window_ms``."""
         if self.current is not None:
@@ -500,6 +537,8 @@ class ReceiverCore:
             acts.append((REBOOT,))
         elif kind == M.UPDATE:
             acts.append((UPDATE, args))
+        elif kind == M.SELFTEST:
+            self._cmd_selftest(args, now, acts)
         # M.RESET_FLOOR: the guard has set the floor; the PERSIST (dirty) writes it.
 
     def _refusal(self, kind, args):
@@ -740,7 +779,7 @@ class ReceiverCore:
     def _relay(self, now, acts):
         """The amplifier relay: closed while something plays or starts within the settle time
         (it settles before the first sample), open otherwise."""
-        wanted = self.current is not None
+        wanted = self.current is not None or self.state == TESTING
         if not wanted and self.synced:
             for it in self.schedule:  # a start to come (not one waiting for its media)
                 if now < it.start_ref() <= now + self.amp_settle_ms:
@@ -778,6 +817,8 @@ class ReceiverCore:
     def _start(self, item, now, acts):
         """Hand ``item`` to the player: now, or up to START_LEAD_MS before its start, which
         is then when it starts (events, played time)."""
+        if self.state == TESTING:
+            self._abort_selftest(now, acts)
         self._transition("start")
         self.schedule.remove(item)
         self.current = item
@@ -884,3 +925,106 @@ class ReceiverCore:
             else:
                 it.waited = True
         self._fetches.drop_unneeded(self._played_media())
+        if self._selftest is not None:
+            self._selftest_poll(now, acts)
+
+    # -- the periodic test -------------------------------------------------------------------
+
+    def _selftest_event(self, run, ok, reason, fields, now, acts):
+        fields["run"] = run
+        fields["ok"] = ok
+        if reason:
+            fields["reason"] = reason
+        self._event(M.EV_SELFTEST, now, fields, acts)
+
+    def _cmd_selftest(self, args, now, acts):
+        waiting = self._selftest
+        if waiting is not None:
+            self._selftest_event(waiting[0]["run"], False, R.SELFTEST_BUSY, {}, now, acts)
+        if self._emergency_on():
+            self._selftest = None
+            self._selftest_event(args["run"], False, R.SELFTEST_EMERGENCY, {}, now, acts)
+            return
+        self._selftest = [args, now]
+        self._run(now, acts)
+
+    def _selftest_poll(self, now, acts):
+        """Run the waiting selftest once the receiver is quiet (the module docstring)."""
+        waiting = self._selftest
+        if waiting is None:
+            return
+        args, since = waiting
+        if self.state != IDLE:
+            reason = None
+            if self.state == PLAYING and self._emergency_on():
+                reason = R.SELFTEST_EMERGENCY
+            elif now - since >= SELFTEST_WAIT_MS:
+                reason = R.SELFTEST_BUSY
+            if reason:
+                self._selftest = None
+                self._selftest_event(args["run"], False, reason, {}, now, acts)
+            return
+        if self._emergency_on():
+            reason = R.SELFTEST_EMERGENCY
+        elif self.busy_within(now, SELFTEST_QUIET_MS):
+            if now - since < SELFTEST_WAIT_MS:
+                return  # looked at again on the next tick
+            reason = R.SELFTEST_BUSY
+        else:
+            reason = None
+        self._selftest = None
+        if reason:
+            self._selftest_event(args["run"], False, reason, {}, now, acts)
+            return
+        self._transition("test")
+        self._testing = args
+        settle = self.amp_settle_ms
+        if self._amp_since is None:
+            self._amp_since = now
+            acts.append((AMP, True))
+        else:
+            settle = max(0, self._amp_since + self.amp_settle_ms - now)
+        acts.append((SELFTEST, args["run"], args.get("lvl") or SELFTEST_LEVEL,
+                     args.get("ms") or SELFTEST_TONE_MS, settle))
+
+    def _abort_selftest(self, now, acts):
+        self._transition("abort")
+        acts.append((SELFTEST_ABORT,))
+        testing = self._testing
+        self._testing = None
+        if testing is not None:
+            self._selftest_event(testing["run"], False, R.SELFTEST_INTERRUPTED, {}, now, acts)
+
+    def selftest_done(self, result, now):
+        """The shell ran the SELFTEST action. ``result``: ``run``; ``sink`` (True: the tone
+        played), ``detail`` (the sink's error, or None); ``relay`` (the relay read back on:
+        True/False, None when the board cannot read it); ``fault`` (the amplifier's fault line
+        was active); ``ma`` (amplifier current, or None); ``flash`` and ``flash_min`` (bytes
+        free, and the least that is fine); ``synced``. A result for a test that was cut short
+        (or for another run) is ignored."""
+        acts = []
+        testing = self._testing
+        if self.state != TESTING or testing is None or result.get("run") != testing["run"]:
+            return acts
+        self._transition("tested")
+        self._testing = None
+        flash = result.get("flash")
+        synced = bool(result.get("synced", self.synced))
+        fields = {"sink": bool(result.get("sink")), "relay": result.get("relay"),
+                  "fault": bool(result.get("fault")), "ma": result.get("ma"), "flash": flash,
+                  "synced": synced, "detail": result.get("detail")}
+        if not fields["sink"]:
+            reason = R.SELFTEST_SINK
+        elif fields["relay"] is False:
+            reason = R.SELFTEST_RELAY
+        elif fields["fault"]:
+            reason = R.SELFTEST_FAULT
+        elif flash is not None and flash < (result.get("flash_min") or 0):
+            reason = R.SELFTEST_FLASH
+        elif not synced:
+            reason = R.SELFTEST_CLOCK
+        else:
+            reason = None
+        self._selftest_event(result["run"], reason is None, reason, fields, now, acts)
+        self._run(now, acts)
+        return self._finish(acts, now)

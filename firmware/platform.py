@@ -52,6 +52,13 @@ class Sink:
         """0..100."""
         raise NotImplementedError
 
+    async def self_test(self, level_dbfs, ms):
+        """The periodic test (firmware/core.py, SELFTEST): play a quiet tone of ``level_dbfs``
+        for ``ms`` when nothing else plays, or check the output another way; return when
+        done, raise ``SinkError`` (its message: what failed) if the output does not work.
+        A sink without a check of its own fails it: an untested sink is no passed test."""
+        raise SinkError("%s: no self-test" % self.name)
+
 
 class Platform:
     sink = None            # a Sink
@@ -108,6 +115,14 @@ class Platform:
 
     def amplifier_fault(self):
         return False
+
+    def amplifier_state(self):
+        """The relay read back (True: on), or None when the board cannot read it."""
+        return None
+
+    def amplifier_current(self):
+        """The amplifier's supply current in mA, or None without a sensor."""
+        return None
 
     def led(self, pattern):
         """"off", "on", "slow" (no link), "fast" (identify), "play"."""

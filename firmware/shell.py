@@ -232,6 +232,8 @@ class Receiver:
         # Free flash from the board (HostPlatform can pretend a small one), else statvfs.
         space = getattr(platform, "storage_space", None) or (lambda: fs_space(storage))
         self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"], space)
+        self._space = space
+        self._selftest_task = None    # the periodic test's tone, while it runs
         self.cache.sweep(self.core.needed_media())  # what the last boot left half done
         self.core.set_cached(self.cache.shas())
         self.core.cache_budget = self.cache.budget()  # how far the schedule is fetched ahead
@@ -612,7 +614,7 @@ class Receiver:
         # time.
         later = []
         for act in acts:
-            if act[0] in (C.START, C.STOP, C.VOLUME, C.AMP):
+            if act[0] in (C.START, C.STOP, C.VOLUME, C.AMP, C.SELFTEST_ABORT):
                 self._apply_now((act,))
             else:
                 later.append(act)
@@ -658,6 +660,11 @@ class Receiver:
                 self._spawn(self._reboot())
             elif kind == C.UPDATE:
                 self.updater.start(act[1], self.firmware_version)
+            elif kind == C.SELFTEST:
+                self._selftest_task = self._spawn(self._selftest(act[1], act[2], act[3],
+                                                                 act[4]))
+            elif kind == C.SELFTEST_ABORT:
+                self._abort_selftest()
 
     async def _identify(self, secs):
         self._identify_until = self.local_ms() + secs * 1000
@@ -683,6 +690,53 @@ class Receiver:
         # A clean DISCONNECT suppresses the will: publish the death ourselves.
         await self.mqtt.publish(self._t_status, self._will(self._conn)[1], 1, True, 2000)
         await self._reboot_self(why)
+
+    # -- the periodic test (firmware/core.py decides when; this runs it) ----------------------
+
+    async def _selftest(self, run, level, ms, settle):
+        """The relay is on (the core's AMP came first): wait for it to settle, the sink's
+        quiet tone, then what the board reads (relay, fault line, current, flash), to the
+        core, which judges it."""
+        p = self.platform
+        result = {"run": run, "sink": False, "detail": None}
+        try:
+            await sleep_ms(settle)
+            try:
+                await self.sink.self_test(level, ms)
+                result["sink"] = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # SinkError, or a driver's own error: the reason goes up
+                result["detail"] = (str(e) or type(e).__name__)[:128]
+            space = None
+            try:
+                space = self._space()
+            except OSError:
+                pass
+            result["relay"] = p.amplifier_state()
+            result["fault"] = p.amplifier_fault()
+            result["ma"] = p.amplifier_current()
+            # (a host's disk may have more than the report's 31 bits hold: capped)
+            result["flash"] = min(space[0], M.MAX_COUNT) if space else None
+            result["flash_min"] = self.cache.reserve
+            result["synced"] = self.clock.synced
+        except asyncio.CancelledError:
+            return  # cut short by a broadcast: the core has reported it
+        except Exception:
+            self._stats["errors"] += 1
+        if self._selftest_task is not None:
+            self._selftest_task = None
+            self._apply(self.core.selftest_done(result, self.now()))
+
+    def _abort_selftest(self):
+        task = self._selftest_task
+        self._selftest_task = None
+        if task is not None:
+            task.cancel()
+            try:
+                self.sink.stop()
+            except Exception:
+                self._stats["errors"] += 1
 
     # -- amplifier -----------------------------------------------------------------------
 

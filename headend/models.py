@@ -744,6 +744,39 @@ class AlertNotice(Base):
     sent_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(String(200))
+# The periodic test (kiểm tra định kỳ): a run sends ``selftest`` to every receiver online; each
+# answers with a ``selftest`` event (headend/services/selftests.py).
+SELFTEST_WAITING = "waiting"
+SELFTEST_PASSED = "passed"
+SELFTEST_FAILED = "failed"
+SELFTEST_NO_ANSWER = "no-answer"
+
+
+class SelftestRun(Base):
+    """One periodic test: by the schedule (``slot``: the weekly time it was for, once each)
+    or by hand."""
+
+    __tablename__ = "selftest_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(64))
+    slot: Mapped[datetime | None] = mapped_column(unique=True)
+
+
+class SelftestResult(Base):
+    """One receiver's answer to a run: waiting, passed, failed (``reason``: the receiver's,
+    firmware/reasons.py) or no-answer (offline when sent; past the wait: shown, not stored)."""
+
+    __tablename__ = "selftest_results"
+    run_id: Mapped[str] = mapped_column(ForeignKey("selftest_runs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"),
+                                           primary_key=True, index=True)
+    command_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=SELFTEST_WAITING)
+    reason: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    answered_at: Mapped[datetime | None]
 
 
 class MediaJob(Base):

@@ -208,6 +208,15 @@ class Settings(BaseSettings):
     alert_webhook_secret: SecretStr = SecretStr("")
     alert_delivery_timeout_s: float = 10.0
 
+    # The periodic test (headend/services/selftests.py): when it runs, "DAY HH:MM" local time
+    # (DAY: mon..sun, or "daily"; empty: never, by hand only), run by the programme
+    # scheduler's pass; a slot the head-end missed by more than ``selftest_late_s`` is not run
+    # late. A receiver waits up to 10 min for a quiet moment, so an answer counts until
+    # ``selftest_answer_s`` after the send; later it is "no answer".
+    selftest_schedule: str = "sun 10:00"
+    selftest_late_s: int = 3600
+    selftest_answer_s: int = 900
+
     # The content library's upload jobs (headend/services/media_jobs.py): converted by
     # ``media_job_workers`` threads (ffmpeg uses a core each), at most ``media_job_queue``
     # more waiting (then 503); a recording longer than ``max_media_duration_min`` is refused.
@@ -266,6 +275,13 @@ class Settings(BaseSettings):
         if self.alert_smtp_host and not self.alert_email_to:
             raise ValueError("LOAXA_ALERT_EMAIL_TO must name at least one recipient when "
                              "LOAXA_ALERT_SMTP_HOST is set")
+        return self
+
+    @model_validator(mode="after")
+    def _check_selftest_schedule(self):
+        from headend.services.selftests import parse_schedule
+
+        parse_schedule(self.selftest_schedule)  # ValueError names what is wrong
         return self
 
     @property

@@ -53,7 +53,9 @@ SCHEDULE = "schedule"  # replace the schedule window with the items given
 FETCH = "fetch"        # fetch a media item into the cache ahead of air time
 RESET_FLOOR = "reset_floor"  # bring the counter floor down to this command's counter (below)
 UPDATE = "update"      # download a firmware bundle, switch to it, roll back if it fails
-COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR, UPDATE)
+SELFTEST = "selftest"  # test the sink and amplifier quietly and report (the periodic test)
+COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR, UPDATE,
+            SELFTEST)
 
 # Event kinds (receiver -> head-end on .../evt).
 EV_ACK = "ack"            # a command was accepted (ok) or refused (with reason)
@@ -63,7 +65,9 @@ EV_FETCH_FAILED = "fetch_failed"
 EV_STARTED = "started"    # proof of play: audio started
 EV_ENDED = "ended"        # proof of play: audio ended, with a reason
 EV_UPDATE = "update"      # a firmware update got this far (staged, or failed before the switch)
-EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED, EV_UPDATE)
+EV_SELFTEST = "selftest"  # the result of a self-test (or why it did not run)
+EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED, EV_UPDATE,
+          EV_SELFTEST)
 
 # Presence kinds (receiver -> head-end on .../status, retained).
 BIRTH = "birth"  # the receiver connected: what it is and how this boot came about
@@ -200,9 +204,18 @@ UPDATE_ARGS = (
      "bundle base URL: `{url}/manifest.json`, `{url}/files{path}` (HTTP, Range)"),
     ("total", INT, "B", 1, None, REQUIRED, "bytes of all the bundle's files (space check)"),
 )
+# The periodic test: a quiet tone through the sink with the amplifier relay on, then a report
+# (EV_SELFTEST). The receiver runs it when nothing plays or starts within a minute, never
+# during an emergency (firmware/core.py).
+SELFTEST_ARGS = (
+    ("run", ID, None, None, None, REQUIRED, "test run id, echoed in the selftest event"),
+    ("lvl", INT, "dBFS", -60, -12, OPTIONAL, "tone level (none: -30)"),
+    ("ms", INT, "ms", 100, 3000, OPTIONAL, "tone length (none: 1000)"),
+)
 COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
-                REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS, UPDATE: UPDATE_ARGS}
+                REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS, UPDATE: UPDATE_ARGS,
+                SELFTEST: SELFTEST_ARGS}
 
 # Time sync: the request is plain, the reply sealed.
 TIME_REQUEST_TABLE = (
@@ -347,6 +360,20 @@ EVENT_FIELDS = {
         ("ver", STR, None, 1, 32, REQUIRED, "the version of the update command"),
         ("ok", BOOL, None, None, None, REQUIRED, "staged and checked (the switch follows)"),
         ("reason", STR, None, 1, 128, OPTIONAL, "why it failed (files kept for a resume)"),
+    ),
+    EV_SELFTEST: (
+        ("run", ID, None, None, None, REQUIRED, "the selftest command's run id"),
+        ("ok", BOOL, None, None, None, REQUIRED, "every check passed"),
+        ("reason", STR, None, 1, 32, OPTIONAL, "the first check that failed, or why the test "
+         "did not run (firmware/reasons.py)"),
+        ("sink", BOOL, None, None, None, OPTIONAL, "the sink played the tone"),
+        ("relay", BOOL, None, None, None, OPTIONAL, "the amplifier relay switched on (read "
+         "back; none: the board cannot read it)"),
+        ("fault", BOOL, None, None, None, OPTIONAL, "the amplifier's fault line was active"),
+        ("ma", NUMBER, "mA", 0, 100000, OPTIONAL, "amplifier current (none: no sensor)"),
+        ("flash", INT, "B", 0, MAX_COUNT, OPTIONAL, "flash free"),
+        ("synced", BOOL, None, None, None, OPTIONAL, "the clock is synced"),
+        ("detail", STR, None, 1, 128, OPTIONAL, "the sink's error"),
     ),
 }
 

@@ -1,8 +1,9 @@
 """``HostPlatform``: the board a simulated receiver runs on (firmware/platform.py).
 
 One per receiver, no shared state, so hundreds share one CPython process. Everything a test may
-want to set (supply, link quality, temperature, free memory, amplifier fault) is a plain
-attribute; everything the firmware does to the board (amplifier relay, LED, reboot) is recorded
+want to set (supply, link quality, temperature, free memory, amplifier fault, a relay stuck
+off, a sink that fails its self-test: ``sink.selftest_error``) is a plain attribute;
+everything the firmware does to the board (amplifier relay, LED, reboot) is recorded
 with the true time it happened.
 
 The supply: ``mains`` (1/0) and ``dc_volts`` as set. With ``battery_drain_v_per_s`` set, the
@@ -83,6 +84,8 @@ class HostPlatform(Platform):
         self.temperature_c = 38.5
         self.free_memory = 92000
         self.amp_fault = False
+        self.relay_stuck = False  # True: the relay reads back off whatever is switched (broken)
+        self.amp_current_ma = None  # what a current sensor reads; None: the board has none
         self.reset_cause_name = "power-on"  # what the next boot reads (reboot() sets "hard")
         self.flash_free = None  # bytes the flash has free; None: the real directory's statvfs
         self.flash_block = 4096
@@ -154,6 +157,12 @@ class HostPlatform(Platform):
 
     def amplifier_fault(self):
         return self.amp_fault
+
+    def amplifier_state(self):
+        return False if self.relay_stuck else self.amp_on
+
+    def amplifier_current(self):
+        return self.amp_current_ma
 
     def led(self, pattern):
         if pattern != self.led_pattern:

@@ -102,6 +102,11 @@ class MpRecordingSink(Sink):
         self._sha = None
         self._keep = None
 
+    async def self_test(self, level_dbfs, ms):
+        """The periodic test: the tone's length, reported."""
+        report({"k": "selftest", "t": true_us(), "lvl": level_dbfs, "ms": ms})
+        await asyncio.sleep(ms / 1000)
+
     def open(self, codec, rate, skip_samples=0):
         if codec not in self.codecs:
             raise ValueError("this sink does not decode %s" % codec)
@@ -267,6 +272,9 @@ class MpHostPlatform(Platform):
 
     def amplifier_fault(self):
         return self.amp_fault
+
+    def amplifier_state(self):
+        return self.amp_on
 
     def led(self, pattern):
         if pattern != self.led_pattern:

@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import time
 
-from firmware.platform import Sink
+from firmware.platform import Sink, SinkError
 from simulator.sink_count import counter_for
 
 DEFAULT_BUFFER_MS = 120.0
@@ -102,6 +102,8 @@ class RecordingSink(PlaybackLog, Sink):
         self.volume = 100
         self.playbacks = []
         self.current = None
+        self.selftests = []         # the periodic test's tones: (true time s, dBFS, ms)
+        self.selftest_error = None  # set: the sink fails its self-test with this message
         self._now = now
         self._counter = None
         self._cursor = 0.0  # true time (s) when everything written so far has been heard
@@ -188,6 +190,15 @@ class RecordingSink(PlaybackLog, Sink):
         self.volume = volume
         if self.current is not None:
             self.current.volumes.append((self._now(), volume))
+
+    async def self_test(self, level_dbfs, ms):
+        """The periodic test: waits the tone's length and records it in ``selftests``
+        (true time s, dBFS, ms); fails with ``selftest_error`` when a test sets it (a
+        simulated broken sink)."""
+        self.selftests.append((self._now(), level_dbfs, ms))
+        if self.selftest_error:
+            raise SinkError(self.selftest_error)
+        await asyncio.sleep(ms / 1000)
 
     def _finish(self, playback, how, ended_true):
         playback.how = how

@@ -64,6 +64,7 @@ class FakeI2S:
         self.data = bytearray()
         self.closed = False
         self.handler = None
+        FakeI2S.last = self
 
     def irq(self, handler):
         self.handler = handler
@@ -326,3 +327,33 @@ async def test_a_sink_failing_mid_play_ends_the_play_failed_with_its_reason(tmp_
     finally:
         await stop(rx, task)
         fake_machine.reset_board()
+
+
+async def test_vs1053_self_test_checks_the_chip_then_runs_its_quiet_sine_test(board):
+    vs = board("firmware.hw.vs1053")
+    sink = vs.VS1053Sink(2, 18, 23, 19, 5, 16, 4, 17)
+    spi = sink._spi
+    spi.writes.clear()
+    spi.mode_reads = [vs.SM_SDINEW | vs.SM_TESTS]  # the chip reads back what was written
+    await sink.self_test(-30, 20)
+    assert sci_writes(spi) == [(vs.SCI_MODE, vs.SM_SDINEW | vs.SM_TESTS),
+                               (vs.SCI_VOL, 0x3C3C),      # -30 dB on both channels
+                               (vs.SCI_MODE, vs.SM_SDINEW),
+                               (vs.SCI_VOL, vs.volume_register(70))]
+    sdi = [w for w in spi.writes if len(w) == 8]
+    assert sdi == [vs._SINE_ON, vs._SINE_OFF]
+    # No chip on the bus (MISO floating): the test fails with the wiring to check.
+    spi.mode_reads = [0xFFFF]
+    with pytest.raises(vs.SinkError, match="no chip answers"):
+        await sink.self_test(-30, 20)
+
+
+async def test_i2s_self_test_writes_a_quiet_square_wave_through_the_driver(board):
+    i2s = board("firmware.hw.i2s_adpcm")
+    sink = i2s.I2SAdpcmSink(0, 26, 27, 22)
+    await sink.self_test(-30, 100)
+    data = FakeI2S.last.data
+    assert len(data) == 2 * 800  # 100 ms at 8 kHz, 16-bit
+    samples = [int.from_bytes(data[i:i + 2], "little", signed=True) for i in range(0, 64, 2)]
+    assert samples[:8] == [1023] * 8 and samples[8:16] == [-1023] * 8  # about -30 dBFS
+    assert FakeI2S.last.kwargs["rate"] == 8000 and FakeI2S.last.closed  # stopped after

@@ -189,6 +189,12 @@ class Esp32Platform(Platform):
     def amplifier_fault(self):
         return self._fault.value() == 0
 
+    def amplifier_state(self):
+        # The relay's GPIO read back: on the ESP32 an output pin's value() reads the pad, so a
+        # driver stage shorted or a pin held low reads wrong. The relay's contacts themselves
+        # have no feedback on this board (and no current sensor: amplifier_current is None).
+        return self._amp.value() == 1
+
     def led(self, pattern):
         if self._led_task is not None:
             self._led_task.cancel()

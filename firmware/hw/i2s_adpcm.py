@@ -38,7 +38,7 @@ from machine import I2S, Pin
 
 from firmware.adpcm import decode_block, samples_in_block
 from firmware.hw.paced import DONE, PacedWrite
-from firmware.platform import Sink
+from firmware.platform import Sink, SinkError
 from protocol.media import ADPCM_BLOCK_BYTES
 
 IBUF_BYTES = 16000   # DMA buffer: 0.5 s at 16 kHz, 16-bit mono
@@ -186,6 +186,41 @@ class I2SAdpcmSink(Sink):
         self._skip = 0
         self._src_off = self._src_end = 0
         self._deinit()  # drops what is queued in the DMA buffer at once
+
+    async def self_test(self, level_dbfs, ms):
+        """The periodic test: ``ms`` of a 500 Hz square wave at ``level_dbfs`` (8 kHz) through
+        the I2S driver, then drained. What it proves: the driver takes the samples and its
+        DMA buffers come free (its handler runs); not that the DAC or the horn sound (no
+        loopback on this board: the amplifier's fault line is the shell's other check)."""
+        amp = 32767
+        for _ in range(-level_dbfs // 6):   # -6 dB a halving: within 6 dB of the level
+            amp //= 2
+        rate = 8000
+        try:
+            self._start_i2s(rate)
+            pcm = self._pcm[self._fill]
+            n = len(pcm) // 2
+            for i in range(n):               # 8 samples high, 8 low: 500 Hz at 8 kHz
+                v = amp if (i // 8) % 2 == 0 else -amp
+                pcm[2 * i] = v & 0xFF
+                pcm[2 * i + 1] = (v >> 8) & 0xFF
+            left = rate * ms // 1000
+            while left > 0:
+                take = min(n, left)
+                self._src_off = self._src_end = 0
+                self._ready_off = 0
+                self._ready_len = 2 * take
+                await self._paced
+                pcm = self._pcm[self._fill]
+                pcm[:] = self._pcm[self._fill ^ 1]
+                left -= take
+            await self.drain()
+        except OSError as e:
+            self.stop()
+            raise SinkError("i2s: the driver refused the samples (%s)" % e)
+        # Cut short (a broadcast starts), the shell has stopped the sink already and the
+        # player may own it now: nothing more here.
+        self.stop()
 
     def set_volume(self, volume):
         self.volume = volume

@@ -27,6 +27,11 @@ then at most half a frame (18 ms at 16 kHz MPEG-2, 13 ms at 44.1 kHz MPEG-1).
 
 import time
 
+try:
+    import asyncio
+except ImportError:  # MicroPython before 1.21
+    import uasyncio as asyncio
+
 from machine import SPI, Pin
 
 from firmware.hw.paced import DONE, PacedWrite
@@ -52,6 +57,11 @@ SCI_VOL = 0x0B
 SM_RESET = 0x0004
 SM_CANCEL = 0x0008
 SM_SDINEW = 0x0800
+SM_TESTS = 0x0020
+# The chip's own sine test (datasheet 9.12.1), with SM_TESTS set: 8 bytes on SDI start it
+# (0x44: sample rate index 2, 22.05 kHz, S 4: 22050 * 4 / 128 = 689 Hz), 8 bytes end it.
+_SINE_ON = b"\x53\xef\x6e\x44\x00\x00\x00\x00"
+_SINE_OFF = b"\x45\x78\x69\x74\x00\x00\x00\x00"
 MODE_DEFAULT = SM_SDINEW
 # SCI_CLOCKF (datasheet 9.6.4): SC_MULT in bits 15:13, SC_ADD in 12:11, SC_FREQ in 10:0 (0 for
 # the usual 12.288 MHz crystal). The old 0xE000 was SC_MULT 7, XTALI x 5.0 = 61.4 MHz, over
@@ -148,6 +158,7 @@ class VS1053Sink(Sink):
         self._failed = None   # why the chip is unusable (reported by the next open)
         self._drop = 0
         self.volume = 70
+        self._testing = False  # the sine test runs (self_test)
         self.is_open = False
         self.bytes_written = 0
         self.hard_reset()
@@ -200,19 +211,61 @@ class VS1053Sink(Sink):
         if not self._wait_dreq(_SCI_WAIT_MS):
             raise SinkError("vs1053: DREQ stays low after reset: check the chip's power, RESET "
                             "(GPIO%d) and DREQ (GPIO%d)" % (reset, dreq))
-        self.sci_write(SCI_MODE, MODE_DEFAULT)
+        self._check_chip(MODE_DEFAULT)
+        self.sci_write(SCI_CLOCKF, CLOCKF_DEFAULT)
+        self._spi.init(baudrate=_FAST_SPI_HZ)
+        self.sci_write(SCI_VOL, volume_register(self.volume))
+
+    def _check_chip(self, mode_value):
+        """Write SCI_MODE, read it back, read the version: SinkError unless a VS1053 answers."""
+        sck, mosi, miso, xcs, dreq, reset = self._gpios
+        self.sci_write(SCI_MODE, mode_value)
         mode = self.sci_read(SCI_MODE)
-        if mode != MODE_DEFAULT:  # MISO floating or tied: all ones or all zeros, typically
+        if mode != mode_value:  # MISO floating or tied: all ones or all zeros, typically
             raise SinkError("vs1053: no chip answers (SCI_MODE reads 0x%04x, not 0x%04x): check "
                             "its power and SPI wiring (SCK GPIO%d, MOSI GPIO%d, MISO GPIO%d, "
-                            "xCS GPIO%d)" % (mode, MODE_DEFAULT, sck, mosi, miso, xcs))
+                            "xCS GPIO%d)" % (mode, mode_value, sck, mosi, miso, xcs))
         version = (self.sci_read(SCI_STATUS) >> 4) & 0xF
         if version != SS_VER_VS1053:
             raise SinkError("vs1053: the chip on the SPI bus is not a VS1053 (SCI_STATUS "
                             "version %d, not %d)" % (version, SS_VER_VS1053))
-        self.sci_write(SCI_CLOCKF, CLOCKF_DEFAULT)
-        self._spi.init(baudrate=_FAST_SPI_HZ)
-        self.sci_write(SCI_VOL, volume_register(self.volume))
+
+    async def self_test(self, level_dbfs, ms):
+        """The periodic test: the chip answers on SPI both ways (SCI_MODE written with SM_TESTS
+        and read back, its version), then its own sine test for ``ms`` at ``level_dbfs`` of
+        attenuation (SCI_VOL, 0.5 dB steps; the sine itself is near full scale), then the
+        chip back as it was. What it proves: the chip is there and takes commands and data
+        (DREQ); not that sound reaches the horn (no loopback on this board)."""
+        if self.is_open:
+            raise SinkError("vs1053: busy")
+        att = min(VOLUME_MUTE - 1, -2 * level_dbfs)
+        self._testing = True
+        try:
+            self._check_chip(MODE_DEFAULT | SM_TESTS)
+            self.sci_write(SCI_VOL, (att << 8) | att)
+            self._sdi(_SINE_ON)
+            await asyncio.sleep(ms / 1000)
+        finally:
+            self._end_test()
+
+    def _end_test(self):
+        """The sine test off, the chip as it plays (at once: a broadcast may follow)."""
+        if not self._testing:
+            return
+        self._testing = False
+        try:
+            self._sdi(_SINE_OFF)
+            self.sci_write(SCI_MODE, MODE_DEFAULT)
+            self.sci_write(SCI_VOL, volume_register(self.volume))
+        except SinkError as e:
+            self._failed = str(e)  # reported by the next open, which resets the chip
+
+    def _sdi(self, data):
+        if not self._wait_dreq(_SCI_WAIT_MS):
+            raise SinkError(_DREQ_STUCK)
+        self._xdcs.value(0)
+        self._spi.write(data)
+        self._xdcs.value(1)
 
     # -- Sink ------------------------------------------------------------------------------
 
@@ -328,6 +381,7 @@ class VS1053Sink(Sink):
         """Cut the audio now: SM_CANCEL, then zeros until the chip has dropped its buffer, or a
         reset. Never raises: a chip that does not answer is reported by the next ``open``."""
         self._discard()
+        self._end_test()
         if not self.is_open:
             return
         self.is_open = False

@@ -21,6 +21,7 @@ from headend.api.routes import (
     media,
     playlog,
     programmes,
+    selftest,
     users,
     zones,
 )
@@ -28,7 +29,8 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock, live, dashboard, firmware, alerts):
+               playlog, audit, health, clock, live, dashboard, firmware, alerts,
+               selftest):
     api_router.include_router(module.router)
 
 

@@ -35,7 +35,7 @@ from headend.models import (
     Receiver,
     fit_text,
 )
-from headend.services import deliveries, reconcile
+from headend.services import deliveries, reconcile, selftests
 from headend.services import telemetry as telemetry_history
 from headend.services.broadcasts import commands_for_returning, finish_overdue
 from headend.services.deliveries import refresh_states
@@ -481,6 +481,12 @@ class _Events:
 
     def _ack(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         delivery = self.by_command.get(str(msg.get("cmd")))
+        if delivery is None and msg.get("ok") is False and isinstance(msg.get("cmd"), str) \
+                and msg["cmd"].startswith("self-"):
+            selftests.record_refusal(self.batch.session, device_id=receiver.id,
+                                     command_id=msg["cmd"], reason=str(msg.get("reason")),
+                                     at=t)
+            return
         if delivery is None or delivery.device_id != receiver.id:
             return
         if msg.get("ok") is True:
@@ -492,6 +498,9 @@ class _Events:
     def _update(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         """A firmware update staged or stopped: kept as the event, which the rollout's
         progress reads (headend/services/firmware.py)."""
+
+    def _selftest(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        selftests.record_answer(self.batch.session, device_id=receiver.id, msg=msg, at=t)
 
     def _rejected(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         # Somebody sent this receiver a command it refused: a forgery, a replay, or our clock.

@@ -210,7 +210,8 @@ class PeriodicThread:
 class ProgrammeScheduler(PeriodicThread):
     """Calls ``air_due`` and ``send_windows`` every ``settings.programme_check_s`` and at once
     after a change to a programme (``programmes.CHANGED``), then airs again the CAP alerts whose
-    repetition is due (headend/services/cap_repeat.py)."""
+    repetition is due (headend/services/cap_repeat.py), then starts the periodic test when
+    its slot comes (headend/services/selftests.py)."""
 
     thread_name = "loaxa-programmes"
 
@@ -239,5 +240,12 @@ class ProgrammeScheduler(PeriodicThread):
         with session_scope(self.session_factory) as session:
             return repeat_due(session, settings=self.settings, publisher=self.publisher)
 
+    def run_selftests(self) -> str | None:
+        """The periodic test when its weekly slot comes (headend/services/selftests.py)."""
+        from headend.services.selftests import run_due
+
+        with session_scope(self.session_factory) as session:
+            return run_due(session, settings=self.settings, publisher=self.publisher)
+
     def jobs(self) -> tuple:
-        return (self.run_once, self.repeat_cap_alerts)
+        return (self.run_once, self.repeat_cap_alerts, self.run_selftests)

@@ -314,3 +314,47 @@ async def test_the_shell_adpcm_file_loop_allocates_nothing_per_block():
     finally:
         fake_machine.SPEED = 1
     assert per_block == 0, "%s bytes per ADPCM block" % per_block
+
+
+# -- the periodic test's self-tests ---------------------------------------------------------
+
+async def test_vs1053_self_test_runs_the_chips_sine_test_quietly_and_fails_an_empty_socket():
+    sink, chip = sink_rig.new_vs1053(vs1053)
+    chip.capture = bytearray()
+    del chip.sci_writes[:]
+    await sink.self_test(-30, 20)
+    assert chip.sci_writes == [(0, vs1053.SM_SDINEW | vs1053.SM_TESTS), (0x0B, 0x3C3C),
+                               (0, vs1053.SM_SDINEW), (0x0B, vs1053.volume_register(70))]
+    assert bytes(chip.capture) == vs1053._SINE_ON + vs1053._SINE_OFF
+    sink.open("mp3", sink_rig.MP3_RATE, 0)  # plays as before
+    await sink.write(sink_rig.mp3_frames(1))
+    assert chip.overruns == 0
+    sink.stop()
+    chip.present = False
+    error = None
+    try:
+        await sink.self_test(-30, 20)
+    except SinkError as e:
+        error = str(e)
+    assert error is not None and "no chip answers" in error
+
+
+async def test_i2s_self_test_sends_a_quiet_tone_through_the_driver():
+    fake_machine.I2S.RECORD = True
+    try:
+        sink = sink_rig.new_i2s(i2s_adpcm)
+        made = []
+        start_i2s = sink._start_i2s
+
+        def start(rate):
+            start_i2s(rate)
+            made.append(sink._i2s)
+
+        sink._start_i2s = start
+        await sink_rig.with_hardware(sink.self_test(-30, 100))
+    finally:
+        fake_machine.I2S.RECORD = False
+    played = made[0].played
+    assert len(played) == 2 * 800  # 100 ms at 8 kHz, 16-bit
+    assert played[0] | (played[1] << 8) == 1023  # about -30 dBFS
+    assert sink._i2s is None  # the driver released after

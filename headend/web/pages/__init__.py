@@ -16,9 +16,10 @@ from headend.web.pages import (
     programmes,
     receiver,
     receivers,
+    selftest,
 )
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes, firmware, alerts, library):
+               programmes, firmware, alerts, selftest, library):
     router.include_router(module.router)

@@ -4,8 +4,8 @@ An upload answers at once with a job (headend/services/media_jobs.py) converted 
 worker; the job's state and progress are kept here so a page can poll it and a restart can
 fail what it interrupted. A media item gains its expiry (a bulletin not aired after it).
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-03
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 from headend.models import UTCDateTime
 
-revision = '0016'
-down_revision = '0015'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
