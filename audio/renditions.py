@@ -5,7 +5,8 @@
 
 The cache key is the SHA-256 of the source bytes plus the settings' fingerprint and the codec
 list, so the same recording uploaded twice (or converted again after a restart) costs one hash.
-A set is built in a temporary directory next to the cache and renamed into place when complete:
+A set is built in a temporary directory in the cache (".building-*", its raw work file in
+".work-*") and renamed into place when complete:
 a crash or a concurrent conversion never leaves a half-written set, and temporary files are
 removed in ``finally`` whatever happens.
 
@@ -91,9 +92,10 @@ def sha256_file(path, chunk=1 << 20):
             digest.update(block)
 
 
-def _cache_key(source_sha, settings, codecs, keep_normalised):
-    return "%s-%s-p%d-%s%s" % (source_sha[:32], settings.fingerprint(), PIPELINE_VERSION,
-                               "+".join(codecs), "-n" if keep_normalised else "")
+def _cache_key(source_sha, settings, codecs, keep_normalised, downmix=None):
+    return "%s-%s-p%d-%s%s%s" % (source_sha[:32], settings.fingerprint(), PIPELINE_VERSION,
+                                 "+".join(codecs), "-n" if keep_normalised else "",
+                                 "-" + downmix if downmix else "")
 
 
 def _load_manifest(directory):
@@ -181,9 +183,11 @@ def _raw_input(settings, rate, path):
     return ["-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", path]
 
 
-def _analyse(src, work_path, rate, settings, duration_s, progress):
-    """Pass A: measure the source, write it band-passed, mono, at ``rate`` as raw float."""
-    chain = ["aresample=%d" % rate, "aformat=sample_fmts=flt:channel_layouts=mono"]
+def _analyse(src, work_path, rate, settings, duration_s, progress, downmix=None):
+    """Pass A: measure the source, write it band-passed, mono, at ``rate`` as raw float.
+    ``downmix="left"``: the left channel alone (out-of-phase stereo, ``audio.screen``)."""
+    chain = ["pan=mono|c0=c0"] if downmix == "left" else []
+    chain += ["aresample=%d" % rate, "aformat=sample_fmts=flt:channel_layouts=mono"]
     chain += loudness.speech_filters(settings)
     chain.append(loudness.ebur128_filter("work", true_peak=False))
     # The source's own loudness (all channels, as BS.1770 counts them) is measured at the work
@@ -258,13 +262,16 @@ def _describe(codec, path, settings, lead_samples):
 
 
 def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progress=None,
-                    keep_normalised=False):
+                    keep_normalised=False, downmix=None):
     """Validate ``src_path``, normalise it and encode ``codecs``; return a RenditionSet.
 
     Raises ``audio.probe.AudioRejected`` for a file that cannot go on the air.
     ``progress(fraction, stage)`` is called as the work advances (None: silent).
     ``keep_normalised`` also keeps the normalised audio as a 16-bit WAV (for tests).
+    ``downmix``: None mixes every channel to mono; "left" takes the left channel alone.
     """
+    if downmix not in (None, "left"):
+        raise ValueError("unknown downmix %r (expected None or 'left')" % downmix)
     settings = settings or DEFAULT_SETTINGS
     codecs = tuple(sorted(set(codecs), key=CODECS.index))
     for codec in codecs:
@@ -273,7 +280,8 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
     check_size(src_path, settings)  # an oversized upload is refused before it is even hashed
     os.makedirs(cache_dir, exist_ok=True)
     source_sha = sha256_file(src_path)
-    final_dir = os.path.join(cache_dir, _cache_key(source_sha, settings, codecs, keep_normalised))
+    final_dir = os.path.join(cache_dir, _cache_key(source_sha, settings, codecs, keep_normalised,
+                                                      downmix))
     cached = _load_manifest(final_dir)
     if cached is not None:
         return cached
@@ -282,11 +290,14 @@ def make_renditions(src_path, cache_dir, codecs=CODECS, settings=None, *, progre
     rate = settings.work_rate(codecs)
     steps = _Progress(progress)
     build_dir = tempfile.mkdtemp(prefix=".building-", dir=cache_dir)
-    work_dir = tempfile.mkdtemp(prefix="loaxa-audio-")
+    # The raw work file (4 bytes a sample: 230 MB for an hour) beside the cache, not in /tmp:
+    # a process killed mid-way leaves it where its owner can find it (".work-*", as the
+    # half-built set is ".building-*").
+    work_dir = tempfile.mkdtemp(prefix=".work-", dir=cache_dir)
     try:
         work_path = os.path.join(work_dir, "work.f32")
         before, work, clipped = _analyse(src_path, work_path, rate, settings, info.duration_s,
-                                         steps.stage("analyse"))
+                                         steps.stage("analyse"), downmix)
         gain_db = loudness.gain_for(work, settings)
         dynamics = _measure_dynamics(work_path, rate, settings, gain_db, info.duration_s,
                                      steps.stage("measure"))

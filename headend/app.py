@@ -18,6 +18,7 @@ from headend.keystore import load_kek, seal_plain_keys
 from headend.media_http import router as media_router
 from headend.metrics import router as metrics_router
 from headend.private_files import secure_storage
+from headend.services.media_jobs import MediaJobs, fail_interrupted
 from headend.services.sites import ensure_site
 from headend.settings import Settings
 
@@ -36,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Keys stored in plain by an older head-end are sealed once, under the KEK.
         seal_plain_keys(session, load_kek(settings))
         session.commit()
+        # Upload jobs a previous run left unfinished cannot finish: failed, files removed.
+        fail_interrupted(session, settings)
     settings.resolved_media_dir.mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
@@ -74,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.cap_feeds.stop()
             if app.state.mqtt is not None:
                 app.state.mqtt.stop()
+            app.state.media_jobs.stop()
             engine.dispose()
 
     app = FastAPI(title="Loaxa head-end", version="1", lifespan=lifespan,
@@ -87,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cap_feeds = None  # the CAP feed poller, likewise
     # Without the MQTT service (API-only tests), commands are kept, not sent.
     app.state.publisher = RecordingPublisher()
+    app.state.media_jobs = MediaJobs(settings=settings, session_factory=session_factory)
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(media_router)

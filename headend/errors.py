@@ -32,3 +32,10 @@ class Conflict(ServiceError):
 
 class Forbidden(ServiceError):
     status = 403
+
+
+class Busy(ServiceError):
+    """Too much work already queued: try again later (503 with Retry-After)."""
+
+    status = 503
+    headers = {"Retry-After": "60"}

@@ -198,6 +198,8 @@ class MediaItem(Base):
     warnings: Mapped[list[str] | None] = mapped_column(JSON)  # near-silent, clipped, ...
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A bulletin's expiry: no broadcast of it starts at or after this (None: never expires).
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     renditions: Mapped[list["Rendition"]] = relationship(
         back_populates="media", lazy="selectin", cascade="all, delete-orphan")
@@ -800,3 +802,28 @@ class LiveSessionRecord(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     until: Mapped[datetime | None]
+
+
+class MediaJob(Base):
+    """An upload being converted (headend/services/media_jobs.py): queued -> running ->
+    done (``media_id``) | failed (``reason``, messages in English and Vietnamese). A job
+    found queued or running when the head-end starts is failed ("restarted")."""
+
+    __tablename__ = "media_jobs"
+    id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)  # 0..100
+    stage: Mapped[str | None] = mapped_column(String(16))  # screen, analyse, measure, encode
+    filename: Mapped[str | None] = mapped_column(String(300))
+    title: Mapped[str | None] = mapped_column(String(300))
+    src_path: Mapped[str | None] = mapped_column(Text)  # the upload, until the job ends
+    expires_at: Mapped[datetime | None]  # given to the media item it makes
+    media_id: Mapped[str | None] = mapped_column(String(48))
+    duplicate: Mapped[bool] = mapped_column(Boolean, default=False)  # same sound already held
+    reason: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    message_vi: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

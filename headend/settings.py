@@ -221,6 +221,13 @@ class Settings(BaseSettings):
     selftest_late_s: int = 3600
     selftest_answer_s: int = 900
 
+    # The content library's upload jobs (headend/services/media_jobs.py): converted by
+    # ``media_job_workers`` threads (ffmpeg uses a core each), at most ``media_job_queue``
+    # more waiting (then 503); a recording longer than ``max_media_duration_min`` is refused.
+    media_job_workers: int = 1
+    media_job_queue: int = 4
+    max_media_duration_min: int = 240
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self):
         if self.environment != "development":

@@ -37,7 +37,8 @@ for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(_request: Request, exc: ServiceError):
-        return JSONResponse(exc.as_dict(), status_code=exc.status)
+        return JSONResponse(exc.as_dict(), status_code=exc.status,
+                            headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError):

@@ -160,6 +160,8 @@ class MediaPublic(BaseModel):
     created_by: str | None
     loudness_lufs: float | None = None
     warnings: list[str] | None = None
+    warnings_vi: list[str] | None = None  # the same, for the operator's page
+    expires_at: datetime | None = None  # not aired from then on
     renditions: list[RenditionPublic]
 
 
@@ -387,3 +389,26 @@ class AlertPublic(BaseModel):
     repeats: int
     title_vi: str
     title_en: str
+
+
+class MediaJobPublic(BaseModel):
+    """An upload being converted (``POST /api/v1/media/uploads``): poll it until ``done``
+    (``media_id``; ``duplicate``: the same sound was already there) or ``failed``
+    (``reason``, ``detail`` in English, ``message_vi``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: int = Field(description="0-100")
+    stage: str | None = None
+    filename: str | None
+    title: str | None = None
+    media_id: str | None = None
+    duplicate: bool = False
+    reason: str | None = None
+    detail: str | None = Field(None, validation_alias="message")
+    message_vi: str | None = None
+    created_by: str | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+    expires_at: datetime | None = None

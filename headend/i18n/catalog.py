@@ -713,4 +713,62 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "selftest.reason.interrupted": ("Bị ngắt bởi một lượt phát", "Cut short by a broadcast"),
     "selftest.reason.offline": ("Mất kết nối khi gửi lệnh", "Offline when the test was sent"),
     "selftest.reason.timeout": ("Không trả lời kịp", "No answer in time"),
+    # The content library (headend/web/pages/library.py).
+    "nav.library": ("Thư viện", "Library"),
+    "library.title": ("Thư viện bản tin", "Recordings library"),
+    "library.explain": ("Các bản ghi âm của đài. Tệp tải lên được chuẩn hoá âm lượng và chuyển "
+                        "sang các định dạng cụm loa phát; tệp dài mất vài chục giây, trang cho "
+                        "thấy tiến độ.",
+                        "The station's recordings. An upload is brought to one loudness and "
+                        "converted into what the receivers play; a long one takes tens of "
+                        "seconds, the page shows how far it is."),
+    "library.file": ("Tệp ghi âm", "Recording"),
+    "library.name": ("Tên bản tin (không bắt buộc)", "Title (optional)"),
+    "library.rules": ("Không nhận tệp im lặng, ngắn hơn 1 giây, không phải âm thanh hoặc bị "
+                      "hỏng. Tệp đã có trong thư viện không bị thêm lần nữa.",
+                      "Silent files, files under a second, files that are not audio or are "
+                      "broken are refused. A recording already in the library is not added "
+                      "twice."),
+    "library.upload": ("Tải lên", "Upload"),
+    "library.expires": ("Hết hạn sau ngày (không bắt buộc)", "Expires after (optional)"),
+    "library.expires_on": ("phát đến hết ngày {day}", "aired until the end of {day}"),
+    "library.expired": ("đã hết hạn ngày {day}, không phát nữa",
+                        "expired on {day}, no longer aired"),
+    "library.sending": ("Đang gửi tệp…", "Sending the file…"),
+    "library.progress": ("Tiến độ xử lý", "Conversion progress"),
+    "library.reload": ("tải lại trang để xem tiến độ", "reload the page to see the progress"),
+    "library.ready": ("Đã xử lý xong, bản tin có trong thư viện.",
+                      "Converted: the recording is in the library."),
+    "library.duplicate": ("Bản ghi này đã có trong thư viện, không thêm lần nữa.",
+                          "This recording was already in the library; it was not added again."),
+    "library.see": ("Xem", "See it"),
+    "library.broadcast": ("Phát bản tin này", "Broadcast it"),
+    "library.recent": ("Các lượt tải lên gần đây", "Recent uploads"),
+    "library.items": ("{count} bản tin", "{count} recordings"),
+    "library.none": ("Thư viện chưa có bản tin nào.", "The library holds no recording yet."),
+    "library.col.duration": ("Thời lượng", "Length"),
+    "library.col.loudness": ("Âm lượng (sau chuẩn hoá)", "Loudness (normalised)"),
+    "library.col.by": ("Người tải lên", "Uploaded by"),
+    "library.col.used": ("Đang dùng ở", "Used in"),
+    "library.broadcasts": ("{count} lượt phát", "{count} broadcasts"),
+    "library.unused": ("chưa dùng", "not used"),
+    "library.delete": ("Xoá", "Delete"),
+    "library.delete_confirm": ("Xoá hẳn bản tin này", "Delete this recording for good"),
+    "jstate.queued": ("đang chờ", "waiting"),
+    "jstate.running": ("đang xử lý", "converting"),
+    "jstate.done": ("xong", "done"),
+    "jstate.failed": ("bị từ chối", "refused"),
+    "jstage.waiting": ("chờ đến lượt", "waiting its turn"),
+    "jstage.screen": ("kiểm tra tệp", "checking the file"),
+    "jstage.analyse": ("đo âm lượng", "measuring the loudness"),
+    "jstage.measure": ("chuẩn hoá âm lượng", "normalising"),
+    "jstage.encode": ("mã hoá cho cụm loa", "encoding for the receivers"),
+    "mwarn.near-silent": ("Bản ghi rất nhỏ: đã được khuếch đại, tiếng ồn nền cũng to lên",
+                          "Very quiet recording: raised, and its background noise with it"),
+    "mwarn.clipped": ("Bản ghi bị méo (vỡ tiếng) từ trước khi tải lên",
+                      "The recording was distorted (clipped) before it was uploaded"),
+    "mwarn.loudness": ("Âm lượng chưa đạt mức chuẩn", "The loudness target was not reached"),
+    "mwarn.out-of-phase": ("Hai kênh stereo ngược pha (triệt tiêu nhau khi gộp): chỉ dùng kênh "
+                           "trái", "Stereo channels out of phase (they cancel when mixed): "
+                           "the left one alone was used"),
 }

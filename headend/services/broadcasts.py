@@ -40,7 +40,7 @@ from headend.models import (
 from headend.security import has_permission
 from headend.services import audit, deliveries, ledger, reconcile
 from headend.services.deliveries import REPORT_GRACE, refresh_states, summarise
-from headend.services.media import get_media
+from headend.services.media import check_not_expired, get_media
 from headend.settings import Settings
 from protocol import messages
 
@@ -218,6 +218,7 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     else:
         at_ms = planning.now_start_ms(settings, now_ms_)
     start = _dt(at_ms)
+    check_not_expired(media, start)  # a bulletin past its expiry date is not aired
     window = timedelta(milliseconds=media.duration_ms)
     if emergency:
         window = max(window, timedelta(seconds=settings.emergency_window_s))

@@ -125,8 +125,12 @@ def build_media(session: Session, *, settings: Settings, segments: list[dict[str
                 joined.append(pause)
             joined.append(part)
         wav = tones.write_wav(work / "programme.wav", np.concatenate(joined), JOIN_RATE)
+        # The joined item expires with the first of its recordings to expire.
+        expiries = [get_media(session, media_id=s["media_id"]).expires_at
+                    for s in segments if "media_id" in s]
         media = ingest_media(session, settings=settings, src_path=wav,
                              filename="%s.wav" % digest[:12], title=title, actor=actor)
+        media.expires_at = min((e for e in expiries if e is not None), default=None)
     if built is not None:  # its media item was deleted
         session.delete(built)
         session.flush()

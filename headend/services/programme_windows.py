@@ -127,6 +127,8 @@ def plan(session: Session, *, settings: Settings, now: datetime,
             continue
         prio = broadcasts.PRIO_WIRE[programme.priority]
         for occurrence in due:
+            if media.expires_at is not None and occurrence.start >= media.expires_at:
+                continue  # its bulletin expired by then (services/media.check_not_expired)
             bid = occurrence_broadcast_id(session, programme, occurrence)
             for receiver in receivers:
                 out[receiver.id].append(Planned(bid, media, _ms(occurrence.start), prio,

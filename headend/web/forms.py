@@ -7,14 +7,14 @@ chosen or uploaded recording); every decision is the services'.
 import shutil
 import tempfile
 from datetime import UTC, datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import UploadFile
 from sqlalchemy.orm import Session
 
-from headend.api.routes.media import save_upload
+from headend.api.routes.media import stash_upload
 from headend.errors import Forbidden, Invalid
 from headend.i18n import Translator
 from headend.models import MediaItem, User
@@ -63,19 +63,15 @@ def media_from_form(session: Session, *, settings: Settings, user: User,
         raise Forbidden("forbidden", "your role may not add recordings",
                         "Bạn không có quyền tải bản tin lên")
     if upload is not None and upload.filename:
-        incoming = settings.resolved_media_dir / "incoming"
-        saved = save_upload(upload, incoming, settings.max_upload_mb << 20)
         # Under its own name in a private folder, so a refusal names the operator's file
         # ("Tệp bao-lu.m4a không phải…"), not a temp name.
-        folder = Path(tempfile.mkdtemp(dir=incoming))
+        named = stash_upload(upload, settings)
         try:
-            named = saved.rename(folder / _safe_name(upload.filename, saved.suffix))
             return media.ingest_media(session, settings=settings, src_path=named,
                                       filename=upload.filename, title=title.strip() or None,
-                                      actor=user)
+                                      actor=user, screen=True)
         finally:
-            saved.unlink(missing_ok=True)
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(named.parent, ignore_errors=True)
     if text.strip():
         return _speech_media(session, settings=settings, user=user, text=text, voice=voice,
                              kind=kind, title=title)
@@ -109,12 +105,6 @@ def _speech_media(session: Session, *, settings: Settings, user: User, text: str
                                   filename=None, title=title.strip() or first_words, actor=user)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _safe_name(filename: str, suffix: str) -> str:
-    """The upload's own file name, without any directory part or control characters."""
-    name = "".join(c for c in PurePath(filename.replace("\\", "/")).name if c.isprintable())
-    return name.strip(" .")[:120] or "upload" + suffix
 
 
 def describe_targets(t: Translator, targets: dict[str, Any], zone_names: dict[str, str]) -> str:

@@ -275,3 +275,21 @@ def test_a_change_to_a_programme_wakes_the_scheduler_at_once(client, app, commun
     finally:
         scheduler.stop()
     assert not scheduler._thread.is_alive()
+
+
+def test_an_occurrence_after_its_bulletins_expiry_is_left_out_of_the_window(
+        client, app, commune, staff):
+    from tools.testaudio import tone_wav
+
+    windows = Windows(app, commune)
+    commune.report(commune.birth("a1"))
+    start = (datetime.now(UTC) + timedelta(minutes=15)).replace(microsecond=0)
+    r = client.post("/api/v1/media", headers=commune.headers,
+                    data={"expires_at": (start + timedelta(hours=12)).isoformat()},
+                    files={"file": ("het-han.wav", tone_wav(2.0), "audio/wav")})
+    assert r.status_code == 201, r.text
+    programme(client, staff, r.json()["id"], start, rrule="FREQ=DAILY;COUNT=5")
+    assert windows.send() == ["a1"]
+    # Today's occurrence airs; tomorrow's is past the expiry: not held to play offline.
+    assert [item["at"] for item in windows.last("a1")["items"]] == [
+        int(start.timestamp() * 1000)]

@@ -1,15 +1,24 @@
+import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile, status
 
 from headend.api.deps import MediaEditor, PublisherDep, Reader, SessionDep, SettingsDep
-from headend.api.schemas import MediaPublic, Prefetched, PrefetchRequest, RenditionPublic
+from headend.api.schemas import (
+    MediaJobPublic,
+    MediaPublic,
+    Prefetched,
+    PrefetchRequest,
+    RenditionPublic,
+)
 from headend.errors import Invalid
-from headend.models import MediaItem
-from headend.services import media
+from headend.models import MediaItem, User
+from headend.services import media, media_jobs
 from headend.services.broadcasts import prefetch_media as prefetch
+from headend.settings import Settings
 
 router = APIRouter(prefix="/media", tags=["media"])
 
@@ -18,7 +27,8 @@ def media_public(item: MediaItem) -> MediaPublic:
     return MediaPublic(id=item.id, title=item.title, filename=item.filename,
                        duration_s=item.duration_ms / 1000, created_at=item.created_at,
                        created_by=item.created_by, loudness_lufs=item.loudness_lufs,
-                       warnings=item.warnings,
+                       warnings=item.warnings, warnings_vi=media.warnings_vi(item.warnings),
+                       expires_at=item.expires_at,
                        renditions=[RenditionPublic.model_validate(r) for r in item.renditions])
 
 
@@ -39,19 +49,84 @@ def save_upload(upload: UploadFile, directory: Path, limit_bytes: int) -> Path:
     return Path(out.name)
 
 
+def stash_upload(upload: UploadFile, settings: Settings) -> Path:
+    """The upload saved under its own (cleaned) name, alone in a new folder under the media
+    folder's ``incoming/``, so a refusal names the operator's file, not a temp name. The
+    caller removes the folder."""
+    incoming = settings.resolved_media_dir / "incoming"
+    saved = save_upload(upload, incoming, settings.max_upload_mb << 20)
+    folder = Path(tempfile.mkdtemp(dir=incoming))
+    return saved.rename(folder / media.safe_name(upload.filename or "", saved.suffix))
+
+
 @router.post("", response_model=MediaPublic, status_code=status.HTTP_201_CREATED)
 def upload_media(session: SessionDep, settings: SettingsDep, user: MediaEditor,
                  file: Annotated[UploadFile, File(description="mp3, wav, m4a, ogg, amr, ...")],
-                 title: Annotated[str | None, Form()] = None):
-    """Upload a recording; it is converted into the renditions receivers play."""
-    tmp = save_upload(file, settings.resolved_media_dir / "incoming",
-                      settings.max_upload_mb << 20)
+                 title: Annotated[str | None, Form()] = None,
+                 expires_at: Annotated[datetime | None, Form()] = None):
+    """Upload a recording and wait for its conversion into the renditions receivers play
+    (a short clip, a script). For a long recording use ``POST /media/uploads``, which answers
+    at once with a job."""
+    named = stash_upload(file, settings)
     try:
-        item = media.ingest_media(session, settings=settings, src_path=tmp,
-                                  filename=file.filename, title=title, actor=user)
+        item = media.ingest_media(session, settings=settings, src_path=named,
+                                  filename=file.filename, title=title, actor=user, screen=True,
+                                  expires_at=expires_at)
     finally:
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(named.parent, ignore_errors=True)
     return media_public(item)
+
+
+def start_upload_job(request: Request, session, settings: Settings, user: User,
+                     upload: UploadFile, title: str | None, expires_at: datetime | None = None):
+    """Save ``upload`` and queue its conversion; Busy (503) when the queue is full."""
+    jobs: media_jobs.MediaJobs = request.app.state.media_jobs
+    media.check_expiry(expires_at)
+    jobs.reserve()
+    named = None
+    try:
+        named = stash_upload(upload, settings)
+        return jobs.submit(session, src_path=named, filename=upload.filename,
+                           title=(title or "").strip() or None, actor=user,
+                           expires_at=expires_at)
+    except BaseException:
+        jobs.release()
+        if named is not None:
+            shutil.rmtree(named.parent, ignore_errors=True)
+        raise
+
+
+@router.post("/uploads", response_model=MediaJobPublic, status_code=status.HTTP_202_ACCEPTED,
+             responses={503: {"description": "too many uploads waiting; Retry-After"}})
+def upload_media_job(request: Request, response: Response, session: SessionDep,
+                     settings: SettingsDep, user: MediaEditor,
+                     file: Annotated[UploadFile, File(description="mp3, wav, m4a, ogg, amr, ...")],
+                     title: Annotated[str | None, Form()] = None,
+                     expires_at: Annotated[datetime | None, Form(
+                         description="ISO time with its zone: not aired from then on")] = None):
+    """Upload a recording; answers at once with a job (``queued``) whose conversion runs in
+    the background: poll ``GET /media/jobs/{id}`` for its progress and its media item."""
+    job = start_upload_job(request, session, settings, user, file, title, expires_at)
+    response.headers["Location"] = "/api/v1/media/jobs/%s" % job.id
+    return MediaJobPublic.model_validate(job)
+
+
+@router.get("/jobs", response_model=list[MediaJobPublic])
+def list_media_jobs(session: SessionDep, _: Reader):
+    """The latest upload jobs, newest first."""
+    return [MediaJobPublic.model_validate(j) for j in media_jobs.list_jobs(session)]
+
+
+@router.get("/jobs/{job_id}", response_model=MediaJobPublic)
+def get_media_job(job_id: str, session: SessionDep, _: Reader):
+    return MediaJobPublic.model_validate(media_jobs.get_job(session, job_id=job_id))
+
+
+@router.delete("/{media_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_media(media_id: str, session: SessionDep, settings: SettingsDep, user: MediaEditor):
+    """Remove a recording nothing uses; 409 naming the programmes and broadcasts that do."""
+    media.delete_media(session, settings=settings, media_id=media_id, actor=user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{media_id}/prefetch", response_model=Prefetched,

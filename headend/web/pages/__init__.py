@@ -9,6 +9,7 @@ from headend.web.pages import (
     dashboard,
     emergency,
     firmware,
+    library,
     live,
     map,
     playlog,
@@ -20,5 +21,5 @@ from headend.web.pages import (
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes, firmware, alerts, selftest):
+               programmes, firmware, alerts, selftest, library):
     router.include_router(module.router)
