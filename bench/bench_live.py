@@ -66,6 +66,7 @@ CLICK_PEAK = 20000
 THRESHOLD = CLICK_PEAK // 2
 QUIET_S = 0.1
 LEAD_S = 1.0  # silence spoken before the first click
+FRAME_HEADER = 32  # protocol/frames.py FRAME_OVERHEAD
 PACKAGES = ("snapserver", "snapclient", "icecast2")
 
 
@@ -288,7 +289,9 @@ async def loaxa_run(workdir, broker, n, args):
     for r in st.fleet.receivers.values():
         r.platform.link_type = args.link
     speaker = Speaker(clicks_source(args.seconds))
+    watch = FrameWatch(broker, SITE)
     async with st:
+        watch.start()
         live = await st.post("/api/v1/live", {"source": {"microphone": True},
                                               "targets": {"zones": ["thon-1"]}, "until": None})
         token = st.headers["Authorization"].split()[1]
@@ -323,12 +326,78 @@ async def loaxa_run(workdir, broker, n, args):
             heard[d] = (p.started_true,
                         on_true_time(p, decode_to_pcm(p.codec, bytes(p.data), RATE)))
         crashed = st.fleet.crashed()
+    watch.stop()
     m2e, skews, got, expected = measure(speaker, heard)
+    if args.verbose:
+        for codec in ("mp3", "adpcm"):
+            print("  %s slack of the first frames: %s" % (codec, [
+                round(play_at - 1000 * t) for t, c, play_at, *_ in watch.frames
+                if c == codec][:12]))
+        for d in ids:
+            p = st.played(d, live["id"])
+            print("  %s %s m2e p50 %.1f ms, underruns %s" % (
+                d, codec_of.get(d), pct(measure(speaker, {d: heard[d]})[0], 50),
+                [(round(t - p[0].started_true, 3), round(g, 3)) for t, g in p[0].gaps]
+                if p else None))
+    by_codec = {c: pct(measure(speaker, {d: h for d, h in heard.items()
+                                         if codec_of.get(d) == c})[0], 50)
+                for c in ("mp3", "adpcm")}
     kbps = {c: [8 * bytes_in[d] / duration / 1000 for d in ids if codec_of.get(d) == c]
             for c in ("mp3", "adpcm")}
     return {"m2e": m2e, "skews": skews, "got": got, "expected": expected, "kbps": kbps,
             "underruns": gaps, "crashed": crashed, "state": detail.get("state"),
-            "frames": detail.get("frames")}
+            "frames": detail.get("frames"), "slack": watch.slack_ms(),
+            "frame_bytes": watch.frame_bytes(), "m2e_by_codec": by_codec}
+
+
+class FrameWatch:
+    """One more MQTT client on the stream topics: when each frame reached the broker's
+    subscribers against its play-at time (head-end clock = true time here), per codec: the
+    time to spare that the delay's allowances leave on this machine."""
+
+    def __init__(self, broker, site):
+        import paho.mqtt.client as mqtt
+
+        self.frames = []  # (true time arrived, codec, play_at ms, samples, payload bytes, topic)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-watch")
+        self.client.on_connect = lambda c, *a: c.subscribe("loaxa/v1/%s/stream/#" % site, 0)
+        self.client.on_message = self._on_message
+        self.address = (broker.host, broker.port)
+
+    def _on_message(self, client, userdata, msg):
+        from protocol.frames import CODEC_NAMES, FRAME_OVERHEAD, unpack_frame
+
+        now = time.time()
+        try:
+            f = unpack_frame(None, msg.payload)
+        except Exception:
+            return
+        self.frames.append((now, CODEC_NAMES[f.codec], f.play_at, f.samples,
+                            len(msg.payload) - FRAME_OVERHEAD, msg.topic))
+
+    def start(self):
+        self.client.connect(*self.address)
+        self.client.loop_start()
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def slack_ms(self):
+        by = {}
+        for now, codec, play_at, *_ in self.frames:
+            by.setdefault(codec, []).append(play_at - 1000.0 * now)
+        return {c: (min(v), pct(v, 1), pct(v, 50)) for c, v in by.items()}
+
+    def frame_bytes(self):
+        """Per codec: (mean payload bytes, mean frame ms, header + MQTT bytes per frame)."""
+        by = {}
+        for _, codec, _, samples, payload, topic in self.frames:
+            # MQTT PUBLISH QoS 0: 1 type byte, remaining length (2 bytes here), topic length 2
+            by.setdefault(codec, []).append((payload, samples, 1 + 2 + 2 + len(topic)))
+        return {c: (float(np.mean([p for p, _, _ in v])),
+                    float(np.mean([1000.0 * s / RATE for _, s, _ in v])),
+                    FRAME_HEADER + float(np.mean([m for _, _, m in v]))) for c, v in by.items()}
 
 
 # --- Snapcast ---------------------------------------------------------------------------------
@@ -508,6 +577,12 @@ def run_phase(results, name, n, fn, limit):
     r["seconds"] = time.time() - started
     results.append((name, n, r))
     print(line(name, n, r), flush=True)
+    for codec, (low, p1, p50) in sorted(r.get("slack", {}).items()):
+        payload, ms, over = r["frame_bytes"][codec]
+        print("  %-5s frames %.0f ms, %.0f B payload + %.0f B header and MQTT (%.1f %%); "
+              "play-at minus arrival at a subscriber: min %.0f p1 %.0f p50 %.0f ms"
+              % (codec, ms, payload, over, 100 * over / payload, low, p1, p50)
+              + "; mouth-to-ear p50 %.0f ms" % r["m2e_by_codec"].get(codec, float("nan")))
     if r["seconds"] > limit:
         print("  (took %.0f s, over its %d s limit)" % (r["seconds"], limit))
 
@@ -522,6 +597,7 @@ def main(argv=None):
                         help="link type the simulated receivers report (loopback is wired)")
     parser.add_argument("--no-snapcast", action="store_true")
     parser.add_argument("--no-icecast", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="each Loaxa receiver's figures")
     parser.add_argument("--no-loaxa", action="store_true", help="only the baselines")
     parser.add_argument("--install", action="store_true",
                         help="apt-get install %s first (root)" % " ".join(PACKAGES))
