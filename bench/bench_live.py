@@ -1,9 +1,10 @@
 """Benchmark (issue 11, acceptance 4): live, mouth to ear, side by side with Snapcast and Icecast.
 
-    .venv/bin/python bench/bench_live.py [--receivers 10,50] [--seconds 12] [--link eth]
+    .venv/bin/python bench/bench_live.py [--receivers 10,50] [--seconds 12] [--link sim|eth|wifi]
         [--no-snapcast] [--no-icecast] [--no-loaxa] [--install]
 
-One source for every system: a quiet tone with sharp clicks at irregular times (16 kHz mono),
+One source for every system: a quiet tone with sharp clicks at irregular times (16 kHz mono,
+tests/integration/test_live_microphone.py's recording),
 spoken at real time in 20 ms chunks; the capture time of each sample is the true (host) time
 its chunk was handed over, less its place in the chunk, as a browser's AudioWorklet does.
 
@@ -72,19 +73,13 @@ PACKAGES = ("snapserver", "snapclient", "icecast2")
 
 # --- the source and the onsets ---------------------------------------------------------------
 
-def clicks_source(seconds, seed=11):
-    """A quiet 300 Hz tone with clicks 0.3-0.6 s apart (irregular: one clear correlation
-    peak), after LEAD_S of silence."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    pcm = 1500 * np.sin(2 * np.pi * 300 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
-    at = 0.3
-    while at < seconds - 0.3:
-        start = int(at * RATE)
-        pcm[start:start + 40] += CLICK_PEAK * np.hanning(40)
-        at += rng.uniform(0.3, 0.6)
-    pcm = np.concatenate([np.zeros(int(LEAD_S * RATE)), pcm])
-    return np.clip(pcm, -32000, 32000).astype("<i2")
+def clicks_source(seconds):
+    """The integration test's recording with clicks (a quiet tone, clicks at irregular
+    times: one clear correlation peak), after LEAD_S of silence."""
+    from test_live_microphone import speech_with_clicks
+
+    return np.concatenate([np.zeros(int(LEAD_S * RATE), dtype="<i2"),
+                           speech_with_clicks(seconds)])
 
 
 def onsets(pcm):
@@ -437,23 +432,33 @@ def snapcast_run(workdir, n, buffer_ms, args):
             rec.start()
             recorders.append(rec)
         writer.join(args.connect_s + 10)
-        before = sent_bytes(port)
-        began = time.time()
-        speaker = Speaker(clicks_source(args.seconds))
-        speaker.speak_blocking(pipe.write, stop)
-        tail = Speaker(np.zeros(int((1.5 + (buffer_ms or 1000) / 1000) * RATE), dtype="<i2"))
-        tail.speak_blocking(pipe.write, stop)
-        duration = time.time() - began
-        sent = sent_bytes(port) - before
-        connected = sum(1 for r in recorders if r.reads)
+        spoken = speak_counted(pipe.write, stop, port, recorders, args.seconds,
+                               1.5 + (buffer_ms or 1000) / 1000)
         pipe.close()
     finally:
         stop.set()
         procs.stop()
+    return results_of(spoken, recorders, "flac")
+
+
+def speak_counted(write, stop, port, recorders, seconds, tail_s):
+    """Speak the clicks (then ``tail_s`` of silence) through ``write``, counting the bytes the
+    server on ``port`` sent meanwhile: (speaker, bytes, seconds, receivers that got any)."""
+    before = sent_bytes(port)
+    began = time.time()
+    speaker = Speaker(clicks_source(seconds))
+    speaker.speak_blocking(write, stop)
+    Speaker(np.zeros(int(tail_s * RATE), dtype="<i2")).speak_blocking(write, stop)
+    duration = time.time() - began
+    return speaker, sent_bytes(port) - before, duration, sum(1 for r in recorders if r.reads)
+
+
+def results_of(spoken, recorders, codec):
+    speaker, sent, duration, connected = spoken
     heard = {i: r.on_true_time() for i, r in enumerate(recorders)}
     m2e, skews, got, expected = measure(speaker, heard)
     return {"m2e": m2e, "skews": skews, "got": got, "expected": expected,
-            "kbps": {"flac": [8 * sent / max(connected, 1) / duration / 1000]},
+            "kbps": {codec: [8 * sent / max(connected, 1) / duration / 1000]},
             "connected": connected}
 
 
@@ -535,24 +540,12 @@ def icecast_run(workdir, n, args):
             rec.start()
             recorders.append(rec)
         writer.join(args.connect_s + 10)
-        before = sent_bytes(port)
-        began = time.time()
-        speaker = Speaker(clicks_source(args.seconds))
-        speaker.speak_blocking(source.stdin.write, stop)
-        Speaker(np.zeros(int(2.0 * RATE), dtype="<i2")).speak_blocking(source.stdin.write,
-                                                                       stop)
-        duration = time.time() - began
-        sent = sent_bytes(port) - before
-        connected = sum(1 for r in recorders if r.reads)
+        spoken = speak_counted(source.stdin.write, stop, port, recorders, args.seconds, 2.0)
         source.stdin.close()
     finally:
         stop.set()
         procs.stop()
-    heard = {i: r.on_true_time() for i, r in enumerate(recorders)}
-    m2e, skews, got, expected = measure(speaker, heard)
-    return {"m2e": m2e, "skews": skews, "got": got, "expected": expected,
-            "kbps": {"mp3": [8 * sent / max(connected, 1) / duration / 1000]},
-            "connected": connected}
+    return results_of(spoken, recorders, "mp3")
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -593,7 +586,7 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=12.0, help="of clicks per phase")
     parser.add_argument("--connect-s", type=float, default=3.0,
                         help="silence before the clicks while Snapcast/Icecast clients connect")
-    parser.add_argument("--link", default="eth",
+    parser.add_argument("--link", default="sim",
                         help="link type the simulated receivers report (loopback is wired)")
     parser.add_argument("--no-snapcast", action="store_true")
     parser.add_argument("--no-icecast", action="store_true")
