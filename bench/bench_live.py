@@ -159,6 +159,10 @@ def measure(speaker, heard):
     return m2e, skews, sum(len(h) for h in at.values()), expected
 
 
+def spread(values):
+    return max(values) - min(values) if values else float("nan")
+
+
 def pct(values, q):
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -293,9 +297,21 @@ async def loaxa_run(workdir, broker, n, args):
         url = st.server.url.replace("http://", "ws://") + live["websocket"] + "?token=" + token
         ids = st.zones["thon-1"]
         bytes_before = {d: st.fleet[d].link.bytes_in for d in ids}
+        sync = {d: [] for d in ids}  # each receiver's network time minus true time (ms)
+
+        async def sample_sync():
+            while True:
+                for d in ids:
+                    error = st.fleet[d].status()["sync_error_ms"]
+                    if error is not None:
+                        sync[d].append(error)
+                await asyncio.sleep(1.0)
+
+        sampler = asyncio.ensure_future(sample_sync())
         async with websockets.connect(url, open_timeout=5, close_timeout=2) as ws:
             began = time.time()
             await speaker.speak(ws.send)
+            sampler.cancel()
             # Keep the socket talking (silence) while the last frames are heard.
             tail = Speaker(np.zeros(int(1.5 * RATE), dtype="<i2"))
             await tail.speak(ws.send)
@@ -330,8 +346,9 @@ async def loaxa_run(workdir, broker, n, args):
                 if c == codec][:12]))
         for d in ids:
             p = st.played(d, live["id"])
-            print("  %s %s m2e p50 %.1f ms, underruns %s" % (
+            print("  %s %s m2e p50 %.1f ms, clock error %.1f ms, underruns %s" % (
                 d, codec_of.get(d), pct(measure(speaker, {d: heard[d]})[0], 50),
+                pct(sync[d], 50),
                 [(round(t - p[0].started_true, 3), round(g, 3)) for t, g in p[0].gaps]
                 if p else None))
     by_codec = {c: pct(measure(speaker, {d: h for d, h in heard.items()
@@ -342,7 +359,8 @@ async def loaxa_run(workdir, broker, n, args):
     return {"m2e": m2e, "skews": skews, "got": got, "expected": expected, "kbps": kbps,
             "underruns": gaps, "crashed": crashed, "state": detail.get("state"),
             "frames": detail.get("frames"), "slack": watch.slack_ms(),
-            "frame_bytes": watch.frame_bytes(), "m2e_by_codec": by_codec}
+            "frame_bytes": watch.frame_bytes(), "m2e_by_codec": by_codec,
+            "sync_spread": spread([pct(v, 50) for v in sync.values() if v])}
 
 
 class FrameWatch:
@@ -570,6 +588,9 @@ def run_phase(results, name, n, fn, limit):
     r["seconds"] = time.time() - started
     results.append((name, n, r))
     print(line(name, n, r), flush=True)
+    if "sync_spread" in r:
+        print("  receivers' clock error (network time - true time, median of each), spread "
+              "across them: %.1f ms" % r["sync_spread"])
     for codec, (low, p1, p50) in sorted(r.get("slack", {}).items()):
         payload, ms, over = r["frame_bytes"][codec]
         print("  %-5s frames %.0f ms, %.0f B payload + %.0f B header and MQTT (%.1f %%); "
