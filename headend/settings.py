@@ -106,12 +106,21 @@ class Settings(BaseSettings):
     max_upload_mb: int = 200
 
     # Live from the microphone (headend/live/, docs/live.md). A frame's play-at time is its
-    # capture time + frame length + ``live_encoder_ms`` (ffmpeg's lag and the MP3 encoder's
-    # priming, measured ~160 ms) + the jitter allowance of the slowest link among the targets
-    # (one timeline per session, so every pole of a village plays the same sample together).
-    live_frame_ms: int = 120
-    live_encoder_ms: int = 200
-    live_jitter_ms: dict[str, int] = {"eth": 150, "wifi": 250, "ppp": 600, "sim": 150}
+    # capture time + the largest, among the session's codecs, of frame length +
+    # ``live_encoder_ms`` (ffmpeg's lag past the frame's last sample, measured by
+    # bench/bench_live.py: MP3 105-150 ms, LAME's priming and look-ahead and ffmpeg's 64 ms
+    # PCM packets; ADPCM up to 90 ms, the packets) + the jitter allowance of the slowest link
+    # among the targets (one timeline per session, so every pole of a village plays the same
+    # sample together). MP3 frames are 5 MPEG frames: with 3, the header and MQTT bytes were
+    # 19 % on top of the payload, with 5 under 10 % (docs/benchmarks.md).
+    live_frame_ms: dict[str, int] = {"mp3": 180, "adpcm": 120}
+    live_encoder_ms: dict[str, int] = {"mp3": 160, "adpcm": 100}
+    # eth: a LAN's transit is ~1 ms, 80 covers a busy switch and the broker's fan-out; sim:
+    # the simulator's loopback (a few ms measured at 50 receivers in one process).
+    live_jitter_ms: dict[str, int] = {"eth": 80, "wifi": 250, "ppp": 600, "sim": 50}
+    # The receivers' amplifier settling (firmware/config.py ``amp_settle_ms``): a stream plays
+    # from then after its command came in; earlier frames are not sent (headend/live/).
+    live_amp_settle_ms: int = 300
     live_jitter_default_ms: int = 600  # a link type not in the table, or none reported yet
     live_silence_s: float = 3.0  # no audio from the source this long ends the session
     live_connect_s: float = 30.0  # a session whose audio never starts ends after this

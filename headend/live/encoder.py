@@ -30,6 +30,7 @@ class CodecEncoder:
                                  hold_last=False, stall_timeout_s=stall_timeout_s)
         self._hkey = HmacKey(stream.key)
         self._ended = False
+        self.early = 0  # frames not sent: they would play before the receivers can
 
     async def push(self, pcm: bytes) -> None:
         if not self._ended:
@@ -42,10 +43,12 @@ class CodecEncoder:
             self._source.end()
 
     async def frames(self, timeline: PcmTimeline, delay_ms: int, network_ms: int = 0,
-                     until_ms: int | None = None) -> AsyncIterator[bytes]:
+                     until_ms: int | None = None,
+                     not_before_ms=lambda: 0) -> AsyncIterator[bytes]:
         """Signed frames, each stamped ``timeline`` time of its first sample + ``delay_ms``;
         the first frame of the session leaves at least ``network_ms`` before its play time.
-        None is sent that would play at or after ``until_ms`` (the session's end). Raises
+        None is sent that would play at or after ``until_ms`` (the session's end), nor before
+        ``not_before_ms()`` (when the receivers can first play; counted in ``early``). Raises
         audio.live.LiveSourceError if ffmpeg fails."""
         codec = CODEC_IDS[self.stream.codec]
         position = 0  # output samples before this frame, at the encoder's own rate
@@ -59,6 +62,11 @@ class CodecEncoder:
             position += frame.samples
             if until_ms is not None and play_at >= until_ms:
                 continue  # past the session's window: the receivers stop at until anyway
+            if play_at < not_before_ms():
+                # A receiver would write it late and stay that late (firmware/player.py:
+                # "a late write is heard late"), out of step with the others.
+                self.early += 1
+                continue
             yield pack_frame(self._hkey, codec, self.stream.sno, frame.seq, play_at,
                              frame.samples, frame.payload, 0)
 

@@ -21,10 +21,17 @@ def jitter_allowance_ms(settings: Settings, links: list[str | None]) -> int:
     return max(allowances, default=settings.live_jitter_default_ms)
 
 
-def play_delay_ms(settings: Settings, jitter_ms: int) -> int:
+def frame_ms(settings: Settings, codec: str) -> int:
+    return settings.live_frame_ms.get(codec, max(settings.live_frame_ms.values()))
+
+
+def play_delay_ms(settings: Settings, jitter_ms: int, codecs: list[str]) -> int:
     """Capture time to play time: a frame is cut once its audio is in (its length), ffmpeg
-    and the MP3 priming take ``live_encoder_ms``, the network the jitter allowance."""
-    return settings.live_frame_ms + settings.live_encoder_ms + jitter_ms
+    (and for MP3 LAME's priming and look-ahead) takes ``live_encoder_ms``, the network the
+    jitter allowance. One delay for the session (one timeline): its slowest codec's."""
+    encoder = settings.live_encoder_ms
+    return max((frame_ms(settings, c) + encoder.get(c, max(encoder.values()))
+                for c in codecs), default=0) + jitter_ms
 
 
 def stream_args(session: LiveSession, stream: LiveStream) -> dict[str, Any]:

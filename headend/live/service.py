@@ -207,7 +207,7 @@ class LiveService:
     # -- the audio -------------------------------------------------------------------------
 
     def delay_ms(self, live: LiveSession) -> int:
-        return planning.play_delay_ms(self.settings, live.jitter_ms)
+        return planning.play_delay_ms(self.settings, live.jitter_ms, list(live.streams))
 
     def attach(self, live_id: str) -> LiveSession:
         """Claim the session's one audio source; Conflict if it has one or is over."""
@@ -233,7 +233,8 @@ class LiveService:
         # Started now, before the first audio: ffmpeg takes a while to start on a busy
         # machine, and the first frame must not wait for it. An encoder that stays silent
         # longer than the source may is broken (the source's own silence ends the session).
-        encoders = [CodecEncoder(s, pcm_rate=rate, frame_ms=self.settings.live_frame_ms,
+        encoders = [CodecEncoder(s, pcm_rate=rate,
+                                 frame_ms=planning.frame_ms(self.settings, s.codec),
                                  stall_timeout_s=idle_s + _PUSH_S)
                     for s in live.streams.values()]
         pumps = [asyncio.create_task(self._pump(live, e, timeline)) for e in encoders]
@@ -300,6 +301,9 @@ class LiveService:
             except ClockUntrusted:
                 live.sent = {}  # nothing was signed, so nothing went out
                 raise
+        # A receiver plays a stream from its amplifier's settling after the command came in
+        # (firmware/core.py ``_start``): no frame is sent that would play before that.
+        live.playable_ms = now_ms() + self.settings.live_amp_settle_ms + live.jitter_ms
         log.info("live %s: %d receivers, %s, play delay %d ms", live.id, len(commands),
                  "+".join(live.streams), self.delay_ms(live))
 
@@ -307,7 +311,7 @@ class LiveService:
         topic = topics.stream_topic(self.settings.site_id, encoder.stream.sid)
         try:
             async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms,
-                                              live.until_ms):
+                                              live.until_ms, lambda: live.playable_ms):
                 if live.over:
                     return
                 self._publish_frame(topic, frame)
