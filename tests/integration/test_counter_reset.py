@@ -18,15 +18,12 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from polling import until
+from site_setup import provision_site
 
-from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
-from headend.services.provisioning import provision_fleet
-from headend.services.users import create_user
-from headend.settings import Settings
 from protocol import messages, topics
 from protocol.signing import key_from_hex
-from simulator.fleet import DeviceSpec, Fleet
+from simulator.fleet import Fleet
 
 pytestmark = pytest.mark.integration
 
@@ -98,16 +95,9 @@ def flash_floors(board_dir):
 async def test_a_stuck_receiver_is_reset_once_and_a_replayed_reset_is_refused(tmp_path,
                                                                              mosquitto_broker):
     broker = mosquitto_broker
-    settings = Settings(data_dir=tmp_path / "headend", site_id=SITE, mqtt_host=broker.host,
-                        mqtt_port=broker.port)
-    migrate(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with make_session_factory(engine)() as session:
-        made = provision_fleet(session, settings=settings, receivers=1,
-                               zones=[("thon-1", "Thôn 1")], prefix="r-")
-        create_user(session, username="boss", password=PASSWORD, role="admin")
-    engine.dispose()
-    spec = DeviceSpec.from_json(made["devices"][0])
+    spec, = provision_site(tmp_path / "headend", broker, site=SITE, receivers=1,
+                           zones=[("thon-1", "Thôn 1")], prefix="r-",
+                           users=[("boss", "admin")], password=PASSWORD)
     device, key = spec.id, key_from_hex(spec.key)
     boards = tmp_path / "boards"
     stuck = int(time.time() * 1000) + TEN_YEARS_MS

@@ -12,13 +12,10 @@ import httpx
 import pytest
 from ota_bundles import bundle_tar, make_bundle
 from polling import until
+from site_setup import provision_site
 
-from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
-from headend.services.provisioning import provision_fleet
-from headend.services.users import create_user
-from headend.settings import Settings
-from simulator.fleet import DeviceSpec, Fleet
+from simulator.fleet import Fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,16 +34,9 @@ async def test_a_wave_rollout_pauses_after_a_failing_canary(tmp_path, mosquitto_
     if mpbuild.esp32_model() is None:
         pytest.skip("no ESP32-model MicroPython: %s" % mpbuild.skip_reason())
     broker = mosquitto_broker
-    settings = Settings(data_dir=tmp_path / "headend", site_id=SITE, mqtt_host=broker.host,
-                        mqtt_port=broker.port)
-    migrate(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with make_session_factory(engine)() as session:
-        made = provision_fleet(session, settings=settings, receivers=3,
-                               zones=[("thon-1", "Thôn 1"), ("thon-2", "Thôn 2")], prefix="r-")
-        create_user(session, username="tech", password=PASSWORD, role="technician")
-    engine.dispose()
-    specs = [DeviceSpec.from_json(d) for d in made["devices"]]
+    specs = provision_site(tmp_path / "headend", broker, site=SITE, receivers=3,
+                           zones=[("thon-1", "Thôn 1"), ("thon-2", "Thôn 2")], prefix="r-",
+                           users=[("tech", "technician")], password=PASSWORD)
     ids = [s.id for s in specs]
     bad = make_bundle(tmp_path / "www", "0.3.0", {"firmware/shell.py": crash_at_boot})
     make_bundle(tmp_path / "www", "0.2.0")

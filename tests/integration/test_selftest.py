@@ -10,13 +10,10 @@ import asyncio
 import httpx
 import pytest
 from polling import until
+from site_setup import provision_site
 
-from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
-from headend.services.provisioning import provision_fleet
-from headend.services.users import create_user
-from headend.settings import Settings
-from simulator.fleet import DeviceSpec, Fleet
+from simulator.fleet import Fleet
 
 pytestmark = pytest.mark.integration
 
@@ -27,16 +24,9 @@ PASSWORD = "selftest-tech-pass"
 async def test_a_run_lists_the_failed_amplifier_and_sink_and_the_offline_receiver(
         tmp_path, mosquitto_broker):
     broker = mosquitto_broker
-    settings = Settings(data_dir=tmp_path / "headend", site_id=SITE, mqtt_host=broker.host,
-                        mqtt_port=broker.port)
-    migrate(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    with make_session_factory(engine)() as session:
-        made = provision_fleet(session, settings=settings, receivers=4,
-                               zones=[("thon-1", "Thôn 1")], prefix="r-")
-        create_user(session, username="ky-thuat", password=PASSWORD, role="technician")
-    engine.dispose()
-    specs = [DeviceSpec.from_json(d) for d in made["devices"]]
+    specs = provision_site(tmp_path / "headend", broker, site=SITE, receivers=4,
+                           zones=[("thon-1", "Thôn 1")], prefix="r-",
+                           users=[("ky-thuat", "technician")], password=PASSWORD)
     healthy, no_amp, no_sink, offline = [s.id for s in specs]
 
     server = HeadendProcess(tmp_path / "headend", mqtt=(broker.host, broker.port),

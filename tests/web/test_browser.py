@@ -16,13 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 from polling import wait_for
+from site_setup import provision_site
 
-from headend.db import make_engine, make_session_factory, migrate
 from headend.process import HeadendProcess
-from headend.services.provisioning import provision_fleet
-from headend.services.users import create_user
-from headend.settings import Settings
-from simulator.fleet import DeviceSpec, Fleet
+from simulator.fleet import Fleet
 
 from .conftest import write_tone_wav
 
@@ -71,21 +68,10 @@ class FleetThread:
 
 def provision(data_dir, broker, *, site=SITE, receivers=RECEIVERS, zones=ZONES,
               users=(("canbo", "operator", "Cán bộ Đài"),)):
-    """The head-end's database with ``receivers`` spread over ``zones`` and ``users``
-    ((name, role, full name), password PASSWORD); the simulator's specs of the receivers."""
-    settings = Settings(data_dir=data_dir, site_id=site, mqtt_host=broker.host,
-                        mqtt_port=broker.port)
-    url = settings.resolved_database_url
-    migrate(url)
-    engine = make_engine(url)
-    with make_session_factory(engine)() as session:
-        fleet = provision_fleet(session, settings=settings, receivers=receivers, zones=zones,
-                                broker=(broker.host, broker.port), actor="test")
-        for username, role, full_name in users:
-            create_user(session, username=username, password=PASSWORD, role=role,
-                        full_name=full_name)
-    engine.dispose()
-    return [DeviceSpec.from_json(d) for d in fleet["devices"]]
+    """The head-end's database with ``receivers`` over ``zones`` and ``users`` (password
+    PASSWORD); the simulator's specs of the receivers."""
+    return provision_site(data_dir, broker, site=site, receivers=receivers, zones=zones,
+                          users=users, password=PASSWORD)
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None,
