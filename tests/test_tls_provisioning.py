@@ -53,12 +53,16 @@ def san(cert):
 
 
 def secrets_of(settings):
-    """Every private key's PEM text and its base64 body lines (no line of it may leak)."""
+    """Every private key's PEM text, its private scalar (hex and base64) and the PEM body's
+    first line, which holds the scalar. The later lines hold the public key, which the
+    certificates carry by design: one of them can match a line of a certificate's base64."""
     found = []
     for name in (tls.CA_KEY, tls.BROKER_KEY):
         text = (settings.resolved_tls_dir / name).read_text()
-        found.append(text)
-        found += [line for line in text.splitlines() if line and not line.startswith("-----")]
+        scalar = serialization.load_pem_private_key(text.encode(), None) \
+            .private_numbers().private_value.to_bytes(32, "big")
+        body = [line for line in text.splitlines() if line and not line.startswith("-----")]
+        found += [text, scalar.hex(), base64.b64encode(scalar).decode(), body[0]]
     return found
 
 

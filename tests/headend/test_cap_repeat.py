@@ -144,6 +144,7 @@ def test_the_programme_schedulers_pass_repeats_the_alerts(village, source_key, s
     scheduler = ProgrammeScheduler(settings=village.app.state.settings,
                                    session_factory=village.app.state.session_factory,
                                    publisher=village.publisher)
-    assert [job.__name__ for job in scheduler.jobs()] == ["run_once", "repeat_cap_alerts"]
+    assert [job.__name__ for job in scheduler.jobs()] == ["run_once", "repeat_cap_alerts",
+                                                         "run_selftests"]
     post(village.client, alert(), source_key)
     assert scheduler.repeat_cap_alerts() == []  # the first airing is current for 15 minutes
