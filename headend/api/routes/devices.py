@@ -14,7 +14,7 @@ from headend.api.schemas import (
     DevicePublic,
     DeviceUpdate,
 )
-from headend.services import devices, provisioning, telemetry
+from headend.services import devices, provisioning, rotation, telemetry
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -65,6 +65,27 @@ def send_command(device_id: str, body: DeviceCommand, session: SessionDep,
                                          device_id=device_id, kind=body.kind, args=body.args,
                                          actor=user)
     return CommandSent(command_id=cmd_id)
+
+
+class RotationStartedPublic(BaseModel):
+    device_id: str
+    rotation_id: str
+    command_id: str | None
+    resent: bool
+
+
+@router.post("/{device_id}/rotate", response_model=RotationStartedPublic,
+             status_code=status.HTTP_202_ACCEPTED)
+def rotate_device(device_id: str, session: SessionDep, settings: SettingsDep,
+                  publisher: PublisherDep, user: Technician):
+    """Rotate the receiver's key and broker password (technician or admin): the new ones go
+    to it encrypted under its current key, both stay valid until it is heard under the new
+    key, then the old ones are dropped (docs/security.md). Again while one is pending: the
+    same offer again (``resent``)."""
+    started = rotation.start_rotation(session, settings=settings, publisher=publisher,
+                                      device_id=device_id, actor=user)
+    return RotationStartedPublic(device_id=started.device_id, rotation_id=started.rotation_id,
+                                 command_id=started.command_id, resent=started.resent)
 
 
 class SentCommandPublic(BaseModel):
