@@ -532,12 +532,12 @@ class ReceiverCore:
         # M.RESET_FLOOR: the guard has set the floor; the PERSIST (dirty) writes it.
 
     def _rekey_offer(self, args):
-        """The REKEY action for a ``rekey`` offering credentials, or None when this rotation
-        is already pending (a resend). Raises ProtocolError for an offer that does not open."""
+        """The REKEY action for a ``rekey`` offering credentials; raises ProtocolError for an
+        offer that does not open. The same offer again gives the same action: the head-end
+        sends it again when it still hears the old key (the receiver went back to the old
+        account after a refusal), so the shell tries the new account again."""
         if not args.get("user"):
             raise ProtocolError("bad-args", "rekey box without user")
-        if args["rid"] == self.rekey_rid:
-            return None
         key_hex, password = open_box(self._guard.key, args["rid"], args["box"])
         self.rekey_rid = args["rid"]
         self._guard.pending_key = key_from_hex(key_hex)

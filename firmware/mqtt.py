@@ -144,7 +144,8 @@ class MQTTClient:
         self.connect_timeout_ms = 10000     # stream open, and CONNECT to CONNACK, each
         self.ack_timeout_ms = 10000         # SUBACK/UNSUBACK wait
         self.last_refusal = None            # e.g. "bad_credentials", after a CONNACK refusal
-        self.on_refused = None              # called with that reason (credentials may change)
+        self.on_refused = None              # called with that reason; True: credentials
+                                            # changed, try again soon
         self.stats = {
             "connects": 0, "disconnects": 0, "connect_failures": 0, "refused": 0,
             "malformed": 0, "oversized": 0, "suback_failures": 0, "pings": 0,
@@ -340,7 +341,10 @@ class MQTTClient:
                 self._address_failures = 0  # the broker answered: the address is right
                 if self.on_refused is not None:
                     try:
-                        self.on_refused(self.last_refusal)
+                        if self.on_refused(self.last_refusal):
+                            self._drop("connect_failed")
+                            await self._close_stream()
+                            return _FAILED  # other credentials: no long backoff for them
                     except Exception:
                         self.stats["callback_errors"] += 1
             else:

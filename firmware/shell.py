@@ -577,17 +577,25 @@ class Receiver:
         self.mqtt.will = self._will(self._conn + 1)
 
     def _credentials_refused(self, reason):
-        """The broker refused the account in use: while a rotation is pending, the other one."""
+        """The broker refused the account in use: while a rotation is pending, the other one
+        (True: the MQTT client tries it soon, not after its longest backoff)."""
         if self.credentials.refused():
             self._use_credentials()
+            return True
+        return False
 
     def _rekey_offered(self, rid, key_hex, user, password):
-        try:
-            pending = rotation.save_pending(self.platform.storage_dir, rid, key_hex, user,
-                                            password)
-        except OSError:
-            self._stats["errors"] += 1
-            return  # not on flash: stay on the old set (the head-end keeps it until it hears us)
+        pending = self.credentials.pending
+        if pending is not None and pending["rid"] == rid and pending["key"] == key_hex:
+            if self.credentials.using_new:
+                return  # a resend of what this receiver already uses
+        else:
+            try:
+                pending = rotation.save_pending(self.platform.storage_dir, rid, key_hex, user,
+                                                password)
+            except OSError:
+                self._stats["errors"] += 1
+                return  # not on flash: stay on the old set (the head-end keeps it meanwhile)
         self.credentials.offered(pending)
         self.timesync.alt_key = key_from_hex(key_hex)
         self._use_credentials()

@@ -80,9 +80,9 @@ def test_offer_then_confirm_under_new_key():
     assert acked(acts) == [(True, None)]
     (rekey,) = acts_of(acts, C.REKEY)
     assert rekey[1:] == (RID, hexlify(NEW).decode(), DEV + ".r", "pw-new-1")
-    # the same offer again (a resend): acked, nothing new
+    # the same offer again (a resend): the same credentials (the shell tries them again)
     acts = core.on_command(offer(head), T0)
-    assert acked(acts) == [(True, None)] and not acts_of(acts, C.REKEY)
+    assert acked(acts) == [(True, None)] and acts_of(acts, C.REKEY) == [rekey]
     # meanwhile commands under the old key still pass, and confirm nothing
     acts = core.on_command(head.cmd(OLD, M.VOLUME, {"vol": 50}), T0)
     assert acked(acts) == [(True, None)] and not acts_of(acts, C.REKEY_CONFIRMED)
