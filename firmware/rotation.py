@@ -12,7 +12,8 @@ Two phases, and two sets of credentials on flash while it lasts:
 
 Power cut at any step: ``config.json`` is written atomically and the pending file is removed
 only after it, so the flash holds the old set, or the old and the new, or the new twice (then
-the stale pending file is dropped at boot). While both are there the receiver connects with
+the stale pending file is ignored at boot). A board without config.json (the simulator) keeps
+the confirmed set in ``rekey.done.json``, which then stands for config.json's. While both are there the receiver connects with
 the new one first and goes back to the other whenever the broker refuses the one it used
 (``Credentials.refused``): whichever of the two the head-end still accepts, it gets in.
 
@@ -24,6 +25,9 @@ import json
 from firmware.store import remove, write_atomic
 
 PENDING_FILE = "rekey.json"
+# The confirmed set of a board whose config did not come from a file (the simulator): it
+# stands for config.json's credentials (``current_of``).
+CONFIRMED_FILE = "rekey.done.json"
 
 
 class Credentials:
@@ -35,9 +39,7 @@ class Credentials:
         self.current = current
         self.pending = None
         self.using_new = False
-        if pending is not None and pending.get("confirmed"):
-            self.current = (pending["key"], pending["user"], pending["password"])
-        elif pending is not None and pending.get("key") != current[0]:
+        if pending is not None and pending.get("key") != current[0]:
             self.offered(pending)
 
     def offered(self, pending):
@@ -67,10 +69,18 @@ class Credentials:
         self.using_new = False
 
 
-def load_pending(storage_dir):
+def current_of(storage_dir, key_hex, user, password):
+    """config.json's set, or the confirmed one a board without config.json keeps."""
+    done = load_pending(storage_dir, CONFIRMED_FILE)
+    if done is not None:
+        return (done["key"], done["user"], done["password"])
+    return (key_hex, user, password)
+
+
+def load_pending(storage_dir, name=PENDING_FILE):
     """The pending set from an earlier boot, or None (missing, torn or not a set)."""
     try:
-        with open(storage_dir + "/" + PENDING_FILE) as f:
+        with open(storage_dir + "/" + name) as f:
             data = json.load(f)
     except (OSError, ValueError):
         return None
@@ -94,14 +104,16 @@ def drop_pending(storage_dir):
 
 def commit(storage_dir, pending, config_file="config.json"):
     """The new set into config.json (atomically), then the pending file goes. A board whose
-    config did not come from a file (the simulator) keeps the set in the pending file, marked
-    confirmed: it then stands for config.json's credentials at every boot."""
+    config did not come from a file (the simulator) keeps the set in CONFIRMED_FILE instead.
+    Cut anywhere, the flash holds the old set and the new, or the new alone."""
     path = storage_dir + "/" + config_file
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
         data = None
+    confirmed = {"rid": pending["rid"], "key": pending["key"], "user": pending["user"],
+                 "password": pending["password"]}
     if isinstance(data, dict):
         data["key"] = pending["key"]
         broker = data.get("broker")
@@ -110,8 +122,7 @@ def commit(storage_dir, pending, config_file="config.json"):
         broker["user"] = pending["user"]
         broker["password"] = pending["password"]
         write_atomic(path, json.dumps(data).encode())
-        drop_pending(storage_dir)
+        remove(storage_dir + "/" + CONFIRMED_FILE)
     else:
-        confirmed = dict(pending)
-        confirmed["confirmed"] = True
-        write_atomic(storage_dir + "/" + PENDING_FILE, json.dumps(confirmed).encode())
+        write_atomic(storage_dir + "/" + CONFIRMED_FILE, json.dumps(confirmed).encode())
+    drop_pending(storage_dir)

@@ -180,7 +180,8 @@ class Receiver:
         # The key and broker account: config.json's, or a rotation's pending ones beside them
         # (firmware/rotation.py); ``_key`` seals the reports, the one of the account in use.
         self.credentials = rotation.Credentials(
-            (cfg["key"], cfg["broker"].get("user"), cfg["broker"].get("password")),
+            rotation.current_of(storage, cfg["key"], cfg["broker"].get("user"),
+                                cfg["broker"].get("password")),
             rotation.load_pending(storage))
         self._key = key_from_hex(self.credentials.in_use()[0])
         current_key = key_from_hex(self.credentials.current[0])

@@ -171,8 +171,13 @@ def test_flash_steps_each_cut_leaves_a_set_that_connects():
         == (new_hex, DEV + ".r", "pw-new")
     assert cfg["broker"]["host"] == "h"  # the rest of config.json as it was
     assert rotation.load_pending(d) is None
-    # no config file (the simulator): the pending file stands for it, confirmed
+    # no config file (the simulator): the confirmed set stands for it, and survives the
+    # next rotation's offer
     d2 = fresh_dir("rekey-noconfig")
     rotation.commit(d2, pending)
-    creds = rotation.Credentials((old_hex, DEV, "pw-old"), rotation.load_pending(d2))
-    assert creds.in_use() == (new_hex, DEV + ".r", "pw-new") and creds.pending is None
+    current = rotation.current_of(d2, old_hex, DEV, "pw-old")
+    assert current == (new_hex, DEV + ".r", "pw-new") and rotation.load_pending(d2) is None
+    rotation.save_pending(d2, "fedcba9876543210", old_hex, DEV, "pw-3")
+    creds = rotation.Credentials(rotation.current_of(d2, old_hex, DEV, "pw-old"),
+                                 rotation.load_pending(d2))
+    assert creds.in_use()[2] == "pw-3" and creds.refused() and creds.in_use()[2] == "pw-new"
