@@ -535,6 +535,8 @@ class Receiver:
 
     async def _on_connect(self):
         self._conn += 1
+        # Reports are sealed with the key of the account this connection logged in with.
+        self._key = key_from_hex(self.credentials.in_use()[0])
         self.core.cache_budget = self.cache.budget()  # it follows the flash free
         caps = {"codecs": list(self.sink.codecs), "sink": self.sink.name,
                 "cache_free": self.cache.free(), "cache_total": self.core.cache_budget,
@@ -570,12 +572,16 @@ class Receiver:
     # -- rotation of the key and broker account (firmware/rotation.py) --------------------
 
     def _use_credentials(self):
-        """The MQTT client and report seal follow the set ``credentials`` has in use."""
+        """The MQTT client's next connection uses the set ``credentials`` has in use, and its
+        will is sealed with that set's key; what goes out on the current connection keeps the
+        current key (``_on_connect`` switches it): a report under the new key must not reach
+        the head-end (which then confirms) before the receiver listens on its new connection."""
         key_hex, user, password = self.credentials.in_use()
-        self._key = key_from_hex(key_hex)
         self.mqtt.user = user
         self.mqtt.password = password
-        self.mqtt.will = self._will(self._conn + 1)
+        self.mqtt.will = (self._t_status, M.seal_report(
+            key_from_hex(key_hex), T.STATUS, M.death(self.device, self.boot, self._conn + 1)),
+            1, True)
 
     def _credentials_refused(self, reason):
         """The broker refused the account in use: while a rotation is pending, the other one

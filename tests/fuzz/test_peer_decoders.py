@@ -62,6 +62,9 @@ VALID_ARGS = {
     M.RESET_FLOOR: {"nonce": "ef" * 32},
     M.IDENTIFY: {"secs": 5},
     M.SCHEDULE: {"from": NOW, "to": NOW + 3600000, "items": [PLAY_ARGS]},
+    M.UPDATE: {"ver": "0.2.0", "man": SHA, "msize": 900, "url": "http://127.0.0.1/fw/0.2.0",
+               "total": 200000},
+    M.REKEY: {"rid": "0123456789abcdef", "user": DEVICE + ".b", "box": "ab" * 40},
 }
 
 

@@ -50,6 +50,7 @@ def valid_args():
         M.REBOOT: {}, M.RESET_FLOOR: {"nonce": "ef" * 32},
         M.UPDATE: {"ver": "0.2.0", "man": SHA, "msize": 900, "url": "http://h/fw/0.2.0",
                    "total": 200000},
+        M.REKEY: {"rid": "0123456789abcdef", "user": "r1.b", "box": "ab" * 40},
     }
 
 
