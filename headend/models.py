@@ -185,6 +185,9 @@ class Receiver(Base):
     pending_password: Mapped[str | None] = mapped_column(String(255))
     pending_mqtt_user: Mapped[str | None] = mapped_column(String(64))
     pending_mqtt_password_hash: Mapped[str | None] = mapped_column(String(255))
+    # The claim code of its pole label (tools/device_label.py) once its key has rotated: the
+    # label was computed from the first key and stays on the pole (headend/services/claims.py).
+    claim_code: Mapped[str | None] = mapped_column(String(16))
 
     zone: Mapped[Zone | None] = relationship(lazy="joined")
 

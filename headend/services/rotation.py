@@ -27,6 +27,7 @@ from headend.keystore import kek_for, open_stored, seal_device_key
 from headend.models import Receiver, User
 from headend.security import mosquitto_hash, random_key_hex, random_password
 from headend.services import audit
+from headend.services.claims import label_code
 from headend.services.devices import get_receiver
 from headend.services.provisioning import refresh_broker_accounts
 from headend.settings import Settings
@@ -133,6 +134,8 @@ def confirm(session: Session, *, settings: Settings, receiver: Receiver) -> Comm
     leaves the broker; returns the confirmation (signed with the new key by ``prepare``)."""
     rid = receiver.rekey_id
     old_user = receiver.mqtt_user
+    if receiver.claim_code is None:  # the pole's label was made from the first key
+        receiver.claim_code = label_code(session, receiver)
     receiver.device_key = receiver.pending_key
     receiver.mqtt_user = receiver.pending_mqtt_user
     receiver.mqtt_password_hash = receiver.pending_mqtt_password_hash

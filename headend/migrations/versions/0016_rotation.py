@@ -1,4 +1,5 @@
-"""rotation: a receiver's pending key and broker account while its credentials rotate
+"""rotation: a receiver's pending key and broker account while its credentials rotate, and
+the claim code of its label once they have
 
 Revision ID: 0016
 Revises: 0015
@@ -21,6 +22,7 @@ _COLUMNS = (
     ('pending_password', sa.String(length=255)),
     ('pending_mqtt_user', sa.String(length=64)),
     ('pending_mqtt_password_hash', sa.String(length=255)),
+    ('claim_code', sa.String(length=16)),
 )
 
 

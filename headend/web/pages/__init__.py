@@ -6,6 +6,7 @@ from headend.web.pages import (
     alerts,
     auth,
     broadcasts,
+    claim,
     dashboard,
     emergency,
     firmware,
@@ -19,5 +20,5 @@ from headend.web.pages import (
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes, firmware, alerts):
+               programmes, firmware, alerts, claim):
     router.include_router(module.router)
