@@ -52,6 +52,12 @@ Actions are tuples whose first element names them::
     (UPDATE, args)                   start a firmware update (the ``update`` command's
                                      arguments; firmware/updater.py), refused "busy" here
                                      while anything plays
+    (REKEY, rid, key_hex, user, password)
+                                     a rotation offered new credentials (``rekey`` command):
+                                     keep them beside the old ones (pending) and reconnect
+                                     with them; commands signed with either key pass meanwhile
+    (REKEY_CONFIRMED, rid)           a command signed with the new key came: the head-end has
+                                     it, the new credentials replace the old ones for good
     (SUBSCRIBE, topic)               subscribe to a stream topic
     (UNSUBSCRIBE, topic)
     (SELFTEST, run, lvl, ms, settle) the periodic test: the relay is on (an AMP action before
@@ -131,6 +137,7 @@ from firmware.sync_cadence import SyncCadence
 from protocol import messages as M
 from protocol.errors import ProtocolError
 from protocol.frames import unpack_frame
+from protocol.rekey import open_box
 from protocol.signing import HmacKey, key_from_hex
 from protocol.topics import stream_topic
 
@@ -149,6 +156,8 @@ SYNC_REQUEST = "sync_request"
 UPDATE = "update"
 SELFTEST = "selftest"
 SELFTEST_ABORT = "selftest_abort"
+REKEY = "rekey"
+REKEY_CONFIRMED = "rekey_confirmed"
 
 IDLE = "idle"
 PLAYING = "playing"
@@ -240,8 +249,15 @@ class ReceiverCore:
         self.volume_limit = None
         self._selftest = None       # [args, since] of a selftest waiting for a quiet moment
         self._testing = None        # the args of the selftest the shell is running
+        self.rekey_rid = None       # the rotation whose credentials are pending, if any
         if state:
             self._restore(state)
+
+    def set_pending_key(self, rid, key):
+        """A rotation left pending by an earlier boot (firmware/rotation.py): commands signed
+        with its key (bytes) pass too, and the first one confirms it."""
+        self.rekey_rid = rid
+        self._guard.pending_key = key
 
     @property
     def reset_nonce(self):
@@ -514,11 +530,24 @@ class ReceiverCore:
         self._dirty = True
         kind = cmd["k"]
         args = cmd["a"]
+        if self._guard.by_pending:
+            # Signed with the offered key: the head-end has it and signs with nothing else now.
+            self._guard.promote()
+            acts.append((REKEY_CONFIRMED, self.rekey_rid))
+            self.rekey_rid = None
         refusal = self._refusal(kind, args)
+        offer = None
+        if not refusal and kind == M.REKEY and "box" in args:
+            try:
+                offer = self._rekey_offer(args)
+            except ProtocolError as e:
+                refusal = e.reason
         if refusal:
             self._reject(refusal, cmd["id"], now, acts)
             return
         self._ack(cmd["id"], True, None, now, acts)
+        if offer is not None:
+            acts.append(offer)
         if kind == M.PLAY:
             self._cmd_play(args, now, acts)
         elif kind == M.STREAM:
@@ -540,6 +569,18 @@ class ReceiverCore:
         elif kind == M.SELFTEST:
             self._cmd_selftest(args, now, acts)
         # M.RESET_FLOOR: the guard has set the floor; the PERSIST (dirty) writes it.
+
+    def _rekey_offer(self, args):
+        """The REKEY action for a ``rekey`` offering credentials; raises ProtocolError for an
+        offer that does not open. The same offer again gives the same action: the head-end
+        sends it again when it still hears the old key (the receiver went back to the old
+        account after a refusal), so the shell tries the new account again."""
+        if not args.get("user"):
+            raise ProtocolError("bad-args", "rekey box without user")
+        key_hex, password = open_box(self._guard.key, args["rid"], args["box"])
+        self.rekey_rid = args["rid"]
+        self._guard.pending_key = key_from_hex(key_hex)
+        return (REKEY, args["rid"], key_hex, args["user"], password)
 
     def _refusal(self, kind, args):
         """A reason to refuse an authentic, well-formed command, or None."""

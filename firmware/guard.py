@@ -43,6 +43,32 @@ class CommandGuard:
         self.last_ctr = last_ctr
         self.reset_nonce = reset_nonce
         self.effective_at = None
+        # During a rotation (protocol/rekey.py): the offered key, accepted beside the current
+        # one until the rotation is confirmed; ``by_pending``: the last checked command was
+        # signed with it (which confirms the rotation: the head-end has the new key).
+        self.pending_key = None
+        self.by_pending = False
+
+    def _open(self, payload):
+        self.by_pending = False
+        try:
+            return open_command(self._key, payload, self._device)
+        except ProtocolError as e:
+            if e.reason != "bad-signature" or self.pending_key is None:
+                raise
+        cmd = open_command(self.pending_key, payload, self._device)
+        self.by_pending = True
+        return cmd
+
+    @property
+    def key(self):
+        return self._key
+
+    def promote(self):
+        """The rotation is confirmed: the pending key is the key, the old one is forgotten."""
+        if self.pending_key is not None:
+            self._key = self.pending_key
+            self.pending_key = None
 
     def check(self, payload, now):
         """Return the command dict, or raise ProtocolError with the rejection reason.
@@ -50,7 +76,7 @@ class CommandGuard:
         Does not consume the counter: call ``accept`` once the command is acted on. A refused
         command ("replay", "future-counter", "expired") leaves ``last_ctr`` as it was.
         """
-        cmd = open_command(self._key, payload, self._device)
+        cmd = self._open(payload)
         if cmd["k"] == RESET_FLOOR:
             # Judged by the nonce, not the floor (module docstring): that is its point.
             if self.reset_nonce is None or cmd["a"]["nonce"] != self.reset_nonce:
@@ -87,7 +113,10 @@ class CommandGuard:
         try:
             cmd_id = decode(open_sealed(self._key, payload)).get("id")
         except Exception:
-            return None
+            try:
+                cmd_id = decode(open_sealed(self.pending_key, payload)).get("id")
+            except Exception:
+                return None
         if isinstance(cmd_id, str) and 0 < len(cmd_id) <= 64:
             return cmd_id
         return None

@@ -144,6 +144,8 @@ class MQTTClient:
         self.connect_timeout_ms = 10000     # stream open, and CONNECT to CONNACK, each
         self.ack_timeout_ms = 10000         # SUBACK/UNSUBACK wait
         self.last_refusal = None            # e.g. "bad_credentials", after a CONNACK refusal
+        self.on_refused = None              # called with that reason; True: credentials
+                                            # changed, try again soon
         self.stats = {
             "connects": 0, "disconnects": 0, "connect_failures": 0, "refused": 0,
             "malformed": 0, "oversized": 0, "suback_failures": 0, "pings": 0,
@@ -234,6 +236,16 @@ class MQTTClient:
                 await asyncio.wait_for(self._stopped.wait(), 2 * _CLOSE_WAIT_S + 1)
             except Exception:
                 pass
+
+    async def reconnect(self):
+        """DISCONNECT cleanly (no will) and connect again soon with ``user``/``password``/
+        ``will`` as they are now: how a rotation moves to its new credentials."""
+        if self._session_up():
+            try:
+                await asyncio.wait_for(self._send(DISCONNECT_PACKET), _CLOSE_WAIT_S)
+            except Exception:
+                pass
+        self._drop("reconnect")
 
     def abort(self):
         """Drop the connection without DISCONNECT, as a power cut would: the will fires.
@@ -327,6 +339,14 @@ class MQTTClient:
                 self.stats["refused"] += 1
                 self.last_refusal = CONNACK_REFUSALS[code]
                 self._address_failures = 0  # the broker answered: the address is right
+                if self.on_refused is not None:
+                    try:
+                        if self.on_refused(self.last_refusal):
+                            self._drop("connect_failed")
+                            await self._close_stream()
+                            return _FAILED  # other credentials: no long backoff for them
+                    except Exception:
+                        self.stats["callback_errors"] += 1
             else:
                 # On MicroPython the TLS handshake runs inside the first writes and reads, so a
                 # refused certificate shows here (a write's error is kept by _send).

@@ -64,7 +64,7 @@ except ImportError:  # MicroPython before 1.21
 
 from binascii import hexlify
 
-from firmware import FIRMWARE_VERSION, ota, otaboot
+from firmware import FIRMWARE_VERSION, ota, otaboot, rotation
 from firmware import config as configuration
 from firmware import core as C
 from firmware.cache import MediaCache
@@ -135,6 +135,7 @@ def _default_mqtt(receiver, cfg, will):
 
     broker = cfg["broker"]
     p = receiver.platform
+    _, user, password = receiver.credentials.in_use()  # a rotation's new account first
     context = server_name = None
     if broker.get("tls"):
         # Verified or not at all: validate() refused "tls" without the site's CA. One context
@@ -146,7 +147,7 @@ def _default_mqtt(receiver, cfg, will):
     return MQTTClient(
         cfg["device"], broker["host"], broker["port"], open_connection=p.open_connection,
         resolve=p.resolve, ticks_ms=p.ticks_ms, ticks_diff=p.ticks_diff,
-        user=broker.get("user"), password=broker.get("password"), keepalive=cfg["keepalive_s"],
+        user=user, password=password, keepalive=cfg["keepalive_s"],
         will=will, ssl=context, server_hostname=server_name, on_message=receiver._on_message,
         on_connect=receiver._on_connect, on_disconnect=receiver._on_disconnect,
         random_below=p.random_below)
@@ -174,9 +175,16 @@ class Receiver:
         self.sink = platform.sink
         self.device = cfg["device"]
         self.site = cfg["site"]
-        self._key = key_from_hex(cfg["key"])
         storage = platform.storage_dir
         makedirs(storage)
+        # The key and broker account: config.json's, or a rotation's pending ones beside them
+        # (firmware/rotation.py); ``_key`` seals the reports, the one of the account in use.
+        self.credentials = rotation.Credentials(
+            rotation.current_of(storage, cfg["key"], cfg["broker"].get("user"),
+                                cfg["broker"].get("password")),
+            rotation.load_pending(storage))
+        self._key = key_from_hex(self.credentials.in_use()[0])
+        current_key = key_from_hex(self.credentials.current[0])
         self.ticks = TickExtender(platform.ticks_ms, platform.ticks_diff)
         self._started_local = self.ticks.now()
         self.clock = ClockEstimator()
@@ -222,13 +230,16 @@ class Receiver:
         # RAM only, so no reset recorded in an earlier boot passes in this one.
         reset_nonce = _reset_nonce(platform)
         self.core = C.ReceiverCore(
-            self.device, self.site, self._key, codecs=tuple(self.sink.codecs),
+            self.device, self.site, current_key, codecs=tuple(self.sink.codecs),
             volume=cfg["volume"], emergency_volume=cfg["emergency_volume"], state=core_state,
             jitter_slots=cfg["jitter_slots"], jitter_slot_bytes=cfg["jitter_slot_bytes"],
-            guard=DurableGuard(self._key, self.device, self._before_command),
+            guard=DurableGuard(current_key, self.device, self._before_command),
             amp_settle_ms=cfg["amp_settle_ms"], timesync_burst=cfg["timesync_burst"],
             timesync_ms=cfg["timesync_s"] * 1000, random_below=platform.random_below,
             reset_nonce=reset_nonce)
+        pending = self.credentials.pending
+        if pending is not None:
+            self.core.set_pending_key(pending["rid"], key_from_hex(pending["key"]))
         # Free flash from the board (HostPlatform can pretend a small one), else statvfs.
         space = getattr(platform, "storage_space", None) or (lambda: fs_space(storage))
         self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"], space)
@@ -274,9 +285,12 @@ class Receiver:
                                self.core.media_evicted, self._no_space, self._fetch_done)
         self.updater = Updater(platform, storage, bytearray(_OTA_HASH_BYTES), self._update_event,
                                self._update_switched)
-        self.timesync = TimeSync(self._key, self.device, self.clock, self.local_ms,
+        self.timesync = TimeSync(current_key, self.device, self.clock, self.local_ms,
                                  self.core.count)
+        if pending is not None:
+            self.timesync.alt_key = key_from_hex(pending["key"])
         self.mqtt = (mqtt_factory or _default_mqtt)(self, cfg, self._will(1))
+        self.mqtt.on_refused = self._credentials_refused
 
     # -- time ----------------------------------------------------------------------------
 
@@ -523,6 +537,8 @@ class Receiver:
 
     async def _on_connect(self):
         self._conn += 1
+        # Reports are sealed with the key of the account this connection logged in with.
+        self._key = key_from_hex(self.credentials.in_use()[0])
         self.core.cache_budget = self.cache.budget()  # it follows the flash free
         caps = {"codecs": list(self.sink.codecs), "sink": self.sink.name,
                 "cache_free": self.cache.free(), "cache_total": self.core.cache_budget,
@@ -554,6 +570,61 @@ class Receiver:
         self._apply(self.core.link_up(self.now()))  # a time-sync burst, waiting fetches
         self._outbox_wake.set()
         self._led_idle()
+
+    # -- rotation of the key and broker account (firmware/rotation.py) --------------------
+
+    def _use_credentials(self):
+        """The MQTT client's next connection uses the set ``credentials`` has in use, and its
+        will is sealed with that set's key; what goes out on the current connection keeps the
+        current key (``_on_connect`` switches it): a report under the new key must not reach
+        the head-end (which then confirms) before the receiver listens on its new connection."""
+        key_hex, user, password = self.credentials.in_use()
+        self.mqtt.user = user
+        self.mqtt.password = password
+        self.mqtt.will = (self._t_status, M.seal_report(
+            key_from_hex(key_hex), T.STATUS, M.death(self.device, self.boot, self._conn + 1)),
+            1, True)
+
+    def _credentials_refused(self, reason):
+        """The broker refused the account in use: while a rotation is pending, the other one
+        (True: the MQTT client tries it soon, not after its longest backoff)."""
+        if self.credentials.refused():
+            self._use_credentials()
+            return True
+        return False
+
+    def _rekey_offered(self, rid, key_hex, user, password):
+        pending = self.credentials.pending
+        if pending is not None and pending["rid"] == rid and pending["key"] == key_hex:
+            if self.credentials.using_new:
+                return  # a resend of what this receiver already uses
+        else:
+            try:
+                pending = rotation.save_pending(self.platform.storage_dir, rid, key_hex, user,
+                                                password)
+            except OSError:
+                self._stats["errors"] += 1
+                return  # not on flash: stay on the old set (the head-end keeps it meanwhile)
+        self.credentials.offered(pending)
+        self.timesync.alt_key = key_from_hex(key_hex)
+        self._use_credentials()
+        self._spawn(self.mqtt.reconnect())
+
+    def _rekey_confirmed(self):
+        pending = self.credentials.pending
+        if pending is None:
+            return
+        try:
+            rotation.commit(self.platform.storage_dir, pending)
+            configuration.remember_good(self.platform.storage_dir)
+        except OSError:
+            self._stats["errors"] += 1  # both sets stay on flash: the next boot tries both
+        self.credentials.confirmed()
+        self.timesync.rekeyed(key_from_hex(self.credentials.current[0]))
+        was = self.mqtt.user, self.mqtt.password
+        self._use_credentials()
+        if was != (self.mqtt.user, self.mqtt.password):
+            self._spawn(self.mqtt.reconnect())  # it was on the old set: that one is going
 
     def _on_disconnect(self, reason):
         self._online = False
@@ -665,6 +736,10 @@ class Receiver:
                                                                  act[4]))
             elif kind == C.SELFTEST_ABORT:
                 self._abort_selftest()
+            elif kind == C.REKEY:
+                self._rekey_offered(act[1], act[2], act[3], act[4])
+            elif kind == C.REKEY_CONFIRMED:
+                self._rekey_confirmed()
 
     async def _identify(self, secs):
         self._identify_until = self.local_ms() + secs * 1000

@@ -25,6 +25,7 @@ class TimeSync:
         self._local_ms = local_ms
         self._count = count
         self._pending = []
+        self.alt_key = None  # during a rotation (firmware/rotation.py): replies under it count
 
     def request(self):
         """A new request's payload (its ``t0`` remembered for the reply)."""
@@ -34,11 +35,24 @@ class TimeSync:
             self._pending.pop(0)
         return M.time_request(t0)
 
+    def _open(self, payload):
+        try:
+            return M.open_time_reply(self._key, payload, self._device)
+        except ProtocolError as e:
+            if e.reason != "bad-signature" or self.alt_key is None:
+                raise
+        return M.open_time_reply(self.alt_key, payload, self._device)
+
+    def rekeyed(self, key):
+        """The rotation is confirmed: replies under ``key`` only."""
+        self._key = key
+        self.alt_key = None
+
     def on_reply(self, payload):
         """A message on ``.../time``. Returns how far it moved the clock (network ms; 0 for a
         sample that is not better than the one in use), or None when it was dropped."""
         try:
-            t0, t1, t2 = M.open_time_reply(self._key, payload, self._device)
+            t0, t1, t2 = self._open(payload)
         except ProtocolError as e:
             self._count("malformed" if e.reason in ("malformed", "bad-field") else "bad_time")
             return None

@@ -1,5 +1,5 @@
 """`loaxa headend ...`: serve, migrate, provision, create-user, add-cap-source, add-cap-feed,
-export-mosquitto, export-broker-tls, rekey.
+export-mosquitto, export-broker-tls, rekey, rotate-device.
 
 Configuration comes from LOAXA_* environment variables (headend/settings.py); the options
 here override the few that are handy on a command line.
@@ -141,6 +141,27 @@ def cmd_export_broker_tls(args) -> int:
         print("wrote %s" % path)
     print("include %s from mosquitto.conf; the key file must be readable by the broker only"
           % paths[-1])
+    return 0
+
+
+def cmd_rotate_device(args) -> int:
+    """Start the rotation of one receiver's key and broker password; the running head-end's
+    MQTT service sends the offer (docs/security.md)."""
+    from headend.errors import ServiceError
+    from headend.services.rotation import start_rotation
+
+    settings = _settings(args)
+    with _session(settings) as session:
+        try:
+            started = start_rotation(session, settings=settings, publisher=None,
+                                     device_id=args.device_id, actor="cli")
+        except ServiceError as exc:
+            print("loaxa headend rotate-device: %s" % exc, file=sys.stderr)
+            return 1
+    print("rotation %s of %s %s: the head-end sends it as soon as the receiver is online; "
+          "both passwords stay valid until it is heard under its new key"
+          % (started.rotation_id, started.device_id,
+             "pending (offered again)" if started.resent else "started"))
     return 0
 
 
@@ -288,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker-host", help="the receivers' broker host, put on the certificate "
                                          "with LOAXA_BROKER_TLS_NAMES (default LOAXA_MQTT_HOST)")
     p.set_defaults(func=cmd_export_broker_tls)
+
+    p = sub.add_parser("rotate-device", help="rotate one receiver's key and broker password "
+                                             "(no lock-out: both valid until it uses the new)")
+    p.add_argument("device_id")
+    p.set_defaults(func=cmd_rotate_device)
 
     p = sub.add_parser("rekey", help="rotate the key-encryption key sealing the receivers' "
                                      "keys (stop the head-end first)")

@@ -183,6 +183,9 @@ def _sealed_slots(session: Session):
 
     for receiver in session.scalars(select(Receiver).order_by(Receiver.id)):
         yield receiver, "device_key", receiver.id
+        if receiver.pending_key is not None:  # a rotation under way (services/rotation.py)
+            yield receiver, "pending_key", receiver.id
+            yield receiver, "pending_password", "%s:rekey-password" % receiver.id
     for source in session.scalars(select(CapSource).where(CapSource.hmac_secret.is_not(None))
                                   .order_by(CapSource.id)):
         yield source, "hmac_secret", cap_source_aad(source.id)

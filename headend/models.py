@@ -174,6 +174,20 @@ class Receiver(Base):
     mqtt_user: Mapped[str] = mapped_column(String(64))
     mqtt_password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A rotation of the key and broker account under way (headend/services/rotation.py): the
+    # new key and password, sealed as device_key is (the password with its own associated
+    # data), and the new account, valid in the broker beside the old one until the receiver
+    # is heard under the new key. None when no rotation is pending.
+    rekey_id: Mapped[str | None] = mapped_column(String(32))
+    rekey_started_at: Mapped[datetime | None] = mapped_column()
+    rekey_sent_at: Mapped[datetime | None] = mapped_column()  # its offer last went out
+    pending_key: Mapped[str | None] = mapped_column(String(128))
+    pending_password: Mapped[str | None] = mapped_column(String(255))
+    pending_mqtt_user: Mapped[str | None] = mapped_column(String(64))
+    pending_mqtt_password_hash: Mapped[str | None] = mapped_column(String(255))
+    # The claim code of its pole label (tools/device_label.py) once its key has rotated: the
+    # label was computed from the first key and stays on the pole (headend/services/claims.py).
+    claim_code: Mapped[str | None] = mapped_column(String(16))
 
     zone: Mapped[Zone | None] = relationship(lazy="joined")
 

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     # Commands and broadcasts.
     command_ttl_s: int = 60  # a command not delivered within this is refused by the receiver
+    # A receiver of a firmware wave that stays offline this long after its update first went
+    # out is "no answer" (headend/services/firmware.py): the wave goes on without it, unless
+    # nobody of the wave has updated (then it pauses).
+    ota_no_answer_min: int = 30
     emergency_volume: int = 100
     # A programme sent "now" starts this much later, so every receiver of a village can fetch
     # the media first and all start together (raise it for hundreds of receivers on one link).

@@ -54,8 +54,9 @@ FETCH = "fetch"        # fetch a media item into the cache ahead of air time
 RESET_FLOOR = "reset_floor"  # bring the counter floor down to this command's counter (below)
 UPDATE = "update"      # download a firmware bundle, switch to it, roll back if it fails
 SELFTEST = "selftest"  # test the sink and amplifier quietly and report (the periodic test)
+REKEY = "rekey"        # rotate the device key and broker password (protocol/rekey.py)
 COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR, UPDATE,
-            SELFTEST)
+            SELFTEST, REKEY)
 
 # Event kinds (receiver -> head-end on .../evt).
 EV_ACK = "ack"            # a command was accepted (ok) or refused (with reason)
@@ -212,10 +213,21 @@ SELFTEST_ARGS = (
     ("lvl", INT, "dBFS", -60, -12, OPTIONAL, "tone level (none: -30)"),
     ("ms", INT, "ms", 100, 3000, OPTIONAL, "tone length (none: 1000)"),
 )
+# Rotation of the device key and broker account in two phases (docs/security.md, "Rotation"):
+# with ``box``, signed with the current key, it offers the new credentials (pending beside the
+# old ones); without it, signed with the new key, it confirms the head-end has them, and the
+# receiver forgets the old ones. Any command signed with the new key confirms as well.
+REKEY_ARGS = (
+    ("rid", STR, None, 8, 32, REQUIRED, "rotation id (random, one per rotation)"),
+    ("user", STR, None, 1, 64, IF_SET, "the new broker account name (with `box`)"),
+    ("box", STR, None, 66, 192, IF_SET,
+     "new key and broker password, encrypted under the current key (protocol/rekey.py)"),
+)
+
 COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
                 REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS, UPDATE: UPDATE_ARGS,
-                SELFTEST: SELFTEST_ARGS}
+                SELFTEST: SELFTEST_ARGS, REKEY: REKEY_ARGS}
 
 # Time sync: the request is plain, the reply sealed.
 TIME_REQUEST_TABLE = (

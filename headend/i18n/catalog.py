@@ -610,6 +610,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "import.submit": ("Nhập lịch", "Import"),
     "import.created": ("Đã tạo {count} bản nháp", "{count} drafts made"),
     "import.refused": ("{count} sự kiện không nhập được", "{count} events not imported"),
+    # -- claiming a receiver at its pole (headend/web/pages/claim.py) ------------------------
+    "nav.claim": ("Nhận cụm loa", "Claim a receiver"),
+    "claim.title": ("Nhận cụm loa tại cột", "Claim a receiver at its pole"),
+    "claim.explain": ("Nhập mã thiết bị và mã xác nhận trên nhãn dán trong hộp loa (hoặc dán "
+                      "nội dung mã QR), chọn thôn/xóm và vị trí cột loa.",
+                      "Type the receiver's id and the claim code from the label in its box "
+                      "(or paste what its QR code holds), then choose its village and the "
+                      "pole's position."),
+    "claim.device": ("Mã thiết bị", "Receiver id"),
+    "claim.code": ("Mã xác nhận (trên nhãn)", "Claim code (on the label)"),
+    "claim.zone": ("Thôn/xóm", "Village"),
+    "claim.no_zone": ("— chưa chọn —", "— none —"),
+    "claim.lat": ("Vĩ độ", "Latitude"),
+    "claim.lon": ("Kinh độ", "Longitude"),
+    "claim.here": ("Lấy vị trí hiện tại", "Use my position"),
+    "claim.submit": ("Nhận cụm loa", "Claim it"),
+    "claim.bad_number": ("Vĩ độ và kinh độ phải là số (ví dụ 21.0285).",
+                         "Latitude and longitude must be numbers (e.g. 21.0285)."),
     # -- firmware updates (headend/web/pages/firmware.py) -------------------------------------
     "nav.firmware": ("Cập nhật phần mềm", "Firmware"),
     "firmware.title": ("Cập nhật phần mềm cụm loa", "Receiver firmware updates"),

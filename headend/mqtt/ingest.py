@@ -35,7 +35,7 @@ from headend.models import (
     Receiver,
     fit_text,
 )
-from headend.services import deliveries, reconcile, selftests
+from headend.services import deliveries, reconcile, rotation, selftests
 from headend.services import telemetry as telemetry_history
 from headend.services.broadcasts import commands_for_returning, finish_overdue
 from headend.services.deliveries import refresh_states
@@ -74,6 +74,7 @@ class BatchResult:
     stats: Counter = field(default_factory=Counter)
     went_offline: list[str] = field(default_factory=list)
     came_online: list[str] = field(default_factory=list)
+    rekeyed: list[str] = field(default_factory=list)  # their key changed (a rotation ended)
 
 
 def _dt(ms: int) -> datetime:
@@ -123,9 +124,7 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
             batch.result.time_requests.append(report)
             continue
         try:
-            msg = _validated(report.leaf, messages.open_report(
-                key_from_hex(open_stored(session, found.id, found.device_key)), report.leaf,
-                report.payload))
+            msg = _validated(report.leaf, _open_report(batch, found, report))
         except ProtocolError as exc:
             batch.drop(report, exc.reason)
             continue
@@ -149,6 +148,31 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
     if batch.touched:
         refresh_states(session, broadcast_ids=batch.touched, now=batch.now)
     return batch.result
+
+
+def _open_report(batch: _Batch, receiver: Receiver, report: Report) -> dict[str, Any]:
+    """The report opened with the receiver's key, or during a rotation with the new one: the
+    first report under the new key ends the rotation (headend/services/rotation.py). One that
+    opens under the old key while a rotation is pending is from a receiver that has not taken
+    the offer: its birth gets the offer again."""
+    session = batch.session
+    try:
+        msg = messages.open_report(
+            key_from_hex(open_stored(session, receiver.id, receiver.device_key)), report.leaf,
+            report.payload)
+    except ProtocolError as exc:
+        if exc.reason != "bad-signature" or receiver.pending_key is None:
+            raise
+        msg = messages.open_report(rotation.pending_key(session, receiver), report.leaf,
+                                   report.payload)
+        batch.result.commands.append(rotation.confirm(session, settings=batch.settings,
+                                                      receiver=receiver))
+        batch.result.rekeyed.append(receiver.id)
+        return msg
+    if receiver.rekey_id is not None and report.leaf == topics.STATUS \
+            and msg.get("k") == messages.BIRTH:
+        batch.result.commands.append(rotation.offer_command(session, receiver))
+    return msg
 
 
 def _finite(msg: Any) -> bool:

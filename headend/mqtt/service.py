@@ -41,7 +41,7 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
-from headend.services import alerts, escalation, firmware, reconcile, telemetry
+from headend.services import alerts, escalation, firmware, reconcile, rotation, telemetry
 from headend.services.alert_delivery import AlertDelivery
 from headend.settings import Settings
 from protocol import topics
@@ -343,6 +343,8 @@ class MqttService:
             session.commit()
             self._alerts(session, {r.device_id for r in batch if r.leaf != topics.TIME_REQUEST})
         self.stats.update(result.stats)
+        if result.rekeyed:  # a rotation ended: time replies under the new key from now on
+            self._load_keys(result.rekeyed)
         for device_id in result.went_offline:
             log.info("receiver %s went offline (link lost)", device_id)
         if result.time_requests:
@@ -406,6 +408,7 @@ class MqttService:
                 # Emergencies not acked in time are sent again (bounded; nothing is counted
                 # as re-sent while the clock is untrusted and nothing can be signed).
                 resent = escalation.resend_overdue(session, settings=self.settings, now=now)
+                resent += rotation.offers_due(session, now=now)  # key rotations' offers
                 try:
                     outgoing = prepare(session, site_id=self.settings.site_id, commands=resent,
                                        ttl_s=self.settings.command_ttl_s)

@@ -323,6 +323,28 @@ def start_waves(session: Session, *, settings: Settings, publisher: Publisher, v
     return plan
 
 
+def _no_answer(session: Session, plan: FirmwareWavePlan, states: list[Progress], *,
+               settings: Settings, now: datetime) -> set[str]:
+    """The receivers of the wave that are offline and have not answered their update within
+    ``settings.ota_no_answer_min`` of its first sending: they no longer hold the wave. One
+    still online is never skipped (it may be downloading); it is sent the update again."""
+    limit = settings.ota_no_answer_min * 60
+    silent = set()
+    for p in states:
+        if p.state in DONE_STATES or (p.state in FAILED_STATES and not _busy(p)):
+            continue
+        receiver = session.get(Receiver, p.device_id)
+        if receiver is None or receiver.online:
+            continue
+        first = session.scalars(select(FirmwareRollout.sent_at).where(
+            FirmwareRollout.version == plan.version, FirmwareRollout.device_id == p.device_id)
+            .order_by(FirmwareRollout.id)).first()
+        first = first if first.tzinfo else first.replace(tzinfo=UTC)
+        if (now - first).total_seconds() >= limit:
+            silent.add(p.device_id)
+    return silent
+
+
 def _step(session: Session, plan: FirmwareWavePlan, *, settings: Settings,
           publisher: Publisher) -> None:
     wave = set(plan.waves[plan.wave])
@@ -353,8 +375,25 @@ def _step(session: Session, plan: FirmwareWavePlan, *, settings: Settings,
         rollout(session, settings=settings, publisher=publisher, version=plan.version,
                 device_ids=again, actor="rollout")  # commits
         return
-    if len(states) < len(wave) or any(p.state not in DONE_STATES for p in states):
+    silent = _no_answer(session, plan, states, settings=settings, now=now)
+    if len(states) < len(wave) or any(p.state not in DONE_STATES and p.device_id not in silent
+                                      for p in states):
         return
+    if silent:
+        if not any(p.state in DONE_STATES for p in states):
+            # Nobody of this wave runs the version (a canary that stayed offline): nothing is
+            # proven, so the next wave does not go.
+            plan.state = PLAN_PAUSED
+            plan.reason = ("no answer: %s" % ", ".join(sorted(silent)))[:200]
+            session.commit()
+            log.warning("firmware %s rollout paused at wave %d: %s", plan.version,
+                        plan.wave + 1, plan.reason)
+            return
+        audit.record(session, actor="rollout", action="firmware.no_answer",
+                     target=plan.version, detail={"plan": plan.id, "wave": plan.wave + 1,
+                                                  "devices": sorted(silent)})
+        log.warning("firmware %s wave %d goes on without %s (offline, no answer)",
+                    plan.version, plan.wave + 1, ", ".join(sorted(silent)))
     plan.wave += 1
     if plan.wave >= len(plan.waves):
         plan.state = PLAN_DONE

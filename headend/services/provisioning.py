@@ -89,6 +89,35 @@ def device_acl_lines() -> list[str]:
     return lines
 
 
+def device_accounts(session: Session) -> list[tuple[str, str, str]]:
+    """(broker user, device id, password hash) of every receiver's account, and of its
+    rotation's new account beside it while one is pending (headend/services/rotation.py)."""
+    accounts = []
+    for device_id, user, hashed, new_user, new_hash in session.execute(
+            select(Receiver.id, Receiver.mqtt_user, Receiver.mqtt_password_hash,
+                   Receiver.pending_mqtt_user, Receiver.pending_mqtt_password_hash)):
+        accounts.append((user, device_id, hashed))
+        if new_user and new_hash:
+            accounts.append((new_user, device_id, new_hash))
+    return sorted(accounts)
+
+
+def named_account_acl_lines(accounts: list[tuple[str, str, str]]) -> list[str]:
+    """The device topics of each account not named as its device (a rotation's ``{id}.b``):
+    the ``%u`` patterns do not reach them."""
+    lines: list[str] = []
+    for user, device_id, _ in accounts:
+        if user == device_id:
+            continue
+        lines += ["", "user %s" % user]
+        lines += ["topic write %s/+/dev/%s/%s" % (topics.ROOT, device_id, leaf)
+                  for leaf in topics.DEVICE_UPLINK]
+        lines += ["topic read %s/+/dev/%s/%s" % (topics.ROOT, device_id, leaf)
+                  for leaf in topics.DEVICE_DOWNLINK]
+        lines.append("topic read %s/+/stream/#" % topics.ROOT)
+    return lines
+
+
 def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -> list[Path]:
     """Write ``passwd``, ``acl`` and a ``loaxa.conf`` snippet for production Mosquitto.
 
@@ -97,9 +126,8 @@ def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    lines = ["%s:%s" % (user, hashed) for user, hashed in
-             session.execute(select(Receiver.mqtt_user, Receiver.mqtt_password_hash)
-                             .order_by(Receiver.mqtt_user))]
+    accounts = device_accounts(session)
+    lines = ["%s:%s" % (user, hashed) for user, _, hashed in accounts]
     headend_user = settings.mqtt_username or "headend"
     if settings.mqtt_password:
         lines.append("%s:%s" % (headend_user, mosquitto_hash(settings.mqtt_password)))
@@ -108,6 +136,7 @@ def export_mosquitto(session: Session, *, settings: Settings, directory: Path) -
     passwd.chmod(0o600)
     acl = directory / "acl"
     acl.write_text("\n".join(["# receivers: only their own topics"] + device_acl_lines()
+                             + named_account_acl_lines(accounts)
                              + ["", "user %s" % headend_user, "topic readwrite %s/#"
                                 % topics.ROOT]) + "\n")
     conf = directory / "loaxa.conf"

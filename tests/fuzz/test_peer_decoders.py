@@ -62,7 +62,13 @@ VALID_ARGS = {
     M.RESET_FLOOR: {"nonce": "ef" * 32},
     M.IDENTIFY: {"secs": 5},
     M.SCHEDULE: {"from": NOW, "to": NOW + 3600000, "items": [PLAY_ARGS]},
+    M.UPDATE: {"ver": "0.2.0", "man": SHA, "msize": 900, "url": "http://127.0.0.1/fw/0.2.0",
+               "total": 200000},
+    M.SELFTEST: {"run": "r1", "lvl": -30, "ms": 1000},
+    M.REKEY: {"rid": "0123456789abcdef", "user": DEVICE + ".b", "box": "ab" * 40},
 }
+# Every command kind is fuzzed: a new one without valid arguments here fails at import.
+assert set(VALID_ARGS) == set(M.COMMANDS), set(M.COMMANDS) ^ set(VALID_ARGS)
 
 
 def command_dict(kind, ctr=NOW, exp=NOW + 60000):

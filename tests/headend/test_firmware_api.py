@@ -244,3 +244,40 @@ def test_a_wave_sends_the_update_again_to_a_receiver_that_was_offline(client, co
     assert len(updates_to("b1")) == 3
     assert client.get("/api/v1/firmware/0.2.0/waves",
                       headers=as_admin).json()[0]["state"] == "running"
+
+
+def test_a_receiver_that_stays_offline_no_longer_holds_its_wave(client, commune, as_admin,
+                                                               tmp_path, monkeypatch):
+    """After ``ota_no_answer_min`` an offline receiver of the wave is "no answer": the wave
+    goes on when another of it updated; a wave where nobody did (its canary offline) pauses."""
+    advance = uploaded(client, commune, as_admin, tmp_path)
+
+    def updated(device):
+        return commune.sealed("status", device, messages.birth(
+            device, 2, 1, "0.2.0", {"codecs": ["mp3"]}, "sim", {"ota": "updated",
+                                                                "ota_ver": "0.2.0"}))
+
+    def plan():
+        return client.get("/api/v1/firmware/0.2.0/waves", headers=as_admin).json()[-1]
+
+    def sent_to(device):
+        return any(c["k"] == messages.UPDATE for c in commune.commands_to(device))
+
+    commune.report(commune.birth("a1"))
+    r = client.post("/api/v1/firmware/0.2.0/waves", json={"waves": [["a1", "b1"], ["a2"]]},
+                    headers=as_admin)
+    assert r.status_code == 202, r.text
+    commune.report(updated("a1"))  # b1 stays offline
+    advance()
+    assert plan()["wave"] == 0 and not sent_to("a2")  # within the time: it waits for b1
+    monkeypatch.setattr(commune.app.state.settings, "ota_no_answer_min", 0)
+    advance()
+    assert plan()["wave"] == 1 and plan()["state"] == "running" and sent_to("a2")
+    with commune.app.state.session_factory() as session:
+        from headend.models import AuditEntry
+
+        entry = session.query(AuditEntry).filter_by(action="firmware.no_answer").one()
+        assert entry.detail["devices"] == ["b1"]
+    # a wave whose only receiver never answers (a2, offline) pauses instead of ending unproven
+    advance()
+    assert plan()["state"] == "paused" and plan()["reason"] == "no answer: a2"

@@ -51,6 +51,7 @@ def valid_args():
         M.UPDATE: {"ver": "0.2.0", "man": SHA, "msize": 900, "url": "http://h/fw/0.2.0",
                    "total": 200000},
         M.SELFTEST: {"run": "r1"},
+        M.REKEY: {"rid": "0123456789abcdef", "user": "r1.b", "box": "ab" * 40},
     }
 
 

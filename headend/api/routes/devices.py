@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel
 
 from headend.api.deps import Admin, PublisherDep, Reader, SessionDep, SettingsDep, Technician
@@ -14,7 +14,7 @@ from headend.api.schemas import (
     DevicePublic,
     DeviceUpdate,
 )
-from headend.services import devices, provisioning, telemetry
+from headend.services import claims, devices, provisioning, rotation, telemetry
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -65,6 +65,50 @@ def send_command(device_id: str, body: DeviceCommand, session: SessionDep,
                                          device_id=device_id, kind=body.kind, args=body.args,
                                          actor=user)
     return CommandSent(command_id=cmd_id)
+
+
+class RotationStartedPublic(BaseModel):
+    device_id: str
+    rotation_id: str
+    command_id: str | None
+    resent: bool
+
+
+@router.post("/{device_id}/rotate", response_model=RotationStartedPublic,
+             status_code=status.HTTP_202_ACCEPTED)
+def rotate_device(device_id: str, session: SessionDep, settings: SettingsDep,
+                  publisher: PublisherDep, user: Technician):
+    """Rotate the receiver's key and broker password (technician or admin): the new ones go
+    to it encrypted under its current key, both stay valid until it is heard under the new
+    key, then the old ones are dropped (docs/security.md). Again while one is pending: the
+    same offer again (``resent``)."""
+    started = rotation.start_rotation(session, settings=settings, publisher=publisher,
+                                      device_id=device_id, actor=user)
+    return RotationStartedPublic(device_id=started.device_id, rotation_id=started.rotation_id,
+                                 command_id=started.command_id, resent=started.resent)
+
+
+class DeviceClaim(BaseModel):
+    code: str  # the claim code on the pole's label (XXXX-XXXX), or the QR's text
+    zone: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+@router.post("/{device_id}/claim", response_model=DeviceDetail,
+             responses={422: {"description": "wrong claim code"},
+                        429: {"description": "too many wrong codes (see Retry-After)"}})
+def claim_device(device_id: str, body: DeviceClaim, request: Request, session: SessionDep,
+                 user: Technician):
+    """Register the receiver found on a pole: its id and the claim code from its label put it
+    in ``zone`` at (lat, lon). A wrong code is refused (422 ``wrong-claim-code``) and audited;
+    repeated wrong codes back off (429)."""
+    from headend.api.routes.auth import client_address
+
+    return claims.claim_device(session, throttle=claims.claim_throttle_of(request.app.state),
+                               address=client_address(request), device_id=device_id,
+                               code=body.code, zone_id=body.zone, lat=body.lat, lon=body.lon,
+                               actor=user)
 
 
 class SentCommandPublic(BaseModel):

@@ -6,6 +6,7 @@ from headend.web.pages import (
     alerts,
     auth,
     broadcasts,
+    claim,
     dashboard,
     emergency,
     firmware,
@@ -21,5 +22,6 @@ from headend.web.pages import (
 
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
-               programmes, firmware, alerts, selftest, library):
+               programmes, firmware, alerts, selftest, library,
+               claim):
     router.include_router(module.router)
