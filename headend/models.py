@@ -719,17 +719,24 @@ ALERT_NOTICE_DROPPED = "dropped"  # the alert was over before its notice was due
 
 
 class Alert(Base):
-    """Something wrong with a receiver, from when it was raised until it was over
-    (``cleared_at``). At most one open alert per receiver and kind (the partial unique index)."""
+    """Something wrong with a receiver (``device_id``) or with another subject (``subject``,
+    e.g. "live:<session id>": dead air on a relay), from when it was raised until it was over
+    (``cleared_at``). At most one open alert per receiver and kind, and per subject and kind
+    (the partial unique indexes; NULLs are distinct, so each index ignores the other's rows)."""
 
     __tablename__ = "alerts"
     __table_args__ = (
         Index("uq_alerts_open", "device_id", "kind", unique=True,
               sqlite_where=sql_text("cleared_at IS NULL"),
               postgresql_where=sql_text("cleared_at IS NULL")),
+        Index("uq_alerts_open_subject", "subject", "kind", unique=True,
+              sqlite_where=sql_text("cleared_at IS NULL"),
+              postgresql_where=sql_text("cleared_at IS NULL")),
         Index("ix_alerts_raised", "raised_at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("receivers.id",
+                                                             ondelete="CASCADE"))
+    subject: Mapped[str | None] = mapped_column(String(64))  # None: the receiver's alert
     kind: Mapped[str] = mapped_column(String(24))  # headend/services/alert_rules.py KINDS
     reason: Mapped[str | None] = mapped_column(String(24))  # offline: power-lost, link-lost, ...
     severity: Mapped[str] = mapped_column(String(8))  # critical | warning | info

@@ -375,12 +375,15 @@ class AlertPublic(BaseModel):
     """An alert (headend/services/alerts.py): open while ``cleared_at`` is null."""
 
     id: int
-    device_id: str
+    device_id: str | None = Field(description="the receiver; null: an alert of ``subject``")
+    subject: str | None = Field(None, description='"live:<session id>": dead air on a relay')
     device_name: str | None
     zone: str | None
-    kind: str = Field(description="offline, on-battery, amp-fault, low-signal, flash-full or "
-                                  "clock-unsynced")
-    reason: str | None = Field(description="offline: power-lost, link-lost or rebooting")
+    kind: str = Field(description="offline, on-battery, amp-fault, low-signal, flash-full, "
+                                  "clock-unsynced, or dead-air (a relay's)")
+    reason: str | None = Field(description="offline: power-lost, link-lost or rebooting; "
+                                           "dead-air: source-lost, source-stalled or "
+                                           "source-silent")
     severity: str = Field(description="critical, warning or info")
     open: bool
     raised_at: datetime

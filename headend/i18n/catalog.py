@@ -693,6 +693,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alerts.col.alert": ("Cảnh báo", "Alert"),
     "dash.alerts": ("Cảnh báo đang có", "Open alerts"),
     "dash.all_alerts": ("Xem tất cả {count} cảnh báo", "See all {count} alerts"),
+    # -- dead-air alerts of relays (headend/services/alerts.py dead_air) ---------------------
+    "alert.kind.dead-air": ("Mất tín hiệu tiếp sóng", "Relay dead air"),
+    "alert.reason.source-lost": ("nguồn mất kết nối", "source lost"),
+    "alert.reason.source-stalled": ("nguồn ngừng gửi âm thanh", "source stalled"),
+    "alert.reason.source-silent": ("nguồn im lặng", "source silent"),
+    "alert.relay-back": ("Tiếp sóng có tín hiệu trở lại", "Relay source back"),
+    "alert.all-villages": ("Tất cả các thôn", "All villages"),
+    "alert.field.source": ("Nguồn tiếp sóng", "Relay source"),
+    "alert.field.session": ("Phiên phát trực tiếp", "Live session"),
+    "alert.field.receivers": ("{count} cụm loa", "{count} receivers"),
+    "alert.field.source-said": ("Nguồn báo", "Source said"),
+    "alert.field.fallback": ("Đang phát thay", "Playing instead"),
     # -- the periodic test (/selftest) -------------------------------------------------------
     "nav.selftest": ("Kiểm tra định kỳ", "Periodic test"),
     "selftest.title": ("Kiểm tra định kỳ", "Periodic test"),

@@ -22,7 +22,8 @@ Vietnamese read by the TTS after a chime, else (no TTS engine) the chime alone; 
 with a pause, until the source is back.
 
 ``dead_air_event`` is the one place a dead-air start or end leaves the live service: it logs
-the event; an alert engine hooks in there.
+the event; the alert engine hooks in there (headend/live/dead_air_alerts.py). A session that
+ends in dead air sends an end too (``ended``).
 """
 
 import collections
@@ -211,6 +212,7 @@ class DeadAirEvent:
     devices: list[str] = field(default_factory=list)
     targets: dict = field(default_factory=dict)  # the session's targets: zones, devices, all
     since_ms: int = 0  # wall clock, when this dead air started (on an end too)
+    ended: bool = False  # an end because the session ended in dead air, not the source back
 
     @property
     def session_id(self) -> str:
@@ -231,6 +233,9 @@ def dead_air_event(event: DeadAirEvent) -> None:
     if event.dead:
         log.warning("dead air on relay %s (%s): %s, %s; fallback %s plays", event.live_id,
                     event.url, event.reason, event.detail, event.fallback)
+    elif event.ended:
+        log.warning("relay %s (%s) ended in dead air (%s)", event.live_id, event.url,
+                    event.reason)
     else:
         log.warning("relay %s (%s) is back after dead air (%s)", event.live_id, event.url,
                     event.reason)

@@ -30,7 +30,7 @@ session is live (a birth of a new boot) is sent the stream again.
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from headend.clock_guard import CLOCK, ClockUntrusted
 from headend.commands import Command, Outgoing, Publisher, chunks, prepare
 from headend.errors import Conflict, Forbidden, Invalid, NotFound
 from headend.live import planning, store
+from headend.live.dead_air_alerts import DeadAirAlerts
 from headend.live.deadair import (
     LOST,
     SILENT,
@@ -110,6 +111,15 @@ class LiveService:
         self._relays: dict[str, asyncio.Task] = {}
         self.hub = RelayHub(settings)
         self._fallbacks: dict[str, FallbackLoop] = {}  # by relay_fallback_media ("" none)
+        self.alerts: DeadAirAlerts | None = None  # the operator's alert of dead air: start_alerts()
+
+    def start_alerts(self, wake: Callable[[], None] = lambda: None) -> DeadAirAlerts:
+        """Raise and clear an alert of each dead-air episode of this service's relays."""
+        if self.alerts is None:
+            self.alerts = DeadAirAlerts(settings=self.settings,
+                                        session_factory=self.session_factory,
+                                        owns=self.sessions.__contains__, wake=wake)
+        return self.alerts
 
     # -- making a session ------------------------------------------------------------------
 
@@ -366,8 +376,15 @@ class LiveService:
             await feed.aclose()
             await self.hub.unsubscribe(sub)
             if live.dead_air is not None:
-                live.dead_air = None
-                await asyncio.to_thread(self._close_fallback, live, datetime.now(UTC))
+                dead, live.dead_air = live.dead_air, None
+                at = datetime.now(UTC)
+                await asyncio.to_thread(self._close_fallback, live, at)
+                # The session ended in dead air: its alert is over too.
+                dead_air_event(DeadAirEvent(
+                    live.id, live.url or "", False, dead["reason"], dead["detail"],
+                    dead["fallback"], int(at.timestamp() * 1000), self._heard_by(live),
+                    targets=dict(live.targets), since_ms=int(dead["since"].timestamp() * 1000),
+                    ended=True))
 
     async def _fallback_pcm(self) -> tuple[bytes, str]:
         key = self.settings.relay_fallback_media or ""
@@ -647,6 +664,9 @@ class LiveService:
             await asyncio.wait(relays, timeout=10)
         for live in kept:
             await asyncio.to_thread(self._keep_for_resume, live)
+        if self.alerts is not None:
+            await asyncio.to_thread(self.alerts.close)
+            self.alerts = None
 
     def _keep_for_resume(self, live: LiveSession) -> None:
         with self.session_factory() as db:
@@ -678,4 +698,11 @@ def live_service(app) -> LiveService:
         service = app.state.live = LiveService(settings=app.state.settings,
                                                session_factory=app.state.session_factory,
                                                publisher=_AppPublisher(app.state))
+
+        def wake() -> None:  # the MQTT service's delivery thread, when there is one
+            delivery = getattr(app.state.mqtt, "alert_delivery", None)
+            if delivery is not None:
+                delivery.wake()
+
+        service.start_alerts(wake)
     return service

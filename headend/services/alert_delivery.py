@@ -56,7 +56,7 @@ def email_message(settings: Settings, notice: AlertNotice, alert: Alert,
                   receiver: Receiver | None) -> EmailMessage:
     """The e-mail of a notice: Vietnamese first, then English, in one plain-text body."""
     message = EmailMessage()
-    name = receiver.name if receiver is not None else alert.device_id
+    name = alerts.subject_name(alert, receiver)
     message["Subject"] = "[%s] %s — %s" % (settings.site_name,
                                            alerts.event_title(alert, notice.event, "vi"), name)
     message["From"] = settings.alert_smtp_from
@@ -155,7 +155,8 @@ def _deliver_one(session_factory, settings: Settings, notice_id: int) -> int:
         alert = session.get(Alert, notice.alert_id) if notice is not None else None
         if notice is None or alert is None:
             return 0
-        receiver = session.get(Receiver, alert.device_id)
+        receiver = (session.get(Receiver, alert.device_id) if alert.device_id is not None
+                    else None)
         try:
             if notice.channel == alerts.EMAIL:
                 send_email(settings, email_message(settings, notice, alert, receiver))

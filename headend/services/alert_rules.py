@@ -33,6 +33,11 @@ FLASH_FULL = "flash-full"
 CLOCK_UNSYNCED = "clock-unsynced"
 KINDS = (OFFLINE, ON_BATTERY, AMP_FAULT, LOW_SIGNAL, FLASH_FULL, CLOCK_UNSYNCED)
 TELEMETRY_KINDS = KINDS[1:]
+# Not a receiver's: dead air on a relay (subject "live:<session id>"; reason the dead air's,
+# headend/live/deadair.py: source-lost, source-stalled, source-silent). Always urgent: the
+# villages hear the fallback now, quiet hours or not.
+DEAD_AIR = "dead-air"
+ALWAYS_URGENT = frozenset({DEAD_AIR})
 
 POWER_LOST = "power-lost"
 LINK_LOST = "link-lost"
@@ -45,7 +50,8 @@ EVENTS = (RAISED, REPEAT, CLEARED)
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 SEVERITIES = (CRITICAL, WARNING, INFO)
 _SEVERITY = {OFFLINE: CRITICAL, AMP_FAULT: CRITICAL, ON_BATTERY: WARNING,
-             LOW_SIGNAL: WARNING, FLASH_FULL: WARNING, CLOCK_UNSYNCED: WARNING}
+             LOW_SIGNAL: WARNING, FLASH_FULL: WARNING, CLOCK_UNSYNCED: WARNING,
+             DEAD_AIR: CRITICAL}
 
 HYSTERESIS = 5     # dB for the signal, percentage points for the flash
 DC_FALL_V = 0.05   # a DC this much below the one at the start of the battery time is falling
@@ -169,7 +175,7 @@ class Policy:
         due = now
         if kind == OFFLINE and reason == REBOOTING and event == RAISED:
             due = now + self.reboot_grace  # dropped if it is back by then
-        if kind not in self.urgent_kinds:
+        if kind not in self.urgent_kinds and kind not in ALWAYS_URGENT:
             due = quiet_hours_end(due, self.quiet, self.zone) or due
         return due
 

@@ -9,6 +9,9 @@
 - ``queue_repeats``: notices again for alerts still open after the repeat interval.
 - The delivery (headend/services/alert_delivery.py) sends due notices from its own thread.
 - ``open_alerts``, ``recent_alerts``, ``list_alerts``: for the pages and GET /api/v1/alerts.
+- ``dead_air``: an alert of a relay (subject "live:<session id>", kind ``dead-air``), raised
+  by a dead-air start and cleared by its end (headend/live/dead_air_alerts.py writes it from a
+  worker thread of the live service); its notices go out as the receivers' do.
 
 Only the ingest thread raises and clears alerts, so "one open alert per receiver and kind"
 holds by construction; the database's partial unique index (``uq_alerts_open``) keeps it too.
@@ -35,6 +38,7 @@ from headend.models import (
     AlertNotice,
     AuditEntry,
     Receiver,
+    Zone,
 )
 from headend.services import alert_rules as rules
 from headend.services.programmes_time import local_text
@@ -73,8 +77,11 @@ class _Engine:
         self.channels = channels(settings)
         self.result = Evaluation([], [])
 
-    def raise_(self, receiver: Any, condition: rules.Condition) -> None:
-        alert = Alert(device_id=receiver.id, kind=condition.kind, reason=condition.reason,
+    def raise_(self, receiver: Any, condition: rules.Condition, *,
+               subject: str | None = None) -> None:
+        """Raise ``condition`` on a receiver, or on ``subject`` (``receiver`` None)."""
+        alert = Alert(device_id=receiver.id if receiver is not None else None, subject=subject,
+                      kind=condition.kind, reason=condition.reason,
                       severity=rules.severity(condition.kind, condition.reason),
                       detail=condition.detail, raised_at=self.now, repeats=0)
         self.session.add(alert)
@@ -201,6 +208,47 @@ def queue_repeats(session: Session, *, settings: Settings, now: datetime) -> int
     return len(due)
 
 
+LIVE_SUBJECT = "live:"
+
+
+def dead_air(session: Session, *, settings: Settings, event: Any,
+             now: datetime) -> Evaluation:
+    """A dead-air start (``event.dead``) raises the relay's alert unless one is open (a
+    repeated start of the same episode changes nothing); its end clears the open one. ``event``
+    is a headend/live/deadair.py DeadAirEvent. The caller commits."""
+    subject = LIVE_SUBJECT + event.live_id
+    engine = _Engine(session, settings, now)
+    open_ = session.scalar(select(Alert).where(Alert.subject == subject,
+                                               Alert.kind == rules.DEAD_AIR,
+                                               Alert.cleared_at.is_(None)))
+    if event.dead and open_ is None:
+        detail = {"url": event.url, "session": event.live_id,
+                  "villages": _villages(session, event.targets, event.devices),
+                  "receivers": len(event.devices), "source": event.detail or None,
+                  "fallback": event.fallback or None}
+        engine.raise_(None, rules.Condition(rules.DEAD_AIR, event.reason, detail),
+                      subject=subject)
+    elif not event.dead and open_ is not None:
+        if getattr(event, "ended", False):
+            open_.detail = {**(open_.detail or {}), "ended": True}
+        engine.clear(open_)
+    return engine.result
+
+
+def _villages(session: Session, targets: dict[str, Any], devices: list[str]) -> list[str]:
+    """The names of the villages a relay reaches: those targeted, and those of its receivers
+    (["*"]: all of them)."""
+    if targets.get("all"):
+        return ["*"]
+    ids = {z for z in targets.get("zones") or [] if isinstance(z, str)}
+    for part in chunks(sorted(set(devices))):
+        ids.update(z for (z,) in session.execute(select(Receiver.zone_id).where(
+            Receiver.id.in_(part), Receiver.zone_id.is_not(None))))
+    names = {z: n for z, n in session.execute(
+        select(Zone.id, Zone.name).where(Zone.id.in_(sorted(ids))))}
+    return sorted(names.get(z, z) for z in ids)
+
+
 # -- reading -------------------------------------------------------------------------------
 
 def list_alerts(session: Session, *, open: bool | None = None, device_id: str | None = None,
@@ -248,6 +296,8 @@ def event_title(alert: Alert, event: str, language: str) -> str:
     if event == rules.CLEARED:
         if alert.kind == rules.OFFLINE:
             return t("alert.back-online")
+        if alert.kind == rules.DEAD_AIR and not (alert.detail or {}).get("ended"):
+            return t("alert.relay-back")
         return "%s: %s" % (t("alert.event.cleared"), t("alert.kind." + alert.kind))
     prefix = t("alert.event." + event)
     return "%s: %s" % (prefix, title(alert, language))
@@ -257,19 +307,48 @@ def describe(alert: Alert, event: str, *, receiver: Receiver | None, settings: S
              language: str) -> str:
     """The lines of a notice in one language."""
     t = translator(language)
-    name = receiver.name if receiver is not None else alert.device_id
-    lines = [event_title(alert, event, language),
-             "%s: %s (%s)" % (t("alert.field.receiver"), name, alert.device_id)]
-    if receiver is not None and receiver.zone is not None:
-        lines.append("%s: %s" % (t("alert.field.zone"), receiver.zone.name))
+    lines = [event_title(alert, event, language)]
+    if alert.device_id is None:
+        lines += _subject_lines(alert, t)
+    else:
+        name = receiver.name if receiver is not None else alert.device_id
+        lines.append("%s: %s (%s)" % (t("alert.field.receiver"), name, alert.device_id))
+        if receiver is not None and receiver.zone is not None:
+            lines.append("%s: %s" % (t("alert.field.zone"), receiver.zone.name))
     lines.append("%s: %s" % (t("alert.field.since"), local_text(alert.raised_at, settings.tz)))
     if alert.cleared_at is not None:
         lines.append("%s: %s" % (t("alert.field.over"),
                                  local_text(alert.cleared_at, settings.tz)))
-    figures = _figures(alert.detail)
+    figures = _figures(alert.detail) if alert.device_id is not None else ""
     if figures:
         lines.append("%s: %s" % (t("alert.field.detail"), figures))
     return "\n".join(lines)
+
+
+def villages_text(alert: Alert, language: str) -> str:
+    """The villages a relay's dead air reaches, for the pages and the notices."""
+    names = (alert.detail or {}).get("villages") or []
+    return translator(language)("alert.all-villages") if names == ["*"] else ", ".join(names)
+
+
+def subject_name(alert: Alert, receiver: Receiver | None = None) -> str:
+    """Who or what the alert is about: the receiver's name, else the relay's URL."""
+    if alert.device_id is not None:
+        return receiver.name if receiver is not None else alert.device_id
+    return (alert.detail or {}).get("url") or alert.subject or ""
+
+
+def _subject_lines(alert: Alert, t) -> list[str]:
+    detail = alert.detail or {}
+    lines = ["%s: %s" % (t("alert.field.source"), detail.get("url") or ""),
+             "%s: %s" % (t("alert.field.zone"), villages_text(alert, t.language)),
+             "%s: %s (%s)" % (t("alert.field.session"), detail.get("session") or "",
+                              t("alert.field.receivers", count=detail.get("receivers", 0)))]
+    if detail.get("source"):
+        lines.append("%s: %s" % (t("alert.field.source-said"), detail["source"]))
+    if detail.get("fallback"):
+        lines.append("%s: %s" % (t("alert.field.fallback"), detail["fallback"]))
+    return lines
 
 
 def _figures(detail: dict[str, Any] | None) -> str:
@@ -284,7 +363,7 @@ def _figures(detail: dict[str, Any] | None) -> str:
 
 def as_dict(alert: Alert, receiver: Receiver | None = None) -> dict[str, Any]:
     """An alert as the API and the webhook show it."""
-    return {"id": alert.id, "device_id": alert.device_id,
+    return {"id": alert.id, "device_id": alert.device_id, "subject": alert.subject,
             "device_name": receiver.name if receiver is not None else None,
             "zone": receiver.zone_id if receiver is not None else None,
             "kind": alert.kind, "reason": alert.reason, "severity": alert.severity,

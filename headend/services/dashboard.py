@@ -85,7 +85,7 @@ class Upcoming:
 @dataclass
 class OpenAlert:
     id: int
-    device_id: str
+    device_id: str | None
     device_name: str | None
     kind: str
     reason: str | None
@@ -93,6 +93,8 @@ class OpenAlert:
     raised_at: datetime
     title_vi: str
     title_en: str
+    href: str = ""  # the receiver's page, or the live page for a relay's dead air
+    villages: str = ""  # a relay's: the villages it reaches
 
 
 @dataclass
@@ -190,6 +192,9 @@ def _alerts(session: Session, names: dict[str, str]) -> dict[str, Any]:
     worst = sorted(found, key=lambda a: alert_rules.SEVERITIES.index(a.severity)
                    if a.severity in alert_rules.SEVERITIES else len(alert_rules.SEVERITIES))
     return {"alerts_open": len(found), "alerts": [
-        OpenAlert(a.id, a.device_id, names.get(a.device_id), a.kind, a.reason, a.severity,
-                  a.raised_at, alerts.title(a, "vi"), alerts.title(a, "en"))
+        OpenAlert(a.id, a.device_id, names.get(a.device_id) if a.device_id else
+                  alerts.subject_name(a), a.kind, a.reason, a.severity, a.raised_at,
+                  alerts.title(a, "vi"), alerts.title(a, "en"),
+                  "/receivers/%s" % a.device_id if a.device_id else "/live",
+                  "" if a.device_id else alerts.villages_text(a, "vi"))
         for a in worst[:ALERTS]]}

@@ -67,6 +67,14 @@ def detail(client, headers, live_id):
     return r.json()
 
 
+def relay_alerts(client, headers, live_id):
+    """The operator's alerts of this relay (written by the live service's worker)."""
+    client.app.state.live.alerts.flush()
+    r = client.get("/api/v1/alerts", headers=headers)
+    assert r.status_code == 200, r.text
+    return [a for a in r.json() if a["subject"] == "live:" + live_id]
+
+
 def fallback_rows(client, headers, live_id):
     r = client.get("/api/v1/playlog", params={"broadcast_id": live_id}, headers=headers)
     assert r.status_code == 200, r.text
@@ -159,6 +167,12 @@ def test_stall_and_silence_play_the_fallback_alert_log_and_resume(client, online
         assert shown["fallbacks"] == n
         # The receivers still play the one stream: the fallback goes out in it.
         assert {d["state"] for d in shown["devices"]} == {"sent"}
+        # The operator's alert: open, one per episode, with the villages it reaches.
+        found = relay_alerts(client, headers, live["id"])
+        assert [(a["kind"], a["reason"], a["open"]) for a in found][0] == (
+            "dead-air", reason, True)
+        assert len(found) == n and not any(a["open"] for a in found[1:])
+        assert found[0]["detail"]["villages"] == ["Thon-1"]
         rows = wait_for(lambda r=reason: [e for e in fallback_rows(client, headers, live["id"])
                                           if e["reason"] == r], 5, "the play log's rows")
         assert {e["device_id"] for e in rows} == village
@@ -171,6 +185,8 @@ def test_stall_and_silence_play_the_fallback_alert_log_and_resume(client, online
         assert back.cleared and back.since_ms == event.since_ms  # the alert to clear
         assert back.targets == event.targets == {"zones": ["thon-1"]}
         assert detail(client, headers, live["id"])["dead_air"] is None
+        found = relay_alerts(client, headers, live["id"])
+        assert len(found) == n and not any(a["open"] for a in found)  # cleared, once
         rows = wait_for(lambda r=reason: [e for e in fallback_rows(client, headers, live["id"])
                                           if e["reason"] == r and e["ended_at"]], 5,
                         "the rows closed")
@@ -196,7 +212,12 @@ def test_a_source_that_never_answers_plays_the_notice_and_says_why(client, onlin
     assert shown["state"] == "live" and shown["dead_air"]["reason"] == LOST
     assert shown["source"]["state"] == "reconnecting"
     assert "refused" in shown["source"]["error"].lower()
+    [alert] = relay_alerts(client, online.headers, live["id"])
+    assert alert["open"] and alert["reason"] == LOST
     client.delete("/api/v1/live/" + live["id"], headers=online.headers)
+    # Ended in dead air: its alert is over too.
+    wait_for(lambda: not relay_alerts(client, online.headers, live["id"])[0]["open"], 10,
+             "the alert cleared by the end")
 
 
 def test_a_relay_ends_at_until(client, online, radio, quick):  # noqa: F811

@@ -68,3 +68,30 @@ def test_the_dashboard_shows_the_open_alerts_worst_first(browser, station):
         ("d2", "offline", "critical"), ("t1", "amp-fault", "critical"),
         ("d1", "on-battery", "warning")}
     assert board["alerts"][-1]["title_en"] == "On battery"
+
+
+def test_a_relays_dead_air_shows_with_its_source_and_villages(browser, station):
+    from headend.live.dead_air_alerts import DeadAirAlerts
+    from headend.live.deadair import LOST, DeadAirEvent, dead_air_event
+
+    writer = DeadAirAlerts(settings=station.settings,
+                           session_factory=station.app.state.session_factory,
+                           owns=lambda live_id: live_id == "L7")
+    try:
+        dead_air_event(DeadAirEvent("L7", "http://radio.example/vov1.mp3", True, LOST,
+                                    "Connection refused", "notice", 0, ["d1"],
+                                    targets={"zones": ["thon-dong"]}))
+        writer.flush()
+    finally:
+        writer.close()
+    assert browser.login("viewer").status_code == 303
+    opened = browser.get("/alerts").text.split("Đã hết gần đây")[0]
+    assert re.findall(r'data-kind="([^"]+)" data-reason="([^"]*)"', opened) == [
+        ("dead-air", "source-lost")]
+    assert "Mất tín hiệu tiếp sóng: nguồn mất kết nối" in opened
+    assert 'href="/live">http://radio.example/vov1.mp3' in opened and "Thôn Đông" in opened
+    assert "Connection refused" in opened
+    panel = re.search(r'<section class="panel dash-alerts".*?</section>',
+                      browser.get("/").text, re.S).group(0)
+    assert re.findall(r'data-kind="([^"]+)"', panel) == ["dead-air"]
+    assert "http://radio.example/vov1.mp3" in panel and "Thôn Đông" in panel

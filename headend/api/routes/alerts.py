@@ -19,12 +19,12 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 def get_alerts(session: SessionDep, _: Reader, open: bool | None = None,
                device: str | None = None, since: datetime | None = None, limit: int = 200):
     """``open=true``: what is wrong now; ``open=false``: what is over; ``device``: one
-    receiver's; ``since``: raised, still open or over since then (ISO 8601)."""
+    receiver's (a relay's dead air has no device but a ``subject``, "live:<session id>"); ``since``: raised, still open or over since then (ISO 8601)."""
     if since is not None:
         since = aware(since, "since")
     found = alerts.list_alerts(session, open=open, device_id=device, since=since, limit=limit)
     receivers = {}
-    for part in chunks(sorted({a.device_id for a in found})):
+    for part in chunks(sorted({a.device_id for a in found if a.device_id})):
         for receiver in session.scalars(select(Receiver).where(Receiver.id.in_(part))):
             receivers[receiver.id] = receiver
     return [alerts.as_dict(a, receivers.get(a.device_id)) for a in found]

@@ -1,5 +1,9 @@
 """alerts: what is wrong with a receiver (raised, cleared) and the outbox of their notices
 
+An alert names a receiver (``device_id``) or another subject (``subject``, "live:<session
+id>": dead air on a relay), each with its partial unique index: one open alert per receiver
+and kind, and per subject and kind.
+
 Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-03
@@ -18,7 +22,8 @@ def upgrade():
     op.create_table(
         'alerts',
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column('device_id', sa.String(length=48), nullable=False),
+        sa.Column('device_id', sa.String(length=48), nullable=True),
+        sa.Column('subject', sa.String(length=64), nullable=True),
         sa.Column('kind', sa.String(length=24), nullable=False),
         sa.Column('reason', sa.String(length=24), nullable=True),
         sa.Column('severity', sa.String(length=8), nullable=False),
@@ -34,6 +39,9 @@ def upgrade():
     op.create_index('ix_alerts_raised', 'alerts', ['raised_at'])
     # One open alert per receiver and kind, kept by the database itself.
     op.create_index('uq_alerts_open', 'alerts', ['device_id', 'kind'], unique=True,
+                    sqlite_where=sa.text('cleared_at IS NULL'),
+                    postgresql_where=sa.text('cleared_at IS NULL'))
+    op.create_index('uq_alerts_open_subject', 'alerts', ['subject', 'kind'], unique=True,
                     sqlite_where=sa.text('cleared_at IS NULL'),
                     postgresql_where=sa.text('cleared_at IS NULL'))
     op.create_table(

@@ -33,6 +33,8 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('receivers') as batch:
+    # DROP COLUMN, never a copy of the table (see 0010: receivers is referred to by cascades,
+    # and dropping the old copy would delete every delivery and play-log row).
+    with op.batch_alter_table('receivers', recreate='never') as batch:
         for name, _ in reversed(_COLUMNS):
             batch.drop_column(name)

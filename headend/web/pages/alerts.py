@@ -21,4 +21,4 @@ def alerts_page(request: Request, session: SessionDep, _user: PageUser):
     return render(request, "alerts.html", {
         "open": [{"a": a, "device": devices.get(a.device_id)} for a in now_open],
         "over": [{"a": a, "device": devices.get(a.device_id)} for a in over],
-        "title": alerts.title})
+        "title": alerts.title, "villages": alerts.villages_text})
