@@ -576,6 +576,8 @@ class Receiver:
                 self._set_amp(act[1])
             elif kind == C.FETCH:
                 self.fetcher.add(act[1])
+            elif kind == C.PIN:
+                self._pin(act[1], act[2])
             elif kind == C.SYNC_REQUEST:
                 self._spawn(self._send_time_request())
             elif kind == C.VOLUME:
@@ -588,6 +590,15 @@ class Receiver:
                 self._spawn(self._identify(act[1]))
             elif kind == C.REBOOT:
                 self._spawn(self._reboot())
+
+    def _pin(self, sha, on):
+        """A ``fetch`` pinned or unpinned its item in the cache (its index is rewritten)."""
+        try:
+            self.cache.pin(sha, on)
+        except OSError as e:
+            self._stats["errors"] += 1
+            if is_no_space(e):
+                self._no_space()
 
     async def _identify(self, secs):
         self._identify_until = self.local_ms() + secs * 1000

@@ -184,7 +184,14 @@ REBOOT_ARGS = ()
 # nonce the receiver put in this boot's birth, once. Its own counter becomes the new floor.
 RESET_FLOOR_ARGS = (("nonce", HEX64, None, None, None, REQUIRED,
                      "this boot's `nonce` from the receiver's birth"),)
-COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
+# A fetch command is the media plus whether to pin it: a pinned item (the alert tone, standard
+# emergency messages) is kept in the receiver's cache ahead of need, never evicted, outside the
+# schedule's cache budget (firmware/cache.py).
+FETCH_CMD_ARGS = FETCH_ARGS + (
+    ("pin", BOOL, None, None, None, OPTIONAL,
+     "true: pin the item; false: unpin it (nothing fetched if not cached); null: as it was"),
+)
+COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_CMD_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
                 REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS}
 
