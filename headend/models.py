@@ -194,6 +194,10 @@ class MediaItem(Base):
     warnings: Mapped[list[str] | None] = mapped_column(JSON)  # near-silent, clipped, ...
     created_by: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # In the site's pinned set (kept on every receiver ahead of need, never evicted: the alert
+    # tone, standard emergency messages; headend/services/pinned.py): True; False once it left
+    # the set (a receiver that reported holding it is told to unpin it at its birth); None never.
+    pinned: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
     renditions: Mapped[list["Rendition"]] = relationship(
         back_populates="media", lazy="selectin", cascade="all, delete-orphan")

@@ -161,6 +161,12 @@ class MediaPublic(BaseModel):
     loudness_lufs: float | None = None
     warnings: list[str] | None = None
     renditions: list[RenditionPublic]
+    pinned: bool = False
+
+
+class PinRequest(BaseModel):
+    pinned: StrictBool = Field(description="true: kept on every receiver ahead of need, never "
+                         "evicted (alert tone, standard emergency messages); false: not")
 
 
 class PrefetchRequest(BaseModel):

@@ -5,10 +5,16 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile, status
 
 from headend.api.deps import MediaEditor, PublisherDep, Reader, SessionDep, SettingsDep
-from headend.api.schemas import MediaPublic, Prefetched, PrefetchRequest, RenditionPublic
+from headend.api.schemas import (
+    MediaPublic,
+    PinRequest,
+    Prefetched,
+    PrefetchRequest,
+    RenditionPublic,
+)
 from headend.errors import Invalid
 from headend.models import MediaItem
-from headend.services import media
+from headend.services import media, pinned
 from headend.services.broadcasts import prefetch_media as prefetch
 
 router = APIRouter(prefix="/media", tags=["media"])
@@ -18,7 +24,7 @@ def media_public(item: MediaItem) -> MediaPublic:
     return MediaPublic(id=item.id, title=item.title, filename=item.filename,
                        duration_s=item.duration_ms / 1000, created_at=item.created_at,
                        created_by=item.created_by, loudness_lufs=item.loudness_lufs,
-                       warnings=item.warnings,
+                       warnings=item.warnings, pinned=bool(item.pinned),
                        renditions=[RenditionPublic.model_validate(r) for r in item.renditions])
 
 
@@ -62,6 +68,17 @@ def prefetch_media(media_id: str, body: PrefetchRequest, session: SessionDep,
     later broadcast of it, an emergency above all, starts at once and in step everywhere."""
     count = prefetch(session, settings=settings, publisher=publisher, media_id=media_id,
                      targets=body.targets, actor=user)
+    return Prefetched(receivers=count)
+
+
+@router.put("/{media_id}/pinned", response_model=Prefetched)
+def pin_media(media_id: str, body: PinRequest, session: SessionDep, settings: SettingsDep,
+              publisher: PublisherDep, user: MediaEditor):
+    """Put this item in the site's pinned set (or take it out): every receiver keeps it in its
+    cache ahead of need and never evicts it, from now on and at each reconnect. Answers how
+    many online receivers were told now."""
+    count = pinned.set_pinned(session, settings=settings, publisher=publisher,
+                              media_id=media_id, pinned=body.pinned, actor=user)
     return Prefetched(receivers=count)
 
 
