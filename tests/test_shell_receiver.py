@@ -734,7 +734,10 @@ async def test_a_fetch_with_pin_pins_the_item_in_flash_across_a_reboot(tmp_path)
     rx = make_receiver(tmp_path)  # a reboot: the index says so
     assert rx.cache.pinned() == [SHA]
     # The schedule's whole cache_bytes is still its own, and nothing it fetches evicts it.
-    assert rx.cache.make_room(2000000, [], "f" * 64) == [] and rx.cache.has(SHA)
+    assert rx.cache.free() == rx.cache.capacity == 2000000
+    block = rx.cache._flash()[1]
+    whole = rx.cache.free() // block * block  # unpinned, the item's block would have to go
+    assert rx.cache.make_room(whole, [], "f" * 64) == [] and rx.cache.has(SHA)
     task = await started(rx)
     head = Head()
     head.ctr = 10  # above the first boot's counter
