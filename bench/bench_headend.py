@@ -337,7 +337,7 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url, pinned_id
         wait(lambda: len(api.get("/api/v1/devices", online="true")) >= n, 60,
              "receivers online at the head-end")
         # The pinned set went to each receiver with its birth: wait until all hold it.
-        wait(lambda: holders(db_url, pinned_id, ids) >= n, 120,
+        wait(lambda: holders(db_url, pinned_id, ids) >= n, 300,
              "every receiver holding the pinned media")
         time.sleep(2.0)
         media = api.http.post("/api/v1/media", files={"file": (
