@@ -288,6 +288,19 @@ class CommandWatch:
         return got
 
 
+def watched_emergency(api, broker, ids, media_id):
+    """POST /api/v1/emergency of ``media_id`` to ``ids`` with a ``CommandWatch`` on their
+    command topics (every play command of the call names the media). Returns (broadcast id,
+    called, answered, the watch)."""
+    watch = CommandWatch(broker, ids, len(ids), '"item":"%s"' % media_id)
+    called = time.time()
+    r = api.http.post("/api/v1/emergency", json={"media_id": media_id,
+                                                 "targets": {"devices": ids}})
+    answered = time.time()
+    r.raise_for_status()
+    return r.json()["id"], called, answered, watch
+
+
 def pin_media(api, media_id):
     r = api.http.put("/api/v1/media/%s/pinned" % media_id, json={"pinned": True})
     r.raise_for_status()
@@ -366,16 +379,8 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url, pinned_id
 
                 wait(programme_playing, 60, "the programme playing")
                 time.sleep(1.0)
-            # The command ids start with the broadcast id, which only the answer tells:
-            # every play command of this call carries the emergency's media id.
             which = pinned_id if label == "idle, pinned" else media_id
-            watch = CommandWatch(broker, ids, n, '"item":"%s"' % which)
-            called = time.time()
-            r = api.http.post("/api/v1/emergency", json={"media_id": which,
-                                                         "targets": {"devices": ids}})
-            answered = time.time()
-            r.raise_for_status()
-            bid = r.json()["id"]
+            bid, called, answered, watch = watched_emergency(api, broker, ids, which)
 
             def all_playing(bid=bid):
                 detail = api.get("/api/v1/broadcasts/" + bid)
@@ -452,12 +457,7 @@ def bench_share(tmp, broker, api, fleet_devices, n, db_url, runs):
            "payload_bytes": None}
     for _ in range(runs):
         mark_online(db_url, ids)
-        watch = CommandWatch(broker, ids, n, '"item":"%s"' % media_id)
-        called = time.time()
-        r = api.http.post("/api/v1/emergency", json={"media_id": media_id,
-                                                     "targets": {"devices": ids}})
-        answered = time.time()
-        r.raise_for_status()
+        bid, called, answered, watch = watched_emergency(api, broker, ids, media_id)
         seen = watch.result()
         if len(seen["times"]) < n:
             raise RuntimeError("the subscriber saw %d of %d commands" % (len(seen["times"]), n))
@@ -465,7 +465,7 @@ def bench_share(tmp, broker, api, fleet_devices, n, db_url, runs):
         out["api_s"].append(answered - called)
         payloads = seen["payloads"]
         out["payload_bytes"] = sum(len(p) for _t, p in payloads) / len(payloads)
-        api.cancel(r.json()["id"])
+        api.cancel(bid)
         time.sleep(1.0)
         # The baseline: the very same payloads on the same topics, from a bare client.
         tag = b'"item":"%s"' % media_id.encode()
