@@ -454,7 +454,7 @@ def bench_share(tmp, broker, api, fleet_devices, n, db_url, runs):
     media_id = media.json()["id"]
     ctx = mp.get_context("fork")
     out = {"headend_s": [], "api_s": [], "baseline_s": [], "baseline_acked_s": [],
-           "payload_bytes": None}
+           "in_process_s": [], "payload_bytes": None}
     for _ in range(runs):
         mark_online(db_url, ids)
         bid, called, answered, watch = watched_emergency(api, broker, ids, media_id)
@@ -483,7 +483,34 @@ def bench_share(tmp, broker, api, fleet_devices, n, db_url, runs):
         out["baseline_s"].append(max(seen["times"]) - sent["started"])
         out["baseline_acked_s"].append(sent["acked"] - sent["started"])
         time.sleep(1.0)
+        out["in_process_s"].append(in_process_emergency(db_url, ids, media_id))
     return out
+
+
+def in_process_emergency(db_url, ids, media_id):
+    """Where the head-end's share goes: the same emergency through its service in this
+    process, on the same database (validate, targets, deliveries, signing, commit), with a
+    publisher that only keeps the commands: no HTTP, no MQTT. Returns seconds."""
+    from headend.commands import RecordingPublisher
+    from headend.services import broadcasts
+
+    mark_online(db_url, ids)
+    settings = Settings(database_url=db_url, site_id=SITE, mqtt_enabled=False)
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session:
+        publisher = RecordingPublisher()
+        started = time.perf_counter()
+        broadcast = broadcasts.send_emergency(session, settings=settings, publisher=publisher,
+                                              media_id=media_id, targets={"devices": ids},
+                                              actor="bench")
+        took = time.perf_counter() - started
+        if len(publisher.sent) != len(ids):
+            raise RuntimeError("in process: %d commands for %d receivers"
+                               % (len(publisher.sent), len(ids)))
+        broadcasts.cancel_broadcast(session, settings=settings, publisher=publisher,
+                                    broadcast_id=broadcast.id, actor="bench")
+    engine.dispose()
+    return took
 
 
 def acked_latencies(db_url, results):
@@ -602,6 +629,8 @@ def main(argv=None):
             print("  baseline, bare paho client, the same %d QoS-1 payloads: first publish -> "
                   "last seen %s ms (all PUBACKed after %s ms)"
                   % (n, ms(res["baseline_s"]), ms(res["baseline_acked_s"])))
+            print("  of which the head-end's own work, in process on the same database (no "
+                  "HTTP, no MQTT): %s ms" % ms(res["in_process_s"]))
     finally:
         server.stop()
         broker.stop()
