@@ -145,9 +145,9 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
                                                    now=batch.now,
                                                    rebooted=receiver.id in batch.rebooted)
         batch.result.commands += commands
-        batch.result.commands += pinned.commands_for_birth(session, settings=settings,
-                                                           receiver=receiver)
         batch.touched |= touched
+    batch.result.commands += pinned.commands_for_birth(session, settings=settings,
+                                                       receivers=list(batch.returning.values()))
     if batch.touched:
         refresh_states(session, broadcast_ids=batch.touched, now=batch.now)
     return batch.result

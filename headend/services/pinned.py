@@ -6,8 +6,8 @@ ordinary ``fetch`` command with ``pin`` (headend/planning.py ``fetch_fields``; t
 cache never evicts a pinned item and does not count it against the schedule's room,
 firmware/cache.py):
 
-- at each birth (a receiver back with a new session, ``commands_for_birth``, called by the
-  ingest beside ``commands_for_returning``): a ``fetch`` with ``pin: true`` for every item of
+- at each birth (receivers back with a new session, ``commands_for_birth``, called by the
+  ingest once a batch, after ``commands_for_returning``): a ``fetch`` with ``pin: true`` for every item of
   the set, and ``pin: false`` for items that left it which the receiver reported holding;
 - when the set changes (``set_pinned``): the same to every online receiver at once.
 
@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from headend import planning
-from headend.commands import Command, Publisher, new_command_id, prepare
+from headend.commands import Command, Publisher, chunks, new_command_id, prepare
 from headend.errors import Invalid
 from headend.models import DeviceMedia, MediaItem, Receiver, User
 from headend.services import audit
@@ -57,24 +57,35 @@ def _fetch(settings: Settings, receiver: Receiver, media: MediaItem, pin: bool) 
 
 def _held(session: Session, device_ids: list[str] | None, media: MediaItem) -> set[str]:
     """Receivers (of ``device_ids``; None: all) that reported holding one of its renditions."""
-    query = select(DeviceMedia.device_id).where(
-        DeviceMedia.sha256.in_([r.sha256 for r in media.renditions]))
-    if device_ids is not None:
-        query = query.where(DeviceMedia.device_id.in_(device_ids))
-    return set(session.scalars(query))
+    shas = [r.sha256 for r in media.renditions]
+    if device_ids is None:
+        return set(session.scalars(select(DeviceMedia.device_id)
+                                   .where(DeviceMedia.sha256.in_(shas))))
+    held: set[str] = set()
+    for part in chunks(device_ids):
+        held.update(session.scalars(select(DeviceMedia.device_id).where(
+            DeviceMedia.sha256.in_(shas), DeviceMedia.device_id.in_(part))))
+    return held
 
 
 def commands_for_birth(session: Session, *, settings: Settings,
-                       receiver: Receiver) -> list[Command]:
-    """What a receiver that just came back is sent for the pinned set (see the module)."""
-    commands = []
-    for media in session.scalars(select(MediaItem).where(MediaItem.pinned.is_not(None))
-                                 .order_by(MediaItem.created_at, MediaItem.id)):
-        if not media.pinned and receiver.id not in _held(session, [receiver.id], media):
-            continue
-        command = _fetch(settings, receiver, media, bool(media.pinned))
-        if command is not None:
-            commands.append(command)
+                       receivers: list[Receiver]) -> list[Command]:
+    """What receivers that just came back are sent for the pinned set (see the module): a
+    few queries for the whole batch, however many came back at once (a broker restart)."""
+    commands: list[Command] = []
+    if not receivers:
+        return commands
+    media_rows = list(session.scalars(select(MediaItem).where(MediaItem.pinned.is_not(None))
+                                      .order_by(MediaItem.created_at, MediaItem.id)))
+    ids = [r.id for r in receivers]
+    for media in media_rows:
+        holders = None if media.pinned else _held(session, ids, media)
+        for receiver in receivers:
+            if holders is not None and receiver.id not in holders:
+                continue
+            command = _fetch(settings, receiver, media, bool(media.pinned))
+            if command is not None:
+                commands.append(command)
     return commands
 
 

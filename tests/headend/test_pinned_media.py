@@ -27,9 +27,11 @@ def test_pinned_media_goes_to_every_receiver_now_and_at_each_birth(commune):
     assert pin(commune, media["id"], True).json()["receivers"] == 0  # no change, nothing sent
     listed = commune.client.get("/api/v1/media/" + media["id"], headers=commune.headers).json()
     assert listed["pinned"] is True
-    # b1 was offline: it gets the set at its birth; a1 again at its next boot.
-    commune.report(commune.birth("b1"))
+    # b1 and b2 were offline: they get the set at their births (one batch); a1 again at its
+    # next boot.
+    commune.report(commune.birth("b1"), commune.birth("b2"))
     assert [f["a"]["pin"] for f in fetches(commune, "b1")] == [True]
+    assert [f["a"]["pin"] for f in fetches(commune, "b2")] == [True]
     commune.report(commune.birth("a1", boot=2))
     assert [f["a"]["pin"] for f in fetches(commune, "a1")] == [True, True]
     # A heartbeat is no birth: nothing more.
