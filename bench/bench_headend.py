@@ -352,7 +352,7 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url, pinned_id
         # The pinned set went to each receiver with its birth: wait until all hold it.
         wait(lambda: holders(db_url, pinned_id, ids) >= n, 300,
              "every receiver holding the pinned media")
-        time.sleep(2.0)
+        time.sleep(5.0)  # the fleet's connect work (acks, fetched reports, syncs) settles
         media = api.http.post("/api/v1/media", files={"file": (
             "canh-bao.wav", write_tone_wav(tmp / "alarm.wav", 6.0, freq=880.0).read_bytes(),
             "audio/wav")})
