@@ -413,4 +413,5 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cmdstate.refused": ("Cụm loa từ chối", "Refused by the receiver"),
     "cmdstate.no-answer": ("Không có phản hồi (lệnh đã hết hạn)",
                            "No answer (the command expired)"),
+    "media.pinned": ("có sẵn trên mọi cụm loa, phát ngay", "on every receiver, plays at once"),
 }
