@@ -84,6 +84,8 @@ DEFAULTS = {
     # Field recovery (firmware/shell.py, firmware/recovery.py).
     "offline_reboot_min": 30,    # reboot after this long without the broker (0: never); not
                                  # while playing or just before a start
+    "ota_trial_s": 600,          # a new firmware must get its birth to the broker this soon
+                                 # after its first boot, or it rolls back (firmware/ota.py)
     "fallback": None,            # set by load(): {"file", "error"} when config.json was refused
 }
 
@@ -126,7 +128,7 @@ def validate(cfg):
     for name in ("heartbeat_s", "keepalive_s"):
         if cfg[name] is None:
             cfg[name] = period
-    for name in ("heartbeat_s", "keepalive_s", "timesync_s"):
+    for name in ("heartbeat_s", "keepalive_s", "timesync_s", "ota_trial_s"):
         if not isinstance(cfg[name], int) or cfg[name] < 1:
             raise ConfigError("%s must be a positive integer" % name)
     validate_pins(cfg)

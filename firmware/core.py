@@ -21,6 +21,7 @@ Inputs::
     core.media_ready(sha, now)          a fetch attempt finished, hash checked
     core.media_failed(sha, now, detail) a fetch attempt failed (``detail``: why, short)
     core.media_evicted(sha)             the cache dropped an item
+    core.update_result(ver, ok, reason, now)  a firmware update staged, or stopped
     core.finished(item, now)            the player played ``item`` to its end
     core.failed(item, now, detail)      the player could not play ``item``
     core.count(name)                    count something the shell dropped (malformed, ...)
@@ -50,6 +51,9 @@ Actions are tuples whose first element names them::
     (VOLUME, volume)                 set the output volume (0..100) of what is playing
     (REBOOT,)                        reboot once the events are out
     (IDENTIFY, secs)                 blink / beep for ``secs`` seconds
+    (UPDATE, args)                   start a firmware update (the ``update`` command's
+                                     arguments; firmware/updater.py), refused "busy" here
+                                     while anything plays
     (SUBSCRIBE, topic)               subscribe to a stream topic
     (UNSUBSCRIBE, topic)
     (PERSIST, state)                 write ``state`` (dict, JSON-able) to flash; restore with
@@ -92,6 +96,15 @@ Choices (where the protocol leaves room):
 - the amplifier relay closes ``amp_settle_ms`` before a scheduled start (no thump in the first
   words), at once for an item that starts now (whose first sample then waits for it), and
   opens when nothing plays and nothing starts within ``amp_settle_ms``;
+- the media of scheduled items is fetched ahead, earliest start first, as far as it fits
+  ``cache_budget`` (set by the shell: what the media cache may hold) together with what plays
+  and what starts earlier; a later item's fetch waits until earlier ones have played (their
+  media may then be evicted). A ``play`` or ``fetch`` command fetches at once regardless;
+- the zone's volume limit comes with each ``schedule`` (``vmax``, kept in flash): a
+  ``play``, ``stream``, ``volume`` or ``schedule`` asking for more is refused
+  "volume-limit", and whatever plays is held to it (a default volume set before the limit
+  came down); an emergency is not limited (it is sent by a role of its own, at the
+  emergency volume: people must hear a flood warning);
 - fetches follow firmware/fetch_policy.py (one rule for attempts, backoff and giving up;
   a failure while the link is down does not count), time requests
   firmware/sync_cadence.py (burst at each link up, refine, periodic; none while down).
@@ -100,6 +113,7 @@ Choices (where the protocol leaves room):
 from firmware.fetch_policy import FetchPolicy
 from firmware.guard import AUTH_REASONS, MALFORMED_REASONS, CommandGuard
 from firmware.jitter import JitterBuffer
+from firmware.reasons import REFUSED_VOLUME
 from firmware.schedule import KIND_PLAY, KIND_STREAM, Item, Schedule, StreamInfo
 from firmware.sync_cadence import SyncCadence
 from protocol import messages as M
@@ -121,6 +135,7 @@ UNSUBSCRIBE = "unsubscribe"
 PERSIST = "persist"
 AMP = "amp"
 SYNC_REQUEST = "sync_request"
+UPDATE = "update"
 
 IDLE = "idle"
 PLAYING = "playing"
@@ -196,6 +211,12 @@ class ReceiverCore:
         self._jitter_shape = (jitter_slots, jitter_slot_bytes)
         self.jitter = None          # JitterBuffer, made on the first stream (64 KB by default)
         self._dirty = False
+        # Bytes the media cache may hold (the shell's MediaCache.budget()); None: no limit
+        # known. Media of the schedule is fetched ahead, earliest first, only as far as it
+        # fits (``_fitting``): the rest waits until what plays first has played.
+        self.cache_budget = None
+        # The zone's volume limit (a ``schedule``'s ``vmax``; None: none): see _volume_for.
+        self.volume_limit = None
         if state:
             self._restore(state)
 
@@ -211,6 +232,7 @@ class ReceiverCore:
         self._guard.last_ctr = state.get("ctr", 0)
         self.seq = state.get("seq", 0)
         self.volume = state.get("vol", self.volume)
+        self.volume_limit = state.get("vmax")
         self._done = list(state.get("done", ()))
         for since, args in state.get("items", ()):
             try:
@@ -221,7 +243,7 @@ class ReceiverCore:
 
     def export_state(self):
         return {"ctr": self._guard.last_ctr, "seq": self.seq, "vol": self.volume,
-                "done": list(self._done),
+                "vmax": self.volume_limit, "done": list(self._done),
                 "items": [[it.since, it.args] for it in self.schedule.scheduled()]}
 
     def _finish(self, acts, now):
@@ -285,11 +307,19 @@ class ReceiverCore:
         return bid in self._done or bool(self.schedule.by_bid(bid))
 
     def _volume_for(self, item):
-        if item.vol is not None:
-            return item.vol
         if item.prio == M.PRIO_EMERGENCY:
-            return self.emergency_volume
-        return self.volume
+            return self.emergency_volume if item.vol is None else item.vol
+        return self._limited(self.volume if item.vol is None else item.vol)
+
+    def _limited(self, vol):
+        """``vol`` held to the zone's limit: whatever a command said (a default volume set
+        before the limit came down), nothing but an emergency plays louder."""
+        limit = self.volume_limit
+        return vol if limit is None or vol <= limit else limit
+
+    def _too_loud(self, vol, prio, limit):
+        return vol is not None and limit is not None and vol > limit \
+            and prio != M.PRIO_EMERGENCY
 
     def playing(self):
         """A small summary of what plays, for telemetry: dict or None."""
@@ -317,6 +347,27 @@ class ReceiverCore:
         for sha in self._fetches.shas():
             need.add(sha)
         return need
+
+    def _fitting(self):
+        """sha of the media the schedule needs that fit the cache budget together, earliest
+        start first (what plays now first); None: no budget known, all of it. The earliest
+        is always in (the fetch says so if even it does not fit)."""
+        budget = self.cache_budget
+        if budget is None:
+            return None
+        items = list(self.schedule)
+        if self.current is not None:
+            items.insert(0, self.current)
+        fits = set()
+        total = 0
+        for it in items:
+            if it.kind != KIND_PLAY or it.sha in fits:
+                continue
+            total += it.args["size"]
+            if fits and total > budget:
+                break
+            fits.add(it.sha)
+        return fits
 
     def _scheduled_needs(self, sha):
         for it in self.schedule:
@@ -451,6 +502,8 @@ class ReceiverCore:
             acts.append((IDENTIFY, args.get("secs") or IDENTIFY_DEFAULT_S))
         elif kind == M.REBOOT:
             acts.append((REBOOT,))
+        elif kind == M.UPDATE:
+            acts.append((UPDATE, args))
         # M.RESET_FLOOR: the guard has set the floor; the PERSIST (dirty) writes it.
 
     def _refusal(self, kind, args):
@@ -461,11 +514,20 @@ class ReceiverCore:
             for a in args["items"]:
                 if a["codec"] not in self.codecs:
                     return "unsupported-codec"
+                if self._too_loud(a.get("vol"), a["prio"], args.get("vmax")):
+                    return REFUSED_VOLUME
+        if kind in (M.PLAY, M.STREAM) and self._too_loud(args.get("vol"), args["prio"],
+                                                          self.volume_limit):
+            return REFUSED_VOLUME
+        if kind == M.VOLUME and self._too_loud(args["vol"], None, self.volume_limit):
+            return REFUSED_VOLUME
         if kind == M.STREAM:
             try:
                 key_from_hex(args["key"])
             except ProtocolError:
                 return "bad-field"
+        if kind == M.UPDATE and self.current is not None:
+            return "busy"  # never while an emergency, live talk or a programme plays
         return None
 
     def _play_item(self, args, since):
@@ -512,18 +574,36 @@ class ReceiverCore:
         self._dirty = True
         cur = self.current
         if cur is not None and cur.vol is None and cur.prio != M.PRIO_EMERGENCY:
-            acts.append((VOLUME, vol))
+            acts.append((VOLUME, self._limited(vol)))
 
     def _cmd_schedule(self, args, now, acts):
+        """Replace what the window [from, to) holds with its items; their media is fetched
+        ahead as far as the cache budget goes (``_fitting``), the rest as room comes."""
+        self._set_limit(args.get("vmax"), acts)
         self.schedule.clear_window(args["from"], args["to"])
+        added = []
         for a in args["items"]:
             if self._known_bid(a["bid"]):
-                continue
+                continue  # playing, played or stopped: never twice
             item = self._play_item(a, now)
             self.schedule.add(item)
-            self._want_media(a, now, True)
+            added.append(a)
+        fits = self._fitting()
+        for a in added:
+            if fits is None or a["sha"] in fits:
+                self._want_media(a, now, True)
         self._dirty = True
         self._run(now, acts)
+
+    def _set_limit(self, limit, acts):
+        """A new zone volume limit; what plays is brought under it at once."""
+        if limit == self.volume_limit:
+            return
+        self.volume_limit = limit
+        self._dirty = True
+        cur = self.current
+        if cur is not None and cur.prio != M.PRIO_EMERGENCY:
+            acts.append((VOLUME, self._volume_for(cur)))
 
     def _cmd_fetch(self, args, now, acts):
         pin = args.get("pin")
@@ -560,6 +640,12 @@ class ReceiverCore:
         if item_id is not None:
             self._event(M.EV_FETCH_FAILED, now, {"item": item_id, "sha": sha, "reason": detail},
                         acts)
+        return self._finish(acts, now)
+
+    def update_result(self, ver, ok, reason, now):
+        """The shell's updater staged version ``ver`` (ok) or stopped (``reason``): reported."""
+        acts = []
+        self._event(M.EV_UPDATE, now, {"ver": ver, "ok": ok, "reason": reason}, acts)
         return self._finish(acts, now)
 
     def media_evicted(self, sha):
@@ -752,6 +838,7 @@ class ReceiverCore:
                     self._stop_current(end[0], end[1], now, acts)
         candidates = []
         horizon = now + START_LEAD_MS
+        fits = self._fitting()
         for it in self.schedule:
             if it.kind == KIND_STREAM:
                 end = self._stream_end(it.stream, now)
@@ -766,7 +853,7 @@ class ReceiverCore:
             if it.start_ref() > now:
                 if it.start_ref() <= horizon and ready:
                     candidates.append(it)  # in the lead window: handed over early
-                else:
+                elif fits is None or it.sha in fits:
                     self._want_media(it.args, now, False)  # prefetch ahead of air time
                 continue
             if it.at is not None:

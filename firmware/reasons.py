@@ -10,3 +10,4 @@ REFUSED_SAFE_MODE = "safe-mode"
 REFUSED_STORAGE = "storage"     # the counter could not be written (a flash error)
 REFUSED_NO_SPACE = "no-space"   # ... because the flash is full
 CACHE_FULL = "cache-full"       # the cache cannot make room (what it holds is all needed)
+REFUSED_VOLUME = "volume-limit"  # a play, stream, volume or schedule above the zone's limit

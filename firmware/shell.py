@@ -26,7 +26,11 @@ Tasks, each small and each never letting an exception out:
 - watchdog: feeds ``platform.feed_watchdog`` while the event loop is alive;
 - recovery (firmware/recovery.py): after ``STABLE_MS`` the boot counts as stable (its crash-loop
   count goes back to 0); after ``offline_reboot_min`` without the broker, with nothing playing
-  or about to start, the state goes to flash and the board reboots.
+  or about to start, the state goes to flash and the board reboots;
+- update (firmware/updater.py, rules in firmware/ota.py): an UPDATE action downloads and checks
+  a bundle and switches the version pointer, then the board reboots once nothing plays. A
+  version on trial confirms itself when the broker acknowledges its first birth; one that has
+  not within ``ota_trial_s`` goes back to the previous version and reboots (recovery task).
 
 Flash (firmware/store.py, firmware/cache.py): every command's counter is in flash before the
 command acts (``_before_command``), so a failed write refuses the command ("storage",
@@ -60,7 +64,7 @@ except ImportError:  # MicroPython before 1.21
 
 from binascii import hexlify
 
-from firmware import FIRMWARE_VERSION
+from firmware import FIRMWARE_VERSION, ota, otaboot
 from firmware import config as configuration
 from firmware import core as C
 from firmware.cache import MediaCache
@@ -81,6 +85,7 @@ from firmware.recovery import (
 from firmware.schedule import KIND_STREAM
 from firmware.store import Outbox, StateFile, fs_space, is_no_space, makedirs
 from firmware.timesync import TimeSync
+from firmware.updater import Updater
 from protocol import messages as M
 from protocol import topics as T
 from protocol.signing import key_from_hex
@@ -97,6 +102,9 @@ _MINUTE_MS = 60000        # the unit of offline_reboot_min
 _REBOOT_QUIET_MS = 120000  # an offline reboot waits while something starts sooner than this
 REBOOT_COMMAND = "command"  # why the firmware rebooted itself (the next birth's "rebooted")
 REBOOT_OFFLINE = "offline"
+REBOOT_UPDATE = "update"      # a new version is switched in
+REBOOT_ROLLBACK = "rollback"  # the version on trial gave up
+_OTA_HASH_BYTES = 1024    # the updater's hashing buffer
 
 
 def _reset_cause(platform):
@@ -195,6 +203,11 @@ class Receiver:
                           "state": self._state_file.recovered,
                           "rebooted": rebooted if isinstance(rebooted, str) else None}
         self._config_kept = False     # config.json saved as the good copy this boot
+        # The firmware version pointer, as this boot's otaboot.choose left it (firmware/ota.py):
+        # what runs, and whether it is on trial; the births say how the last update went.
+        self.ota_pointer = otaboot.read_pointer(storage)
+        self.firmware_version = ota.running(self.ota_pointer) or FIRMWARE_VERSION
+        self.boot_info.update(ota.birth_info(self.ota_pointer))
         self.outbox = Outbox(storage + "/outbox.jsonl")
         core_state = saved.get("core")
         core_state = dict(core_state) if isinstance(core_state, dict) else {}
@@ -221,6 +234,7 @@ class Receiver:
         self.cache = MediaCache(storage + "/cache", cfg["cache_bytes"], space)
         self.cache.sweep(self.core.needed_media())  # what the last boot left half done
         self.core.set_cached(self.cache.shas())
+        self.core.cache_budget = self.cache.budget()  # how far the schedule is fetched ahead
         # Wall time before the first sync of this boot: only from an RTC that kept time. The
         # ESP32's RTC runs on across a watchdog or software reset (the shell sets it at every
         # sync) but restarts at 2000-01-01 after a power cut: it is trusted only when it reads
@@ -256,6 +270,8 @@ class Receiver:
                              cfg["stream_lead_ms"], self._player_done)
         self.fetcher = Fetcher(platform, self.cache, self.core.needed_media,
                                self.core.media_evicted, self._no_space, self._fetch_done)
+        self.updater = Updater(platform, storage, bytearray(_OTA_HASH_BYTES), self._update_event,
+                               self._update_switched)
         self.timesync = TimeSync(self._key, self.device, self.clock, self.local_ms,
                                  self.core.count)
         self.mqtt = (mqtt_factory or _default_mqtt)(self, cfg, self._will(1))
@@ -432,12 +448,57 @@ class Receiver:
             if self._unstable and not self.safe_mode and now - started >= STABLE_MS:
                 self._unstable = 0
                 self._save_state(self.core.export_state())
+            if (self.ota_pointer.get("trial") and now - started
+                    >= self.config["ota_trial_s"] * 1000 and self._quiet_for_reboot()):
+                await self._rollback(ota.WHY_NO_BROKER)
+                return
             limit = self.config["offline_reboot_min"] * _MINUTE_MS
             if self._online:
                 offline_since = now
             elif limit and now - offline_since >= limit and self._quiet_for_reboot():
                 await self._reboot_self(REBOOT_OFFLINE)
                 return
+
+    async def _rollback(self, why):
+        """The version on trial did not prove itself: the pointer back to the previous one,
+        then a reboot into it (whose birth says why)."""
+        try:
+            otaboot.write_pointer(self.platform.storage_dir, ota.rollback(self.ota_pointer, why))
+        except OSError:
+            self._stats["errors"] += 1  # the trial boots run out instead (firmware/ota.py)
+        await self._reboot_self(REBOOT_ROLLBACK)
+
+    def _update_event(self, ver, ok, reason):
+        self._apply(self.core.update_result(ver or "?", ok, reason, self.now()))
+
+    def _update_switched(self):
+        self._spawn(self._reboot_when_quiet())
+
+    async def _reboot_when_quiet(self):
+        """The new version boots once nothing plays or is about to start."""
+        while not self._quiet_for_reboot():
+            await sleep_ms(_RECOVERY_POLL_MS)
+        await self._reboot(REBOOT_UPDATE)
+
+    def _confirm_update(self):
+        """The broker acknowledged this trial version's birth: it stays. True once the pointer
+        says so (the birth is then sent again, saying "updated": the head-end's rollout waits
+        for that before its next wave)."""
+        new = ota.confirmed(self.ota_pointer)
+        if new is None:
+            return False
+        try:
+            otaboot.write_pointer(self.platform.storage_dir, new)
+        except OSError as e:
+            self._stats["errors"] += 1
+            if is_no_space(e):
+                self._no_space()
+            return False
+        self.ota_pointer = new
+        for name in ("ota", "ota_ver", "ota_why"):
+            self.boot_info[name] = None
+        self.boot_info.update(ota.birth_info(new))
+        return True
 
     def _quiet_for_reboot(self):
         """Nothing plays and, by a synced clock, nothing starts within _REBOOT_QUIET_MS."""
@@ -460,16 +521,23 @@ class Receiver:
 
     async def _on_connect(self):
         self._conn += 1
+        self.core.cache_budget = self.cache.budget()  # it follows the flash free
         caps = {"codecs": list(self.sink.codecs), "sink": self.sink.name,
-                "cache_free": self.cache.free(), "cache_total": self.cache.budget(),
+                "cache_free": self.cache.free(), "cache_total": self.core.cache_budget,
                 "rates": list(getattr(self.sink, "rates", DEFAULT_RATES)),
                 # the head-end's offline threshold follows each receiver's heartbeat period
                 "hb": self.config["heartbeat_s"]}
         link = (self.platform.link_info() or {}).get("type") or self.config["link"]["type"]
         info = dict(self.boot_info)
         info["nonce"] = self.core.reset_nonce  # None (left out) once a reset used it
-        birth = M.birth(self.device, self.boot, self._conn, FIRMWARE_VERSION, caps, link, info)
-        await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True)
+        birth = M.birth(self.device, self.boot, self._conn, self.firmware_version, caps, link,
+                        info)
+        if await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True) \
+                and self._confirm_update():
+            info.update(ota.birth_info(self.ota_pointer))
+            birth = M.birth(self.device, self.boot, self._conn, self.firmware_version, caps,
+                            link, info)
+            await self.mqtt.publish(self._t_status, self._sealed(T.STATUS, birth), 1, True)
         if not self._config_kept and not self.config.get("fallback"):
             # This config has reached the broker: it is the one to fall back to.
             self._config_kept = True
@@ -590,6 +658,8 @@ class Receiver:
                 self._spawn(self._identify(act[1]))
             elif kind == C.REBOOT:
                 self._spawn(self._reboot())
+            elif kind == C.UPDATE:
+                self.updater.start(act[1], self.firmware_version)
 
     def _pin(self, sha, on):
         """A ``fetch`` pinned or unpinned its item in the cache (its index is rewritten)."""
@@ -615,7 +685,7 @@ class Receiver:
         else:
             self.platform.led("on" if self._online else "slow")
 
-    async def _reboot(self):
+    async def _reboot(self, why=REBOOT_COMMAND):
         """Reboot after the ack is out: wait for the outbox, say goodbye, reset."""
         waited = 0
         while len(self.outbox) and waited < _REBOOT_FLUSH_MS:
@@ -623,7 +693,7 @@ class Receiver:
             waited += 100
         # A clean DISCONNECT suppresses the will: publish the death ourselves.
         await self.mqtt.publish(self._t_status, self._will(self._conn)[1], 1, True, 2000)
-        await self._reboot_self(REBOOT_COMMAND)
+        await self._reboot_self(why)
 
     # -- amplifier -----------------------------------------------------------------------
 

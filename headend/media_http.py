@@ -64,3 +64,34 @@ def _lookup(factory, sha: str, ext: str):
     if path is None:
         _cached_lookup.cache_clear()  # a miss is not remembered: the upload may be in flight
     return path
+
+
+# -- firmware bundles (headend/services/firmware.py) -----------------------------------------
+# Public too: the firmware is open source; what a receiver installs is checked against the
+# manifest hash its signed ``update`` names, never trusted for where it came from.
+
+def _firmware_file(request: Request, version: str, rel: str) -> Path:
+    from firmware.ota import safe_path, valid_version
+    from headend.services.firmware import firmware_dir
+
+    if not valid_version(version) or not safe_path("/" + rel):
+        raise HTTPException(404, "no such firmware file")
+    path = firmware_dir(request.app.state.settings) / version / rel
+    if not path.is_file():
+        raise HTTPException(404, "no such firmware file")
+    return path
+
+
+@router.get("/firmware/{version}/manifest.json")
+@router.head("/firmware/{version}/manifest.json", include_in_schema=False)
+def get_firmware_manifest(version: str, request: Request):
+    return FileResponse(_firmware_file(request, version, "manifest.json"),
+                        media_type="application/json")
+
+
+@router.get("/firmware/{version}/files/{rel:path}")
+@router.head("/firmware/{version}/files/{rel:path}", include_in_schema=False)
+def get_firmware_file(version: str, rel: str, request: Request):
+    # FileResponse answers Range requests: a receiver resumes a cut download (firmware/http.py).
+    return FileResponse(_firmware_file(request, version, "files/" + rel),
+                        media_type="application/octet-stream")

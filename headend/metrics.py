@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from headend.api.deps import SESSION_COOKIE, get_current_user
 from headend.clock_guard import CLOCK
-from headend.models import Delivery, Receiver
+from headend.models import ALERT_NOTICE_PENDING, Alert, AlertNotice, Delivery, Receiver
 from headend.security import has_permission
 
 router = APIRouter(tags=["metrics"])
@@ -40,6 +40,7 @@ SERVICE_COUNTERS = {
     "loaxa_time_replies": ("time_reply", "Time-sync replies sent to receivers"),
     "loaxa_mqtt_connects": ("connects", "Connections of the head-end to its broker"),
     "loaxa_receivers_gone_silent": ("silent", "Receivers marked offline for silence"),
+    "loaxa_alerts_raised": ("alerts_raised", "Alerts raised (headend/services/alerts.py)"),
 }
 
 
@@ -84,6 +85,13 @@ class HeadendCollector:
                                              Receiver.offline_reason)).all()
             delays = session.execute(select(Delivery.sent_at, Delivery.acked_at).where(
                 Delivery.sent_at >= since, Delivery.acked_at.is_not(None))).all()
+            open_alerts = session.execute(
+                select(Alert.kind, Alert.reason, func.count()).where(Alert.cleared_at.is_(None))
+                .group_by(Alert.kind, Alert.reason)).all()
+            # Due and not sent: grows while the mail server or the webhook is down.
+            overdue = session.scalar(select(func.count()).select_from(AlertNotice).where(
+                AlertNotice.state == ALERT_NOTICE_PENDING,
+                AlertNotice.due_at <= datetime.now(UTC))) or 0
         zones: dict[tuple[str, str], int] = {}
         reasons: dict[str, int] = {}
         for zone, online, reason, count in rows:
@@ -100,7 +108,14 @@ class HeadendCollector:
             for q in LATENCY_QUANTILES:
                 latency.add_metric([str(q)], _quantile(seconds, q))
         acked.add_metric([], len(seconds))
-        yield from (by_state, offline, latency, acked)
+        alerts = GaugeMetricFamily("loaxa_alerts_open", "Open alerts by kind and reason",
+                                   labels=["kind", "reason"])
+        for kind, reason, count in sorted(open_alerts, key=lambda r: (r[0], r[1] or "")):
+            alerts.add_metric([kind, reason or ""], count)
+        notices = GaugeMetricFamily("loaxa_alert_notices_due",
+                                    "Alert e-mails and webhook posts due and not yet sent")
+        notices.add_metric([], overdue)
+        yield from (by_state, offline, latency, acked, alerts, notices)
 
     def _service(self, mqtt):
         connected = GaugeMetricFamily("loaxa_mqtt_connected",

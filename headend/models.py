@@ -24,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -164,6 +165,9 @@ class Receiver(Base):
     reset_nonce: Mapped[str | None] = mapped_column(String(64))
     # Marked for exercises: a CAP alert of status Exercise airs on these receivers only.
     exercise: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How its last firmware update went, from its latest birth ({"ota", "ota_ver", "ota_why"}:
+    # updated, trial, rolled-back and why); None if it never said.
+    ota: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Secrets: the HMAC key (hex of 32 random bytes) and the broker password's hash. Never
     # logged, never in a list response; shown once at provisioning.
     device_key: Mapped[str] = mapped_column(String(128))
@@ -237,6 +241,8 @@ class Broadcast(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     cancelled_at: Mapped[datetime | None]
     cancelled_by: Mapped[str | None] = mapped_column(String(64))
+    # The volume its play commands carry (a programme's own); None: the receiver's default.
+    volume: Mapped[int | None] = mapped_column(Integer)
 
     media: Mapped[MediaItem] = relationship(lazy="joined")
 
@@ -269,6 +275,9 @@ class Delivery(Base):
     # While "playing": since when the receiver's heartbeats say it plays something else (its
     # end report may be on the way; after a grace the head-end closes it, "end-unreported").
     contradicted_at: Mapped[datetime | None]
+    # How many times the play was sent again because the receiver did not ack it in time
+    # (headend/services/escalation.py); ``sent_at`` is the latest send.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -634,3 +643,106 @@ class CapFeedItem(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # the CAP outcome, or "refused"
     reason: Mapped[str | None] = mapped_column(String(64))
     seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FirmwareBundle(Base):
+    """A firmware bundle (``loaxa device bundle``) uploaded to the head-end, its files kept
+    under ``{data_dir}/firmware/{version}/`` (headend/services/firmware.py) and served to
+    receivers with HTTP Range (headend/media_http.py). ``manifest_sha256`` is the SHA-256 of
+    its manifest.json bytes: what a signed ``update`` names."""
+
+    __tablename__ = "firmware_bundles"
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    manifest_size: Mapped[int] = mapped_column(Integer)
+    total_size: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(Integer)
+    source_commit: Mapped[str | None] = mapped_column(String(64))
+    uploaded_by: Mapped[str | None] = mapped_column(String(64))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FirmwareRollout(Base):
+    """One receiver told to update to a version: the command sent, and the receiver's session
+    then, so its progress can be read from what it reported since (acks, ``update`` events,
+    births)."""
+
+    __tablename__ = "firmware_rollouts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ForeignKey("firmware_bundles.version",
+                                                    ondelete="CASCADE"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"),
+                                           index=True)
+    command_id: Mapped[str] = mapped_column(String(64))
+    boot_at_send: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class FirmwareWavePlan(Base):
+    """A rollout in waves (one canary receiver, then its village, then the commune): the next
+    wave goes once every receiver of this one reports the version updated; the first refusal,
+    failure or rollback pauses it, with the reason (headend/services/firmware.py)."""
+
+    __tablename__ = "firmware_wave_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ForeignKey("firmware_bundles.version",
+                                                    ondelete="CASCADE"), index=True)
+    waves: Mapped[list[list[str]]] = mapped_column(JSON)
+    wave: Mapped[int] = mapped_column(Integer, default=0)  # the wave under way
+    state: Mapped[str] = mapped_column(String(16))  # running, paused, done
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# -- alerts (headend/services/alerts.py, docs/alerts.md) ------------------------------------
+
+ALERT_NOTICE_PENDING = "pending"
+ALERT_NOTICE_SENDING = "sending"  # claimed by the delivery thread, on its way
+ALERT_NOTICE_SENT = "sent"
+ALERT_NOTICE_FAILED = "failed"    # gave up after its attempts
+ALERT_NOTICE_DROPPED = "dropped"  # the alert was over before its notice was due
+
+
+class Alert(Base):
+    """Something wrong with a receiver, from when it was raised until it was over
+    (``cleared_at``). At most one open alert per receiver and kind (the partial unique index)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index("uq_alerts_open", "device_id", "kind", unique=True,
+              sqlite_where=sql_text("cleared_at IS NULL"),
+              postgresql_where=sql_text("cleared_at IS NULL")),
+        Index("ix_alerts_raised", "raised_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("receivers.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(24))  # headend/services/alert_rules.py KINDS
+    reason: Mapped[str | None] = mapped_column(String(24))  # offline: power-lost, link-lost, ...
+    severity: Mapped[str] = mapped_column(String(8))  # critical | warning | info
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the figures that raised it
+    raised_at: Mapped[datetime]
+    cleared_at: Mapped[datetime | None]
+    # When its latest raise or repeat notice was due (repeats count from there); None: none.
+    noticed_at: Mapped[datetime | None]
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertNotice(Base):
+    """One message about an alert on one channel (e-mail, webhook): an outbox row, written in
+    the transaction that raised or cleared the alert, sent later by the delivery thread."""
+
+    __tablename__ = "alert_notices"
+    __table_args__ = (Index("ix_alert_notices_due", "state", "due_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"),
+                                          index=True)
+    event: Mapped[str] = mapped_column(String(8))  # raised | repeat | cleared
+    channel: Mapped[str] = mapped_column(String(8))  # email | webhook
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime]  # held past the quiet hours, a reboot's grace, a retry's backoff
+    state: Mapped[str] = mapped_column(String(8), default=ALERT_NOTICE_PENDING)
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(200))

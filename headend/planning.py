@@ -10,6 +10,7 @@ A rendition is anything with the fields of the head-end's ``Rendition`` row
 ``settings`` is the head-end's ``Settings`` (headend/settings.py).
 """
 
+import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterable
@@ -95,11 +96,55 @@ def fetch_fields(settings, item_id: str, rendition: RenditionLike,
 
 
 def play_fields(settings, *, bid: str, item_id: str, rendition: RenditionLike,
-                at_ms: int | None, prio: int) -> dict[str, Any]:
+                at_ms: int | None, prio: int, vol: int | None = None) -> dict[str, Any]:
     """The arguments of a ``play`` command: the media, when (None: as soon as fetched), in
-    which class, and the emergency volume for an emergency (None: the receiver's own)."""
+    which class, and how loud: the emergency volume for an emergency, else ``vol`` (a
+    programme's own volume; None: the receiver's default)."""
     return dict(media_fields(settings, item_id, rendition), bid=bid, at=at_ms, prio=prio,
-                vol=settings.emergency_volume if prio == messages.PRIO_EMERGENCY else None)
+                vol=settings.emergency_volume if prio == messages.PRIO_EMERGENCY else vol)
+
+
+# -- the schedule window -------------------------------------------------------------------
+
+# Room kept in one command for its envelope (dev, id, ctr, exp, k) and the signature line.
+_ENVELOPE_BYTES = 512
+
+
+def occurrence_bid(programme_id: str, slot_ms: int, revision: int, start_ms: int,
+                   generation: int = 0) -> str:
+    """The broadcast id of one occurrence of a programme, known before its broadcast exists:
+    the receiver's window carries it days ahead and the broadcast made ``programme_lead_s``
+    before air time has the same id, so the receiver plays it once (a ``play`` whose bid it
+    holds is acknowledged and ignored) and reports it under the broadcast the head-end keeps
+    the outcome of. A new revision or a new time is a new id; ``generation`` moves on when
+    the id was used by a broadcast since cancelled (the receiver remembers a stopped id)."""
+    key = "%s|%d|%d|%d|%d" % (programme_id, slot_ms, revision, start_ms, generation)
+    return "b" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def schedule_fields(*, from_ms: int, to_ms: int,
+                    plays: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The arguments of a ``schedule`` command: the receiver's window [from, to) and the
+    plays in it (``play_fields`` each with an ``at`` in the window), earliest first.
+
+    The receiver replaces what it holds in the window with these, so a play left out of it
+    is dropped there. One command holds at most ``MAX_SCHEDULE_ITEMS`` plays and
+    ``MAX_PAYLOAD`` bytes: when the plays do not all fit, the window ends at the first one
+    left out (the receiver keeps what it holds from there; the next window brings it)."""
+    if to_ms <= from_ms:
+        raise ValueError("the window ends before it starts")
+    items = sorted((p for p in plays if from_ms <= p["at"] < to_ms),
+                   key=lambda p: (p["at"], p["bid"]))
+    room = messages.MAX_PAYLOAD - _ENVELOPE_BYTES
+    size = len(messages.encode({"from": from_ms, "to": to_ms, "items": []}))
+    kept: list[dict[str, Any]] = []
+    for play in items:
+        size += len(messages.encode(play)) + 1
+        if len(kept) == messages.MAX_SCHEDULE_ITEMS or size > room:
+            to_ms = play["at"]
+            break
+        kept.append(play)
+    return {"from": from_ms, "to": to_ms, "items": kept}
 
 
 def stream_fields(*, bid: str, sid: str, sno: int, key_hex: str, codec: str, rate: int,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol import presence
@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # A receiver that comes back while an emergency is current plays it from the start; an
     # emergency stays current this long after it started, unless cancelled.
     emergency_window_s: int = 15 * 60
+    # Escalation (headend/services/escalation.py): a receiver online that has not acked an
+    # emergency's play within ``emergency_confirm_s`` is listed on its page and sent the play
+    # again, at most ``emergency_resends`` times (then an operator's "re-send" button).
+    emergency_confirm_s: int = 10
+    emergency_resends: int = 3
     media_codecs: tuple[str, ...] = ("mp3", "adpcm")
     max_upload_mb: int = 200
 
@@ -111,6 +116,17 @@ class Settings(BaseSettings):
     live_silence_s: float = 3.0  # no audio from the source this long ends the session
     live_connect_s: float = 30.0  # a session whose audio never starts ends after this
     live_keep_ended: int = 50  # ended sessions still listed by GET /api/v1/live
+    # Relays of a stream URL (headend/live/relay.py) and their dead air (headend/live/deadair.py):
+    # no bytes, or audio below ``relay_silence_dbfs``, for ``relay_dead_air_s`` plays the
+    # fallback (the media item ``relay_fallback_media``, else a spoken notice) until the source
+    # has given sound again for ``relay_resume_s``.
+    relay_dead_air_s: float = 5.0
+    relay_silence_dbfs: float = -50.0
+    relay_resume_s: float = 1.0
+    relay_fallback_media: str | None = None
+    relay_read_timeout_s: float = 10.0  # ffmpeg's and ours: a source this quiet is reopened
+    relay_prebuffer_ms: int = 1000  # the source's jitter the relay absorbs
+    relay_max_buffer_s: float = 10.0  # read ahead of real time (an HLS playlist's burst)
 
     # Ingestion: a batch is written in one transaction; at most this many messages per batch.
     ingest_max_batch: int = 5000
@@ -154,6 +170,43 @@ class Settings(BaseSettings):
     programme_check_s: float = 30.0
     programme_horizon_days: int = 60
     programme_scheduler: bool = True  # off: nothing airs programmes (tests drive it by hand)
+    # Each receiver holds the approved occurrences of the next ``programme_window_h`` hours
+    # (and their media, within its cache budget), so it plays them with its link down: a
+    # signed ``schedule`` command (headend/services/programme_windows.py), sent again when
+    # its content changes, when the receiver comes back, and every
+    # ``programme_window_refresh_s`` anyway.
+    programme_window_h: int = 48
+    programme_window_refresh_s: int = 21600
+
+    # Alerts (headend/services/alerts.py, docs/alerts.md). Thresholds of the rules; the quiet
+    # hours ("HH:MM", local; start = end: none) hold e-mail and webhook notices of kinds not in
+    # ``alert_urgent_kinds`` until they end (the pages show every alert at once); an alert
+    # still open is notified again every ``alert_repeat_h`` hours (0: never); an offline alert
+    # of a receiver told to reboot is notified only if it is not back within
+    # ``alert_reboot_grace_s``.
+    alert_low_rssi_dbm: int = -85  # low signal below this, over again 5 dB above it
+    alert_flash_full_pct: int = 90  # media cache used / its budget
+    alert_unsynced_after_s: int = 300  # clock unsynced this long after a boot
+    alert_battery_low_v: float = 11.5  # on battery at or below this: drained (12 V systems)
+    alert_quiet_start: str = "22:00"
+    alert_quiet_end: str = "05:00"
+    alert_urgent_kinds: list[str] = ["offline"]
+    alert_repeat_h: float = 12.0
+    alert_reboot_grace_s: int = 180
+    alert_check_s: float = 5.0  # the delivery thread's look for due notices and repeats
+    # E-mail (SMTP): no host, no e-mail. The password is never logged nor shown.
+    alert_smtp_host: str = ""
+    alert_smtp_port: int = 587
+    alert_smtp_starttls: bool = True
+    alert_smtp_user: str = ""
+    alert_smtp_password: SecretStr = SecretStr("")
+    alert_smtp_from: str = "loaxa-headend@localhost"
+    alert_email_to: list[str] = []
+    # Webhook: a JSON POST per notice (docs/alerts.md); with a secret, signed like CAP posts
+    # (X-Loaxa-Timestamp, X-Loaxa-Signature: sha256=HMAC(secret, timestamp "." body)).
+    alert_webhook_url: str = ""
+    alert_webhook_secret: SecretStr = SecretStr("")
+    alert_delivery_timeout_s: float = 10.0
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self):
@@ -184,6 +237,28 @@ class Settings(BaseSettings):
             SitePolicy.from_dict(self.cap_policy)
         except ServiceError as exc:
             raise ValueError("LOAXA_CAP_POLICY: %s" % exc.message) from None
+        return self
+
+    @model_validator(mode="after")
+    def _check_alerts(self):
+        from headend.services.programmes_time import quiet_hours
+
+        try:
+            quiet_hours(self.alert_quiet_start, self.alert_quiet_end)
+        except ValueError:
+            raise ValueError("LOAXA_ALERT_QUIET_START/END must be HH:MM times") from None
+        from headend.services.alert_rules import KINDS
+
+        unknown = [k for k in self.alert_urgent_kinds if k not in KINDS]
+        if unknown:
+            raise ValueError("LOAXA_ALERT_URGENT_KINDS: unknown kind %s (known: %s)"
+                             % (", ".join(unknown), ", ".join(KINDS)))
+        if self.alert_webhook_url and not self.alert_webhook_url.startswith(
+                ("http://", "https://")):
+            raise ValueError("LOAXA_ALERT_WEBHOOK_URL must be an http:// or https:// URL")
+        if self.alert_smtp_host and not self.alert_email_to:
+            raise ValueError("LOAXA_ALERT_EMAIL_TO must name at least one recipient when "
+                             "LOAXA_ALERT_SMTP_HOST is set")
         return self
 
     @property

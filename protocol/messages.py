@@ -52,7 +52,8 @@ IDENTIFY = "identify"  # blink the LED / beep so a technician finds the box
 SCHEDULE = "schedule"  # replace the schedule window with the items given
 FETCH = "fetch"        # fetch a media item into the cache ahead of air time
 RESET_FLOOR = "reset_floor"  # bring the counter floor down to this command's counter (below)
-COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR)
+UPDATE = "update"      # download a firmware bundle, switch to it, roll back if it fails
+COMMANDS = (PLAY, STREAM, STOP, VOLUME, REBOOT, IDENTIFY, SCHEDULE, FETCH, RESET_FLOOR, UPDATE)
 
 # Event kinds (receiver -> head-end on .../evt).
 EV_ACK = "ack"            # a command was accepted (ok) or refused (with reason)
@@ -61,7 +62,8 @@ EV_FETCHED = "fetched"    # a media item is in the cache, hash checked
 EV_FETCH_FAILED = "fetch_failed"
 EV_STARTED = "started"    # proof of play: audio started
 EV_ENDED = "ended"        # proof of play: audio ended, with a reason
-EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED)
+EV_UPDATE = "update"      # a firmware update got this far (staged, or failed before the switch)
+EVENTS = (EV_ACK, EV_REJECTED, EV_FETCHED, EV_FETCH_FAILED, EV_STARTED, EV_ENDED, EV_UPDATE)
 
 # Presence kinds (receiver -> head-end on .../status, retained).
 BIRTH = "birth"  # the receiver connected: what it is and how this boot came about
@@ -164,6 +166,8 @@ SCHEDULE_ARGS = (
     ("to", INT, "net ms", 0, None, REQUIRED, "window end"),
     ("items", LIST, None, ("items", OBJECT, None, SCHEDULE_ITEM_ARGS, None, REQUIRED, "a play"),
      MAX_SCHEDULE_ITEMS, REQUIRED, "play arguments, each with an `at`"),
+    ("vmax", INT, None, 0, 100, OPTIONAL,
+     "the zone's volume limit, held until the next schedule (null: none)"),
 )
 STREAM_ARGS = (
     ("bid", ID, None, None, None, REQUIRED, "broadcast id"),
@@ -184,6 +188,18 @@ REBOOT_ARGS = ()
 # nonce the receiver put in this boot's birth, once. Its own counter becomes the new floor.
 RESET_FLOOR_ARGS = (("nonce", HEX64, None, None, None, REQUIRED,
                      "this boot's `nonce` from the receiver's birth"),)
+# A firmware update names the bundle by the SHA-256 of its manifest.json as served: the
+# command's MAC authenticates that hash, the manifest names every file's size and SHA-256, so
+# every byte the receiver installs is checked against what the head-end signed
+# (firmware/ota.py, firmware/updater.py).
+UPDATE_ARGS = (
+    ("ver", STR, None, 1, 32, REQUIRED, "firmware version of the bundle (its manifest's)"),
+    ("man", HEX64, None, None, None, REQUIRED, "SHA-256 of the bundle's manifest.json bytes"),
+    ("msize", INT, "B", 1, 65536, REQUIRED, "size of manifest.json"),
+    ("url", STR, None, 1, 400, REQUIRED,
+     "bundle base URL: `{url}/manifest.json`, `{url}/files{path}` (HTTP, Range)"),
+    ("total", INT, "B", 1, None, REQUIRED, "bytes of all the bundle's files (space check)"),
+)
 # A fetch command is the media plus whether to pin it: a pinned item (the alert tone, standard
 # emergency messages) is kept in the receiver's cache ahead of need, never evicted, outside the
 # schedule's cache budget (firmware/cache.py).
@@ -193,7 +209,7 @@ FETCH_CMD_ARGS = FETCH_ARGS + (
 )
 COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_CMD_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
-                REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS}
+                REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS, UPDATE: UPDATE_ARGS}
 
 # Time sync: the request is plain, the reply sealed.
 TIME_REQUEST_TABLE = (
@@ -243,6 +259,9 @@ BIRTH_BOOT_TABLE = (
     ("rebooted", STR, None, 1, 16, OPTIONAL, "why the firmware last rebooted itself"),
     ("nonce", HEX64, None, None, None, OPTIONAL,
      "random per boot, for one `reset_floor` (none once used)"),
+    ("ota", STR, None, 1, 16, OPTIONAL, "the last update: updated, rolled-back or trial"),
+    ("ota_ver", STR, None, 1, 32, OPTIONAL, "the version that update installed or tried"),
+    ("ota_why", STR, None, 1, 32, OPTIONAL, "why it rolled back: crash-loop, no-broker, ..."),
 )
 BIRTH_TABLE = BIRTH_HEAD_TABLE + BIRTH_BOOT_TABLE
 BIRTH_FIELDS = names(BIRTH_HEAD_TABLE)
@@ -330,6 +349,11 @@ EVENT_FIELDS = {
         ("reason", ONE_OF, None, END_REASONS, None, REQUIRED, "how it ended"),
         ("played", INT, "ms", 0, MAX_COUNT, OPTIONAL, "audio heard"),
         ("detail", STR, None, 1, 128, OPTIONAL, "why it failed"),
+    ),
+    EV_UPDATE: (
+        ("ver", STR, None, 1, 32, REQUIRED, "the version of the update command"),
+        ("ok", BOOL, None, None, None, REQUIRED, "staged and checked (the switch follows)"),
+        ("reason", STR, None, 1, 128, OPTIONAL, "why it failed (files kept for a resume)"),
     ),
 }
 

@@ -14,7 +14,9 @@ default, for large fleets) each is a task in the current loop; with ``runtime="m
 each is its own process of the MicroPython that computes like an ESP32 (simulator/mp_runtime.py),
 with the board's heap (``heap_probe``: True, or the number of receivers, counted from the
 first, that measure their live heap: simulator/mp_receiver.py). ``restart``, ``cut`` and
-``restore`` act on one of them; ``status_rows`` reports.
+``restore`` act on one of them, ``fail_mains`` (a mains cut, then the battery drains until
+the board dies) and ``restore_mains`` (power back: a fresh boot) on its supply;
+``status_rows`` reports.
 """
 
 import asyncio
@@ -127,8 +129,13 @@ class SimReceiver:
         return self.platform.link
 
     def start(self):
+        from firmware import otaboot
         from firmware.shell import Receiver
 
+        # The boot's update step (board/boot.py): a trial boot counted, or a rollback. The
+        # code stays this process's own (receivers share it); the version folder's code runs
+        # only in the MicroPython runtime, one process per board.
+        otaboot.choose(self.platform.storage_dir)
         self.receiver = Receiver(self.fleet.receiver_config(self.spec), self.platform)
         self.platform.sink.context = self._now_playing
         self.boots += 1
@@ -164,6 +171,23 @@ class SimReceiver:
         if self.platform.sink.current is not None:
             self.platform.sink.stop()
         self.platform.amplifier(False)
+        self.start()
+
+    async def power_off(self):
+        """The board dies: its connections go quiet without closing first (simulator/network.py
+        ``power_off``), so the firmware's goodbye as it is stopped reaches nobody; the RTC
+        loses its time and the next boot reads a power-on reset."""
+        self.link.power_off()
+        await self.stop()
+        if self.platform.sink.current is not None:
+            self.platform.sink.stop()
+        self.platform.amplifier(False)
+        self.platform.lose_power()
+        self.platform.reset_cause_name = "power-on"
+
+    def power_on(self):
+        """Power back: the link comes up and the firmware boots afresh from its flash."""
+        self.link.restore()
         self.start()
 
     def _now_playing(self):
@@ -226,6 +250,7 @@ class Fleet:
                 on_reboot=self._reboot_requested)
             self.receivers[spec.id] = SimReceiver(self, spec, platform)
         self._reboots = set()
+        self._battery_watch = {}
 
     # -- configuration given to each receiver's firmware ------------------------------------
 
@@ -260,6 +285,8 @@ class Fleet:
         return self
 
     async def stop(self):
+        for watch in self._battery_watch.values():
+            watch.cancel()
         await asyncio.gather(*(sim.stop() for sim in self.receivers.values()))
         for sim in self.receivers.values():
             sim.platform.sink.stop()
@@ -313,6 +340,37 @@ class Fleet:
 
     def restore(self, device_id):
         self.receivers[device_id].link.restore()
+
+    def fail_mains(self, device_id, battery_v=12.7, drain_v_per_s=0.02, cutoff_v=10.5):
+        """The mains goes: the receiver runs on its battery, whose voltage falls by
+        ``drain_v_per_s``, and dies (``power_off``) once it reaches ``cutoff_v``."""
+        sim = self.receivers[device_id]
+        if self.runtime != "cpython":
+            raise NotImplementedError("fail_mains drains a battery of the CPython runtime only")
+        platform = sim.platform
+        platform.battery_v = battery_v
+        platform.battery_drain_v_per_s = drain_v_per_s
+        platform.battery_cutoff_v = cutoff_v
+        platform.mains = 0
+        self._watch_battery(sim)
+
+    def _watch_battery(self, sim):
+        async def watch():
+            while sim.platform.mains == 0 and not sim.platform.battery_empty():
+                await asyncio.sleep(0.2)
+            if sim.platform.mains == 0 and sim.task is not None:
+                await sim.power_off()
+        self._battery_watch[sim.id] = asyncio.ensure_future(watch())
+
+    def restore_mains(self, device_id):
+        """The mains comes back; a board that died meanwhile boots again."""
+        sim = self.receivers[device_id]
+        watch = self._battery_watch.pop(device_id, None)
+        if watch is not None:
+            watch.cancel()
+        sim.platform.mains = 1
+        if sim.task is None:
+            sim.power_on()
 
     def crashed(self):
         """Receivers whose firmware run() ended with an exception."""

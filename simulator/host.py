@@ -4,6 +4,11 @@ One per receiver, no shared state, so hundreds share one CPython process. Everyt
 want to set (supply, link quality, temperature, free memory, amplifier fault) is a plain
 attribute; everything the firmware does to the board (amplifier relay, LED, reboot) is recorded
 with the true time it happened.
+
+The supply: ``mains`` (1/0) and ``dc_volts`` as set. With ``battery_drain_v_per_s`` set, the
+DC input is a battery once the mains goes: it starts at ``battery_v`` and falls that fast
+(true time) until ``battery_empty()``, when the board would brown out; the fleet then cuts its
+power (simulator/fleet.py ``fail_mains``). The firmware only ever reads ``supply()``.
 """
 
 import os
@@ -69,8 +74,12 @@ class HostPlatform(Platform):
         # Settable by tests: what the sensors read.
         self.link_type = link_type
         self.rssi = -61
-        self.mains = 1
-        self.dc_volts = 13.6
+        self._mains = 1
+        self.mains_changes = []  # (true time s, mains)
+        self.dc_volts = 13.6  # on mains: the charger's voltage
+        self.battery_v = 12.7  # the battery's voltage when the mains goes
+        self.battery_drain_v_per_s = 0.0  # 0: the DC stays at dc_volts
+        self.battery_cutoff_v = 10.5  # below this the board browns out
         self.temperature_c = 38.5
         self.free_memory = 92000
         self.amp_fault = False
@@ -151,8 +160,29 @@ class HostPlatform(Platform):
             self.led_pattern = pattern
             self.led_changes.append((time.time(), pattern))
 
+    @property
+    def mains(self):
+        return self._mains
+
+    @mains.setter
+    def mains(self, value):
+        if value != self._mains:
+            self.mains_changes.append((time.time(), value))
+        self._mains = value
+
+    def dc_now(self):
+        """The DC input now: a draining battery while on battery with a drain set."""
+        if self._mains or not self.battery_drain_v_per_s or not self.mains_changes:
+            return self.dc_volts
+        since = time.time() - self.mains_changes[-1][0]
+        return max(0.0, self.battery_v - self.battery_drain_v_per_s * since)
+
+    def battery_empty(self):
+        return (not self._mains and self.battery_drain_v_per_s > 0
+                and self.dc_now() <= self.battery_cutoff_v)
+
     def supply(self):
-        return {"mains": self.mains, "dc": self.dc_volts}
+        return {"mains": self.mains, "dc": round(self.dc_now(), 2)}
 
     def temperature(self):
         return self.temperature_c

@@ -30,13 +30,32 @@ import gc
 import json
 import sys
 
-try:
+REBOOT_EXIT = 3
+
+
+def boot_version(path):
+    """What board/boot.py does first: the version folder an update installed, if the pointer
+    names one (firmware/otaboot.py: a trial boot counted, or a rollback), goes first on the
+    path, so every firmware and protocol module below is imported from it; otherwise the
+    fleet's device lib (the factory firmware) runs."""
+    with open(path) as f:
+        storage = json.load(f)["sim"]["storage_dir"]
+    from firmware import otaboot
+
+    lib = otaboot.choose(storage)
+    if lib:
+        otaboot.activate(lib)
+
+
+boot_version(sys.argv[1])
+
+try:  # noqa: E402 - after the version is chosen
     import asyncio
 except ImportError:
     import uasyncio as asyncio
 
-from firmware.heap import heap_refusal
-from simulator.mp_host import report, true_us
+from firmware.heap import heap_refusal  # noqa: E402
+from simulator.mp_host import report, true_us  # noqa: E402
 
 STATUS_MS = 250
 REFUSED_EXIT = 4
@@ -161,4 +180,19 @@ async def main(path):
     report(monitor.status())
 
 
-asyncio.run(main(sys.argv[1]))
+def run(path):
+    """``main``; a crash of the firmware with ``"reset_on_crash"`` in the sim settings is what
+    board/main.py does with one: the traceback, then a reset (the parent starts this board
+    again on the same flash), so a version that crashes at boot meets its boot counter."""
+    try:
+        asyncio.run(main(path))
+    except Exception as e:
+        sys.print_exception(e)
+        with open(path) as f:
+            if json.load(f)["sim"].get("reset_on_crash"):
+                report({"k": "crash", "error": repr(e)})
+                raise SystemExit(REBOOT_EXIT)  # noqa: B904 - no chaining on MicroPython
+        raise
+
+
+run(sys.argv[1])

@@ -207,6 +207,8 @@ class MpSimReceiver:
         self.boot_report = None    # the process's heap after boot
         self.heap_reports = []
         self.output = []           # lines that were not reports (tracebacks, prints)
+        self.reset_on_crash = False  # a firmware crash resets the board (board/main.py)
+        self.boot_crashes = []     # what each such crash said
         self._stopping = False
 
     @property
@@ -221,7 +223,7 @@ class MpSimReceiver:
                         "keep_bytes": self.keep_bytes, "seed": self.seed,
                         "ticks_near_wrap": self.ticks_near_wrap, "link_type": "wifi",
                         "sensors": self.platform.sensors, "heap_probe": self.heap_probe,
-                        "heap_check": self.heap_check}}
+                        "heap_check": self.heap_check, "reset_on_crash": self.reset_on_crash}}
 
     async def start(self):
         port = await self.link.serve()
@@ -276,6 +278,8 @@ class MpSimReceiver:
             self.boot_report = msg
         elif kind == "refused":
             self.refused = msg["reason"]
+        elif kind == "crash":
+            self.boot_crashes.append(msg["error"])
         elif kind == "heap":
             self.heap_reports.append(msg)
         elif kind != "reboot":

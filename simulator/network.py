@@ -8,6 +8,9 @@ between the other end and the real broker connection. That is where faults are a
   firmware sees the stream end); in "blackhole" mode bytes silently vanish and the firmware
   only notices through its keepalive, as on a 4G link that lost coverage. New connections are
   refused until ``restore()``.
+- ``power_off()``: the board lost its power. Its connections simply go quiet: no FIN, no
+  reset, as a TCP connection whose far end vanished (the broker notices by its keepalive and
+  publishes the will); new connections are refused until ``restore()``, which ends them.
 - ``latency_ms``: one-way delay added to every chunk, in both directions, order preserved.
 - ``loss``: the fraction of MQTT QoS-0 PUBLISH packets from the broker that never arrive
   (time-sync replies, audio frames); the relay reassembles MQTT packets to drop whole ones.
@@ -90,6 +93,7 @@ class LinkPath:
         self.hosts = {}            # name -> address: this receiver's DNS answers, first
         self.resolves = 0          # DNS lookups asked through this path
         self._server = None        # serve(): the listener for a receiver in another process
+        self._frozen = []          # upstream writers of a board that lost power (power_off)
 
     # -- fault control ------------------------------------------------------------------------
 
@@ -102,9 +106,20 @@ class LinkPath:
             for relay in list(self._relays):
                 relay.abort()
 
+    def power_off(self):
+        """The board lost power: open connections go silent without closing (see above)."""
+        self.up = False
+        self.mode = "blackhole"
+        self.cuts.append((time.time(), "power-off"))
+        for relay in list(self._relays):
+            self._frozen.append(relay.freeze())
+
     def restore(self):
         self.up = True
         self.cuts.append((time.time(), "restore"))
+        for writer in self._frozen:  # the half-open connections of before a power cut
+            writer.transport.abort()
+        self._frozen = []
         # A connection that lost bytes while black-holed has a hole in its stream and cannot
         # carry on: end it, so the firmware reconnects. One that was idle all along survives,
         # as TCP does over a short outage.
@@ -242,6 +257,15 @@ class _Relay:
         for task in self._tasks:
             task.cancel()
         self.path._forget(self)
+
+    def freeze(self):
+        """Stop both directions where they are, leave the broker's side open and silent (no
+        FIN), drop the board's side; returns the broker side's writer, for ``restore``."""
+        for task in self._tasks:
+            task.cancel()
+        self.local_writer.transport.abort()
+        self.path._forget(self)
+        return self.up_writer
 
     async def _pump(self, reader, writer, inbound):
         # Without latency, bytes are written straight through (the cheap path: hundreds of

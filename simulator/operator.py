@@ -271,6 +271,21 @@ class Operator:
                 bid=bid, sid=sid, sno=sno, key_hex=key_hex, codec=codec, rate=rate, prio=prio))
         return bid
 
+    def schedule(self, devices, plays, from_ms=None, hours=48, prio=messages.PRIO_NORMAL):
+        """Send each device its schedule window from ``from_ms`` (None: now) for ``hours``, as
+        the head-end builds one (planning.schedule_fields): ``plays`` is [(bid, media,
+        at_ms)]. The device replaces what it holds in the window. Returns the command ids."""
+        start = now_ms() if from_ms is None else int(from_ms)
+        out = []
+        for device in devices:
+            args = planning.schedule_fields(from_ms=start, to_ms=start + hours * 3600000, plays=[
+                planning.play_fields(self.settings, bid=bid, item_id=media.id,
+                                     rendition=self.rendition_for(device, media),
+                                     at_ms=int(at), prio=prio)
+                for bid, media, at in plays])
+            out.append(self.send(device, messages.SCHEDULE, args))
+        return out
+
     def fetch(self, devices, media):
         return [self.send(d, messages.FETCH, self.media_args(d, media)) for d in devices]
 

@@ -125,7 +125,9 @@ def mpremote_steps(connect, bundle, manifest, config=None, psram=True, root="", 
             copy += ["cp", str(files / entry["path"].lstrip("/")), ":%s%s" % (root, entry["path"]),
                      "+"]
     pairs = [[root + e["path"], e["sha256"]] for e in manifest["files"]]
-    remove = [root + "/lib/" + package for package in packages]
+    # The versions an update installed (firmware/ota.py) go too: their pointer would boot one
+    # of them instead of the firmware flashed now.
+    remove = [root + "/lib/" + package for package in packages] + [root + "/data/fw"]
     if config:
         # The last config that reached the broker is the receiver's fallback (firmware/config.py):
         # one left from the board's previous identity must not outlive the new config.

@@ -6,6 +6,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from headend.api.routes import (
+    alerts,
     audit,
     auth,
     broadcasts,
@@ -14,6 +15,7 @@ from headend.api.routes import (
     clock,
     dashboard,
     devices,
+    firmware,
     health,
     live,
     media,
@@ -26,7 +28,7 @@ from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
 for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
-               playlog, audit, health, clock, live, dashboard):
+               playlog, audit, health, clock, live, dashboard, firmware, alerts):
     api_router.include_router(module.router)
 
 

@@ -215,8 +215,12 @@ class BroadcastDevice(Reasoned):
     name: str | None = None
     zone: str | None = None
     state: str
+    sent_at: datetime | None = None
+    acked_at: datetime | None = None
+    fetched_at: datetime | None = None
     started_at: datetime | None
     ended_at: datetime | None
+    resends: int = Field(0, description="plays sent again for want of an ack (emergencies)")
 
 
 class BroadcastDetail(BaseModel):
@@ -231,6 +235,8 @@ class BroadcastDetail(BaseModel):
     created_by: str | None
     created_at: datetime
     cancelled_at: datetime | None
+    cancelled_by: str | None = None
+    valid_until: datetime | None = None
     counts: dict[str, int]
     devices: list[BroadcastDevice]
 
@@ -367,3 +373,23 @@ class OccurrencePublic(BaseModel):
 class OccurrenceMove(BaseModel):
     to: datetime
     confirm_quiet: bool = False
+
+
+class AlertPublic(BaseModel):
+    """An alert (headend/services/alerts.py): open while ``cleared_at`` is null."""
+
+    id: int
+    device_id: str
+    device_name: str | None
+    zone: str | None
+    kind: str = Field(description="offline, on-battery, amp-fault, low-signal, flash-full or "
+                                  "clock-unsynced")
+    reason: str | None = Field(description="offline: power-lost, link-lost or rebooting")
+    severity: str = Field(description="critical, warning or info")
+    open: bool
+    raised_at: datetime
+    cleared_at: datetime | None
+    detail: dict[str, Any]
+    repeats: int
+    title_vi: str
+    title_en: str

@@ -14,6 +14,7 @@ from headend.commands import chunks
 from headend.live.session import STARTING, LiveSession
 from headend.models import DeviceEvent, PlayLog
 from headend.mqtt.ingest import END_STATE
+from headend.services.playlog import HEADEND_EPOCH
 from protocol import messages
 
 # Before any report: what the head-end did for the receiver.
@@ -31,8 +32,10 @@ def device_states(db: Session, live: LiveSession) -> list[dict[str, Any]]:
     ids = [t.device_id for t in live.receivers]
     plays: dict[str, PlayLog] = {}
     for part in chunks(ids):
+        # The receivers' own reports (not the rows the head-end wrote about a fallback).
         for play in db.scalars(select(PlayLog).where(PlayLog.broadcast_id == live.bid,
-                                                     PlayLog.device_id.in_(part))
+                                                     PlayLog.device_id.in_(part),
+                                                     PlayLog.epoch != HEADEND_EPOCH)
                                .order_by(PlayLog.id)):
             plays[play.device_id] = play  # the latest record wins
     refusals = _refusals(db, live)

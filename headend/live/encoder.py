@@ -41,11 +41,12 @@ class CodecEncoder:
             self._ended = True
             self._source.end()
 
-    async def frames(self, timeline: PcmTimeline, delay_ms: int,
-                     network_ms: int = 0) -> AsyncIterator[bytes]:
+    async def frames(self, timeline: PcmTimeline, delay_ms: int, network_ms: int = 0,
+                     until_ms: int | None = None) -> AsyncIterator[bytes]:
         """Signed frames, each stamped ``timeline`` time of its first sample + ``delay_ms``;
         the first frame of the session leaves at least ``network_ms`` before its play time.
-        Raises audio.live.LiveSourceError if ffmpeg fails."""
+        None is sent that would play at or after ``until_ms`` (the session's end). Raises
+        audio.live.LiveSourceError if ffmpeg fails."""
         codec = CODEC_IDS[self.stream.codec]
         position = 0  # output samples before this frame, at the encoder's own rate
         async for frame in self.framer:
@@ -53,11 +54,13 @@ class CodecEncoder:
             # source rate, scale the position onto the timeline.
             start = position * timeline.rate // self.framer.rate
             priming = self.framer.priming_samples * timeline.rate // self.framer.rate
-            yield pack_frame(self._hkey, codec, self.stream.sno, frame.seq,
-                             timeline.play_at_ms(start, priming, delay_ms, self._wall_clock() * 1000,
-                                                 network_ms), frame.samples,
-                             frame.payload, 0)
+            play_at = timeline.play_at_ms(start, priming, delay_ms, self._wall_clock() * 1000,
+                                          network_ms)
             position += frame.samples
+            if until_ms is not None and play_at >= until_ms:
+                continue  # past the session's window: the receivers stop at until anyway
+            yield pack_frame(self._hkey, codec, self.stream.sno, frame.seq, play_at,
+                             frame.samples, frame.payload, 0)
 
     async def aclose(self) -> None:
         self.end()

@@ -6,8 +6,9 @@
     reason = await service.run_audio(live.id, pcm_chunks(), rate=16000)   # the WebSocket
     await service.end(live.id, END_STOPPED)                                # DELETE
 
-A PCM source is any async iterator of 16-bit mono little-endian chunks at ``rate`` (the
-page's microphone over the WebSocket today; a relay's decoder would be one too). The first
+A PCM source is any async iterator of 16-bit mono little-endian chunks at ``rate``: the
+page's microphone over the WebSocket, or a relay's paced feed (``source={"url": ...}``: the
+service runs it itself, headend/live/relay.py, with the fallback during dead air). The first
 chunk anchors the session's timeline and sends each receiver its signed ``stream`` command
 (prio live: it preempts normal and priority programmes there, an emergency preempts it);
 every chunk then goes to one encoder per rendition the targets need, whose frames are
@@ -36,11 +37,22 @@ from headend.clock_guard import CLOCK, ClockUntrusted
 from headend.commands import Command, Outgoing, Publisher, prepare
 from headend.errors import Conflict, Forbidden, Invalid, NotFound
 from headend.live import planning
+from headend.live.deadair import (
+    SILENT,
+    DeadAirChange,
+    DeadAirDetector,
+    DeadAirEvent,
+    FallbackLoop,
+    dead_air_event,
+    notice_pcm,
+)
 from headend.live.encoder import CodecEncoder
+from headend.live.relay import RelayHub, relay_feed, relay_url
 from headend.live.session import (
     END_CLOCK,
     END_ENCODER_FAILED,
     END_NO_AUDIO,
+    END_RELAY_FAILED,
     END_SHUTDOWN,
     END_SILENT,
     END_SOCKET_CLOSED,
@@ -55,8 +67,9 @@ from headend.live.session import (
 from headend.live.timeline import PcmTimeline
 from headend.models import Receiver, User
 from headend.security import has_permission
-from headend.services import audit
+from headend.services import audit, playlog
 from headend.services.broadcasts import receiver_codecs, resolve_targets
+from headend.services.programme_media import _recording
 from headend.settings import Settings
 from protocol import topics
 
@@ -85,6 +98,9 @@ class LiveService:
         self._stopping: dict[str, asyncio.Task] = {}
         self._sending: dict[str, asyncio.Lock] = {}
         self._watchers: dict[str, asyncio.Task] = {}
+        self._relays: dict[str, asyncio.Task] = {}
+        self.hub = RelayHub(settings)
+        self._fallbacks: dict[str, FallbackLoop] = {}  # by relay_fallback_media ("" none)
 
     # -- making a session ------------------------------------------------------------------
 
@@ -99,6 +115,9 @@ class LiveService:
         # Held while its commands go out: a stop is never published before a stream it stops.
         self._sending[live.id] = asyncio.Lock()
         self._watchers[live.id] = asyncio.create_task(self._watch(live))
+        if live.url is not None:
+            self.attach(live.id)  # its audio is the relay's, never a socket's
+            self._relays[live.id] = asyncio.create_task(self._run_relay(live))
         self._forget_old()
         return live
 
@@ -106,13 +125,12 @@ class LiveService:
         if not has_permission(actor.role, "broadcast"):
             raise Forbidden("forbidden", "role %s may not go live" % actor.role,
                             "Bạn không có quyền phát trực tiếp")
-        if source != {"microphone": True}:
-            if isinstance(source, dict) and "url" in source:
-                raise Invalid("unsupported-source", "relaying a stream URL is not available "
-                              "yet; use {\"microphone\": true}",
-                              "Chưa hỗ trợ tiếp sóng từ địa chỉ luồng; hãy dùng micrô")
-            raise Invalid("bad-source", 'source must be {"microphone": true}',
-                          "Nguồn phát không hợp lệ")
+        url = None
+        if isinstance(source, dict) and set(source) == {"url"}:
+            url = relay_url(source["url"])
+        elif source != {"microphone": True}:
+            raise Invalid("bad-source", 'source must be {"microphone": true} or {"url": '
+                          '"http(s)://..."}', "Nguồn phát không hợp lệ")
         if until is not None:
             if until.tzinfo is None:
                 raise Invalid("naive-time", "until needs a time zone (e.g. +07:00 or Z)",
@@ -138,14 +156,14 @@ class LiveService:
                               "Không có cụm loa nào ở nơi đã chọn đang trực tuyến")
             live = LiveSession(
                 id=new_session_id(), targets=targets, receivers=found, created_at=now,
-                created_by=actor.username,
+                created_by=actor.username, url=url,
                 until_ms=None if until is None else int(until.timestamp() * 1000),
                 jitter_ms=planning.jitter_allowance_ms(self.settings,
                                                        [t.link for t in reachable]))
             for codec in live.codecs_needed():
                 live.streams[codec] = new_stream(live.id, codec, AUDIO_SETTINGS.rate_for(codec))
             audit.record(db, actor=actor, action="live.create", target=live.id,
-                         detail={"targets": targets, "receivers": len(found),
+                         detail={"targets": targets, "receivers": len(found), "url": url,
                                  "online": len(reachable), "until": live.until_ms})
             db.commit()
         return live
@@ -164,7 +182,7 @@ class LiveService:
         ended = [s for s in self.newest_first() if s.over]
         for old in ended[self.settings.live_keep_ended:]:
             for table in (self.sessions, self._ended, self._stopping, self._watchers,
-                          self._sending):
+                          self._sending, self._relays):
                 table.pop(old.id, None)
 
     # -- the audio -------------------------------------------------------------------------
@@ -182,20 +200,22 @@ class LiveService:
         return live
 
     async def run_audio(self, live_id: str, source: AsyncIterator[bytes], *,
-                        rate: int = 16000) -> str:
+                        rate: int = 16000, idle_s: float | None = None) -> str:
         """Feed the session from ``source`` until it ends; returns why it ended. Call
-        ``attach`` first. The session is always ended (and stops sent) on return."""
+        ``attach`` first. The session is always ended (and stops sent) on return. A source
+        quiet for ``idle_s`` (default ``live_silence_s``) ends it as silent."""
         if rate not in PCM_RATES:
             raise Invalid("bad-rate", "PCM rate must be one of %s" % (PCM_RATES,),
                           "Tần số lấy mẫu không hợp lệ")
         live = self.get(live_id)
         ended = self._ended[live.id]
+        idle_s = self.settings.live_silence_s if idle_s is None else idle_s
         timeline = PcmTimeline(rate)
         # Started now, before the first audio: ffmpeg takes a while to start on a busy
         # machine, and the first frame must not wait for it. An encoder that stays silent
         # longer than the source may is broken (the source's own silence ends the session).
         encoders = [CodecEncoder(s, pcm_rate=rate, frame_ms=self.settings.live_frame_ms,
-                                 stall_timeout_s=self.settings.live_silence_s + _PUSH_S)
+                                 stall_timeout_s=idle_s + _PUSH_S)
                     for s in live.streams.values()]
         pumps = [asyncio.create_task(self._pump(live, e, timeline)) for e in encoders]
         reason = END_SOCKET_CLOSED
@@ -205,7 +225,7 @@ class LiveService:
             while not live.over:
                 next_chunk = asyncio.ensure_future(anext(chunks))
                 done, _ = await asyncio.wait({next_chunk, stop_wait},
-                                             timeout=self.settings.live_silence_s,
+                                             timeout=idle_s,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if next_chunk not in done:
                     next_chunk.cancel()
@@ -267,7 +287,8 @@ class LiveService:
     async def _pump(self, live: LiveSession, encoder: CodecEncoder, timeline: PcmTimeline):
         topic = topics.stream_topic(self.settings.site_id, encoder.stream.sid)
         try:
-            async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms):
+            async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms,
+                                              live.until_ms):
                 if live.over:
                     return
                 self._publish_frame(topic, frame)
@@ -285,6 +306,115 @@ class LiveService:
             publish(topic, frame)
         else:  # a publisher without a stream method (the API-only RecordingPublisher)
             self.publisher.publish_many([Outgoing("", topic, frame, 0)])
+
+    # -- relays ----------------------------------------------------------------------------
+
+    async def _run_relay(self, live: LiveSession) -> None:
+        """A relay's audio: its URL pulled (one pull per URL, shared by the sessions relaying
+        it), paced, the fallback during dead air; until the session ends."""
+        settings = self.settings
+        made: list[FallbackLoop] = []
+        building = asyncio.ensure_future(self._fallback_pcm())  # ready before it is needed
+
+        async def fallback() -> FallbackLoop:
+            if not made:
+                pcm, name = await building
+                made.append(FallbackLoop(pcm, name=name))
+            return made[0]
+
+        async def on_change(change: DeadAirChange) -> None:
+            await self._dead_air_changed(live, sub, change, made[0].name if made else "")
+
+        sub = self.hub.subscribe(live.url or "")
+        detector = DeadAirDetector(after_s=settings.relay_dead_air_s,
+                                   threshold_dbfs=settings.relay_silence_dbfs,
+                                   resume_s=settings.relay_resume_s)
+        feed = relay_feed(sub, detector, fallback, prebuffer_ms=settings.relay_prebuffer_ms,
+                          on_change=on_change)
+        try:
+            await self.run_audio(live.id, feed, idle_s=settings.relay_dead_air_s
+                                 + settings.live_silence_s)
+        except Exception:
+            log.exception("relay %s failed", live.id)
+            await self.end(live.id, END_RELAY_FAILED)
+        finally:
+            building.cancel()
+            await feed.aclose()
+            await self.hub.unsubscribe(sub)
+            if live.dead_air is not None:
+                live.dead_air = None
+                await asyncio.to_thread(self._close_fallback, live, datetime.now(UTC))
+
+    async def _fallback_pcm(self) -> tuple[bytes, str]:
+        key = self.settings.relay_fallback_media or ""
+        if key not in self._fallbacks:
+            self._fallbacks[key] = await asyncio.to_thread(self._make_fallback, key)
+        return self._fallbacks[key]
+
+    def _make_fallback(self, media_id: str) -> tuple[bytes, str]:
+        """(PCM at 16 kHz, name): the site's filler recording, else the spoken notice."""
+        if media_id:
+            try:
+                with self.session_factory() as db:
+                    return _recording(db, media_id).astype("<i2").tobytes(), media_id
+            except Exception as exc:  # unknown id, no mp3 rendition, unreadable file
+                log.error("relay fallback media %r cannot be played (%s); the notice plays "
+                          "instead", media_id, exc)
+        return notice_pcm()
+
+    def relay_source(self, live: LiveSession) -> dict[str, Any] | None:
+        """The relay's source as the operator sees it: URL, pull state, last error."""
+        if live.url is None:
+            return None
+        pull = self.hub.pulls.get(live.url)
+        if pull is None or live.over:
+            return {"url": live.url, "state": "closed", "error": None, "listeners": 0}
+        return pull.summary()
+
+    async def _dead_air_changed(self, live: LiveSession, sub, change: DeadAirChange,
+                                fallback: str) -> None:
+        # Stamped when the receivers hear it: the decision plus the session's play delay.
+        heard = datetime.now(UTC) + timedelta(milliseconds=self.delay_ms(live))
+        settings = self.settings
+        if change.dead:
+            if change.reason == SILENT:
+                detail = "below %.0f dBFS for %.0f s" % (settings.relay_silence_dbfs,
+                                                          settings.relay_dead_air_s)
+            else:
+                detail = sub.pull.error or "no audio for %.0f s" % settings.relay_dead_air_s
+            live.dead_air = {"reason": change.reason, "detail": detail, "since": heard,
+                             "fallback": fallback}
+            live.fallbacks += 1
+            await asyncio.to_thread(self._open_fallback, live, fallback, change.reason,
+                                    detail, heard)
+        else:
+            detail = (live.dead_air or {}).get("detail") or ""
+            live.dead_air = None
+            await asyncio.to_thread(self._close_fallback, live, heard)
+        dead_air_event(DeadAirEvent(live.id, live.url or "", change.dead, change.reason, detail,
+                                    fallback, int(heard.timestamp() * 1000),
+                                    self._heard_by(live)))
+
+    def _heard_by(self, live: LiveSession) -> list[str]:
+        """The receivers a change on the stream reaches: those sent it, and those about to be."""
+        return sorted(set(live.sent) | {t.device_id for t in live.receivers
+                                        if t.online and t.codec in live.streams})
+
+    def _open_fallback(self, live: LiveSession, item: str, reason: str, detail: str,
+                       at: datetime) -> None:
+        with self.session_factory() as db:
+            playlog.open_fallback(db, device_ids=self._heard_by(live), broadcast_id=live.bid,
+                                  item=item, reason=reason, detail=detail, at=at)
+            audit.record(db, actor=live.created_by, action="live.dead-air", target=live.id,
+                         detail={"reason": reason, "detail": detail, "fallback": item})
+            db.commit()
+
+    def _close_fallback(self, live: LiveSession, at: datetime) -> None:
+        with self.session_factory() as db:
+            playlog.close_fallback(db, broadcast_id=live.bid, at=at)
+            audit.record(db, actor=live.created_by, action="live.on-air", target=live.id,
+                         detail={"ended": live.over})
+            db.commit()
 
     # -- ending ----------------------------------------------------------------------------
 
@@ -374,6 +504,10 @@ class LiveService:
         for live in list(self.sessions.values()):
             if not live.over:
                 await self.end(live.id, END_SHUTDOWN)
+        # The relays close their pulls (no ffmpeg is left behind).
+        relays = [t for t in self._relays.values() if not t.done()]
+        if relays:
+            await asyncio.wait(relays, timeout=10)
 
 
 class _AppPublisher:

@@ -33,8 +33,9 @@ END_NO_AUDIO = "no-audio"            # the audio never started (settings.live_co
 END_ENCODER_FAILED = "encoder-failed"
 END_CLOCK = "clock-untrusted"        # the head-end's clock may not sign its commands
 END_SHUTDOWN = "shutdown"            # the head-end stopped
+END_RELAY_FAILED = "relay-failed"    # the relay's own machinery broke (logged)
 END_REASONS = (END_STOPPED, END_UNTIL, END_SOCKET_CLOSED, END_SILENT, END_NO_AUDIO,
-               END_ENCODER_FAILED, END_CLOCK, END_SHUTDOWN)
+               END_ENCODER_FAILED, END_CLOCK, END_SHUTDOWN, END_RELAY_FAILED)
 
 
 class IllegalTransition(Exception):
@@ -95,6 +96,11 @@ class LiveSession:
     sent: dict[str, str] = field(default_factory=dict)  # device id -> stream command id
     stop_sent: bool = False
     frames: int = 0
+    # A relay (headend/live/relay.py): its URL, the dead air now (None: on air) and how many
+    # times the fallback played.
+    url: str | None = None
+    dead_air: dict | None = None
+    fallbacks: int = 0
 
     @property
     def bid(self) -> str:

@@ -248,6 +248,8 @@ def _status(batch: _Batch, receiver: Receiver, msg: dict[str, Any]) -> bool:
         # This boot's nonce for a reset of its counter floor (checked: 64 hex digits, or gone).
         nonce = msg.get("nonce")
         receiver.reset_nonce = nonce if isinstance(nonce, str) else None
+        ota = {k: msg[k] for k in ("ota", "ota_ver", "ota_why") if isinstance(msg.get(k), str)}
+        receiver.ota = ota or None  # the last update's outcome (headend/services/firmware.py)
         new_session = session != known
         receiver.session_boot, receiver.session_conn = session
         batch.result.stats[messages.BIRTH] += 1
@@ -488,6 +490,10 @@ class _Events:
         else:
             code, detail = deliveries.refusal_reason(msg.get("reason"))
             self._move(delivery, deliveries.REFUSED, t, reason=code, detail=detail)
+
+    def _update(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
+        """A firmware update staged or stopped: kept as the event, which the rollout's
+        progress reads (headend/services/firmware.py)."""
 
     def _rejected(self, receiver: Receiver, msg: dict[str, Any], t: datetime) -> None:
         # Somebody sent this receiver a command it refused: a forgery, a replay, or our clock.

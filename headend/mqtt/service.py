@@ -12,7 +12,10 @@ Two threads besides paho's network thread:
   no proof-of-play record is lost to a crash.
 
 The same thread sweeps presence (a receiver silent for ``offline_after_s`` is offline) and
-publishes the commands that follow from reports (what a returning receiver missed).
+publishes the commands that follow from reports (what a returning receiver missed). After each
+committed batch and sweep it raises and clears the alerts of the receivers concerned
+(headend/services/alerts.py: reads only, unless something changed); a third thread
+(headend/services/alert_delivery.py) sends their e-mails and webhooks.
 """
 
 import logging
@@ -38,7 +41,8 @@ from headend.logbudget import LogBudget
 from headend.models import CommandCounter, Receiver
 from headend.mqtt.ingest import Report, apply_batch, sweep_presence
 from headend.planning import answer_time_request
-from headend.services import reconcile, telemetry
+from headend.services import alerts, escalation, firmware, reconcile, telemetry
+from headend.services.alert_delivery import AlertDelivery
 from headend.settings import Settings
 from protocol import topics
 from protocol.errors import ProtocolError
@@ -46,6 +50,7 @@ from protocol.signing import key_from_hex
 
 log = logging.getLogger(__name__)
 _clock_log = LogBudget(log, lines=5, per_s=60.0)  # one line per refused reply would flood
+_alert_log = LogBudget(log, lines=5, per_s=60.0)  # a failing alert check fails every batch
 
 # Leaf -> QoS of the head-end's subscription. Presence and events are QoS 1, so the broker
 # keeps them for the head-end's persistent session while it restarts (proof of play is never
@@ -75,6 +80,11 @@ class MqttService:
         self._fallback_lock = threading.Lock()
         self._v5_refused = threading.Event()
         self._run_id: int | None = None
+        self.alert_delivery = AlertDelivery(settings=settings, session_factory=session_factory)
+        # Silence counts for alerts only once every live receiver had time to report after a
+        # start (monotonic s): a head-end that was down finds every receiver's "last seen" old.
+        self._alerts_from: float | None = None
+        self._alerts_retry: set[str] = set()  # receivers whose judging failed: again next time
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -82,11 +92,14 @@ class MqttService:
         self._load_keys()
         self._learn_counter_floor()
         self._record_run()
+        self._alerts_from = time.monotonic() + self.settings.offline_after_s + 2 * (
+            self.settings.presence_sweep_s)
         self._stop.clear()
         self._connect("5" if self._protocol in ("auto", "5") else "3.1.1")
         self._ingest_thread = threading.Thread(target=self._ingest_loop, name="loaxa-ingest",
                                                daemon=True)
         self._ingest_thread.start()
+        self.alert_delivery.start()
         return self
 
     def _learn_counter_floor(self) -> None:
@@ -109,6 +122,7 @@ class MqttService:
         self._stop.set()
         if self._ingest_thread is not None:
             self._ingest_thread.join(timeout)
+        self.alert_delivery.stop(timeout)
         client = self._client
         if client is not None:
             client.disconnect()
@@ -327,6 +341,7 @@ class MqttService:
                 self.stats["commands.untrusted_clock"] += len(result.commands)
                 _clock_log.warning("commands", "%d commands not sent: %s", len(result.commands), exc.message)
             session.commit()
+            self._alerts(session, {r.device_id for r in batch if r.leaf != topics.TIME_REQUEST})
         self.stats.update(result.stats)
         for device_id in result.went_offline:
             log.info("receiver %s went offline (link lost)", device_id)
@@ -338,6 +353,47 @@ class MqttService:
                     self._answer_time(report, key)
         return outgoing
 
+    def _alerts(self, session: Session, device_ids) -> None:
+        """Raise and clear the alerts of these receivers, in ``session`` after its commit;
+        never lets an alert problem reach the ingest (it is logged and counted, and those
+        receivers are judged again with the next batch or sweep)."""
+        device_ids = set(device_ids) | self._alerts_retry
+        if not device_ids:
+            return
+        try:
+            result = alerts.evaluate(session, settings=self.settings, device_ids=device_ids,
+                                     now=datetime.now(UTC))
+            if result.raised or result.cleared:
+                session.commit()
+        except Exception as exc:
+            session.rollback()
+            self._alerts_retry = device_ids
+            self.stats["alert_error"] += 1
+            _alert_log.warning("alerts", "alert evaluation failed (%d receivers kept for the "
+                               "next try): %s: %s", len(device_ids), type(exc).__name__, exc)
+            return
+        self._alerts_retry = set()
+        self.stats["alerts_raised"] += len(result.raised)
+        self.stats["alerts_cleared"] += len(result.cleared)
+        for alert in result.raised:
+            log.info("alert: %s %s%s", alert.device_id, alert.kind,
+                     " (%s)" % alert.reason if alert.reason else "")
+        if result.notices:
+            self.alert_delivery.wake()
+
+    def _silent_for_alerts(self, session: Session, silent: list[str]) -> list[str]:
+        """The receivers gone silent whose alerts to judge: none in the grace after a start
+        (the sweep then marks offline every receiver the head-end last heard before it went
+        down, most of which report within a heartbeat); at its end, once, every receiver
+        offline that was ever heard, so those that did not come back are alerted."""
+        if self._alerts_from is None:
+            return silent
+        if time.monotonic() < self._alerts_from:
+            return []
+        self._alerts_from = None
+        return list(session.scalars(select(Receiver.id).where(
+            Receiver.online.is_(False), Receiver.last_seen.is_not(None))))
+
     def _sweep(self) -> None:
         try:
             with session_scope(self.session_factory) as session:
@@ -346,9 +402,28 @@ class MqttService:
                     reconcile.mark_alive(session, run_id=self._run_id, now=now)
                 silent = sweep_presence(session, settings=self.settings, now=now)
                 session.commit()
+                self._alerts(session, self._silent_for_alerts(session, silent))
+                # Emergencies not acked in time are sent again (bounded; nothing is counted
+                # as re-sent while the clock is untrusted and nothing can be signed).
+                resent = escalation.resend_overdue(session, settings=self.settings, now=now)
+                try:
+                    outgoing = prepare(session, site_id=self.settings.site_id, commands=resent,
+                                       ttl_s=self.settings.command_ttl_s)
+                except ClockUntrusted:
+                    session.rollback()
+                    outgoing = []
+                session.commit()
+                if outgoing:
+                    self.publish_many(outgoing)
                 # Telemetry roll-up and retention: work only once an hour, one read otherwise.
                 telemetry.maintain(session, settings=self.settings, now=datetime.now(UTC))
                 session.commit()
+                # Firmware rollouts in waves: the next wave, or a pause on a failure.
+                try:
+                    firmware.advance(session, settings=self.settings, publisher=self)
+                except Exception:
+                    session.rollback()
+                    log.exception("firmware rollout step failed")
         except Exception:
             log.exception("presence sweep failed")
             return

@@ -12,13 +12,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from headend import planning
 from headend.commands import Command, Publisher, chunks, new_command_id, now_ms, prepare
 from headend.errors import Conflict, Forbidden, Invalid, NotFound
 from headend.models import (
+    CAP_ENDED,
+    CAP_ON_AIR,
     DELIVERY_FETCHED,
     DELIVERY_INTERRUPTED,
     DELIVERY_OFFLINE,
@@ -28,6 +30,7 @@ from headend.models import (
     DELIVERY_WAITING,
     PRIORITIES,
     Broadcast,
+    CapAlert,
     Delivery,
     DeviceMedia,
     Receiver,
@@ -121,7 +124,7 @@ def play_args(settings: Settings, broadcast: Broadcast, receiver: Receiver,
         return None
     return planning.play_fields(settings, bid=broadcast.id, item_id=broadcast.media_id,
                                 rendition=rendition, at_ms=at_ms,
-                                prio=PRIO_WIRE[broadcast.priority])
+                                prio=PRIO_WIRE[broadcast.priority], vol=broadcast.volume)
 
 
 def _cached(session: Session, device_ids: list[str], shas: set[str]) -> set[str]:
@@ -133,7 +136,7 @@ def _cached(session: Session, device_ids: list[str], shas: set[str]) -> set[str]
     return have
 
 
-def _play_command(settings: Settings, broadcast: Broadcast, receiver: Receiver,
+def play_command(settings: Settings, broadcast: Broadcast, receiver: Receiver,
                   at_ms: int | None) -> Command | None:
     """The play command for one receiver (None: no rendition it decodes)."""
     args = play_args(settings, broadcast, receiver, at_ms)
@@ -165,13 +168,19 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
                      media_id: Any, targets: Any, priority: Any = "normal",
                      start_at: datetime | None = None, actor: User | str | None = None,
                      now: datetime | None = None,
-                     valid_until: datetime | None = None) -> Broadcast:
+                     valid_until: datetime | None = None,
+                     broadcast_id: str | None = None,
+                     volume: int | None = None) -> Broadcast:
     """Schedule ``media_id`` on ``targets`` at ``start_at`` (None: now) and send the commands.
 
     Receivers fetch the media as soon as they get the command and wait for the start time.
     An emergency always plays now, at emergency volume, preempting everything. ``valid_until``
     (a CAP alert's expiry) replaces the usual window in which a returning receiver still gets
-    it; an emergency is written to the ledger (headend/services/ledger.py).
+    it; an emergency is written to the ledger (headend/services/ledger.py). ``broadcast_id``:
+    the id it gets, known ahead (a programme's occurrence, already in the receivers' windows:
+    headend/services/programme_windows.py); None: a new one. ``volume``: what its plays
+    carry (a programme's own, within its zones' limits: programmes_rules.py); None: each
+    receiver's default.
     """
     now = now or datetime.now(UTC)
     if priority not in PRIORITIES:
@@ -212,10 +221,10 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     window = timedelta(milliseconds=media.duration_ms)
     if emergency:
         window = max(window, timedelta(seconds=settings.emergency_window_s))
-    broadcast = Broadcast(id="b%s" % secrets.token_hex(6), media_id=media.id,
+    broadcast = Broadcast(id=broadcast_id or "b%s" % secrets.token_hex(6), media_id=media.id,
                           targets=targets, priority=priority, start_at=start,
                           valid_until=max(valid_until, start) if valid_until else start + window,
-                          play_at_ms=None if emergency else at_ms,
+                          play_at_ms=None if emergency else at_ms, volume=volume,
                           created_at=now,
                           created_by=actor.username if isinstance(actor, User) else actor)
     broadcast.media = media
@@ -239,7 +248,7 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
         # receiver; elsewhere it plays as soon as fetched, from the beginning.
         device_at = (planning.emergency_at_ms(settings, lead_from, receiver.id in cached)
                      if emergency else at_ms)
-        command = _play_command(settings, broadcast, receiver, device_at)
+        command = play_command(settings, broadcast, receiver, device_at)
         if command is None:
             row.update(deliveries.initial(deliveries.NO_CODEC))
             continue
@@ -342,6 +351,12 @@ def cancel_broadcast(session: Session, *, settings: Settings, publisher: Publish
             delivery.stop_pending = True
     broadcast.cancelled_at = now
     broadcast.cancelled_by = actor.username if isinstance(actor, User) else actor
+    # A CAP alert on the air through it ends with it, however it was cancelled (the page, the
+    # API, a CAP Cancel): a later Update of it then finds nothing running.
+    session.execute(update(CapAlert).where(CapAlert.broadcast_id == broadcast.id,
+                                           CapAlert.state == CAP_ON_AIR)
+                    .values(state=CAP_ENDED, ended_by=(broadcast.cancelled_by or "")[:64],
+                            ended_at=now))
     session.flush()
     refresh_states(session, broadcast_ids={broadcast.id}, now=now)
     outgoing = prepare(session, site_id=settings.site_id, commands=commands,
@@ -367,13 +382,15 @@ def broadcast_status(session: Session, *, broadcast_id: str) -> dict[str, Any]:
         .where(Delivery.broadcast_id == broadcast.id).order_by(Delivery.device_id)).all()
     devices = [{"id": d.device_id, "name": name, "zone": zone, "state": d.state,
                 "reason": d.reason, "reason_detail": d.reason_detail,
-                "started_at": d.started_at, "ended_at": d.ended_at}
+                "sent_at": d.sent_at, "acked_at": d.acked_at, "fetched_at": d.fetched_at,
+                "started_at": d.started_at, "ended_at": d.ended_at, "resends": d.resends or 0}
                for d, name, zone in rows]
     return {"id": broadcast.id, "media_id": broadcast.media_id, "title": broadcast.media.title,
             "duration_s": broadcast.media.duration_ms / 1000, "targets": broadcast.targets,
             "priority": broadcast.priority, "start_at": broadcast.start_at,
             "state": broadcast.state, "created_by": broadcast.created_by,
             "created_at": broadcast.created_at, "cancelled_at": broadcast.cancelled_at,
+            "cancelled_by": broadcast.cancelled_by, "valid_until": broadcast.valid_until,
             "counts": dict(Counter(d["state"] for d in devices)), "devices": devices}
 
 
@@ -466,7 +483,7 @@ def commands_for_returning(session: Session, *, settings: Settings, receiver: Re
         at_ms = None if broadcast.priority == "emergency" else broadcast.play_at_ms
         if at_ms is not None and at_ms + broadcast.media.duration_ms <= now_ms_:
             continue
-        command = _play_command(settings, broadcast, receiver, at_ms)
+        command = play_command(settings, broadcast, receiver, at_ms)
         if command is None:
             deliveries.move(delivery, deliveries.NO_CODEC, at=now)
         elif deliveries.move(delivery, deliveries.SENT_ON_RETURN, at=now):

@@ -488,3 +488,17 @@ def describe(row: CapAlert, now: datetime | None = None) -> dict[str, Any]:
             "expires": row.expires, "source": row.source, "received_at": row.received_at,
             "confirmed_by": row.confirmed_by, "confirmed_at": row.confirmed_at,
             "ended_by": row.ended_by, "ended_at": row.ended_at, "xml_sha256": row.xml_sha256}
+
+
+def waiting(session: Session, *, now: datetime | None = None) -> list[CapAlert]:
+    """Queued alerts an operator may still confirm (not expired), oldest first."""
+    now = now or datetime.now(UTC)
+    return [row for row in session.scalars(select(CapAlert).where(CapAlert.state == CAP_QUEUED)
+                                           .order_by(CapAlert.received_at))
+            if _is_current(row, now)]
+
+
+def for_broadcast(session: Session, *, broadcast_id: str) -> CapAlert | None:
+    """The CAP alert that aired as this broadcast, if one did."""
+    return session.scalar(select(CapAlert).where(CapAlert.broadcast_id == broadcast_id)
+                          .limit(1))

@@ -3,8 +3,9 @@ in one call so a panel is one more field and one more query.
 
 Receivers online / with a fault / offline per village; what plays now (broadcasts whose
 receivers report playing, live sessions on air, emergencies still held for returning
-receivers); the next occurrences of approved programmes. A new panel (the alerts of
-headend/services/alerts.py) is a field of ``Dashboard`` filled in ``overview``.
+receivers); the next occurrences of approved programmes; the open alerts (the worst and newest
+first, headend/services/alerts.py). A new panel is a field of ``Dashboard`` filled in
+``overview``.
 """
 
 import unicodedata
@@ -23,12 +24,14 @@ from headend.models import (
     Broadcast,
     Delivery,
 )
+from headend.services import alert_rules, alerts
 from headend.services.broadcasts import current_emergencies
 from headend.services.devices import RECEIVER_STATES, list_devices, receiver_state
 from headend.services.programmes import list_programmes, occurrences
 from headend.settings import Settings
 
 UPCOMING = 5                      # next programme occurrences shown
+ALERTS = 8                        # open alerts shown (the page /alerts lists them all)
 UPCOMING_AHEAD = timedelta(days=7)  # looked for this far ahead
 NO_VILLAGE = ""                   # the id of the group of receivers in no village
 PLAYING_ORDER = {"emergency": 0, "live": 1, "priority": 2, "normal": 3}
@@ -80,6 +83,19 @@ class Upcoming:
 
 
 @dataclass
+class OpenAlert:
+    id: int
+    device_id: str
+    device_name: str | None
+    kind: str
+    reason: str | None
+    severity: str
+    raised_at: datetime
+    title_vi: str
+    title_en: str
+
+
+@dataclass
 class Dashboard:
     at: datetime
     villages: list[Village]
@@ -87,6 +103,8 @@ class Dashboard:
     emergencies: list[Emergency]
     upcoming: list[Upcoming]
     totals: dict[str, int] = field(default_factory=dict)  # state -> receivers, and "total"
+    alerts: list[OpenAlert] = field(default_factory=list)  # the first ALERTS of them
+    alerts_open: int = 0
 
 
 def villages_of(devices: Iterable[Any]) -> list[Village]:
@@ -154,7 +172,8 @@ def overview(session: Session, *, settings: Settings, live_sessions: Iterable[An
     """Everything the dashboard shows, as of ``now``. ``live_sessions``: the live service's
     sessions (held in memory, headend/live/service.py), none without it."""
     now = now or datetime.now(UTC)
-    villages = villages_of(list_devices(session))
+    devices = list_devices(session)
+    villages = villages_of(devices)
     totals = {state: sum(getattr(v, state) for v in villages) for state in RECEIVER_STATES}
     totals["total"] = sum(v.total for v in villages)
     # In the order receivers let them preempt each other: what is heard first comes first.
@@ -162,4 +181,15 @@ def overview(session: Session, *, settings: Settings, live_sessions: Iterable[An
                      key=lambda p: PLAYING_ORDER.get(p.priority, len(PLAYING_ORDER)))
     return Dashboard(at=now, villages=villages, playing=playing,
                      emergencies=_emergencies(session, now),
-                     upcoming=_upcoming(session, settings, now, upcoming), totals=totals)
+                     upcoming=_upcoming(session, settings, now, upcoming), totals=totals,
+                     **_alerts(session, {d.id: d.name for d in devices}))
+
+
+def _alerts(session: Session, names: dict[str, str]) -> dict[str, Any]:
+    found = alerts.open_alerts(session)
+    worst = sorted(found, key=lambda a: alert_rules.SEVERITIES.index(a.severity)
+                   if a.severity in alert_rules.SEVERITIES else len(alert_rules.SEVERITIES))
+    return {"alerts_open": len(found), "alerts": [
+        OpenAlert(a.id, a.device_id, names.get(a.device_id), a.kind, a.reason, a.severity,
+                  a.raised_at, alerts.title(a, "vi"), alerts.title(a, "en"))
+        for a in worst[:ALERTS]]}

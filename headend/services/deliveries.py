@@ -11,6 +11,7 @@ player). Who moves a delivery on which event:
     sent / offline-at-send    broadcasts.create_broadcast (the receiver online or not)
     no-codec                  create, or a resend: no rendition the receiver decodes
     sent-on-return            broadcasts.commands_for_returning (it came back while current)
+    resent                    escalation: an emergency's play not acked in time, sent again
     acked / refused           ingest: the receiver's ack of the play command (ok or not)
     fetched / fetch-failed    ingest: the receiver's fetch reports
     started / ended-*         ingest: proof of play (ended-finished, -preempted, -cancelled,
@@ -80,6 +81,7 @@ SENT = "sent"
 OFFLINE_AT_SEND = "offline-at-send"
 NO_CODEC = "no-codec"
 SENT_ON_RETURN = "sent-on-return"
+RESENT = "resent"
 ACKED = "acked"
 REFUSED = "refused"
 FETCHED = "fetched"
@@ -116,6 +118,7 @@ TRANSITIONS: dict[tuple[str | None, str], str] = {
     (NEW, OFFLINE_AT_SEND): _O,
     **_rows([NO_CODEC], {NEW: _X, _O: _X, _P: _X, _I: _X}),
     **_rows([SENT_ON_RETURN], {_O: _P, _P: _P, _F: _F, _I: _P}),
+    **_rows([RESENT], {_P: _P}),  # only what waits for its ack; the count is the delivery's
     # An ack only dates the command; a refusal fails what waits for it, and changes nothing
     # once the receiver went further (it refused a resend of what it already holds).
     **_rows([ACKED], {s: s for s in (_P, _F, _Y, _D, _E, _X, _C, _I)}),
@@ -146,14 +149,17 @@ REASONS = (
     "sink-failed", "player-error",
     # fetching and refusals, from the receiver
     "fetch-failed", "cache-full", "no-space", "no-codec", "expired", "replay", "future-counter",
-    "bad-signature", "safe-mode", "storage", "refused",
+    "bad-signature", "safe-mode", "storage", "volume-limit", "refused",
     # the head-end's own conclusions
     "no-report", "receiver-offline", "headend-down", "receiver-restarted", "end-unreported",
+    # a relay's fallback, written by the head-end (headend/services/playlog.py)
+    "source-stalled", "source-silent",
 )
 # The receiver's failure details that are codes of their own (firmware/core.py DETAIL_*,
 # the shell's refusals); anything else it says is kept as the detail of a wider code.
 _OWN_CODES = {"missed", "not-cached", "stream-timeout", "cache-full", "no-space", "expired",
-              "replay", "future-counter", "bad-signature", "safe-mode", "storage"}
+              "replay", "future-counter", "bad-signature", "safe-mode", "storage",
+              "volume-limit"}
 _PLAYER_ERROR_PREFIX = "player: "
 
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from headend.models import PlayLog
+from headend.models import REASON_DETAIL_LENGTH, PlayLog, fit_text
 
 CSV_COLUMNS = ("device_id", "broadcast_id", "item", "scheduled_at", "started_at", "ended_at",
                "outcome", "played_ms", "skip_ms", "reason", "reason_detail")
@@ -42,6 +42,38 @@ def close_open_plays(session: Session, *, device_id: str, broadcast_id: str, out
         entry.outcome = outcome
         entry.reason = reason
         entry.ended_at = at
+        closed += 1
+    return closed
+
+
+# Rows the head-end writes itself, not from a receiver's report: what a relay's stream carried
+# instead of its source (the fallback during dead air). The receiver's own row for the stream
+# says it was playing; this one says what it heard then, and why.
+HEADEND_EPOCH = -1
+FALLBACK = "fallback"
+
+
+def open_fallback(session: Session, *, device_ids: list[str], broadcast_id: str, item: str,
+                  reason: str, detail: str | None, at: datetime) -> None:
+    """A fallback starts on the stream ``broadcast_id`` at ``at`` (when receivers hear it)."""
+    seq = int(at.timestamp() * 1_000_000)
+    for device_id in device_ids:
+        session.add(PlayLog(device_id=device_id, epoch=HEADEND_EPOCH, broadcast_id=broadcast_id,
+                            item=item[:48], seq=seq, started_at=at, outcome=FALLBACK,
+                            reason=reason, reason_detail=fit_text(detail, REASON_DETAIL_LENGTH)
+                            if detail else None))
+
+
+def close_fallback(session: Session, *, broadcast_id: str, at: datetime) -> int:
+    """The fallback on ``broadcast_id`` ends at ``at`` (the source is back, or the relay
+    ended); returns the rows closed."""
+    closed = 0
+    for entry in session.scalars(select(PlayLog).where(
+            PlayLog.broadcast_id == broadcast_id, PlayLog.epoch == HEADEND_EPOCH,
+            PlayLog.ended_at.is_(None))):
+        entry.ended_at = at
+        if entry.started_at is not None:
+            entry.played_ms = max(0, int((at - entry.started_at).total_seconds() * 1000))
         closed += 1
     return closed
 

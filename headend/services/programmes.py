@@ -12,6 +12,7 @@ step is in the audit log.
 """
 
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,6 +64,12 @@ CHIMES = ("start", "end")
 MAX_SEGMENTS = 50
 MAX_TEXT = 5000
 MAX_TITLE = 300
+
+
+# Set after every change to what airs, where or when (an edit, an approval, a rejection, a
+# skip, a move, a deletion): the scheduler's thread (programmes_scheduler.py) wakes at once and
+# sends the receivers their new windows, instead of at its next pass.
+CHANGED = threading.Event()
 
 
 class IllegalTransition(Conflict):
@@ -361,6 +368,7 @@ def update_programme(session: Session, *, settings: Settings, publisher: Publish
     if changed:
         withdraw_broadcasts(session, settings=settings, publisher=publisher,
                             programme=programme, now=now, actor=actor)
+        CHANGED.set()
     return programme
 
 
@@ -377,6 +385,7 @@ def delete_programme(session: Session, *, settings: Settings, publisher: Publish
                  detail={"title": programme.title, "state": programme.state})
     session.delete(programme)
     session.commit()
+    CHANGED.set()
 
 
 def submit_programme(session: Session, *, settings: Settings, programme_id: str,
@@ -414,6 +423,7 @@ def reject_programme(session: Session, *, programme_id: str, actor: User | str |
     audit.record(session, actor=actor, action="programme.reject", target=programme.id,
                  detail={"comment": programme.review_comment, "revision": programme.revision})
     session.commit()
+    CHANGED.set()
     return programme
 
 
@@ -438,6 +448,7 @@ def _checked_step(session: Session, settings: Settings, programme: Programme,
                          "comment": programme.review_comment if approving else None})
     programme.updated_at = now
     session.commit()
+    CHANGED.set()
     return programme
 
 
@@ -459,6 +470,7 @@ def skip_occurrence(session: Session, *, settings: Settings, publisher: Publishe
                  detail={"slot": slot.isoformat()})
     session.commit()
     _cancel(session, settings, publisher, old_broadcast, actor, now)
+    CHANGED.set()
     return row
 
 
@@ -498,6 +510,7 @@ def move_occurrence(session: Session, *, settings: Settings, publisher: Publishe
     if reapproval:
         withdraw_broadcasts(session, settings=settings, publisher=publisher,
                             programme=programme, now=now, actor=actor)
+    CHANGED.set()
     return row
 
 

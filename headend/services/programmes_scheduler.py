@@ -7,9 +7,11 @@ alerts on the air, headend/services/cap_repeat.py) every ``programme_check_s``
 ingest of receivers' reports).
 
 An occurrence airs once: its row (programme, slot) records the broadcast and the revision it
-was made from, committed right after the broadcast; a broadcast this scheduler made whose
-link was lost to a crash in between is found again by its creator ("programme:<id>") and
-start, and adopted rather than made twice. A broadcast of an older revision (the programme
+was made from, committed right after the broadcast. The broadcast's id is known before it is
+made (``programme_windows.occurrence_broadcast_id``: the receivers' schedule windows carry it
+days ahead, so the play it sends is one they already hold and play once); a broadcast whose
+link to its row was lost to a crash in between is found again by that id and adopted rather
+than made twice. Each pass then sends the receivers' windows that are due (``send_windows``). A broadcast of an older revision (the programme
 changed) is cancelled and, once the programme is approved again, made anew. Drafts, submitted
 and rejected programmes never air, and an occurrence whose time passed while the head-end was
 down is not aired late.
@@ -30,10 +32,17 @@ from headend.models import (
     PROGRAMME_APPROVED,
     AuditEntry,
     Broadcast,
+    MediaItem,
     Programme,
     ProgrammeOccurrence,
 )
-from headend.services import audit, broadcasts, programme_media, programmes
+from headend.services import (
+    audit,
+    broadcasts,
+    programme_media,
+    programme_windows,
+    programmes,
+)
 from headend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,6 +80,36 @@ def air_due(session: Session, *, settings: Settings, publisher: Publisher,
     return made
 
 
+def media_of(session: Session, settings: Settings, programme: Programme) -> MediaItem:
+    """The programme's segments joined into one media item (built once per content)."""
+    return programme_media.build_media(session, settings=settings,
+                                       segments=programme.segments, title=programme.title,
+                                       actor=actor_of(programme))
+
+
+def send_windows(session: Session, *, settings: Settings, publisher: Publisher,
+                 sender: programme_windows.WindowSender,
+                 now: datetime | None = None) -> list[str]:
+    """Send the receivers' schedule windows that are due (programme_windows.py); a programme
+    whose media cannot be built is left out of them, its failure audited as for airing."""
+    now = now or datetime.now(UTC)
+    built: dict[str, MediaItem | None] = {}
+
+    def media_for(programme: Programme) -> MediaItem | None:
+        if programme.id not in built:
+            try:
+                built[programme.id] = media_of(session, settings, programme)
+            except ServiceError as exc:
+                session.rollback()
+                log.warning("programme %s left out of the windows: %s", programme.id,
+                            exc.message)
+                built[programme.id] = None
+        return built[programme.id]
+
+    return sender.send_due(session, settings=settings, publisher=publisher, now=now,
+                           media_for=media_for)
+
+
 def _record_failure(session: Session, programme: Programme,
                     occurrence: programmes.Occurrence, exc: ServiceError) -> None:
     """Audit why an occurrence could not air, once per occurrence and reason (each pass tries
@@ -89,17 +128,16 @@ def _record_failure(session: Session, programme: Programme,
 def _air(session: Session, settings: Settings, publisher: Publisher, programme: Programme,
          occurrence: programmes.Occurrence, now: datetime) -> str:
     actor = actor_of(programme)
-    broadcast_id = session.scalar(select(Broadcast.id).where(
-        Broadcast.created_by == actor, Broadcast.start_at == occurrence.start,
-        Broadcast.cancelled_at.is_(None)).limit(1))
-    if broadcast_id is None:
-        media = programme_media.build_media(session, settings=settings,
-                                            segments=programme.segments,
-                                            title=programme.title, actor=actor)
-        broadcast_id = broadcasts.create_broadcast(
+    # The id the receivers' windows already carry (programme_windows.py): made once, and
+    # found again after a crash between the broadcast and the occurrence's row.
+    broadcast_id = programme_windows.occurrence_broadcast_id(session, programme, occurrence)
+    if session.get(Broadcast, broadcast_id) is None:
+        media = media_of(session, settings, programme)
+        broadcasts.create_broadcast(
             session, settings=settings, publisher=publisher, media_id=media.id,
             targets=programme.targets, priority=programme.priority,
-            start_at=occurrence.start, actor=actor, now=now).id
+            start_at=occurrence.start, actor=actor, now=now, broadcast_id=broadcast_id,
+            volume=programme.volume)
     row = session.scalar(select(ProgrammeOccurrence).where(
         ProgrammeOccurrence.programme_id == programme.id,
         ProgrammeOccurrence.slot == occurrence.slot))
@@ -144,8 +182,13 @@ class PeriodicThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._wake().set()  # out of its wait
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def _wake(self) -> threading.Event:
+        """What ends the wait between passes early (by default only the stop)."""
+        return self._stop
 
     def jobs(self) -> tuple:
         """What each pass calls, each on its own: one failing does not skip the others."""
@@ -153,26 +196,42 @@ class PeriodicThread:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            wake = self._wake()
+            if wake is not self._stop:
+                wake.clear()  # a wake-up during the pass makes another pass at once
             for job in self.jobs():
                 try:
                     job()
                 except Exception:  # a bad programme or feed must not stop every other
                     log.exception("%s: %s failed", self.thread_name, job.__name__)
-            self._stop.wait(self.interval_s())
+            wake.wait(self.interval_s())
 
 
 class ProgrammeScheduler(PeriodicThread):
-    """Calls ``air_due`` every ``settings.programme_check_s``, then airs again the CAP alerts
-    whose repetition is due (headend/services/cap_repeat.py)."""
+    """Calls ``air_due`` and ``send_windows`` every ``settings.programme_check_s`` and at once
+    after a change to a programme (``programmes.CHANGED``), then airs again the CAP alerts whose
+    repetition is due (headend/services/cap_repeat.py)."""
 
     thread_name = "loaxa-programmes"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.windows = programme_windows.WindowSender()
 
     def interval_s(self) -> float:
         return self.settings.programme_check_s
 
+    def _wake(self) -> threading.Event:
+        return programmes.CHANGED
+
     def run_once(self) -> list[str]:
+        """One pass: the broadcasts due, then the windows due. Returns the broadcasts made."""
         with session_scope(self.session_factory) as session:
-            return air_due(session, settings=self.settings, publisher=self.publisher)
+            made = air_due(session, settings=self.settings, publisher=self.publisher)
+        with session_scope(self.session_factory) as session:
+            send_windows(session, settings=self.settings, publisher=self.publisher,
+                         sender=self.windows)
+        return made
 
     def repeat_cap_alerts(self) -> list[str]:
         from headend.services.cap_repeat import repeat_due

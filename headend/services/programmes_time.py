@@ -152,3 +152,15 @@ def in_quiet_hours(start: datetime, end: datetime, quiet: QuietHours, zone: tzin
                 return True
         day += timedelta(days=1)
     return False
+
+
+def quiet_hours_end(at: datetime, quiet: QuietHours, zone: tzinfo) -> datetime | None:
+    """When the quiet hours ``at`` falls in end (UTC), or None if ``at`` is outside them."""
+    if quiet.start == quiet.end:
+        return None
+    day = at.astimezone(zone).date() - timedelta(days=1)
+    for offset in range(2):
+        for begin, finish in _quiet_windows(day + timedelta(days=offset), quiet, zone):
+            if begin <= at < finish:
+                return finish.astimezone(UTC)
+    return None

@@ -96,7 +96,7 @@ try {
   await page.screenshot({ path: join(shots, "emergency-confirm.png"), fullPage: true });
   step("confirmation: " + summary.trim());
   await page.click("[data-confirm]");
-  await page.waitForURL(/\/broadcasts\/b[0-9a-f]+$/);
+  await page.waitForURL(/\/emergency\/b[0-9a-f]+$/);  // the emergency's own page
   const emergencyUrl = page.url();
   await waitForRows(page, '#live tr[data-state="playing"]', total, 20000);
   await page.screenshot({ path: join(shots, "emergency-playing.png"), fullPage: true });

@@ -295,8 +295,8 @@ def test_the_pages_cookie_with_its_csrf_token_opens_the_socket(client, online):
 
 
 @pytest.mark.parametrize("body, code", [
-    ({"source": {"url": "http://radio.example/vov1"}, "targets": {"all": True}},
-     "unsupported-source"),
+    ({"source": {"url": "ftp://radio.example/vov1"}, "targets": {"all": True}},
+     "bad-url-scheme"),
     ({"source": {"microphone": False}, "targets": {"all": True}}, "bad-source"),
     ({"source": {"microphone": True}, "targets": {"zones": ["nowhere"]}}, "unknown-zone"),
     ({"source": {"microphone": True}, "targets": {"devices": ["b2"]}}, "none-online"),

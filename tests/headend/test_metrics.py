@@ -84,3 +84,22 @@ def test_the_grafana_dashboard_plots_only_metrics_the_head_end_exports(commune):
         exported |= {family.name, family.name + "_total"} if family.type == "counter" \
             else {family.name}
     assert used and used <= exported, used - exported
+
+
+def test_open_alerts_are_counted_by_kind_and_reason(commune):
+    from datetime import UTC, datetime
+
+    from headend.services import alerts
+
+    assert ("loaxa_alerts_open", (("kind", "offline"), ("reason", "link-lost"))) not in \
+        scrape(commune)
+    commune.report(commune.birth("a1"), commune.birth("a2"))
+    commune.report(commune.death("a1"), commune.death("a2"))
+    with commune.app.state.session_factory() as session:
+        alerts.evaluate(session, settings=commune.app.state.settings,
+                        device_ids=["a1", "a2"], now=datetime.now(UTC))
+        session.commit()
+    samples = scrape(commune)
+    assert samples[("loaxa_alerts_open", (("kind", "offline"), ("reason", "link-lost")))] == 2
+    assert samples[("loaxa_alert_notices_due", ())] == 0  # no channel configured
+    assert samples[("loaxa_alerts_raised_total", ())] == 0  # counted by the MQTT service

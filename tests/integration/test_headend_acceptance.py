@@ -52,7 +52,7 @@ class Station:
     accounts there (Mosquitto's passwd/acl) and the broker, not yet started, is started on them.
     """
 
-    def __init__(self, tmp_path, broker, zones, accounts_dir=None):
+    def __init__(self, tmp_path, broker, zones, accounts_dir=None, env=None):
         self.tmp = tmp_path
         self.broker = broker
         data = tmp_path / "headend"
@@ -80,7 +80,7 @@ class Station:
             spec.drift_ppm = (80, -80, 30, -50)[i % 4]
             specs.append(spec)
         self.zones = {zone: [d["id"] for d in f["devices"]] for zone, f in fleet.items()}
-        env = {"LOAXA_SITE_ID": SITE}
+        env = dict(env or {}, LOAXA_SITE_ID=SITE)
         if accounts_dir:
             env.update(LOAXA_MQTT_USERNAME=HEADEND_USER, LOAXA_MQTT_PASSWORD=MQTT_PASSWORD)
         self.server = HeadendProcess(data, mqtt=(broker.host, broker.port), env=env)

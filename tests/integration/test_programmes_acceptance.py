@@ -22,31 +22,19 @@ async def test_a_three_segment_programme_plays_three_times_on_its_village_only(
     # (the test runs at any hour of the commune's day).
     monkeypatch.setenv("LOAXA_PROGRAMME_CHECK_S", "1")
     monkeypatch.setenv("LOAXA_QUIET_HOURS_END", "22:00")
-    station = Station(tmp_path, mosquitto_broker, {"thon-1": 2, "thon-2": 1})
-    engine = make_engine(Settings(data_dir=tmp_path / "headend").resolved_database_url)
-    with make_session_factory(engine)() as session:
-        create_user(session, username="bientap", password=PASSWORD, role="editor")
-        create_user(session, username="lanhdao", password=PASSWORD, role="leader")
-    engine.dispose()
-    async with station as st:
+    async with programme_station(tmp_path, mosquitto_broker) as st:
         editor = await _login(st, "bientap")
         leader = await _login(st, "lanhdao")
         village, other = st.zones["thon-1"], st.zones["thon-2"]
         recording = await st.upload("ban-tin.wav", 1.5, 440)
         # The first occurrence at a whole minute at least 30 s ahead (time to build it).
         start = (datetime.now(UTC) + timedelta(seconds=90)).replace(second=0, microsecond=0)
-        r = await st.http.post("/api/v1/programmes", headers=editor, json={
+        pid = await approved(st, editor, leader, {
             "title": "Bản tin trưa", "targets": {"zones": ["thon-1"]},
             "segments": [{"media_id": recording},
                          {"text": "Kính thưa bà con.", "voice": "north"},
                          {"chime": "end"}],
             "start": start.isoformat(), "rrule": "FREQ=MINUTELY;INTERVAL=1;COUNT=3"})
-        assert r.status_code == 201, r.text
-        pid = r.json()["id"]
-        r = await st.http.post("/api/v1/programmes/%s/submit" % pid, headers=editor)
-        assert r.status_code == 200, r.text
-        r = await st.http.post("/api/v1/programmes/%s/approve" % pid, headers=leader)
-        assert r.status_code == 200 and r.json()["state"] == "approved", r.text
 
         async def aired():
             made = await st.get("/api/v1/broadcasts")
@@ -77,6 +65,30 @@ async def test_a_three_segment_programme_plays_three_times_on_its_village_only(
                 == [(d, "played") for d in sorted(village)] for o in got)
 
         await st.until(all_played, 20, "each occurrence shown played on each receiver")
+
+
+def programme_station(tmp_path, broker):
+    """A Station of thon-1 (2 receivers) and thon-2 (1) with an editor ("bientap") and a
+    leader ("lanhdao")."""
+    station = Station(tmp_path, broker, {"thon-1": 2, "thon-2": 1})
+    engine = make_engine(Settings(data_dir=tmp_path / "headend").resolved_database_url)
+    with make_session_factory(engine)() as session:
+        create_user(session, username="bientap", password=PASSWORD, role="editor")
+        create_user(session, username="lanhdao", password=PASSWORD, role="leader")
+    engine.dispose()
+    return station
+
+
+async def approved(st, editor, leader, programme):
+    """Create ``programme`` as the editor, submit it, approve it as the leader: its id."""
+    r = await st.http.post("/api/v1/programmes", headers=editor, json=programme)
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = await st.http.post("/api/v1/programmes/%s/submit" % pid, headers=editor)
+    assert r.status_code == 200, r.text
+    r = await st.http.post("/api/v1/programmes/%s/approve" % pid, headers=leader)
+    assert r.status_code == 200 and r.json()["state"] == "approved", r.text
+    return pid
 
 
 async def _three(coroutine):

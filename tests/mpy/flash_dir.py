@@ -1,6 +1,14 @@
-"""A helper of tests/mpy: remove a directory tree with what MicroPython's ``os`` has."""
+"""Helpers of tests/mpy: a fresh flash directory, and a directory tree removed with what
+MicroPython's ``os`` has."""
 
 import os
+import time
+
+try:
+    _ticks = time.ticks_ms
+except AttributeError:  # CPython
+    def _ticks():
+        return int(time.monotonic() * 1000)
 
 
 def remove_tree(path):
@@ -15,3 +23,13 @@ def remove_tree(path):
         except OSError:
             remove_tree(full)
     os.rmdir(path)
+
+
+def fresh_dir(name):
+    """An empty directory under /tmp for one test (made again if a run left it)."""
+    from firmware.store import makedirs
+
+    path = "/tmp/loaxa-mpy-%s-%d" % (name, _ticks() % 1000000)
+    remove_tree(path)
+    makedirs(path)
+    return path

@@ -48,6 +48,8 @@ def valid_args():
         M.STOP: {"bid": "b1"}, M.VOLUME: {"vol": 0}, M.IDENTIFY: {"secs": 600},
         M.SCHEDULE: {"from": NOW, "to": NOW + 3600000, "items": [dict(play)]},
         M.REBOOT: {}, M.RESET_FLOOR: {"nonce": "ef" * 32},
+        M.UPDATE: {"ver": "0.2.0", "man": SHA, "msize": 900, "url": "http://h/fw/0.2.0",
+                   "total": 200000},
     }
 
 

@@ -8,7 +8,6 @@ between the index and the rename, the receiver around it all).
 """
 
 import os
-import time
 
 from firmware.cache import MediaCache
 from firmware.guard import CommandGuard
@@ -19,31 +18,17 @@ from firmware.store import (
     finish_atomic,
     fs_space,
     is_no_space,
-    makedirs,
     write_atomic,
 )
 from protocol import messages as M
 from protocol.errors import ProtocolError
 
 try:
-    from flash_dir import remove_tree  # MicroPython: tests/mpy is on the path
+    from flash_dir import fresh_dir, remove_tree  # MicroPython: tests/mpy is on the path
 except ImportError:  # CPython: tests/mpy is a package
-    from .flash_dir import remove_tree
+    from .flash_dir import fresh_dir, remove_tree
 
 KEY = b"\x11" * 32
-
-try:
-    _ticks = time.ticks_ms
-except AttributeError:  # CPython
-    def _ticks():
-        return int(time.monotonic() * 1000)
-
-
-def fresh_dir(name):
-    path = "/tmp/loaxa-mpy-%s-%d" % (name, _ticks() % 1000000)
-    remove_tree(path)
-    makedirs(path)
-    return path
 
 
 def put(path, data):

@@ -46,3 +46,19 @@ def test_reboot_is_handed_to_the_simulator_and_randomness_is_per_device(tmp_path
     draws = [board.random_below(1000) for _ in range(5)]
     assert draws == [same.random_below(1000) for _ in range(5)]
     assert draws != [other.random_below(1000) for _ in range(5)]
+
+
+def test_a_battery_drains_once_the_mains_goes(tmp_path, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("simulator.host.time.time", lambda: clock[0])
+    board = HostPlatform("r01", storage_dir=str(tmp_path))
+    board.battery_v, board.battery_drain_v_per_s, board.battery_cutoff_v = 12.5, 0.5, 11.0
+    assert board.supply() == {"mains": 1, "dc": 13.6} and not board.battery_empty()
+    board.mains = 0
+    clock[0] += 2.0
+    assert board.supply() == {"mains": 0, "dc": 11.5} and not board.battery_empty()
+    clock[0] += 1.0
+    assert board.supply()["dc"] == 11.0 and board.battery_empty()
+    board.mains = 1  # the charger's voltage again
+    assert board.supply() == {"mains": 1, "dc": 13.6} and not board.battery_empty()
+    assert [m for _, m in board.mains_changes] == [0, 1]

@@ -153,3 +153,31 @@ async def test_a_connection_that_is_not_mqtt_counts_as_other_bytes(broker_stub):
     assert (link.other_bytes_out, link.other_bytes_in) == (len(request), 22)
     assert link.bytes_in == 22 and link.packets_out == 1
     writer.close()
+
+
+async def test_power_off_leaves_the_broker_side_open_and_silent_until_restore():
+    """A board that lost power sends no FIN: the broker finds out by its keepalive."""
+    ended = asyncio.Event()
+
+    async def handle(reader, writer):
+        try:
+            while await reader.read(4096):
+                pass
+        except ConnectionError:
+            pass
+        ended.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = LinkPath()
+    reader, writer = await link.open_connection("127.0.0.1", port)
+    link.power_off()
+    writer.close()  # what the firmware's sockets do as it is stopped: reaches nobody
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(ended.wait(), 0.3)
+    with pytest.raises(OSError):
+        await link.open_connection("127.0.0.1", port)
+    link.restore()  # power back: the old half-open connection is ended
+    await asyncio.wait_for(ended.wait(), 5)
+    server.close()
+    await server.wait_closed()

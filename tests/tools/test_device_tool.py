@@ -453,6 +453,9 @@ def test_mpremote_installs_the_bundle_through_a_pseudo_terminal(tmp_path, bundle
     stale.write_bytes(b"M\x06old")
     (board / "data").mkdir()
     (board / "data" / "config.good.json").write_text('{"device": "r02"}')  # its old identity
+    # A version an update installed, and the pointer that would boot it instead.
+    (board / "data" / "fw" / "0.9.0" / "files" / "lib").mkdir(parents=True)
+    (board / "data" / "fw" / "ota.json").write_text('{"cur": "0.9.0"}')
     config = write_config(tmp_path / "r01.json")
     manifest = read_bundle(bundle)
     steps = mpremote_steps([repl.path, "resume"], bundle, manifest, config=config,
@@ -466,7 +469,7 @@ def test_mpremote_installs_the_bundle_through_a_pseudo_terminal(tmp_path, bundle
     run_steps(steps[1:], dry_run=False, say=quiet)  # prepare, copy, verify, config
     installed = tree_bytes(board)
     assert installed.pop("data/config.json") == config.read_bytes()
-    assert installed == tree_bytes(bundle / "files")  # the stale module is gone
+    assert installed == tree_bytes(bundle / "files")  # the stale module is gone, and data/fw
     result = subprocess.run([str(esp32_model()), "-X", "heapsize=2m", "-c",
                              "import firmware.core, protocol.messages; print('ok')"],
                             env={**os.environ, "MICROPYPATH": str(board / "lib")}, cwd=board,

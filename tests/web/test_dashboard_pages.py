@@ -94,6 +94,8 @@ def test_the_dashboard_shows_what_plays_emergencies_and_the_next_programmes(
     station.event("d3", "started", bid=emergency.id, item=item)
     html = operator.get("/").text
     assert "Tin khẩn cấp đang hiệu lực" in html and 'data-emergency="%s"' % emergency.id in html
+    # One click from the dashboard to who has and has not confirmed it.
+    assert 'href="/emergency/%s"' % emergency.id in html
     # What is heard first comes first: the emergency, then the bulletin d1 and d2 still play.
     assert re.findall(r'<li data-playing="([^"]+)">', html) == [emergency.id, bid]
 

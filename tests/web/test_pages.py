@@ -15,9 +15,9 @@ from .conftest import PASSWORD, form_token
 ZONE = {"thon-dong": ["d1", "d2", "d3"], "thon-tay": ["t1", "t2"]}
 
 
-def broadcast_id(response) -> str:
+def broadcast_id(response, page="broadcasts") -> str:
     assert response.status_code == 303, response.text
-    found = re.fullmatch(r"/broadcasts/(b[0-9a-f]+)", response.headers["location"])
+    found = re.fullmatch(r"/%s/(b[0-9a-f]+)" % page, response.headers["location"])
     assert found, response.headers["location"]
     return found.group(1)
 
@@ -233,20 +233,21 @@ def test_emergency_asks_for_confirmation_then_plays_everywhere_and_can_be_stoppe
     r = operator.client.post("/emergency/send", data={
         "csrf": form_token(confirm.text), "media_id": media_id, "target": "all"},
         follow_redirects=False)
-    bid = broadcast_id(r)
+    bid = broadcast_id(r, "emergency")  # the emergency's own page follows it
     plays = station.commands("play")
     assert set(plays) == {"d1", "d2", "d3", "t1"}
     assert all(c["a"]["prio"] == 3 for cs in plays.values() for c in cs)
-    page = operator.get("/broadcasts/" + bid).text
+    page = operator.get("/emergency/" + bid).text
     assert "Dừng phát khẩn cấp" in page and 'data-state="offline"' in row(page, "t2")
     assert "Tin khẩn cấp đang hiệu lực" in operator.get("/emergency").text
+    assert 'href="/emergency/%s"' % bid in operator.get("/broadcasts/" + bid).text
 
     for device in ("d1", "d2"):
         station.event(device, "started", bid=bid, item=media_id)
-    r = operator.submit("/broadcasts/" + bid, "/broadcasts/%s/cancel" % bid, {})
+    r = operator.submit("/emergency/" + bid, "/emergency/%s/cancel" % bid, {})
     assert r.status_code == 303
     assert set(station.commands("stop")) == {"d1", "d2", "d3", "t1"}
-    page = operator.get("/broadcasts/" + bid).text
+    page = operator.get("/emergency/" + bid).text
     assert "Đã hủy" in page and "Dừng phát khẩn cấp" not in page
 
 
@@ -262,7 +263,7 @@ def test_emergency_to_one_village_counts_only_its_receivers(station, operator, t
     r = operator.client.post("/emergency/send", data={
         "csrf": form_token(confirm.text), "media_id": media_id, "target": "zones",
         "zones": ["thon-tay"]}, follow_redirects=False)
-    broadcast_id(r)
+    broadcast_id(r, "emergency")
     assert set(station.commands("play")) == {"t1", "t2"}
 
 

@@ -16,7 +16,7 @@ from headend.api.schemas import (
     EmergencyCreate,
 )
 from headend.models import Broadcast, Delivery
-from headend.services import broadcasts
+from headend.services import broadcasts, escalation
 
 router = APIRouter(tags=["broadcasts"])
 
@@ -72,3 +72,13 @@ def cancel_broadcast(broadcast_id: str, session: SessionDep, settings: SettingsD
     broadcasts.cancel_broadcast(session, settings=settings, publisher=publisher,
                                 broadcast_id=broadcast_id, actor=user)
     return broadcasts.broadcast_status(session, broadcast_id=broadcast_id)
+
+
+@router.post("/broadcasts/{broadcast_id}/resend")
+def resend_emergency(broadcast_id: str, session: SessionDep, settings: SettingsDep,
+                     publisher: PublisherDep, user: EmergencySender) -> dict[str, int]:
+    """Send a current emergency's play again, now, to every online receiver that has not
+    acked it (the sweep does it by itself after ``emergency_confirm_s``, a few times)."""
+    sent = escalation.resend(session, settings=settings, publisher=publisher,
+                             broadcast_id=broadcast_id, actor=user)
+    return {"resent": sent}

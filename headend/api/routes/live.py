@@ -36,7 +36,8 @@ MAX_CHUNK_S = 1.0  # a chunk longer than this is not a live microphone's; droppe
 
 
 class LiveCreate(BaseModel):
-    source: dict[str, Any] = Field(description='{"microphone": true} (a stream URL: later)')
+    source: dict[str, Any] = Field(description='{"microphone": true} | {"url": "http(s)://..."} '
+                                               '(a relay: HTTP/Icecast MP3 or AAC, HLS m3u8)')
     targets: dict[str, Any] = Field(
         description='{"all": true} | {"zones": ["thon-1", ...]} | {"devices": ["r01", ...]}')
     until: datetime | None = Field(None, description="ISO 8601 with a zone; null = until "
@@ -51,11 +52,21 @@ class LiveDevice(BaseModel):
     reason: str | None = None
 
 
+class DeadAir(BaseModel):
+    reason: str  # source-stalled | source-silent
+    detail: str | None = None
+    since: datetime
+    fallback: str  # what plays instead: a media id, "notice" or "chime"
+
+
 class LiveSummary(BaseModel):
     id: str
     state: str
     reason: str | None
-    websocket: str
+    websocket: str | None  # where a microphone session's audio connects; None for a relay
+    source: dict[str, Any]  # {"microphone": true} | {"url", "state", "error", "listeners"}
+    dead_air: DeadAir | None = None  # a relay's source is stalled or silent: the fallback plays
+    fallbacks: int = 0
     targets: dict[str, Any]
     receivers: int
     online: int
@@ -77,11 +88,15 @@ def websocket_path(live_id: str) -> str:
 
 
 def summary(request_app, live: LiveSession) -> dict[str, Any]:
+    service = live_service(request_app)
+    relay = service.relay_source(live)
     return {"id": live.id, "state": live.state, "reason": live.reason,
-            "websocket": websocket_path(live.id), "targets": live.targets,
+            "websocket": websocket_path(live.id) if relay is None else None,
+            "source": relay or {"microphone": True}, "dead_air": live.dead_air,
+            "fallbacks": live.fallbacks, "targets": live.targets,
             "receivers": len(live.receivers),
             "online": sum(1 for t in live.receivers if t.online and t.codec),
-            "codecs": sorted(live.streams), "delay_ms": live_service(request_app).delay_ms(live),
+            "codecs": sorted(live.streams), "delay_ms": service.delay_ms(live),
             "until": (None if live.until_ms is None
                       else datetime.fromtimestamp(live.until_ms / 1000, UTC)),
             "created_by": live.created_by, "created_at": live.created_at,
@@ -101,7 +116,12 @@ async def create_live(body: LiveCreate, request: Request, user: Operator):
     """Go live from the microphone to the targets. Connect the answer's ``websocket`` and send
     16-bit mono PCM (16 kHz, or ``?rate=48000``) in 20-40 ms binary messages; the receivers
     are sent the stream with the first audio. Ends on DELETE, at ``until``, when the socket
-    closes or after 3 s without audio."""
+    closes or after 3 s without audio.
+
+    With ``{"url": ...}`` the head-end relays that stream (tiếp sóng): it pulls it (once, for
+    every session relaying the URL) and sends it from its first audio until DELETE or
+    ``until``. A source that stalls or falls silent plays the fallback (``dead_air`` says
+    why) until it is back."""
     live = await live_service(request.app).create(actor=user, source=body.source,
                                                   targets=body.targets, until=body.until)
     return summary(request.app, live)

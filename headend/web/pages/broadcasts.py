@@ -86,7 +86,7 @@ def create_broadcast(
     return RedirectResponse("/broadcasts/%s" % broadcast.id, status.HTTP_303_SEE_OTHER)
 
 
-def _status_context(request: Request, session, broadcast_id: str) -> dict[str, Any]:
+def status_context(request: Request, session, broadcast_id: str) -> dict[str, Any]:
     detail = broadcasts.broadcast_status(session, broadcast_id=broadcast_id)
     open_states = DELIVERY_WAITING + (DELIVERY_PLAYING,)
     still_open = any(d["state"] in open_states for d in detail["devices"])
@@ -101,7 +101,7 @@ def _status_context(request: Request, session, broadcast_id: str) -> dict[str, A
 
 @router.get("/broadcasts/{broadcast_id}")
 def broadcast_page(broadcast_id: str, request: Request, session: SessionDep, _user: PageUser):
-    context = _status_context(request, session, broadcast_id)
+    context = status_context(request, session, broadcast_id)
     return render(request, "_broadcast_live.html" if is_fragment(request) else "broadcast.html",
                   context)
 
@@ -115,7 +115,7 @@ def cancel_broadcast(broadcast_id: str, request: Request, session: SessionDep,
                                     broadcast_id=broadcast_id, actor=user)
     except ServiceError as exc:
         session.rollback()
-        context = _status_context(request, session, broadcast_id)
+        context = status_context(request, session, broadcast_id)
         context["error"] = error_text(translator_of(request), exc)
         return render(request, "broadcast.html", context, status_code=exc.status)
     return RedirectResponse("/broadcasts/%s" % broadcast_id, status.HTTP_303_SEE_OTHER)

@@ -5,16 +5,16 @@ never evicted from its cache (the alert tone, standard emergency messages). True
 False: it left the set (receivers that hold it are told to unpin it when they come back);
 null: never pinned.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-03
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0012'
-down_revision = '0011'
+revision = '0016'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
