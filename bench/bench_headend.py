@@ -454,7 +454,7 @@ def bench_share(tmp, broker, api, fleet_devices, n, db_url, runs):
     media_id = media.json()["id"]
     ctx = mp.get_context("fork")
     out = {"headend_s": [], "api_s": [], "baseline_s": [], "baseline_acked_s": [],
-           "in_process_s": [], "payload_bytes": None}
+           "in_process_s": [], "phases": [], "payload_bytes": None}
     for _ in range(runs):
         mark_online(db_url, ids)
         bid, called, answered, watch = watched_emergency(api, broker, ids, media_id)
@@ -483,14 +483,47 @@ def bench_share(tmp, broker, api, fleet_devices, n, db_url, runs):
         out["baseline_s"].append(max(seen["times"]) - sent["started"])
         out["baseline_acked_s"].append(sent["acked"] - sent["started"])
         time.sleep(1.0)
-        out["in_process_s"].append(in_process_emergency(db_url, ids, media_id))
+        took, phases = in_process_emergency(db_url, ids, media_id)
+        out["in_process_s"].append(took)
+        out["phases"].append(phases)
     return out
+
+
+class PhaseTimer:
+    """Adds up the time spent in some functions of a module while active (``phases``)."""
+
+    def __init__(self, module, names):
+        self.module, self.names, self.phases, self._saved = module, names, {}, {}
+
+    def __enter__(self):
+        for name in self.names:
+            self._saved[name] = original = getattr(self.module, name)
+            setattr(self.module, name, self._timed(name, original))
+        return self
+
+    def _timed(self, name, original):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.phases[name] = (self.phases.get(name, 0.0)
+                                     + time.perf_counter() - started)
+        return timed
+
+    def __exit__(self, *exc):
+        for name, original in self._saved.items():
+            setattr(self.module, name, original)
 
 
 def in_process_emergency(db_url, ids, media_id):
     """Where the head-end's share goes: the same emergency through its service in this
     process, on the same database (validate, targets, deliveries, signing, commit), with a
-    publisher that only keeps the commands: no HTTP, no MQTT. Returns seconds."""
+    publisher that only keeps the commands: no HTTP, no MQTT. Returns (seconds, {phase:
+    seconds}): the targets' lookup, the play commands' arguments, signing with the counters
+    (``prepare``), the commit; the rest is the deliveries' insert and the bookkeeping."""
+    from sqlalchemy.orm import Session
+
     from headend.commands import RecordingPublisher
     from headend.services import broadcasts
 
@@ -499,18 +532,20 @@ def in_process_emergency(db_url, ids, media_id):
     engine = make_engine(db_url)
     with make_session_factory(engine)() as session:
         publisher = RecordingPublisher()
-        started = time.perf_counter()
-        broadcast = broadcasts.send_emergency(session, settings=settings, publisher=publisher,
-                                              media_id=media_id, targets={"devices": ids},
-                                              actor="bench")
-        took = time.perf_counter() - started
+        with PhaseTimer(broadcasts, ("resolve_targets", "play_command", "prepare")) as timer, \
+                PhaseTimer(Session, ("commit",)) as commit:
+            started = time.perf_counter()
+            broadcast = broadcasts.send_emergency(session, settings=settings,
+                                                  publisher=publisher, media_id=media_id,
+                                                  targets={"devices": ids}, actor="bench")
+            took = time.perf_counter() - started
         if len(publisher.sent) != len(ids):
             raise RuntimeError("in process: %d commands for %d receivers"
                                % (len(publisher.sent), len(ids)))
         broadcasts.cancel_broadcast(session, settings=settings, publisher=publisher,
                                     broadcast_id=broadcast.id, actor="bench")
     engine.dispose()
-    return took
+    return took, dict(timer.phases, **commit.phases)
 
 
 def acked_latencies(db_url, results):
@@ -631,6 +666,10 @@ def main(argv=None):
                   % (n, ms(res["baseline_s"]), ms(res["baseline_acked_s"])))
             print("  of which the head-end's own work, in process on the same database (no "
                   "HTTP, no MQTT): %s ms" % ms(res["in_process_s"]))
+            names = ("resolve_targets", "play_command", "prepare", "commit")
+            print("    by phase, mean of the runs: %s" % ", ".join(
+                "%s %.1f ms" % (name, 1000 * sum(p.get(name, 0) for p in res["phases"])
+                                / len(res["phases"])) for name in names))
     finally:
         server.stop()
         broker.stop()
