@@ -8,12 +8,20 @@
    first published).
 2. Emergency latency: N simulated receivers running the real firmware (split over --procs
    processes) are online and synced; POST /api/v1/emergency; for each receiver, its first
-   sample by true time minus the moment the API call was made. Twice: media not yet on the
-   receivers (fetch, then play) and media already cached (all start together at call + lead).
-   Also: how long the API call took, and when the head-end's own view showed every receiver
-   playing (from their reports).
+   sample by true time minus the moment the API call was made. Four cases: media pinned
+   (the site's pinned set, sent to each receiver at its birth: nothing fetched at the call),
+   media not yet on the receivers (fetch, then play), media already cached (all start together
+   at call + lead), and preempting a programme. Also: how long the API call took, when a plain
+   paho subscriber on the N command topics saw the last command (the head-end's share), and
+   when the head-end's own view showed every receiver playing (from their reports).
+3. The head-end's share alone (--share N): the same emergency call to N receivers the head-end
+   holds online (no fleet running, so nothing competes for the CPUs), API call -> the last
+   command seen by the plain paho subscriber; against, in the same run, a bare paho client
+   publishing the very same N QoS-1 payloads to the same topics (first publish -> the
+   subscriber seeing the last): the broker's fan-out of those N publishes.
 
     .venv/bin/python bench/bench_headend.py [--receivers 200,1000] [--heartbeats 20000]
+        [--share 1000] [--amp-settle-ms MS]
 
 Bounded: every wait has a timeout, every load loop a count; the broker, the head-end and the
 simulator processes are stopped at the end.
@@ -41,6 +49,7 @@ from headend.process import HeadendProcess  # noqa: E402
 from headend.services.provisioning import provision_fleet  # noqa: E402
 from headend.services.users import create_user  # noqa: E402
 from headend.settings import Settings  # noqa: E402
+from protocol import topics  # noqa: E402
 from tools.testaudio import write_tone_wav  # noqa: E402
 from tools.testbrokers import start_mosquitto  # noqa: E402
 
@@ -107,7 +116,62 @@ def heartbeat_publisher(host, port, devices, count, out):
     out.put({"started": started, "sent": done})
 
 
-def fleet_worker(specs, broker, workdir, stop, out):
+def command_subscriber(host, port, topics_, expected, marker, out, ready, timeout=60.0):
+    """A plain paho subscriber on the N command topics: when each message carrying ``marker``
+    (the broadcast id, or a baseline's tag) arrived. Puts ``{"times", "payloads"}`` once
+    ``expected`` such messages came or ``timeout`` passed (``marker`` None: every message)."""
+    import paho.mqtt.client as mqtt
+
+    got = {"times": [], "payloads": []}
+    marker_b = None if marker is None else marker.encode()
+
+    def on_message(_c, _u, m):
+        now = time.time()
+        if marker_b is None or marker_b in m.payload:
+            got["times"].append(now)
+            got["payloads"].append((m.topic, m.payload))
+
+    def on_subscribe(*_a):
+        ready.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                         client_id="bench-cmd-%d" % os.getpid())
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    client.on_connect = lambda c, *a: c.subscribe([(t, 1) for t in topics_])
+    client.connect(host, port)
+    client.loop_start()
+    deadline = time.time() + timeout
+    while len(got["times"]) < expected and time.time() < deadline:
+        time.sleep(0.005)
+    client.loop_stop()
+    out.put(got)
+
+
+def bare_publisher(host, port, payloads, out):
+    """Baseline: a bare paho client publishing ``payloads`` ([(topic, bytes)]) with QoS 1 as
+    fast as it can, once connected; puts when the first publish call was made."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bare-publisher")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    flag = {"up": False}
+    client.on_connect = lambda *a: flag.update(up=True)
+    client.connect(host, port)
+    client.loop_start()
+    deadline = time.time() + 10
+    while not flag["up"] and time.time() < deadline:
+        time.sleep(0.005)
+    started = time.time()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in payloads]
+    for info in infos:
+        info.wait_for_publish(30)
+    out.put({"started": started, "acked": time.time()})
+    client.loop_stop()
+
+
+def fleet_worker(specs, broker, workdir, stop, out, overrides=None):
     """Runs a slice of the fleet (real firmware) until ``stop``; reports playbacks."""
     import asyncio
 
@@ -115,7 +179,7 @@ def fleet_worker(specs, broker, workdir, stop, out):
 
     async def run():
         fleet = Fleet([DeviceSpec.from_json(s) for s in specs], site=SITE, broker=broker,
-                      workdir=workdir)
+                      workdir=workdir, config_overrides=overrides)
         await fleet.start()
         reported = False
         while not stop.is_set():
@@ -204,7 +268,61 @@ def bench_ingest(broker, api, devices, count):
     }
 
 
-def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
+class CommandWatch:
+    """A ``command_subscriber`` process on the N command topics for one measurement."""
+
+    def __init__(self, broker, ids, expected, marker, timeout=60.0):
+        ctx = mp.get_context("fork")
+        self.out, ready = ctx.Queue(), ctx.Event()
+        cmd_topics = [topics.device_topic(SITE, d, topics.CMD) for d in ids]
+        self.proc = ctx.Process(target=command_subscriber,
+                                args=(broker.host, broker.port, cmd_topics, expected, marker,
+                                      self.out, ready, timeout))
+        self.proc.start()
+        if not ready.wait(20):
+            raise TimeoutError("the command subscriber did not subscribe")
+
+    def result(self, timeout=90):
+        got = self.out.get(timeout=timeout)
+        self.proc.join(10)
+        return got
+
+
+def watched_emergency(api, broker, ids, media_id):
+    """POST /api/v1/emergency of ``media_id`` to ``ids`` with a ``CommandWatch`` on their
+    command topics (every play command of the call names the media). Returns (broadcast id,
+    called, answered, the watch)."""
+    watch = CommandWatch(broker, ids, len(ids), '"item":"%s"' % media_id)
+    called = time.time()
+    r = api.http.post("/api/v1/emergency", json={"media_id": media_id,
+                                                 "targets": {"devices": ids}})
+    answered = time.time()
+    r.raise_for_status()
+    return r.json()["id"], called, answered, watch
+
+
+def pin_media(api, media_id):
+    r = api.http.put("/api/v1/media/%s/pinned" % media_id, json={"pinned": True})
+    r.raise_for_status()
+
+
+def holders(db_url, media_id, ids):
+    """How many of ``ids`` reported holding ``media_id`` (the head-end's device_media)."""
+    from sqlalchemy import func, select
+
+    from headend.models import DeviceMedia, Rendition
+
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session:
+        shas = select(Rendition.sha256).where(Rendition.media_id == media_id)
+        n = session.scalar(select(func.count(func.distinct(DeviceMedia.device_id))).where(
+            DeviceMedia.sha256.in_(shas), DeviceMedia.device_id.in_(ids)))
+    engine.dispose()
+    return n
+
+
+def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url, pinned_id,
+                    overrides=None):
     ctx = mp.get_context("fork")
     specs = fleet_devices[:n]
     ids = [d["id"] for d in specs]
@@ -212,7 +330,7 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
     slices = [specs[i::procs] for i in range(procs)]
     workers = [ctx.Process(target=fleet_worker, args=(s, (broker.host, broker.port),
                                                      str(tmp / ("boards-%d-%d" % (n, i))),
-                                                     stop, out))
+                                                     stop, out, overrides))
                for i, s in enumerate(slices) if s]
     for w in workers:
         w.start()
@@ -231,7 +349,10 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
             raise TimeoutError("only %d of %d receivers synced" % (synced, n))
         wait(lambda: len(api.get("/api/v1/devices", online="true")) >= n, 60,
              "receivers online at the head-end")
-        time.sleep(2.0)
+        # The pinned set went to each receiver with its birth: wait until all hold it.
+        wait(lambda: holders(db_url, pinned_id, ids) >= n, 300,
+             "every receiver holding the pinned media")
+        time.sleep(5.0)  # the fleet's connect work (acks, fetched reports, syncs) settles
         media = api.http.post("/api/v1/media", files={"file": (
             "canh-bao.wav", write_tone_wav(tmp / "alarm.wav", 6.0, freq=880.0).read_bytes(),
             "audio/wav")})
@@ -241,7 +362,8 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
             "chuong-trinh.wav", write_tone_wav(tmp / "programme.wav", 30.0, freq=330).read_bytes(),
             "audio/wav")})
         programme.raise_for_status()
-        for label in ("idle, fetch then play", "idle, cached", "preempting, cached"):
+        for label in ("idle, pinned", "idle, fetch then play", "idle, cached",
+                      "preempting, cached"):
             normal = None
             if label.startswith("preempting"):
                 # Scheduled ahead, as programmes are: every receiver fetches it first.
@@ -257,12 +379,8 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
 
                 wait(programme_playing, 60, "the programme playing")
                 time.sleep(1.0)
-            called = time.time()
-            r = api.http.post("/api/v1/emergency", json={"media_id": media_id,
-                                                         "targets": {"devices": ids}})
-            answered = time.time()
-            r.raise_for_status()
-            bid = r.json()["id"]
+            which = pinned_id if label == "idle, pinned" else media_id
+            bid, called, answered, watch = watched_emergency(api, broker, ids, which)
 
             def all_playing(bid=bid):
                 detail = api.get("/api/v1/broadcasts/" + bid)
@@ -271,8 +389,11 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
 
             wait(all_playing, 60, "head-end to see every receiver playing")
             known = time.time()
+            seen = watch.result()
             results[label] = {"bid": bid, "called": called, "api_s": answered - called,
-                              "known_s": known - called}
+                              "known_s": known - called, "commands_seen": len(seen["times"]),
+                              "last_command_s": (max(seen["times"]) - called
+                                                 if seen["times"] else float("nan"))}
             time.sleep(2.0)  # let it be heard: a receiver reports "started" before the relay
             #                  has settled and the first sample is out
             api.cancel(bid)
@@ -307,6 +428,126 @@ def bench_emergency(tmp, broker, api, fleet_devices, n, procs, db_url):
     return results
 
 
+def mark_online(db_url, ids):
+    """The head-end holds ``ids`` online and holding nothing, as if just connected (their
+    simulated boards have stopped: nothing competes with the head-end for the CPUs)."""
+    from sqlalchemy import update
+
+    from headend.models import Receiver
+
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session:
+        session.execute(update(Receiver).where(Receiver.id.in_(ids)).values(
+            online=True, last_seen=datetime.now(UTC), offline_reason=None))
+        session.commit()
+    engine.dispose()
+
+
+def bench_share(tmp, broker, api, fleet_devices, n, db_url, runs):
+    """The head-end's share (API call -> last command seen) against the broker's fan-out of
+    the same N payloads by a bare paho client, ``runs`` times each, alternating."""
+    ids = [d["id"] for d in fleet_devices[:n]]
+    media = api.http.post("/api/v1/media", files={"file": (
+        "canh-bao-2.wav", write_tone_wav(tmp / "alarm-2.wav", 3.0, freq=700.0).read_bytes(),
+        "audio/wav")})
+    media.raise_for_status()
+    media_id = media.json()["id"]
+    ctx = mp.get_context("fork")
+    out = {"headend_s": [], "api_s": [], "baseline_s": [], "baseline_acked_s": [],
+           "in_process_s": [], "phases": [], "payload_bytes": None}
+    for _ in range(runs):
+        mark_online(db_url, ids)
+        bid, called, answered, watch = watched_emergency(api, broker, ids, media_id)
+        seen = watch.result()
+        if len(seen["times"]) < n:
+            raise RuntimeError("the subscriber saw %d of %d commands" % (len(seen["times"]), n))
+        out["headend_s"].append(max(seen["times"]) - called)
+        out["api_s"].append(answered - called)
+        payloads = seen["payloads"]
+        out["payload_bytes"] = sum(len(p) for _t, p in payloads) / len(payloads)
+        api.cancel(bid)
+        time.sleep(1.0)
+        # The baseline: the very same payloads on the same topics, from a bare client.
+        tag = b'"item":"%s"' % media_id.encode()
+        watch = CommandWatch(broker, ids, n, tag.decode())
+        pub_out = ctx.Queue()
+        pub = ctx.Process(target=bare_publisher,
+                          args=(broker.host, broker.port, payloads, pub_out))
+        pub.start()
+        sent = pub_out.get(timeout=60)
+        seen = watch.result()
+        pub.join(10)
+        if len(seen["times"]) < n:
+            raise RuntimeError("the subscriber saw %d of %d baseline publishes"
+                               % (len(seen["times"]), n))
+        out["baseline_s"].append(max(seen["times"]) - sent["started"])
+        out["baseline_acked_s"].append(sent["acked"] - sent["started"])
+        time.sleep(1.0)
+        took, phases = in_process_emergency(db_url, ids, media_id)
+        out["in_process_s"].append(took)
+        out["phases"].append(phases)
+    return out
+
+
+class PhaseTimer:
+    """Adds up the time spent in some functions of a module while active (``phases``)."""
+
+    def __init__(self, module, names):
+        self.module, self.names, self.phases, self._saved = module, names, {}, {}
+
+    def __enter__(self):
+        for name in self.names:
+            self._saved[name] = original = getattr(self.module, name)
+            setattr(self.module, name, self._timed(name, original))
+        return self
+
+    def _timed(self, name, original):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.phases[name] = (self.phases.get(name, 0.0)
+                                     + time.perf_counter() - started)
+        return timed
+
+    def __exit__(self, *exc):
+        for name, original in self._saved.items():
+            setattr(self.module, name, original)
+
+
+def in_process_emergency(db_url, ids, media_id):
+    """Where the head-end's share goes: the same emergency through its service in this
+    process, on the same database (validate, targets, deliveries, signing, commit), with a
+    publisher that only keeps the commands: no HTTP, no MQTT. Returns (seconds, {phase:
+    seconds}): the targets' lookup, the play commands' arguments, signing with the counters
+    (``prepare``), the commit; the rest is the deliveries' insert and the bookkeeping."""
+    from sqlalchemy.orm import Session
+
+    from headend.commands import RecordingPublisher
+    from headend.services import broadcasts
+
+    mark_online(db_url, ids)
+    settings = Settings(database_url=db_url, site_id=SITE, mqtt_enabled=False)
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session:
+        publisher = RecordingPublisher()
+        with PhaseTimer(broadcasts, ("resolve_targets", "play_command", "prepare")) as timer, \
+                PhaseTimer(Session, ("commit",)) as commit:
+            started = time.perf_counter()
+            broadcast = broadcasts.send_emergency(session, settings=settings,
+                                                  publisher=publisher, media_id=media_id,
+                                                  targets={"devices": ids}, actor="bench")
+            took = time.perf_counter() - started
+        if len(publisher.sent) != len(ids):
+            raise RuntimeError("in process: %d commands for %d receivers"
+                               % (len(publisher.sent), len(ids)))
+        broadcasts.cancel_broadcast(session, settings=settings, publisher=publisher,
+                                    broadcast_id=broadcast.id, actor="bench")
+    engine.dispose()
+    return took, dict(timer.phases, **commit.phases)
+
+
 def acked_latencies(db_url, results):
     """From the head-end's database: when each receiver accepted the play command (its ack's
     own timestamp, network time) after the API call. {label: (p50 ms, p99 ms)}."""
@@ -334,10 +575,17 @@ def main(argv=None):
     parser.add_argument("--procs", type=int, default=4, help="simulator processes")
     parser.add_argument("--lead-ms", type=int, default=None,
                         help="LOAXA_EMERGENCY_LEAD_MS for the head-end (default: its own)")
+    parser.add_argument("--amp-settle-ms", type=int, default=None,
+                        help="the receivers' amp_settle_ms (default: the firmware's, 300)")
+    parser.add_argument("--share", type=int, default=1000,
+                        help="receivers for the head-end's share against the bare fan-out "
+                        "(0: skip)")
+    parser.add_argument("--share-runs", type=int, default=3)
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-emergency", action="store_true")
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.receivers.split(",") if x]
+    overrides = {} if args.amp_settle_ms is None else {"amp_settle_ms": args.amp_settle_ms}
     command = "%s %s" % (".venv/bin/python bench/bench_headend.py", shlex.join(argv or sys.argv[1:]))
     tmp = Path(tempfile.mkdtemp(prefix="loaxa-bench-headend-"))
     # The broker settings the head-end's `export-mosquitto` writes for production: Mosquitto's
@@ -353,7 +601,8 @@ def main(argv=None):
     with make_session_factory(engine)() as session:
         # Each fleet size gets receivers of its own: a simulated board starts with fresh flash,
         # and a real one never reappears with its counters reset a second after it left.
-        fleet = provision_fleet(session, settings=settings, receivers=max(sum(sizes), 1000),
+        fleet = provision_fleet(session, settings=settings,
+                                receivers=max(sum(sizes), 1000, args.share),
                                 zones=[("thon-%d" % i, "Thôn %d" % i) for i in range(1, 11)],
                                 broker=(broker.host, broker.port))
         create_user(session, username="bench", password=PASSWORD, role="admin")
@@ -378,20 +627,49 @@ def main(argv=None):
             print("  baseline (plain paho subscriber, counting):    %6d msgs  %8.0f msg/s"
                   % (r["baseline"]["n"], r["baseline"]["rate"]))
         if not args.skip_emergency:
+            # The site's pinned set, before any receiver connects: each gets it at its birth.
+            pinned = api.http.post("/api/v1/media", files={"file": (
+                "tin-khan-cap-mau.wav",
+                write_tone_wav(tmp / "standard.wav", 6.0, freq=960.0).read_bytes(),
+                "audio/wav")})
+            pinned.raise_for_status()
+            pin_media(api, pinned.json()["id"])
             first = 0
             for n in sizes:
                 res = bench_emergency(tmp, broker, api, fleet["devices"][first:first + n], n,
-                                      args.procs, settings.resolved_database_url)
+                                      args.procs, settings.resolved_database_url,
+                                      pinned.json()["id"], overrides)
                 first += n
                 report["emergency_%d" % n] = res
                 for label, r in res.items():
                     print("emergency to %4d receivers (%s): played on %d; API call %.0f ms;"
+                          " last command seen %.0f ms (%d seen);"
                           " call -> command accepted p50 %.0f / p99 %.0f ms;"
                           " call -> first sample p50 %.0f / p99 %.0f / max %.0f ms;"
                           " head-end saw all playing after %.0f ms"
-                          % (n, label, r["played"], r["api_s"] * 1000, r["ack_p50_ms"],
+                          % (n, label, r["played"], r["api_s"] * 1000,
+                             r["last_command_s"] * 1000, r["commands_seen"], r["ack_p50_ms"],
                              r["ack_p99_ms"], r["p50_ms"], r["p99_ms"], r["max_ms"],
                              r["known_s"] * 1000))
+        if args.share:
+            n = args.share
+            res = bench_share(tmp, broker, api, fleet["devices"], n,
+                              settings.resolved_database_url, args.share_runs)
+            report["share_%d" % n] = res
+            ms = lambda xs: " / ".join("%.0f" % (x * 1000) for x in xs)  # noqa: E731
+            print("head-end share, %d receivers (no fleet running), %d runs:" % (n, len(res["api_s"])))
+            print("  API call -> last of %d commands seen by a paho subscriber: %s ms "
+                  "(API call answered after %s ms; %.0f B a command)"
+                  % (n, ms(res["headend_s"]), ms(res["api_s"]), res["payload_bytes"]))
+            print("  baseline, bare paho client, the same %d QoS-1 payloads: first publish -> "
+                  "last seen %s ms (all PUBACKed after %s ms)"
+                  % (n, ms(res["baseline_s"]), ms(res["baseline_acked_s"])))
+            print("  of which the head-end's own work, in process on the same database (no "
+                  "HTTP, no MQTT): %s ms" % ms(res["in_process_s"]))
+            names = ("resolve_targets", "play_command", "prepare", "commit")
+            print("    by phase, mean of the runs: %s" % ", ".join(
+                "%s %.1f ms" % (name, 1000 * sum(p.get(name, 0) for p in res["phases"])
+                                / len(res["phases"])) for name in names))
     finally:
         server.stop()
         broker.stop()

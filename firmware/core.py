@@ -45,6 +45,9 @@ Actions are tuples whose first element names them::
     (FETCH, media)                   make one attempt to fetch media (dict: item, url, sha,
                                      size, codec, rate, dur); answer with media_ready or
                                      media_failed (firmware/fetch_policy.py: retries, give-up)
+    (PIN, sha, on)                   pin (True) or unpin (False) ``sha`` in the cache: a pinned
+                                     item is never evicted (firmware/cache.py ``pin``); asked
+                                     by a ``fetch`` with ``pin``, before its FETCH
     (EVENT, msg)                     publish event ``msg`` (protocol.messages.event dict) on evt
     (VOLUME, volume)                 set the output volume (0..100) of what is playing
     (REBOOT,)                        reboot once the events are out
@@ -144,6 +147,7 @@ from protocol.topics import stream_topic
 START = "start"
 STOP = "stop"
 FETCH = "fetch"
+PIN = "pin"
 EVENT = "event"
 VOLUME = "volume"
 REBOOT = "reboot"
@@ -682,6 +686,11 @@ class ReceiverCore:
             acts.append((VOLUME, self._volume_for(cur)))
 
     def _cmd_fetch(self, args, now, acts):
+        pin = args.get("pin")
+        if pin is not None:
+            acts.append((PIN, args["sha"], pin))
+            if not pin and args["sha"] not in self._cached:
+                return  # unpinning what it does not hold: nothing to fetch
         if args["sha"] in self._cached:
             self._event(M.EV_FETCHED, now, {"item": args["item"], "sha": args["sha"]}, acts)
         else:

@@ -717,6 +717,8 @@ class Receiver:
                 self._set_amp(act[1])
             elif kind == C.FETCH:
                 self.fetcher.add(act[1])
+            elif kind == C.PIN:
+                self._pin(act[1], act[2])
             elif kind == C.SYNC_REQUEST:
                 self._spawn(self._send_time_request())
             elif kind == C.VOLUME:
@@ -740,6 +742,15 @@ class Receiver:
                 self._rekey_offered(act[1], act[2], act[3], act[4])
             elif kind == C.REKEY_CONFIRMED:
                 self._rekey_confirmed()
+
+    def _pin(self, sha, on):
+        """A ``fetch`` pinned or unpinned its item in the cache (its index is rewritten)."""
+        try:
+            self.cache.pin(sha, on)
+        except OSError as e:
+            self._stats["errors"] += 1
+            if is_no_space(e):
+                self._no_space()
 
     async def _identify(self, secs):
         self._identify_until = self.local_ms() + secs * 1000

@@ -239,6 +239,15 @@ def cmd_add_cap_source(args) -> int:
     how = ("header X-Loaxa-Source-Key: %s" % secret if source.auth == "api-key" else
            "HMAC secret (X-Loaxa-Signature: sha256=HMAC(secret, X-Loaxa-Timestamp + '.' + "
            "body)): %s" % secret)
+    # A site that takes CAP alerts keeps the alert tone on every receiver (pinned): they
+    # are sent it when they next connect (this command has no broker link of its own).
+    from headend.commands import RecordingPublisher
+    from headend.services.pinned import ensure_alert_tone
+
+    with _session(settings) as session:
+        tone = ensure_alert_tone(session, settings=settings, publisher=RecordingPublisher(),
+                                 actor="cli")
+    print("alert tone %s pinned: every receiver keeps it from its next connect" % tone.id)
     print("CAP source %s (%s) for %s; shown once, keep it secret: %s"
           % (source.id, source.auth, ", ".join(source.senders), how))
     return 0

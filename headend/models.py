@@ -214,6 +214,10 @@ class MediaItem(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A bulletin's expiry: no broadcast of it starts at or after this (None: never expires).
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # In the site's pinned set (kept on every receiver ahead of need, never evicted: the alert
+    # tone, standard emergency messages; headend/services/pinned.py): True; False once it left
+    # the set (a receiver that reported holding it is told to unpin it at its birth); None never.
+    pinned: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
     renditions: Mapped[list["Rendition"]] = relationship(
         back_populates="media", lazy="selectin", cascade="all, delete-orphan")

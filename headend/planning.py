@@ -87,6 +87,16 @@ def media_fields(settings, item_id: str, rendition: RenditionLike) -> dict[str, 
             "codec": rendition.codec, "rate": rendition.rate}
 
 
+def fetch_fields(settings, item_id: str, rendition: RenditionLike,
+                 pin: bool | None = None) -> dict[str, Any]:
+    """The arguments of a ``fetch`` command: the media, and whether the receiver pins it
+    (True: kept ahead of need, never evicted; False: unpinned; None: left as it is)."""
+    fields = media_fields(settings, item_id, rendition)
+    if pin is not None:
+        fields["pin"] = pin
+    return fields
+
+
 def play_fields(settings, *, bid: str, item_id: str, rendition: RenditionLike,
                 at_ms: int | None, prio: int, vol: int | None = None) -> dict[str, Any]:
     """The arguments of a ``play`` command: the media, when (None: as soon as fetched), in

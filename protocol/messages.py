@@ -224,7 +224,14 @@ REKEY_ARGS = (
      "new key and broker password, encrypted under the current key (protocol/rekey.py)"),
 )
 
-COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
+# A fetch command is the media plus whether to pin it: a pinned item (the alert tone, standard
+# emergency messages) is kept in the receiver's cache ahead of need, never evicted, outside the
+# schedule's cache budget (firmware/cache.py).
+FETCH_CMD_ARGS = FETCH_ARGS + (
+    ("pin", BOOL, None, None, None, OPTIONAL,
+     "true: pin the item; false: unpin it (nothing fetched if not cached); null: as it was"),
+)
+COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_CMD_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
                 REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS, UPDATE: UPDATE_ARGS,
                 SELFTEST: SELFTEST_ARGS, REKEY: REKEY_ARGS}

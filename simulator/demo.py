@@ -52,6 +52,12 @@ BULLETIN_TEXT = (
     "để bảo dưỡng đường dây tại thôn Đông. Đề nghị bà con chủ động sắp xếp công việc. "
     "Trạm y tế xã tổ chức tiêm chủng cho trẻ em vào sáng thứ Bảy tại nhà văn hóa thôn Đoài. "
     "Xin cảm ơn bà con đã lắng nghe.")
+# The standard emergency message kept on every receiver (pinned, with the alert tone), so an
+# evacuation call starts from the receivers' own flash at once.
+STANDARD_EMERGENCY_TITLE = "Tin khẩn cấp mẫu: sơ tán"
+STANDARD_EMERGENCY_TEXT = (
+    "Thông báo khẩn cấp. Đề nghị bà con khẩn trương di chuyển đến nơi an toàn theo hướng dẫn "
+    "của chính quyền xã, và tiếp tục theo dõi loa truyền thanh.")
 BULLETIN_LEAD_S = 45  # the sample bulletin plays this long after the demo is up
 STATUS_EVERY_S = 60
 SUPERVISE_EVERY_S = 1.0  # how soon a dead head-end or broker is noticed
@@ -99,6 +105,39 @@ def give_villages_outlines(session) -> None:
         zone = session.get(Zone, village)
         if zone is not None and zone.area is None:
             update_zone(session, zone_id=village, area=outlines[real], actor="demo")
+
+
+def pin_standard_media(session, settings):
+    """The alert tone and the standard emergency message in the site's pinned set (made once;
+    headend/services/pinned.py): every receiver gets them at its birth. Without the TTS, the
+    alert tone alone."""
+    import tempfile
+
+    from headend.commands import RecordingPublisher
+    from headend.models import MediaItem
+    from headend.services.media import ingest_media
+    from headend.services.pinned import ensure_alert_tone, set_pinned
+
+    publisher = RecordingPublisher()  # nobody is online yet: they get it at their birth
+    ensure_alert_tone(session, settings=settings, publisher=publisher, actor="demo")
+    if session.query(MediaItem).filter_by(title=STANDARD_EMERGENCY_TITLE).first() is not None:
+        return
+    try:
+        from audio.tones import dress
+        from audio.tts import synthesize_to_file
+
+        with tempfile.TemporaryDirectory() as folder:
+            speech = synthesize_to_file(STANDARD_EMERGENCY_TEXT, Path(folder) / "speech.wav",
+                                        voice="north")
+            dressed = dress(speech, Path(folder) / "so-tan.wav", kind="emergency")
+            media = ingest_media(session, settings=settings, src_path=dressed, filename=None,
+                                 title=STANDARD_EMERGENCY_TITLE, actor="demo")
+    except Exception as exc:  # no espeak-ng here: the tone alone is pinned
+        say("Standard emergency message not made (text-to-speech unavailable: %s)" % exc)
+        return
+    set_pinned(session, settings=settings, publisher=publisher, media_id=media.id,
+               pinned=True, actor="demo")
+    say("Pinned on every receiver: the alert tone and %r" % STANDARD_EMERGENCY_TITLE)
 
 
 class Demo:
@@ -168,6 +207,7 @@ class Demo:
                     update_user(session, username="admin", password=password, active=True,
                                 actor="demo")
                 export_mosquitto(session, settings=settings, directory=self.broker_dir)
+                pin_standard_media(session, settings)
         finally:
             engine.dispose()
         self.admin_password = password

@@ -720,3 +720,27 @@ async def test_a_failing_fetch_is_tried_three_times_then_reported_once(tmp_path,
     assert len(failed) == 1 and failed[0]["reason"] == "http 503" and failed[0]["item"] == "m1"
     assert rx.stats["fetch_errors"] == 3 and not rx.fetching
     await stop(rx, task)
+
+
+async def test_a_fetch_with_pin_pins_the_item_in_flash_across_a_reboot(tmp_path):
+    put_in_cache(tmp_path)
+    rx = make_receiver(tmp_path)
+    task = await started(rx)
+    args = dict(fetch_args(), pin=True)
+    rx._on_message(TOPIC + "cmd", Head().cmd(M.FETCH, args), False)
+    await until(lambda: any(e["k"] == "fetched" for e in rx.mqtt.sent("evt")))
+    assert rx.cache.pinned() == [SHA]
+    await stop(rx, task)
+    rx = make_receiver(tmp_path)  # a reboot: the index says so
+    assert rx.cache.pinned() == [SHA]
+    # The schedule's whole cache_bytes is still its own, and nothing it fetches evicts it.
+    assert rx.cache.free() == rx.cache.capacity == 2000000
+    block = rx.cache._flash()[1]
+    whole = rx.cache.free() // block * block  # unpinned, the item's block would have to go
+    assert rx.cache.make_room(whole, [], "f" * 64) == [] and rx.cache.has(SHA)
+    task = await started(rx)
+    head = Head()
+    head.ctr = 10  # above the first boot's counter
+    rx._on_message(TOPIC + "cmd", head.cmd(M.FETCH, dict(fetch_args(), pin=False)), False)
+    await until(lambda: rx.cache.pinned() == [])
+    await stop(rx, task)

@@ -163,6 +163,12 @@ class MediaPublic(BaseModel):
     warnings_vi: list[str] | None = None  # the same, for the operator's page
     expires_at: datetime | None = None  # not aired from then on
     renditions: list[RenditionPublic]
+    pinned: bool = False
+
+
+class PinRequest(BaseModel):
+    pinned: StrictBool = Field(description="true: kept on every receiver ahead of need, never "
+                         "evicted (alert tone, standard emergency messages); false: not")
 
 
 class PrefetchRequest(BaseModel):

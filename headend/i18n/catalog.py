@@ -100,6 +100,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "voice.central": ("Giọng miền Trung", "Central"),
     "voice.south": ("Giọng miền Nam", "Southern"),
     "form.or_existing": ("hoặc chọn bản tin đã tải lên", "or choose one already uploaded"),
+    "media.pinned": ("có sẵn trên mọi cụm loa, phát ngay", "on every receiver, plays at once"),
     "form.none_chosen": ("— chưa chọn —", "— none —"),
     "form.where": ("Nơi phát", "Where"),
     "form.some_zones": ("Một số thôn/xóm", "Some villages"),

@@ -35,7 +35,7 @@ from headend.models import (
     Receiver,
     fit_text,
 )
-from headend.services import deliveries, reconcile, rotation, selftests
+from headend.services import deliveries, pinned, reconcile, rotation, selftests
 from headend.services import telemetry as telemetry_history
 from headend.services.broadcasts import commands_for_returning, finish_overdue
 from headend.services.deliveries import refresh_states
@@ -145,6 +145,8 @@ def apply_batch(session: Session, *, settings: Settings, reports: list[Report],
                                                    rebooted=receiver.id in batch.rebooted)
         batch.result.commands += commands
         batch.touched |= touched
+    batch.result.commands += pinned.commands_for_birth(session, settings=settings,
+                                                       receivers=list(batch.returning.values()))
     if batch.touched:
         refresh_states(session, broadcast_ids=batch.touched, now=batch.now)
     return batch.result

@@ -286,7 +286,7 @@ def prefetch_media(session: Session, *, settings: Settings, publisher: Publisher
         if rendition is None or not receiver.online:
             continue
         commands.append(Command(receiver.id, messages.FETCH,
-                                planning.media_fields(settings, media.id, rendition),
+                                planning.fetch_fields(settings, media.id, rendition),
                                 new_command_id("fetch")))
     outgoing = prepare(session, site_id=settings.site_id, commands=commands,
                        ttl_s=settings.command_ttl_s)

@@ -314,6 +314,27 @@ def test_a_fetch_failing_while_the_link_is_down_is_not_given_up_and_resumes_at_l
     assert core.media_ready(SHA, T0 + 3600500)[0][1]["k"] == M.EV_FETCHED
 
 
+def test_a_fetch_with_pin_pins_before_it_fetches_and_an_unpin_fetches_nothing():
+    core, head = new_core(cached=()), Head()
+    args = fetch_args()
+    args["pin"] = True
+    acts = core.on_command(head.cmd(M.FETCH, args), T0)
+    kinds = [a[0] for a in acts]
+    assert of(acts, C.PIN) == [(C.PIN, SHA, True)]
+    assert kinds.index(C.PIN) < kinds.index(C.FETCH)  # the cache knows before it adds it
+    args["pin"] = False
+    core, head = new_core(cached=()), Head()
+    acts = core.on_command(head.cmd(M.FETCH, args), T0)
+    assert of(acts, C.PIN) == [(C.PIN, SHA, False)] and not of(acts, C.FETCH)
+    assert not events(acts, M.EV_FETCHED)
+    core, head = new_core(), Head()  # held: unpinned, and reported as held
+    acts = core.on_command(head.cmd(M.FETCH, args), T0)
+    assert of(acts, C.PIN) == [(C.PIN, SHA, False)] and events(acts, M.EV_FETCHED)
+    del args["pin"]  # no pin: as before, no PIN action
+    acts = new_core(cached=()).on_command(Head().cmd(M.FETCH, args), T0)
+    assert not of(acts, C.PIN) and of(acts, C.FETCH)
+
+
 def test_a_clock_step_keeps_the_backoff_length():
     core, head = new_core(cached=(), burst=0), Head()
     core.link_up(T0)

@@ -106,6 +106,58 @@ def test_the_cache_budget_follows_the_flash_and_orphans_are_swept():
     remove_tree(d)
 
 
+def test_pinned_items_are_never_evicted_sit_outside_the_budget_and_survive_a_reboot():
+    d = fresh_dir("pins")
+    flash = [10000000]
+    space = lambda: (flash[0], 4096)  # noqa: E731
+    cache = MediaCache(d, 3 * 4096, space, reserve=4096)
+    tone, old, new = "1" * 64, "2" * 64, "3" * 64
+    cache.pin(tone, True)  # asked before the fetch: pinned when it is added
+    put(cache.part_path(tone), bytes(8000))
+    cache.add(tone, 8000, "mp3")
+    assert cache.pinned() == [tone]
+    # The schedule's budget is untouched by the two pinned blocks: three blocks of its own.
+    assert cache.budget() == 5 * 4096 and cache.free() == 3 * 4096
+    put(cache.part_path(old), bytes(4096 * 2))
+    cache.add(old, 4096 * 2, "mp3")
+    # A new item of two blocks: only the unpinned "old" may go, though "tone" is older.
+    assert cache.make_room(4096 * 2, [], new) == [old]
+    assert cache.has(tone)
+    # The flash fills up: heal evicts nothing pinned.
+    flash[0] = 0
+    assert cache.heal([]) == [] and cache.has(tone)
+    flash[0] = 10000000
+    # A reboot: the flag is in the index.
+    again = MediaCache(d, 3 * 4096, space, reserve=4096)
+    assert again.pinned() == [tone]
+    assert again.pin(tone, False) and not again.pin(tone, False)
+    third = MediaCache(d, 3 * 4096, space, reserve=4096)
+    assert third.pinned() == [] and third.make_room(4096 * 3, [], new) == [tone]
+    # An index written before pins (three fields an entry) reads as unpinned.
+    put(third.part_path(old), bytes(100))
+    third.add(old, 100, "mp3")
+    put(d + "/index.json", ('[["%s", 100, "mp3"]]' % old).encode())
+    fourth = MediaCache(d, 3 * 4096, space, reserve=4096)
+    assert fourth.shas() == [old] and fourth.pinned() == []
+    remove_tree(d)
+
+
+def test_a_pinned_item_to_come_does_not_take_the_schedules_room():
+    d = fresh_dir("pin-room")
+    cache = MediaCache(d, 2 * 4096, lambda: (10000000, 4096), reserve=4096)
+    item, tone = "4" * 64, "5" * 64
+    put(cache.part_path(item), bytes(4096 * 2))
+    cache.add(item, 4096 * 2, "mp3")
+    assert cache.make_room(4096, [], tone) == [item]  # unpinned: it needs the room
+    put(cache.part_path(item), bytes(4096 * 2))
+    cache.add(item, 4096 * 2, "mp3")
+    cache.pin(tone, True)
+    assert cache.make_room(4096, [], tone) == []      # pinned: the schedule keeps its room
+    cache.pin(tone, False)
+    assert cache.make_room(4096, [], tone) == [item]  # the wish is forgotten
+    remove_tree(d)
+
+
 def test_a_refused_command_is_spent_and_a_crash_loop_is_counted():
     refusal = ["storage"]
     guard = DurableGuard(KEY, "rx-1", lambda cmd: refusal[0])

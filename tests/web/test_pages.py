@@ -337,3 +337,24 @@ def test_every_message_has_both_languages_with_the_same_placeholders():
     for key, (vi, en) in MESSAGES.items():
         assert vi.strip() and en.strip(), key
         assert set(re.findall(r"{(\w+)}", vi)) == set(re.findall(r"{(\w+)}", en)), key
+
+
+def test_the_emergency_page_lists_the_pinned_set_first_and_says_it_plays_at_once(
+        station, operator, tone):
+    token = operator.client.post("/api/v1/auth/token", data={
+        "username": "operator", "password": PASSWORD}).json()["access_token"]
+    api = {"Authorization": "Bearer " + token}
+    uploaded = []
+    for title in ("Tin sơ tán mẫu", "Bản tin mới"):
+        r = operator.client.post("/api/v1/media", data={"title": title}, headers=api,
+                                 files={"file": ("a.wav", tone.read_bytes(), "audio/wav")})
+        assert r.status_code == 201, r.text
+        uploaded.append(r.json()["id"])
+    r = operator.client.put("/api/v1/media/%s/pinned" % uploaded[0], json={"pinned": True},
+                            headers=api)
+    assert r.status_code == 200
+    page = operator.get("/emergency").text
+    options = re.findall(r'<option value="(m[0-9a-f]+)"[^>]*>([^<]*)</option>', page)
+    assert [o[0] for o in options] == uploaded  # the older, pinned one first
+    assert "có sẵn trên mọi cụm loa, phát ngay" in options[0][1]
+    assert "có sẵn" not in options[1][1]

@@ -10,13 +10,14 @@ from headend.api.deps import MediaEditor, PublisherDep, Reader, SessionDep, Sett
 from headend.api.schemas import (
     MediaJobPublic,
     MediaPublic,
+    PinRequest,
     Prefetched,
     PrefetchRequest,
     RenditionPublic,
 )
 from headend.errors import Invalid
 from headend.models import MediaItem, User
-from headend.services import media, media_jobs
+from headend.services import media, media_jobs, pinned
 from headend.services.broadcasts import prefetch_media as prefetch
 from headend.settings import Settings
 
@@ -29,6 +30,7 @@ def media_public(item: MediaItem) -> MediaPublic:
                        created_by=item.created_by, loudness_lufs=item.loudness_lufs,
                        warnings=item.warnings, warnings_vi=media.warnings_vi(item.warnings),
                        expires_at=item.expires_at,
+                       pinned=bool(item.pinned),
                        renditions=[RenditionPublic.model_validate(r) for r in item.renditions])
 
 
@@ -137,6 +139,17 @@ def prefetch_media(media_id: str, body: PrefetchRequest, session: SessionDep,
     later broadcast of it, an emergency above all, starts at once and in step everywhere."""
     count = prefetch(session, settings=settings, publisher=publisher, media_id=media_id,
                      targets=body.targets, actor=user)
+    return Prefetched(receivers=count)
+
+
+@router.put("/{media_id}/pinned", response_model=Prefetched)
+def pin_media(media_id: str, body: PinRequest, session: SessionDep, settings: SettingsDep,
+              publisher: PublisherDep, user: MediaEditor):
+    """Put this item in the site's pinned set (or take it out): every receiver keeps it in its
+    cache ahead of need and never evicts it, from now on and at each reconnect. Answers how
+    many online receivers were told now."""
+    count = pinned.set_pinned(session, settings=settings, publisher=publisher,
+                              media_id=media_id, pinned=body.pinned, actor=user)
     return Prefetched(receivers=count)
 
 

@@ -32,11 +32,21 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)  # pages, not
 def _form(request: Request, session, form: dict[str, Any], error: str | None = None,
           status_code: int = 200, fragment: bool = False):
     return render(request, "_cap_queued.html" if fragment else "emergency.html", {
-        "form": form, "error": error, "media": list_media(session),
+        "form": form, "error": error, "media": _pinned_first(list_media(session), session),
         "zones": list_zones(session),
         "current": broadcasts.current_emergencies(session),
         "queued": cap_alerts.waiting(session), "zone_names": zone_names(session),
         "cap_reason": cap_alerts.reason_names}, status_code=status_code)
+
+
+def _pinned_first(media, session):
+    """The pinned set first (on every receiver already: an emergency with it plays at once),
+    then the rest, newest first."""
+    from headend.services.pinned import pinned_media
+
+    pinned = pinned_media(session)
+    ids = {m.id for m in pinned}
+    return pinned + [m for m in media if m.id not in ids]
 
 
 @router.get("/emergency")
