@@ -23,7 +23,7 @@ RAM only, so no recording of a reset works again, after a reboot or before it.
 
 from protocol.errors import ProtocolError
 from protocol.messages import MAX_COUNTER_AHEAD_MS, RESET_FLOOR, decode, open_command
-from protocol.signing import open_sealed
+from protocol.signing import open_sealed, open_with_keys
 
 # Reasons that mean "this message did not come from our head-end, or not now": they also raise
 # a "rejected" event. Validation failures of an authentic command ("bad-field", "bad-args")
@@ -51,13 +51,8 @@ class CommandGuard:
 
     def _open(self, payload):
         self.by_pending = False
-        try:
-            return open_command(self._key, payload, self._device)
-        except ProtocolError as e:
-            if e.reason != "bad-signature" or self.pending_key is None:
-                raise
-        cmd = open_command(self.pending_key, payload, self._device)
-        self.by_pending = True
+        cmd, self.by_pending = open_with_keys(open_command, self._key, self.pending_key,
+                                              payload, self._device)
         return cmd
 
     @property

@@ -9,6 +9,7 @@ not signed with this receiver's key, not for it, or not for a request it sent (m
 
 from protocol import messages as M
 from protocol.errors import ProtocolError
+from protocol.signing import open_with_keys
 
 MAX_PENDING = 16  # requests awaiting a reply; older ones are forgotten (their replies lost)
 
@@ -36,12 +37,8 @@ class TimeSync:
         return M.time_request(t0)
 
     def _open(self, payload):
-        try:
-            return M.open_time_reply(self._key, payload, self._device)
-        except ProtocolError as e:
-            if e.reason != "bad-signature" or self.alt_key is None:
-                raise
-        return M.open_time_reply(self.alt_key, payload, self._device)
+        return open_with_keys(M.open_time_reply, self._key, self.alt_key, payload,
+                              self._device)[0]
 
     def rekeyed(self, key):
         """The rotation is confirmed: replies under ``key`` only."""

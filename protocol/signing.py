@@ -103,3 +103,15 @@ def open_sealed(key, payload, domain=b""):
     if not equal(sig, HmacKey(key).digest(domain, body)):
         raise ProtocolError("bad-signature")
     return body
+
+
+def open_with_keys(opener, key, alt_key, *args):
+    """``opener(key, *args)``; on a bad signature, ``opener(alt_key, *args)`` when there is an
+    ``alt_key`` (a key rotation's pending key, accepted beside the current one until it is
+    confirmed). Returns (what opener returned, True if ``alt_key`` opened it)."""
+    try:
+        return opener(key, *args), False
+    except ProtocolError as e:
+        if e.reason != "bad-signature" or alt_key is None:
+            raise
+    return opener(alt_key, *args), True

@@ -42,7 +42,7 @@ from headend.services.deliveries import refresh_states
 from headend.settings import Settings
 from protocol import messages, presence, topics
 from protocol.errors import ProtocolError
-from protocol.signing import key_from_hex
+from protocol.signing import key_from_hex, open_with_keys
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +158,10 @@ def _open_report(batch: _Batch, receiver: Receiver, report: Report) -> dict[str,
     opens under the old key while a rotation is pending is from a receiver that has not taken
     the offer: its birth gets the offer again."""
     session = batch.session
-    try:
-        msg = messages.open_report(
-            key_from_hex(open_stored(session, receiver.id, receiver.device_key)), report.leaf,
-            report.payload)
-    except ProtocolError as exc:
-        if exc.reason != "bad-signature" or receiver.pending_key is None:
-            raise
-        msg = messages.open_report(rotation.pending_key(session, receiver), report.leaf,
-                                   report.payload)
+    msg, by_pending = open_with_keys(
+        messages.open_report, key_from_hex(open_stored(session, receiver.id, receiver.device_key)),
+        rotation.pending_key(session, receiver), report.leaf, report.payload)
+    if by_pending:
         batch.result.commands.append(rotation.confirm(session, settings=batch.settings,
                                                       receiver=receiver))
         batch.result.rekeyed.append(receiver.id)
