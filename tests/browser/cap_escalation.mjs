@@ -9,7 +9,7 @@
 // passes everything through the environment:
 //   LOAXA_URL, LOAXA_USER, LOAXA_PASSWORD, ZONE_SIZE, SILENT (the black-holed receiver's id),
 //   HEADLINE, ARTIFACTS_DIR, CHROMIUM (default /usr/bin/chromium)
-import { chromium } from "playwright-core";
+import { DESKTOP, PHONE, launchChromium } from "./chromium.mjs";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -18,8 +18,6 @@ const base = env.LOAXA_URL;
 const zoneSize = Number(env.ZONE_SIZE);
 const shots = env.ARTIFACTS_DIR;
 mkdirSync(shots, { recursive: true });
-const DESKTOP = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844 };
 
 const started = Date.now();
 function step(text) {
@@ -40,11 +38,7 @@ async function shoot(page, name) {
   await page.setViewportSize(DESKTOP);
 }
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 let page;
 try {
   const context = await browser.newContext({ viewport: DESKTOP, locale: "vi-VN" });

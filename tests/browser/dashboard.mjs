@@ -6,7 +6,7 @@
 //   the dashboard is open, to see the page update itself, then an emergency), ARTIFACTS_DIR,
 //   CHROMIUM
 // It prints one JSON line of what it saw; screenshots go to ARTIFACTS_DIR.
-import { chromium } from "playwright-core";
+import { DESKTOP, PHONE, launchChromium } from "./chromium.mjs";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -14,14 +14,8 @@ const env = process.env;
 const base = env.LOAXA_URL;
 const shots = env.ARTIFACTS_DIR;
 mkdirSync(shots, { recursive: true });
-const DESKTOP = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844 };
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const seen = { requests: [] };
 
 function board() {

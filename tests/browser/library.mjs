@@ -6,7 +6,7 @@
 // passes, through the environment:
 //   LOAXA_URL, OPERATOR, LOAXA_PASSWORD, FILE_DESKTOP, FILE_PHONE, ARTIFACTS_DIR, CHROMIUM
 // It prints one JSON line of what it saw; screenshots go to ARTIFACTS_DIR.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -19,11 +19,7 @@ const SIZES = {
   phone: { viewport: { width: 390, height: 844 }, file: env.FILE_PHONE, title: "Thông báo lịch tiêm chủng" },
 };
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const seen = { requests: [], walks: {} };
 let page;
 

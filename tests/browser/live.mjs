@@ -7,7 +7,7 @@
 // Run by tests/web/test_live_page.py, which starts the broker, the head-end and the receivers
 // and checks what the receivers' sinks played; it passes through the environment:
 //   LOAXA_URL, LOAXA_USER, LOAXA_PASSWORD, MIC_WAV, ZONE_ID, ZONE_SIZE, ARTIFACTS_DIR, CHROMIUM
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -28,13 +28,10 @@ async function waitForDevices(page, state, count, timeout) {
     [state, count], { timeout, polling: 100 });
 }
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-         "--use-fake-device-for-media-stream", `--use-file-for-fake-audio-capture=${env.MIC_WAV}`,
-         "--autoplay-policy=no-user-gesture-required"],
-});
+const browser = await launchChromium([
+  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+  `--use-file-for-fake-audio-capture=${env.MIC_WAV}`, "--autoplay-policy=no-user-gesture-required",
+]);
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 },

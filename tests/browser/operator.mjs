@@ -7,7 +7,7 @@
 // and passes everything through the environment:
 //   LOAXA_URL, LOAXA_USER, LOAXA_PASSWORD, BULLETIN_WAV, EMERGENCY_WAV, ZONE_ID, ZONE_SIZE,
 //   TOTAL, ARTIFACTS_DIR, CHROMIUM (default /usr/bin/chromium)
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -30,11 +30,7 @@ async function waitForRows(page, selector, count, timeout) {
     { timeout, polling: 200 });
 }
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 let page;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 },

@@ -7,7 +7,7 @@
 //   LOAXA_URL, EDITOR, LEADER, LOAXA_PASSWORD, MEDIA_ID, ZONE_ID, PROOF_ID (a programme that
 //   aired, for its proof of play), ARTIFACTS_DIR, CHROMIUM
 // It prints one JSON line of what it saw; screenshots go to ARTIFACTS_DIR.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -20,11 +20,7 @@ const SIZES = {
   phone: { viewport: { width: 390, height: 844 }, time: "17:30", title: "Phát thanh buổi chiều" },
 };
 
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-});
+const browser = await launchChromium();
 const seen = { requests: [], walks: {} };
 let page;
 
