@@ -118,6 +118,12 @@ Choices (where the protocol leaves room):
   "volume-limit", and whatever plays is held to it (a default volume set before the limit
   came down); an emergency is not limited (it is sent by a role of its own, at the
   emergency volume: people must hear a flood warning);
+- the zone's early-morning hours come with it too (``early``: a daily start, a length and a
+  lower limit, kept in flash, firmware/volume.py): in them the lower limit is the limit. A
+  ``play`` or ``stream`` (at its ``at``, else now) or a ``schedule`` item (at its ``at``)
+  asking for more is refused "volume-limit"; a ``volume`` (the default for the whole day) is
+  judged by the zone's limit alone and held to the lower one in the hours; what plays when
+  the hours begin is brought down at once, and up again when they end;
 - a ``selftest`` (the periodic test) never runs during an emergency (one playing or waiting:
   reported at once "emergency"); it waits while anything plays or starts within
   ``SELFTEST_QUIET_MS`` (a minute), for at most ``SELFTEST_WAIT_MS`` (then "busy"); while it
@@ -137,6 +143,7 @@ from firmware.jitter import JitterBuffer
 from firmware.reasons import REFUSED_VOLUME
 from firmware.schedule import KIND_PLAY, KIND_STREAM, Item, Schedule, StreamInfo
 from firmware.sync_cadence import SyncCadence
+from firmware.volume import limit_at, next_change
 from protocol import messages as M
 from protocol.errors import ProtocolError
 from protocol.frames import unpack_frame
@@ -251,6 +258,12 @@ class ReceiverCore:
         self.cache_budget = None
         # The zone's volume limit (a ``schedule``'s ``vmax``; None: none): see _volume_for.
         self.volume_limit = None
+        # The zone's early-morning hours and their lower limit (a ``schedule``'s ``early``:
+        # {"from", "len", "vmax"}, recurring every day; None: none), and the limit last
+        # applied to what plays, so the hours' start and end bring it down and up again.
+        self.early = None
+        self._applied_limit = None
+        self._limit_until = None    # when the early hours next begin or end (epoch ms)
         self._selftest = None       # [args, since] of a selftest waiting for a quiet moment
         self._testing = None        # the args of the selftest the shell is running
         self.rekey_rid = None       # the rotation whose credentials are pending, if any
@@ -276,6 +289,7 @@ class ReceiverCore:
         self.seq = state.get("seq", 0)
         self.volume = state.get("vol", self.volume)
         self.volume_limit = state.get("vmax")
+        self.early = state.get("early")
         self._done = list(state.get("done", ()))
         for since, args in state.get("items", ()):
             try:
@@ -286,11 +300,12 @@ class ReceiverCore:
 
     def export_state(self):
         return {"ctr": self._guard.last_ctr, "seq": self.seq, "vol": self.volume,
-                "vmax": self.volume_limit, "done": list(self._done),
+                "vmax": self.volume_limit, "early": self.early, "done": list(self._done),
                 "items": [[it.since, it.args] for it in self.schedule.scheduled()]}
 
     def _finish(self, acts, now):
         """What every input ends with: the relay, what has come due, the state to flash."""
+        self._follow_limit(now, acts)
         self._relay(now, acts)
         for media in self._fetches.due(now):
             acts.append((FETCH, media))
@@ -349,20 +364,37 @@ class ReceiverCore:
             return True
         return bid in self._done or bool(self.schedule.by_bid(bid))
 
-    def _volume_for(self, item):
+    def _volume_for(self, item, now):
         if item.prio == M.PRIO_EMERGENCY:
             return self.emergency_volume if item.vol is None else item.vol
-        return self._limited(self.volume if item.vol is None else item.vol)
+        return self._limited(self.volume if item.vol is None else item.vol, now)
 
-    def _limited(self, vol):
-        """``vol`` held to the zone's limit: whatever a command said (a default volume set
-        before the limit came down), nothing but an emergency plays louder."""
-        limit = self.volume_limit
+    def _limited(self, vol, now):
+        """``vol`` held to the limit at ``now``: whatever a command said (a default volume
+        set before the limit came down), nothing but an emergency plays louder."""
+        limit = limit_at(self.volume_limit, self.early, now)
         return vol if limit is None or vol <= limit else limit
 
     def _too_loud(self, vol, prio, limit):
         return vol is not None and limit is not None and vol > limit \
             and prio != M.PRIO_EMERGENCY
+
+    def _follow_limit(self, now, acts):
+        """The early-morning hours began or ended: what plays follows the new limit. Worked
+        out again only when they do (every input ends here, live frames included)."""
+        if self.early is None:
+            limit = self.volume_limit
+        elif self._limit_until is None or now >= self._limit_until:
+            limit = limit_at(self.volume_limit, self.early, now)
+            self._limit_until = next_change(self.early, now)
+        else:
+            return
+        if limit == self._applied_limit:
+            return
+        self._applied_limit = limit
+        cur = self.current
+        if cur is not None and cur.prio != M.PRIO_EMERGENCY:
+            acts.append((VOLUME, self._volume_for(cur, now)))
 
     def playing(self):
         """A small summary of what plays, for telemetry: dict or None."""
@@ -539,7 +571,7 @@ class ReceiverCore:
             self._guard.promote()
             acts.append((REKEY_CONFIRMED, self.rekey_rid))
             self.rekey_rid = None
-        refusal = self._refusal(kind, args)
+        refusal = self._refusal(kind, args, now)
         offer = None
         if not refusal and kind == M.REKEY and "box" in args:
             try:
@@ -559,7 +591,7 @@ class ReceiverCore:
         elif kind == M.STOP:
             self._cmd_stop(args.get("bid"), now, acts)
         elif kind == M.VOLUME:
-            self._cmd_volume(args["vol"], acts)
+            self._cmd_volume(args["vol"], now, acts)
         elif kind == M.SCHEDULE:
             self._cmd_schedule(args, now, acts)
         elif kind == M.FETCH:
@@ -586,7 +618,7 @@ class ReceiverCore:
         self._guard.pending_key = key_from_hex(key_hex)
         return (REKEY, args["rid"], key_hex, args["user"], password)
 
-    def _refusal(self, kind, args):
+    def _refusal(self, kind, args, now):
         """A reason to refuse an authentic, well-formed command, or None."""
         if kind in (M.PLAY, M.FETCH, M.STREAM) and args["codec"] not in self.codecs:
             return "unsupported-codec"
@@ -594,11 +626,14 @@ class ReceiverCore:
             for a in args["items"]:
                 if a["codec"] not in self.codecs:
                     return "unsupported-codec"
-                if self._too_loud(a.get("vol"), a["prio"], args.get("vmax")):
+                limit = limit_at(args.get("vmax"), args.get("early"), a["at"])
+                if self._too_loud(a.get("vol"), a["prio"], limit):
                     return REFUSED_VOLUME
-        if kind in (M.PLAY, M.STREAM) and self._too_loud(args.get("vol"), args["prio"],
-                                                          self.volume_limit):
-            return REFUSED_VOLUME
+        if kind in (M.PLAY, M.STREAM):
+            at = args.get("at")
+            limit = limit_at(self.volume_limit, self.early, now if at is None else at)
+            if self._too_loud(args.get("vol"), args["prio"], limit):
+                return REFUSED_VOLUME
         if kind == M.VOLUME and self._too_loud(args["vol"], None, self.volume_limit):
             return REFUSED_VOLUME
         if kind == M.STREAM:
@@ -649,17 +684,17 @@ class ReceiverCore:
         self._dirty = True
         self._run(now, acts)
 
-    def _cmd_volume(self, vol, acts):
+    def _cmd_volume(self, vol, now, acts):
         self.volume = vol
         self._dirty = True
         cur = self.current
         if cur is not None and cur.vol is None and cur.prio != M.PRIO_EMERGENCY:
-            acts.append((VOLUME, self._limited(vol)))
+            acts.append((VOLUME, self._limited(vol, now)))
 
     def _cmd_schedule(self, args, now, acts):
         """Replace what the window [from, to) holds with its items; their media is fetched
         ahead as far as the cache budget goes (``_fitting``), the rest as room comes."""
-        self._set_limit(args.get("vmax"), acts)
+        self._set_limit(args.get("vmax"), args.get("early"), now, acts)
         self.schedule.clear_window(args["from"], args["to"])
         added = []
         for a in args["items"]:
@@ -675,15 +710,16 @@ class ReceiverCore:
         self._dirty = True
         self._run(now, acts)
 
-    def _set_limit(self, limit, acts):
-        """A new zone volume limit; what plays is brought under it at once."""
-        if limit == self.volume_limit:
+    def _set_limit(self, limit, early, now, acts):
+        """A new zone volume limit or early hours; what plays is brought under it at once
+        (by ``_follow_limit``, which every input ends with)."""
+        if limit == self.volume_limit and early == self.early:
             return
         self.volume_limit = limit
+        self.early = early
+        self._limit_until = None
         self._dirty = True
-        cur = self.current
-        if cur is not None and cur.prio != M.PRIO_EMERGENCY:
-            acts.append((VOLUME, self._volume_for(cur)))
+        self._follow_limit(now, acts)
 
     def _cmd_fetch(self, args, now, acts):
         pin = args.get("pin")
@@ -888,7 +924,7 @@ class ReceiverCore:
             self._amp_since = now
             acts.append((AMP, True))
         first = self._amp_since + self.amp_settle_ms
-        acts.append((START, item, skip, self._volume_for(item), first if first > start else start))
+        acts.append((START, item, skip, self._volume_for(item, start), first if first > start else start))
         name, value = item.ident()
         self._event(M.EV_STARTED, start,
                     {"bid": item.bid, name: value, "at": item.at, "skip": skip}, acts)

@@ -129,6 +129,10 @@ class Zone(Base):
     # The loudest volume (0-100) a programme may ask for here (a hospital's street); None:
     # no limit. Checked when a programme is saved (headend/services/programmes_rules.py).
     volume_limit: Mapped[int | None] = mapped_column(Integer)
+    # The loudest in the site's early-morning hours (``early_hours_start``-``_end``), below
+    # ``volume_limit``; None: no lower limit then. Enforced by the receivers (the window's
+    # ``early``) and checked when a programme is saved.
+    early_volume_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Where it is, for CAP alerts: {"polygon": [[lat, lon], ...] | null, "geocodes":
     # [{"valueName": ..., "value": ...}]}, as headend/cap/area.py Zone.from_area reads it.

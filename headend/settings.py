@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     # Guard rails look at the occurrences of the next ``programme_horizon_days``.
     quiet_hours_start: str = "22:00"
     quiet_hours_end: str = "05:00"
+    # The early-morning hours (local "HH:MM"; start = end: none), when a zone's
+    # ``early_volume_limit`` holds: the morning programme airs, the commune half asleep.
+    early_hours_start: str = "05:00"
+    early_hours_end: str = "07:00"
     programme_lead_s: int = 600
     programme_check_s: float = 30.0
     programme_horizon_days: int = 60
@@ -292,6 +296,18 @@ class Settings(BaseSettings):
         if self.alert_smtp_host and not self.alert_email_to:
             raise ValueError("LOAXA_ALERT_EMAIL_TO must name at least one recipient when "
                              "LOAXA_ALERT_SMTP_HOST is set")
+        return self
+
+    @model_validator(mode="after")
+    def _check_hours(self):
+        from headend.services.programmes_time import quiet_hours
+
+        for name in ("quiet_hours", "early_hours"):
+            try:
+                quiet_hours(getattr(self, name + "_start"), getattr(self, name + "_end"))
+            except ValueError:
+                raise ValueError("LOAXA_%s_START/END must be HH:MM times" % name.upper()) \
+                    from None
         return self
 
     @model_validator(mode="after")

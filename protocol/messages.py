@@ -164,6 +164,13 @@ PLAY_ARGS = (("bid", ID, None, None, None, REQUIRED, "broadcast id, reported bac
     _PRIO,
     _VOL,
 )
+# The early-morning hours of a zone recur every day from one start, so a receiver keeps
+# them with its link down for days (firmware/volume.py). 86,400,000 ms fits a small int.
+EARLY_TABLE = (
+    ("from", INT, "net ms", 0, None, REQUIRED, "a start of the early hours"),
+    ("len", INT, "ms", 1, 86399999, REQUIRED, "how long they last, every day from `from`"),
+    ("vmax", INT, None, 0, 100, REQUIRED, "the volume limit in them"),
+)
 # A schedule's items are plays with a start time.
 SCHEDULE_ITEM_ARGS = with_use(PLAY_ARGS, "at", REQUIRED)
 SCHEDULE_ARGS = (
@@ -173,6 +180,8 @@ SCHEDULE_ARGS = (
      MAX_SCHEDULE_ITEMS, REQUIRED, "play arguments, each with an `at`"),
     ("vmax", INT, None, 0, 100, OPTIONAL,
      "the zone's volume limit, held until the next schedule (null: none)"),
+    ("early", OBJECT, None, EARLY_TABLE, None, OPTIONAL,
+     "the zone's early-morning hours and their lower limit (below; null: none)"),
 )
 STREAM_ARGS = (
     ("bid", ID, None, None, None, REQUIRED, "broadcast id"),

@@ -53,23 +53,36 @@ class ZoneArea(BaseModel):
         [], description='[{"valueName": "vn-dvhc", "value": "37"}, ...]')
 
 
+_VOLUME_LIMIT = ("the loudest a programme or a command may play here, 0-100 (emergencies "
+                 "excepted); null: none. Enforced by the receivers too")
+_EARLY_LIMIT = ("the loudest in the site's early-morning hours (early_hours_start-_end, "
+                "05:00-07:00 by default), 0-100; null: no lower limit then")
+
+
 class ZonePublic(BaseModel):
     id: str
     name: str
     receivers: int = 0
     online: int = 0
     area: ZoneArea | None = None
+    volume_limit: int | None = Field(None, description=_VOLUME_LIMIT)
+    early_volume_limit: int | None = Field(None, description=_EARLY_LIMIT)
 
 
 class ZoneCreate(BaseModel):
     id: str
     name: str
     area: dict[str, Any] | None = Field(None, description="see ZoneArea")
+    # Any: the service's own check names the field in both languages (bool, 101, "x").
+    volume_limit: Any = Field(None, description=_VOLUME_LIMIT)
+    early_volume_limit: Any = Field(None, description=_EARLY_LIMIT)
 
 
 class ZoneUpdate(BaseModel):
     name: str | None = None
     area: dict[str, Any] | None = Field(None, description="see ZoneArea; null removes it")
+    volume_limit: Any = Field(None, description=_VOLUME_LIMIT + "; absent: unchanged")
+    early_volume_limit: Any = Field(None, description=_EARLY_LIMIT + "; absent: unchanged")
 
 
 class DevicePublic(BaseModel):

@@ -47,11 +47,13 @@ from headend.models import (
     Programme,
     Receiver,
 )
-from headend.services import broadcasts, programmes
+from headend.services import broadcasts, programmes, programmes_time
 from headend.settings import Settings
 from protocol import messages
 
 log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
 
 # A delivery in one of these is not held by the receiver as something to come.
 _CLOSED = (DELIVERY_CANCELLED, DELIVERY_PLAYED, DELIVERY_PREEMPTED, DELIVERY_PLAYING)
@@ -163,13 +165,36 @@ def window_args(settings: Settings, receiver: Receiver, planned: list[Planned],
                                               rendition=rendition, at_ms=p.at_ms, prio=p.prio,
                                               vol=p.vol))
     args = planning.schedule_fields(from_ms=_ms(start), to_ms=_ms(end), plays=plays)
-    args["vmax"] = receiver.zone.volume_limit if receiver.zone is not None else None
+    zone = receiver.zone
+    args["vmax"] = zone.volume_limit if zone is not None else None
+    early = early_field(settings, zone.early_volume_limit if zone is not None else None, start)
+    if early is not None:
+        args["early"] = early
     return args
 
 
+def early_field(settings: Settings, limit: int | None, at: datetime) -> dict | None:
+    """The ``schedule``'s ``early``: the site's early-morning hours that begin on ``at``'s
+    local day, which the receiver repeats every 24 h, and the zone's limit in them (None:
+    the zone has none, or the site no such hours)."""
+    if limit is None:
+        return None
+    hours = programmes_time.hours_on(
+        at.astimezone(settings.tz).date(),
+        programmes_time.quiet_hours(settings.early_hours_start, settings.early_hours_end),
+        settings.tz)
+    if hours is None:
+        return None
+    begin, end = hours
+    return {"from": _ms(begin), "len": _ms(end) - _ms(begin), "vmax": limit}
+
+
 def _digest(args: dict) -> str:
-    """What the receiver would hold: the plays and the limit (the window's start slides)."""
-    return hashlib.sha256(messages.encode([args["items"], args["vmax"]])).hexdigest()
+    """What the receiver would hold: the plays and the limits. The window's start slides, and
+    so does the early hours' ``from``, by whole days: a new day is not a change."""
+    early = args.get("early")
+    hours = None if early is None else (early["from"] % DAY_MS, early["len"], early["vmax"])
+    return hashlib.sha256(messages.encode([args["items"], args["vmax"], hours])).hexdigest()
 
 
 class WindowSender:

@@ -1,6 +1,7 @@
 """Guard rails a programme passes on every save, submit and approval.
 
-- **Volume**: a programme's volume above the limit of a zone it reaches (Invalid 422).
+- **Volume**: a programme's volume above the limit of a zone it reaches, or above its
+  early-morning limit for an occurrence in the early hours (default 05:00-07:00; Invalid 422).
 - **Quiet hours**: a normal programme that airs in the site's quiet hours (default
   22:00-05:00, local) is refused (Invalid 422) unless confirmed: ``confirm_quiet`` from a
   role holding "programmes.approve" confirms it; from an editor it asks for it, and the
@@ -41,6 +42,7 @@ def check(session: Session, *, settings: Settings, programme: Programme,
     receivers = broadcasts.resolve_targets(session, programme.targets)
     _check_volume(session, programme, receivers)
     intervals = airing_intervals(session, settings=settings, programme=programme, now=now)
+    _check_early_volume(session, settings, programme, receivers, intervals)
     if programme.priority == "normal":
         _check_quiet(settings, programme, intervals, actor, confirm_quiet, approving)
     _check_overlap(session, settings, programme, {r.id for r in receivers}, intervals, now)
@@ -70,6 +72,30 @@ def _check_volume(session: Session, programme: Programme, receivers: list[Receiv
                           % (programme.volume, zone.volume_limit, zone.name, zone.id),
                           "Âm lượng %d vượt giới hạn %d của %s (%s)"
                           % (programme.volume, zone.volume_limit, zone.name, zone.id))
+
+
+def _check_early_volume(session: Session, settings: Settings, programme: Programme,
+                        receivers: list[Receiver],
+                        intervals: list[tuple[datetime, datetime]]) -> None:
+    """A volume above a zone's early-morning limit, for an occurrence in the early hours
+    (the receivers would refuse it: better said when saving)."""
+    if programme.volume is None:
+        return
+    early = programmes_time.quiet_hours(settings.early_hours_start, settings.early_hours_end)
+    first = next((start for start, end in intervals
+                  if programmes_time.in_quiet_hours(start, end, early, settings.tz)), None)
+    if first is None:
+        return
+    zone_ids = {r.zone_id for r in receivers if r.zone_id}
+    for zone in session.scalars(select(Zone).where(Zone.id.in_(zone_ids)).order_by(Zone.id)):
+        limit = zone.early_volume_limit
+        if limit is not None and programme.volume > limit:
+            when = programmes_time.local_text(first, settings.tz)
+            raise Invalid("volume-above-early-limit",
+                          "volume %d is above the early-morning limit %d (%s) of zone %s (%s) "
+                          "at %s" % (programme.volume, limit, early, zone.name, zone.id, when),
+                          "Âm lượng %d vượt giới hạn buổi sáng sớm %d (%s) của %s (%s) lúc %s"
+                          % (programme.volume, limit, early, zone.name, zone.id, when))
 
 
 def _check_quiet(settings: Settings, programme: Programme,

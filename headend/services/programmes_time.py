@@ -139,6 +139,15 @@ def _quiet_windows(day: date, quiet: QuietHours, zone: tzinfo):
     yield begin, datetime.combine(end_day, quiet.end, zone)
 
 
+def hours_on(day: date, hours: QuietHours, zone: tzinfo) -> tuple[datetime, datetime] | None:
+    """[start, end) in UTC of the daily ``hours`` that begin on the local ``day`` (None: the
+    hours are empty)."""
+    if hours.start == hours.end:
+        return None
+    begin, end = next(_quiet_windows(day, hours, zone))
+    return begin.astimezone(UTC), end.astimezone(UTC)
+
+
 def in_quiet_hours(start: datetime, end: datetime, quiet: QuietHours, zone: tzinfo) -> bool:
     """True if [start, end) meets the quiet hours on the commune's clocks."""
     if quiet.start == quiet.end:

@@ -65,8 +65,26 @@ def cap_zones(session: Session) -> list[cap_area.Zone]:
             for zone in session.scalars(select(Zone).order_by(Zone.id))]
 
 
+def check_volume_limit(value: Any, field: str) -> int | None:
+    """A zone's volume limit as typed: a whole number 0-100, or nothing (no limit)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise Invalid("bad-volume-limit", "%s must be a whole number from 0 to 100, or null"
+                      % field, "%s phải là số nguyên từ 0 đến 100, hoặc để trống"
+                      % LIMIT_VI.get(field, field))
+    return value
+
+
+LIMIT_VI = {"volume_limit": "Giới hạn âm lượng",
+            "early_volume_limit": "Giới hạn âm lượng buổi sáng sớm"}
+LIMITS = tuple(LIMIT_VI)
+
+
 def create_zone(session: Session, *, site_id: str, zone_id: str, name: str,
-                area: Any = None, actor: User | str | None = None) -> Zone:
+                area: Any = None, actor: User | str | None = None,
+                **limits: int | None) -> Zone:
+    """A zone; ``limits`` are its ``volume_limit`` and ``early_volume_limit`` (None: none)."""
     if not valid_id(zone_id):
         raise Invalid("bad-zone-id", "zone id must be 1-48 characters of A-Z a-z 0-9 _ -",
                       "Mã thôn/xóm chỉ gồm 1-48 ký tự A-Z a-z 0-9 _ -")
@@ -76,11 +94,12 @@ def create_zone(session: Session, *, site_id: str, zone_id: str, name: str,
         raise Conflict("zone-exists", "zone %r already exists" % zone_id,
                        "Thôn/xóm %r đã tồn tại" % zone_id)
     area = check_area(zone_id, area)
+    checked = {field: check_volume_limit(limits.get(field), field) for field in LIMITS}
     ensure_site(session, site_id=site_id, name=site_id)
-    zone = Zone(id=zone_id, site_id=site_id, name=check_name(name), area=area)
+    zone = Zone(id=zone_id, site_id=site_id, name=check_name(name), area=area, **checked)
     session.add(zone)
     audit.record(session, actor=actor, action="zone.create", target=zone_id,
-                 detail={"name": name, "area": area is not None})
+                 detail={"name": name, "area": area is not None, **checked})
     session.commit()
     return zone
 
@@ -89,8 +108,12 @@ _UNCHANGED: Any = object()
 
 
 def update_zone(session: Session, *, zone_id: str, name: str | None = None,
-                area: Any = _UNCHANGED, actor: User | str | None = None) -> Zone:
-    """Rename a zone and/or set its area (``area=None`` removes it)."""
+                area: Any = _UNCHANGED, actor: User | str | None = None,
+                **limits: int | None) -> Zone:
+    """Rename a zone and/or set its area (``area=None`` removes it) and its volume limits
+    (``volume_limit``, ``early_volume_limit``; None: none). The receivers get new limits
+    with their window, which a change sends at the scheduler's next pass
+    (programme_windows)."""
     zone = session.get(Zone, zone_id)
     if zone is None:
         raise NotFound("unknown-zone", "unknown zone %r" % zone_id,
@@ -103,6 +126,11 @@ def update_zone(session: Session, *, zone_id: str, name: str | None = None,
     if area is not _UNCHANGED:
         zone.area = check_area(zone_id, area)
         changed["area"] = zone.area is not None
+    for field, value in limits.items():
+        if field not in LIMITS:
+            raise TypeError("unknown zone limit %r" % field)
+        setattr(zone, field, check_volume_limit(value, field))
+        changed[field] = value
     audit.record(session, actor=actor, action="zone.update", target=zone_id, detail=changed)
     session.commit()
     return zone

@@ -293,3 +293,56 @@ def test_an_occurrence_after_its_bulletins_expiry_is_left_out_of_the_window(
     # Today's occurrence airs; tomorrow's is past the expiry: not held to play offline.
     assert [item["at"] for item in windows.last("a1")["items"]] == [
         int(start.timestamp() * 1000)]
+
+
+def test_the_early_morning_limit_rides_with_the_window_in_commune_time_and_guards_saving(
+        client, app, commune, staff, as_admin):
+    from zoneinfo import ZoneInfo
+
+    editor, _ = staff
+    windows = Windows(app, commune)
+    commune.report(commune.birth("a1"), commune.birth("b1"))
+    r = client.patch("/api/v1/zones/thon-1", headers=as_admin,
+                     json={"volume_limit": 80, "early_volume_limit": 40})
+    assert r.status_code == 200, r.text
+    assert (r.json()["volume_limit"], r.json()["early_volume_limit"]) == (80, 40)
+    for bad in (101, -1, True, "40", 4.5):
+        r = client.patch("/api/v1/zones/thon-1", headers=as_admin, json={"volume_limit": bad})
+        assert r.status_code == 422 and r.json()["code"] == "bad-volume-limit", (bad, r.text)
+        assert "0" in r.json()["message_vi"] and "100" in r.json()["message_vi"]
+    assert windows.send() == ["a1", "b1"]
+    early, window = windows.last("a1")["early"], windows.last("a1")
+    # 05:00-07:00 on the commune's clocks (UTC+7) of the window's first day: 22:00 UTC.
+    hcm = ZoneInfo("Asia/Ho_Chi_Minh")
+    begins = datetime.fromtimestamp(early["from"] / 1000, UTC)
+    assert begins.astimezone(hcm).strftime("%H:%M") == "05:00" and begins.hour == 22
+    assert early["len"] == 2 * 3600 * 1000 and early["vmax"] == 40
+    first_day = datetime.fromtimestamp(window["from"] / 1000, UTC).astimezone(hcm).date()
+    assert begins.astimezone(hcm).date() == first_day
+    assert windows.last("b1").get("early") is None  # a zone without the lower limit
+    messages.check_args(messages.SCHEDULE, window)
+    # A day later the hours start a day later, the same hours: not a change to send.
+    app.state.settings.programme_window_refresh_s = 7 * 86400
+    assert windows.send(now=datetime.now(UTC) + timedelta(days=1)) == []
+    app.state.settings.early_hours_end = "06:30"  # the site's hours changed: sent
+    assert windows.send(now=datetime.now(UTC) + timedelta(days=1)) == ["a1"]
+    assert windows.last("a1")["early"]["len"] == 90 * 60 * 1000
+    app.state.settings.early_hours_end = "07:00"
+    # A programme louder than the early limit, at 05:30 commune time: refused, naming the
+    # zone and the time; the same at 08:00 is fine.
+    media = commune.upload()
+    tomorrow = (datetime.now(hcm) + timedelta(days=1)).date()
+    at_0530 = datetime(tomorrow.year, tomorrow.month, tomorrow.day, 5, 30, tzinfo=hcm)
+    data = {"title": "Bản tin sáng", "segments": [{"media_id": media["id"]}],
+            "targets": {"zones": ["thon-1"]}, "start": at_0530.isoformat(), "volume": 60}
+    r = client.post("/api/v1/programmes", json=data, headers=editor)
+    assert r.status_code == 422 and r.json()["code"] == "volume-above-early-limit", r.text
+    assert "thon-1" in r.json()["detail"] and "05:30" in r.json()["detail"]
+    assert "buổi sáng sớm" in r.json()["message_vi"] and "05:30" in r.json()["message_vi"]
+    r = client.post("/api/v1/programmes", headers=editor,
+                    json=dict(data, start=at_0530.replace(hour=8).isoformat()))
+    assert r.status_code == 201, r.text
+    # Lifted: the next pass sends windows without it.
+    r = client.patch("/api/v1/zones/thon-1", headers=as_admin, json={"early_volume_limit": None})
+    assert r.status_code == 200 and r.json()["volume_limit"] == 80
+    assert windows.send() == ["a1"] and windows.last("a1").get("early") is None

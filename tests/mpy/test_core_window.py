@@ -193,3 +193,65 @@ def test_a_limit_lowered_under_the_default_volume_holds_what_plays_and_is_kept_i
     # A window without a limit lifts it.
     rebooted.on_command(head.cmd(M.SCHEDULE, window([], frm=T0 + 20000)), T0 + 20000)
     assert rebooted.volume_limit is None
+
+
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+
+
+def early_hours(start, hours=2, vmax=30):
+    return {"from": start, "len": hours * HOUR, "vmax": vmax}
+
+
+def test_the_early_morning_limit_holds_in_its_hours_every_day_and_only_then():
+    # The hours begin an hour after T0, last two, and recur daily; the zone's own limit is 70.
+    core, head = new_core(cached=(sha(1), sha(2))), Head()
+    early = early_hours(T0 + HOUR)
+    acts = core.on_command(head.cmd(M.SCHEDULE, dict(window([]), vmax=70, early=early)), T0)
+    assert acks(acts) == [(True, None)] and core.early == early
+    loud = play("b1", T0 + HOUR + 30 * MIN, sha(1))
+    loud["vol"] = 60
+    # Within the zone's limit but above the early one at its start: refused, as a window
+    # item, as a play, and on the next day's hours too (a receiver offline for days).
+    refused = core.on_command(head.cmd(M.SCHEDULE, dict(window([loud]), vmax=70, early=early)),
+                              T0)
+    assert acks(refused) == [(False, "volume-limit")]
+    assert acks(core.on_command(head.cmd(M.PLAY, loud), T0)) == [(False, "volume-limit")]
+    next_day = dict(loud, bid="b1d", at=loud["at"] + 3 * DAY)
+    assert acks(core.on_command(head.cmd(M.PLAY, next_day), T0)) == [(False, "volume-limit")]
+    # The same play after the hours is fine, and so is a default volume above the early limit
+    # (it is for the whole day): held to the early limit in the hours.
+    later = dict(loud, bid="b2", at=T0 + 4 * HOUR)
+    assert acks(core.on_command(head.cmd(M.PLAY, later), T0)) == [(True, None)]
+    assert acks(core.on_command(head.cmd(M.VOLUME, {"vol": 65}), T0)) == [(True, None)]
+    quiet = dict(play("b3", T0 + HOUR + 10 * MIN, sha(2)))
+    assert acks(core.on_command(head.cmd(M.PLAY, quiet), T0)) == [(True, None)]
+    assert starts(core.tick(T0 + HOUR + 10 * MIN))[0][3] == 30
+    core.finished(core.current, T0 + HOUR + 10 * MIN + 10000)
+    # An emergency in the hours is not held to them.
+    alarm = play("e1", None, sha(1))
+    alarm["prio"] = M.PRIO_EMERGENCY
+    del alarm["at"]
+    acts = core.on_command(head.cmd(M.PLAY, alarm), T0 + HOUR + 30 * MIN)
+    assert acks(acts) == [(True, None)] and starts(acts)[0][3] == 100
+    core.finished(core.current, T0 + HOUR + 30 * MIN + 10000)
+    assert starts(core.tick(T0 + 4 * HOUR))[0][3] == 60
+
+
+def test_what_plays_as_the_early_hours_begin_comes_down_and_goes_back_up_when_they_end():
+    core, head = new_core(cached=(sha(1),)), Head()
+    early = early_hours(T0 + HOUR, hours=1, vmax=25)
+    core.on_command(head.cmd(M.SCHEDULE, dict(window([]), early=early)), T0)
+    long_play = play("b1", T0 + HOUR - MIN, sha(1), dur=3 * HOUR)
+    long_play["vol"] = 80
+    core.on_command(head.cmd(M.PLAY, long_play), T0)
+    assert starts(core.tick(T0 + HOUR - MIN))[0][3] == 80
+    assert (C.VOLUME, 25) in core.tick(T0 + HOUR)
+    assert [a for a in core.tick(T0 + HOUR + MIN) if a[0] == C.VOLUME] == []
+    assert (C.VOLUME, 80) in core.tick(T0 + 2 * HOUR + 1)
+    # Kept in flash across a reboot, and lifted by a window without it.
+    rebooted = C.ReceiverCore(DEV, SITE, KEY, volume=60, state=core.export_state())
+    assert rebooted.early == early
+    rebooted.set_synced(T0 + 3 * HOUR)
+    rebooted.on_command(head.cmd(M.SCHEDULE, window([], frm=T0 + 3 * HOUR)), T0 + 3 * HOUR)
+    assert rebooted.early is None
