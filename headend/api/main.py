@@ -12,6 +12,7 @@ from headend.api.routes import (
     broadcasts,
     calendar,
     cap,
+    cap_feeds,
     clock,
     dashboard,
     devices,
@@ -28,7 +29,7 @@ from headend.api.routes import (
 from headend.errors import ServiceError
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, zones, devices, media, broadcasts, cap, programmes, calendar,
+for module in (auth, users, zones, devices, media, broadcasts, cap_feeds, cap, programmes, calendar,
                playlog, audit, health, clock, live, dashboard, firmware, alerts,
                selftest):
     api_router.include_router(module.router)

@@ -706,6 +706,49 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alert.field.receivers": ("{count} cụm loa", "{count} receivers"),
     "alert.field.source-said": ("Nguồn báo", "Source said"),
     "alert.field.fallback": ("Đang phát thay", "Playing instead"),
+    # -- CAP feeds (/cap/feeds) ----------------------------------------------------------------
+    "capfeeds.title": ("Nguồn tin cảnh báo CAP", "CAP alert feeds"),
+    "capfeeds.link": ("Nguồn tin cảnh báo CAP tự động", "Automatic CAP alert feeds"),
+    "capfeeds.explain": ("Hệ thống tự đọc các nguồn tin cảnh báo (Atom/RSS có bản tin CAP) của "
+                         "cơ quan khí tượng thủy văn, phòng chống thiên tai... theo chu kỳ. Mỗi "
+                         "bản tin được xử lý như khi nguồn cảnh báo gửi trực tiếp.",
+                         "The head-end reads the warning agencies' feeds (Atom/RSS of CAP "
+                         "alerts) at an interval. Each alert is handled as if its warning "
+                         "source had posted it."),
+    "capfeeds.none": ("Chưa có nguồn tin CAP nào.", "No CAP feed yet."),
+    "capfeeds.col.feed": ("Nguồn tin", "Feed"),
+    "capfeeds.col.source": ("Nguồn cảnh báo", "Warning source"),
+    "capfeeds.col.state": ("Tình trạng", "State"),
+    "capfeeds.col.last": ("Lần đọc", "Polls"),
+    "capfeeds.every": ("Đọc mỗi {seconds} giây", "Read every {seconds} s"),
+    "capfeeds.state.ok": ("Đang hoạt động", "Working"),
+    "capfeeds.state.new": ("Chưa đọc lần nào", "Not read yet"),
+    "capfeeds.state.failing": ("Đang lỗi", "Failing"),
+    "capfeeds.state.paused": ("Tạm dừng", "Paused"),
+    "capfeeds.failures": ("Lỗi {count} lần liên tiếp", "{count} failures in a row"),
+    "capfeeds.last_polled": ("Đọc lúc {when}", "Read at {when}"),
+    "capfeeds.last_ok": ("Đọc được lúc {when}", "Last good read {when}"),
+    "capfeeds.next": ("Lần tới: {when}", "Next: {when}"),
+    "capfeeds.poll": ("Đọc ngay", "Read now"),
+    "capfeeds.polled": ("Nguồn tin sẽ được đọc trong vòng {seconds} giây.",
+                        "The feed will be read within {seconds} s."),
+    "capfeeds.pause": ("Tạm dừng", "Pause"),
+    "capfeeds.resume": ("Bật lại", "Resume"),
+    "capfeeds.delete": ("Xóa", "Remove"),
+    "capfeeds.delete_explain": ("Ngừng đọc nguồn tin này. Các cảnh báo đã nhận và sổ ghi khẩn "
+                                "cấp vẫn được giữ.", "Stop reading this feed. The alerts it "
+                                "brought and the emergency ledger are kept."),
+    "capfeeds.delete_confirm": ("Xóa nguồn tin", "Remove the feed"),
+    "capfeeds.add": ("Thêm nguồn tin CAP", "Add a CAP feed"),
+    "capfeeds.no_sources": ("Chưa có nguồn cảnh báo nào: tạo bằng lệnh `loaxa headend "
+                            "add-cap-source` trước.", "No warning source yet: create one with "
+                            "`loaxa headend add-cap-source` first."),
+    "capfeeds.field.id": ("Mã nguồn tin", "Feed id"),
+    "capfeeds.field.url": ("Địa chỉ (Atom hoặc RSS)", "Address (Atom or RSS)"),
+    "capfeeds.field.source": ("Thuộc nguồn cảnh báo", "Warning source"),
+    "capfeeds.field.interval": ("Chu kỳ đọc (giây)", "Interval (seconds)"),
+    "capfeeds.interval_range": ("từ {lo} đến {hi}", "{lo} to {hi}"),
+    "capfeeds.add_submit": ("Thêm nguồn tin", "Add the feed"),
     # -- the periodic test (/selftest) -------------------------------------------------------
     "nav.selftest": ("Kiểm tra định kỳ", "Periodic test"),
     "selftest.title": ("Kiểm tra định kỳ", "Periodic test"),

@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from headend.cap.errors import CapError
@@ -33,7 +33,7 @@ from headend.cap.feed import MAX_FEED_BYTES, FeedEntry, parse_feed
 from headend.cap.parse import MAX_CAP_BYTES, parse_cap
 from headend.commands import Publisher
 from headend.db import session_scope
-from headend.errors import Invalid, NotFound, ServiceError
+from headend.errors import Conflict, Invalid, NotFound, ServiceError
 from headend.models import CapFeed, CapFeedItem, CapSource, User
 from headend.services import audit
 from headend.services.cap_alerts import Poster, receive
@@ -50,27 +50,37 @@ DEFAULT_INTERVAL_S = 60
 MAX_BACKOFF = timedelta(hours=1)
 
 
-def add_feed(session: Session, *, feed_id: str, url: str, source_id: str,
-             interval_s: int = DEFAULT_INTERVAL_S, actor: User | str | None = None) -> CapFeed:
-    """A feed polled every ``interval_s`` whose items count as ``source_id``'s posts."""
-    if not valid_id(feed_id):
-        raise Invalid("bad-feed-id", "a feed id is 1-48 characters of A-Z a-z 0-9 _ -",
-                      "Mã nguồn tin CAP chỉ gồm 1-48 ký tự A-Z a-z 0-9 _ -")
+def _check_url(url) -> str:
     if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")) \
-            or len(url) > 2000:
-        raise Invalid("bad-feed-url", "a feed URL is http:// or https://",
+            or len(url) > 2000 or any(c.isspace() for c in url):
+        raise Invalid("bad-feed-url", "a feed URL is http:// or https://, without spaces",
                       "Địa chỉ nguồn tin CAP phải bắt đầu bằng http:// hoặc https://")
+    return url
+
+
+def _check_interval(interval_s) -> int:
     if isinstance(interval_s, bool) or not isinstance(interval_s, int) \
             or not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
         raise Invalid("bad-feed-interval", "the interval is %d to %d seconds"
                       % (MIN_INTERVAL_S, MAX_INTERVAL_S),
                       "Chu kỳ đọc nguồn tin từ %d đến %d giây" % (MIN_INTERVAL_S, MAX_INTERVAL_S))
-    if session.get(CapSource, source_id) is None:
+    return interval_s
+
+
+def add_feed(session: Session, *, feed_id: str, url: str, source_id: str,
+             interval_s: int = DEFAULT_INTERVAL_S, actor: User | str | None = None) -> CapFeed:
+    """A feed polled every ``interval_s`` whose items count as ``source_id``'s posts."""
+    if not isinstance(feed_id, str) or not valid_id(feed_id):
+        raise Invalid("bad-feed-id", "a feed id is 1-48 characters of A-Z a-z 0-9 _ -",
+                      "Mã nguồn tin CAP chỉ gồm 1-48 ký tự A-Z a-z 0-9 _ -")
+    _check_url(url)
+    _check_interval(interval_s)
+    if not isinstance(source_id, str) or session.get(CapSource, source_id) is None:
         raise NotFound("unknown-cap-source", "unknown CAP source %r" % source_id,
                        "Không có nguồn cảnh báo %r" % source_id)
     if session.get(CapFeed, feed_id) is not None:
-        raise Invalid("feed-exists", "CAP feed %r already exists" % feed_id,
-                      "Nguồn tin CAP %r đã có" % feed_id)
+        raise Conflict("feed-exists", "CAP feed %r already exists" % feed_id,
+                       "Nguồn tin CAP %r đã có" % feed_id)
     feed = CapFeed(id=feed_id, url=url, source_id=source_id, interval_s=interval_s, active=True,
                    failures=0)
     session.add(feed)
@@ -78,6 +88,71 @@ def add_feed(session: Session, *, feed_id: str, url: str, source_id: str,
                  detail={"url": url, "source": source_id, "interval_s": interval_s})
     session.commit()
     return feed
+
+
+def get_feed(session: Session, feed_id: str) -> CapFeed:
+    feed = session.get(CapFeed, feed_id)
+    if feed is None:
+        raise NotFound("unknown-cap-feed", "unknown CAP feed %r" % feed_id,
+                       "Không có nguồn tin CAP %r" % feed_id)
+    return feed
+
+
+def update_feed(session: Session, *, feed_id: str, actor: User | str | None = None,
+                active: bool | None = None, interval_s: int | None = None,
+                url: str | None = None) -> CapFeed:
+    """Pause or resume a feed, or change its interval or URL (a new URL starts afresh: no
+    ETag, no failures; the entries already handled stay remembered)."""
+    feed = get_feed(session, feed_id)
+    changed: dict = {}
+    if active is not None:
+        if not isinstance(active, bool):
+            raise Invalid("bad-field", "active is true or false", "active phải là true/false")
+        feed.active = changed["active"] = active
+        if active:
+            feed.failures, feed.next_poll_at = 0, None  # resumed: polled at once
+    if interval_s is not None:
+        feed.interval_s = changed["interval_s"] = _check_interval(interval_s)
+    if url is not None and url != feed.url:
+        feed.url = changed["url"] = _check_url(url)
+        feed.etag = feed.last_modified = feed.last_error = feed.next_poll_at = None
+        feed.failures = 0
+    audit.record(session, actor=actor, action="cap-feed.update", target=feed_id, detail=changed)
+    session.commit()
+    return feed
+
+
+def delete_feed(session: Session, *, feed_id: str, actor: User | str | None = None) -> None:
+    """Stop polling a feed and forget it (and the entries it handled; the alerts they made,
+    and the ledger, stay)."""
+    feed = get_feed(session, feed_id)
+    session.execute(delete(CapFeedItem).where(CapFeedItem.feed_id == feed_id))
+    session.delete(feed)
+    audit.record(session, actor=actor, action="cap-feed.delete", target=feed_id,
+                 detail={"url": feed.url})
+    session.commit()
+
+
+def poll_soon(session: Session, *, feed_id: str, actor: User | str | None = None) -> CapFeed:
+    """Make a feed due now (the poller reads it within ``cap_feed_check_s``): one thread
+    polls, so an operator's "read now" never races a poll of the same feed."""
+    feed = get_feed(session, feed_id)
+    if not feed.active:
+        raise Invalid("feed-paused", "CAP feed %r is paused: resume it first" % feed_id,
+                      "Nguồn tin CAP %r đang tạm dừng: hãy bật lại trước" % feed_id)
+    feed.next_poll_at = datetime.now(UTC)
+    audit.record(session, actor=actor, action="cap-feed.poll", target=feed_id, detail={})
+    session.commit()
+    return feed
+
+
+def describe_feed(feed: CapFeed) -> dict:
+    """A feed as the API and the page show it."""
+    return {"id": feed.id, "url": feed.url, "source": feed.source_id,
+            "interval_s": feed.interval_s, "active": feed.active, "failures": feed.failures,
+            "last_error": feed.last_error, "last_polled_at": feed.last_polled_at,
+            "last_ok_at": feed.last_ok_at, "next_poll_at": feed.next_poll_at,
+            "created_at": feed.created_at}
 
 
 def backoff(interval_s: int, failures: int) -> timedelta:

@@ -6,6 +6,7 @@ from headend.web.pages import (
     alerts,
     auth,
     broadcasts,
+    cap_feeds,
     claim,
     dashboard,
     emergency,
@@ -23,5 +24,5 @@ from headend.web.pages import (
 router = APIRouter()
 for module in (auth, dashboard, receivers, receiver, map, broadcasts, emergency, playlog, live,
                programmes, firmware, alerts, selftest, library,
-               claim):
+               claim, cap_feeds):
     router.include_router(module.router)
