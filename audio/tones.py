@@ -13,6 +13,7 @@ already associate with warnings) four times a second, for 4 s. Tones are scaled 
 own level, so the loudness normalisation that follows treats them alike.
 """
 
+import io
 import wave
 from pathlib import Path
 
@@ -90,6 +91,19 @@ def write_wav(path, samples, rate):
         out.setframerate(rate)
         out.writeframes(samples.astype("<i2").tobytes())
     return Path(path)
+
+
+def alert_tone_wav(rate):
+    """The alert tone as the bytes of a 16-bit WAV file: the same every time, so the media
+    item made from it is found again by its source's SHA-256 (headend/services/pinned.py)."""
+    samples = np.round(np.clip(alert_tone(rate), -1.0, 1.0) * 32767).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(samples.tobytes())
+    return out.getvalue()
 
 
 def read_wav_mono(path):

@@ -106,6 +106,11 @@ Choices (where the protocol leaves room):
   (``reset_nonce`` is None): a reset of another boot, a used nonce or a wrong one is rejected
   "bad-nonce" with a "rejected" event, like a replay;
 - "rejected" events are rate-limited to ``REJECT_EVENTS_PER_MIN``; the counters always count;
+- a ``play`` with a ``lead`` (an emergency to a receiver that must fetch its media first)
+  whose lead it holds (pinned: the alert tone) plays the lead at once while the media is
+  fetched, then the emergency as soon as both the lead has ended and the media is in; the
+  lead is never reported (no started/ended: what the head-end tracks is the emergency) nor
+  kept in flash; a newer emergency cuts it short as it would the emergency;
 - the amplifier relay closes ``amp_settle_ms`` before a scheduled start (no thump in the first
   words), at once for an item that starts now (whose first sample then waits for it), and
   opens when nothing plays and nothing starts within ``amp_settle_ms``;
@@ -655,8 +660,25 @@ class ReceiverCore:
             return
         item = self._play_item(args, now)
         self.schedule.add(item)
+        lead = args.get("lead")
+        if lead is not None and item.at is None and item.sha not in self._cached \
+                and lead["sha"] in self._cached and lead["codec"] in self.codecs:
+            # Newer than its emergency, so the emergency (same class) never cuts it short.
+            self.schedule.add(self._lead_item(item, lead, now))
         self._want_media(item.args, now, True)
         self._run(now, acts)
+
+    def _lead_item(self, item, lead, now):
+        """The pinned item an emergency opens with while its own media is fetched."""
+        args = dict(item.args)
+        for name in ("item", "sha", "dur", "codec", "rate"):
+            args[name] = lead[name]
+        del args["lead"]
+        self._arrivals += 1
+        it = Item(item.bid, KIND_PLAY, None, lead["dur"], item.prio, item.vol, args, now,
+                  self._arrivals)
+        it.lead = True
+        return it
 
     def _cmd_stream(self, args, now, acts):
         if self._known_bid(args["bid"]):
@@ -879,6 +901,8 @@ class ReceiverCore:
             acts.append((AMP, False))
 
     def _ended(self, item, reason, detail, played_ms, now, acts):
+        if item.lead:
+            return  # not the emergency itself: it still comes, and is what is reported
         name, value = item.ident()
         fields = {"bid": item.bid, name: value, "reason": reason, "played": max(0, played_ms)}
         if detail:
@@ -925,6 +949,8 @@ class ReceiverCore:
             acts.append((AMP, True))
         first = self._amp_since + self.amp_settle_ms
         acts.append((START, item, skip, self._volume_for(item, start), first if first > start else start))
+        if item.lead:
+            return
         name, value = item.ident()
         self._event(M.EV_STARTED, start,
                     {"bid": item.bid, name: value, "at": item.at, "skip": skip}, acts)
@@ -981,6 +1007,9 @@ class ReceiverCore:
                 if not ready:
                     self._drop(it, M.END_FAILED, DETAIL_NOT_CACHED, now, acts)
                     continue
+            elif not ready and it.lead:
+                self.schedule.remove(it)  # a pinned item gone from the cache: no opening
+                continue
             elif not ready:
                 if now - it.since >= NOW_ITEM_GIVE_UP_MS:
                     self._drop(it, M.END_FAILED, DETAIL_NOT_CACHED, now, acts)
@@ -1000,6 +1029,8 @@ class ReceiverCore:
                                         and it.seq > cur.seq):
                 self._stop_current(M.END_PREEMPTED, None, now, acts)
                 self._start(it, now, acts)
+            elif cur.lead and cur.bid == it.bid:
+                it.waited = True  # fetched while its opening plays: follows it
             elif it.prio == cur.prio and it.prio >= M.PRIO_LIVE:
                 self._drop(it, M.END_PREEMPTED, None, now, acts)  # an older one of its class
             elif ahead:

@@ -33,10 +33,12 @@ class Item:
     (newest wins between emergencies). ``args`` is the validated command arguments, kept so the
     schedule can be persisted and reported. ``waited`` is set once the item was due but had to
     wait for another one: it then starts from the beginning instead of late with a skip.
+    ``lead`` marks the pinned item played first while an emergency's media is fetched (the
+    ``play``'s ``lead``): it shares the emergency's ``bid`` but is never reported or kept.
     """
 
     __slots__ = ("bid", "kind", "at", "dur", "prio", "vol", "args", "stream", "since", "seq",
-                 "waited")
+                 "waited", "lead")
 
     def __init__(self, bid, kind, at, dur, prio, vol, args, since, seq, stream=None):
         self.bid = bid
@@ -50,6 +52,7 @@ class Item:
         self.since = since
         self.seq = seq
         self.waited = False
+        self.lead = False
 
     @property
     def media_id(self):
@@ -120,4 +123,5 @@ class Schedule:
 
     def scheduled(self):
         """Items with a fixed start time (the ones worth persisting)."""
-        return [it for it in self._items if it.at is not None and it.kind != KIND_STREAM]
+        return [it for it in self._items
+                if it.at is not None and it.kind != KIND_STREAM and not it.lead]

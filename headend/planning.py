@@ -106,6 +106,13 @@ def play_fields(settings, *, bid: str, item_id: str, rendition: RenditionLike,
                 vol=settings.emergency_volume if prio == messages.PRIO_EMERGENCY else vol)
 
 
+def lead_fields(item_id: str, rendition: RenditionLike) -> dict[str, Any]:
+    """A ``play``'s ``lead``: the pinned item (the alert tone) an emergency opens with on a
+    receiver that must fetch the emergency's media first."""
+    return {"item": item_id, "sha": rendition.sha256, "dur": rendition.duration_ms,
+            "codec": rendition.codec, "rate": rendition.rate}
+
+
 # -- the schedule window -------------------------------------------------------------------
 
 # Room kept in one command for its envelope (dev, id, ctr, exp, k) and the signature line.

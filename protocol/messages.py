@@ -240,7 +240,20 @@ FETCH_CMD_ARGS = FETCH_ARGS + (
     ("pin", BOOL, None, None, None, OPTIONAL,
      "true: pin the item; false: unpin it (nothing fetched if not cached); null: as it was"),
 )
-COMMAND_ARGS = {PLAY: PLAY_ARGS, FETCH: FETCH_CMD_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
+# An emergency whose media the receiver must fetch first opens with a pinned item (the alert
+# tone) it already holds: the first sound is immediate, the alert follows once fetched.
+LEAD_TABLE = (
+    ("item", ID, None, None, None, REQUIRED, "the pinned media item"),
+    ("sha", HEX64, None, None, None, REQUIRED, "SHA-256 of its rendition, as held"),
+    ("dur", INT, "ms", 1, None, REQUIRED, "its duration"),
+    _CODEC,
+    _RATE,
+)
+PLAY_CMD_ARGS = PLAY_ARGS + (
+    ("lead", OBJECT, None, LEAD_TABLE, None, OPTIONAL,
+     "played first while this item's media is fetched, if held (below; null: none)"),
+)
+COMMAND_ARGS = {PLAY: PLAY_CMD_ARGS, FETCH: FETCH_CMD_ARGS, STREAM: STREAM_ARGS, STOP: STOP_ARGS,
                 VOLUME: VOLUME_ARGS, IDENTIFY: IDENTIFY_ARGS, SCHEDULE: SCHEDULE_ARGS,
                 REBOOT: REBOOT_ARGS, RESET_FLOOR: RESET_FLOOR_ARGS, UPDATE: UPDATE_ARGS,
                 SELFTEST: SELFTEST_ARGS, REKEY: REKEY_ARGS}

@@ -226,7 +226,7 @@ class Operator:
         head-end puts them in a ``play`` or ``fetch`` command."""
         return planning.media_fields(self.settings, media.id, self.rendition_for(device, media))
 
-    def _play(self, devices, media, at_for, prio, bid, vol, exp_ms):
+    def _play(self, devices, media, at_for, prio, bid, vol, exp_ms, lead=None):
         bid = bid or "b%d" % next(self._ids)
         for device in devices:
             rendition = self.rendition_for(device, media)
@@ -235,6 +235,8 @@ class Operator:
                                         prio=prio)
             if vol is not None:
                 args["vol"] = vol
+            if lead is not None and args["at"] is None:
+                args["lead"] = planning.lead_fields(lead.id, self.rendition_for(device, lead))
             self.send(device, messages.PLAY, args, exp_ms=exp_ms)
         return bid
 
@@ -247,15 +249,18 @@ class Operator:
         at = int(at_ms) if at_ms is not None else planning.now_start_ms(self.settings, now_ms())
         return self._play(devices, media, lambda device, rendition: at, prio, bid, vol, exp_ms)
 
-    def emergency(self, devices, media, vol=None):
+    def emergency(self, devices, media, vol=None, lead=None):
         """An emergency now, timed as the head-end times one: together at the emergency lead
-        on the devices that reported holding the media, as soon as fetched on the others."""
+        on the devices that reported holding the media, as soon as fetched on the others,
+        which open with ``lead`` (the pinned alert tone, a simulator.media.MediaItem) if
+        given, as the head-end's play does."""
         now = now_ms()
 
         def at_for(device, rendition):
             return planning.emergency_at_ms(self.settings, now, self.holds(device, rendition))
 
-        return self._play(devices, media, at_for, messages.PRIO_EMERGENCY, None, vol, None)
+        return self._play(devices, media, at_for, messages.PRIO_EMERGENCY, None, vol, None,
+                          lead)
 
     def holds(self, device, rendition):
         """Whether ``device`` reported fetching ``rendition`` (the head-end's cache table)."""

@@ -27,7 +27,7 @@ def blocks():
     (so a test that changes a table sees the page differ)."""
     out = [("command", render(M.COMMAND_TABLE))]
     out += [(kind, render(M.COMMAND_ARGS[kind])) for kind in M.COMMANDS]
-    out += [("schedule-early", render(M.EARLY_TABLE))]
+    out += [("schedule-early", render(M.EARLY_TABLE)), ("play-lead", render(M.LEAD_TABLE))]
     out += [("time-request", render(M.TIME_REQUEST_TABLE)),
             ("time-reply", render(M.TIME_REPLY_TABLE)),
             ("birth", render(M.BIRTH_TABLE)), ("caps", render(M.CAPS_TABLE)),

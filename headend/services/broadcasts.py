@@ -40,7 +40,7 @@ from headend.models import (
 from headend.security import has_permission
 from headend.services import audit, deliveries, ledger, reconcile
 from headend.services.deliveries import REPORT_GRACE, refresh_states, summarise
-from headend.services.media import check_not_expired, get_media
+from headend.services.media import alert_tone_media, check_not_expired, get_media
 from headend.settings import Settings
 from protocol import messages
 
@@ -232,8 +232,13 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     session.add(broadcast)
     session.flush()  # deliveries reference it (no ORM relationship orders the inserts)
     cached = set()
+    tone = None
     if emergency:
         cached = _cached(session, [r.id for r in receivers], {r.sha256 for r in media.renditions})
+        # Receivers that must fetch the media first open with the pinned alert tone at once.
+        tone = alert_tone_media(session)
+        if tone is not None and tone.id == media.id:
+            tone = None
     # An emergency's lead counts from now, after the lookups, so it is not eaten by them.
     lead_from = max(now_ms_, now_ms())
     commands = []
@@ -253,6 +258,10 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
         if command is None:
             row.update(deliveries.initial(deliveries.NO_CODEC))
             continue
+        if tone is not None and device_at is None:
+            opening = planning.rendition_for(receiver_codecs(receiver), tone.renditions)
+            if opening is not None:
+                command.args["lead"] = planning.lead_fields(tone.id, opening)
         row.update(deliveries.initial(deliveries.SENT), command_id=command.cmd_id, sent_at=now)
         commands.append(command)
     # One multi-row insert: an emergency to a thousand receivers must not cost a thousand

@@ -1,5 +1,7 @@
 """Media items: an upload becomes renditions (mp3 / IMA-ADPCM) the receivers fetch by hash."""
 
+import functools
+import hashlib
 import secrets
 import shutil
 from dataclasses import replace
@@ -117,6 +119,24 @@ def find_by_source(session: Session, source_sha256: str) -> MediaItem | None:
     """The oldest item made from the same source bytes, if any (a duplicate upload)."""
     return session.scalar(select(MediaItem).where(MediaItem.source_sha256 == source_sha256)
                           .order_by(MediaItem.created_at).limit(1))
+
+
+ALERT_TONE_RATE = 22050
+
+
+@functools.cache
+def alert_tone_source_sha() -> str:
+    """The SHA-256 of the alert tone's WAV (audio.tones), what its media item is found by."""
+    from audio.tones import alert_tone_wav
+
+    return hashlib.sha256(alert_tone_wav(ALERT_TONE_RATE)).hexdigest()
+
+
+def alert_tone_media(session: Session) -> MediaItem | None:
+    """The site's alert tone if it is pinned (``loaxa headend alert-tone``; the demo's)."""
+    return session.scalar(select(MediaItem).where(
+        MediaItem.source_sha256 == alert_tone_source_sha(), MediaItem.pinned.is_(True))
+        .order_by(MediaItem.created_at).limit(1))
 
 
 def usage(session: Session, media_ids: list[str] | None = None) -> dict[str, dict[str, list]]:

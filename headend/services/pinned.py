@@ -18,7 +18,6 @@ null, so a receiver that was offline when it left is told at its next birth: no 
 pin bookkeeping and no list to replace on the board, where a command carries one item.
 """
 
-import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,17 @@ from headend.errors import Invalid
 from headend.models import DeviceMedia, MediaItem, Receiver, User
 from headend.services import audit
 from headend.services.broadcasts import receiver_codecs
-from headend.services.media import get_media, ingest_media
+from headend.services.media import (
+    ALERT_TONE_RATE,
+    alert_tone_source_sha,
+    find_by_source,
+    get_media,
+    ingest_media,
+)
 from headend.settings import Settings
 from protocol import messages
 
 ALERT_TONE_TITLE = "Còi báo động (tín hiệu khẩn cấp)"
-ALERT_TONE_RATE = 22050
 
 
 def pinned_media(session: Session) -> list[MediaItem]:
@@ -121,17 +125,15 @@ def ensure_alert_tone(session: Session, *, settings: Settings, publisher: Publis
     """The emergency alert tone (audio.tones, the warble every emergency opens with) as a
     pinned media item: made once (found again by its source's hash, the tone being
     generated the same every time), pinned if it is not."""
-    from audio.tones import alert_tone, write_wav
+    from audio.tones import alert_tone_wav
 
     incoming = settings.resolved_media_dir / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=incoming) as folder:
-        wav = write_wav(Path(folder) / "coi-bao-dong.wav", alert_tone(ALERT_TONE_RATE),
-                        ALERT_TONE_RATE)
-        source_sha = hashlib.sha256(wav.read_bytes()).hexdigest()
-        media = session.scalar(select(MediaItem).where(MediaItem.source_sha256 == source_sha)
-                               .order_by(MediaItem.created_at).limit(1))
-        if media is None:
+    media = find_by_source(session, alert_tone_source_sha())
+    if media is None:
+        with tempfile.TemporaryDirectory(dir=incoming) as folder:
+            wav = Path(folder) / "coi-bao-dong.wav"
+            wav.write_bytes(alert_tone_wav(ALERT_TONE_RATE))
             media = ingest_media(session, settings=settings, src_path=wav,
                                  filename=None, title=ALERT_TONE_TITLE, actor=actor)
     if not media.pinned:

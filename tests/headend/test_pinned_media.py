@@ -80,3 +80,36 @@ def test_the_alert_tone_is_made_once_and_pinned(commune):
         assert 3900 <= tone.duration_ms <= 4100  # audio.tones' 4 s warble
     (sent,) = fetches(commune, "a1")
     assert sent["a"]["item"] == tone.id and sent["a"]["pin"] is True
+
+
+def test_an_emergency_opens_with_the_pinned_tone_where_its_media_must_be_fetched(commune):
+    commune.report(*(commune.birth(d) for d in ("a1", "a2", "a3")))
+    media = commune.upload()
+
+    def emergency():
+        r = commune.client.post("/api/v1/broadcasts", headers=commune.headers, json={
+            "media_id": media["id"], "targets": {"zones": ["thon-1"]},
+            "priority": "emergency"})
+        assert r.status_code == 201, r.text
+        return {d: [c["a"] for c in commune.commands_to(d) if c["k"] == messages.PLAY
+                    and c["a"]["bid"] == r.json()["id"]][0] for d in ("a1", "a2", "a3")}
+
+    # No tone pinned: no lead anywhere.
+    assert not any("lead" in play for play in emergency().values())
+    with commune.app.state.session_factory() as session:
+        tone = pinned.ensure_alert_tone(session, settings=commune.app.state.settings,
+                                        publisher=commune.publisher, actor="test")
+        tone_shas = {r.sha256 for r in tone.renditions}
+    # a1 holds the emergency's own media: it starts at the common time, no lead; a2, a3 must
+    # fetch it: they open with the tone they were told to pin.
+    sha = emergency()["a1"]["sha"]
+    commune.report(commune.event("a1", "fetched", item=media["id"], sha=sha))
+    plays = emergency()
+    assert plays["a1"]["at"] is not None and "lead" not in plays["a1"]
+    for device in ("a2", "a3"):
+        lead = plays[device]["lead"]
+        assert plays[device]["at"] is None and lead["item"] == tone.id
+        assert lead["sha"] in tone_shas and 3900 <= lead["dur"] <= 4200  # the 4 s warble
+        assert messages.check_args(messages.PLAY, plays[device]) is None
+    pins = {f["a"]["sha"] for f in fetches(commune, "a2") if f["a"].get("pin")}
+    assert plays["a2"]["lead"]["sha"] in pins

@@ -101,6 +101,37 @@ async def test_emergency_preempts_what_plays(mqtt_broker, runtime, fleet_size):
             assert sc.operator.events_of(device, "started", bid=alarm)
 
 
+async def test_an_emergency_to_be_fetched_opens_with_the_pinned_tone_at_once(
+        mqtt_broker, runtime, fleet_size):
+    """The first sound of an emergency whose media is not on the receivers is the alert tone
+    they hold (pinned): heard at once, the emergency right after it, reported once."""
+    specs = generate_specs(fleet_size(4), zones=1, offset_ms=1500, drift_ppm=50, seed=5)
+    items = (("coi", 2.0), ("bao-lu", 1.0))
+    async with FleetScenario(address(mqtt_broker), specs, items=items, runtime=runtime) as sc:
+        ids = sc.fleet.ids()
+        tone, alert = sc.items["coi"], sc.items["bao-lu"]
+        sc.operator.fetch(ids, tone)
+        await sc.operator.until(lambda: all(
+            sc.operator.holds(d, sc.operator.rendition_for(d, tone)) for d in ids), 10)
+        sent = time.time()
+        alarm = sc.operator.emergency(ids, alert, lead=tone)
+        await sc.operator.until(lambda: len(sc.proof_of_play(alarm, ids)) == len(ids), 15)
+        firsts = []
+        for device in ids:
+            opening, played = sc.fleet[device].sink.playbacks_of(bid=alarm)
+            firsts.append(1000 * (opening.started_true - sent))
+            assert opening.item == tone.id and played.item == alert.id
+            assert opening.started_true - sent < PREEMPT_WITHIN_S  # the relay's settle, no fetch
+            assert opening.how == "closed" and played.started_true >= opening.ended_true
+            assert played.volumes[0][1] == opening.volumes[0][1] == 100
+            assert [e.get("item") for e in sc.operator.events_of(device, "started", bid=alarm)] \
+                == [alert.id]
+            assert [e.get("reason") for e in sc.operator.events_of(device, "ended", bid=alarm)] \
+                == ["finished"]
+        print("\nfirst sound (the tone) after the call, ms: %s" % sorted(round(f) for f in firsts))
+        assert not sc.fleet.crashed()
+
+
 async def test_cut_link_still_plays_from_cache_and_reports_later(mqtt_broker, runtime, fleet_size):
     """Acceptance 3a: offline at air time, on time anyway, proof of play once back."""
     specs = specs_with_bad_clocks(fleet_size(4), zones=1, seed=3)

@@ -363,6 +363,78 @@ def test_emergency_now_waits_for_its_media_then_preempts():
     assert events(acts, M.EV_STARTED)[0]["at"] is None
 
 
+TONE = "ef" * 32
+
+
+def with_lead(args, sha=TONE, codec="adpcm"):
+    args["lead"] = {"item": "tone", "sha": sha, "dur": 3000, "codec": codec, "rate": 22050}
+    return args
+
+
+def test_an_emergency_opens_with_its_pinned_tone_while_its_media_is_fetched():
+    core, head = new_core(cached=(SHA, TONE)), Head()
+    core.on_command(head.cmd(M.PLAY, media(at=T0)), T0)
+    normal = core.current
+    acts = core.on_command(head.cmd(M.PLAY, with_lead(media(
+        bid="e1", item="m2", sha=SHA2, prio=M.PRIO_EMERGENCY))), T0 + 2000)
+    # The tone at once (the normal programme preempted and reported so), the media fetched.
+    assert [a for a in acts if a[0] == C.STOP][0][1:] == (normal, "preempted")
+    (_, tone, skip, vol, _), = starts(acts)
+    assert tone.sha == TONE and tone.bid == "e1" and tone.args["rate"] == 22050
+    assert skip == 0 and vol == 95
+    assert [a[1]["sha"] for a in acts if a[0] == C.FETCH] == [SHA2]
+    assert events(acts, M.EV_STARTED) == []  # the tone is not the emergency: not reported
+    # Fetched while the tone plays: the emergency follows it, not cutting it.
+    acts = core.media_ready(SHA2, T0 + 3000)
+    assert not starts(acts) and core.current is tone
+    acts = core.finished(tone, T0 + 5000)
+    assert events(acts, M.EV_ENDED) == []
+    (_, item, skip, vol, first), = starts(acts)
+    assert item.bid == "e1" and item.sha == SHA2 and skip == 0 and first == T0 + 5000
+    assert [e["bid"] for e in events(acts, M.EV_STARTED)] == ["e1"]
+    ended = events(core.finished(item, T0 + 15000), M.EV_ENDED)
+    assert [(e["bid"], e["reason"]) for e in ended] == [("e1", "finished")]
+    # Nothing of the tone is kept as something to play again after a reboot.
+    assert core.export_state()["items"] == []
+
+
+def test_a_tone_that_ends_before_the_media_arrives_leaves_the_emergency_waiting():
+    core, head = new_core(cached=(TONE,)), Head()
+    acts = core.on_command(head.cmd(M.PLAY, with_lead(media(
+        bid="e1", item="m2", sha=SHA2, prio=M.PRIO_EMERGENCY))), T0)
+    tone = starts(acts)[0][1]
+    assert not starts(core.finished(tone, T0 + 3000)) and core.current is None
+    (_, item, _, _, _), = starts(core.media_ready(SHA2, T0 + 8000))
+    assert item.sha == SHA2 and item.bid == "e1"
+
+
+def test_no_tone_when_the_media_is_held_the_tone_is_not_or_its_codec_is_foreign():
+    for cached, codec in (((SHA2, TONE), "adpcm"), ((), "adpcm"), ((TONE,), "mp3")):
+        core, head = new_core(cached=cached), Head()
+        core.codecs = ("adpcm",)
+        acts = core.on_command(head.cmd(M.PLAY, with_lead(media(
+            bid="e1", item="m2", sha=SHA2, prio=M.PRIO_EMERGENCY), codec=codec)), T0)
+        assert not [s for s in starts(acts) if s[1].sha == TONE], (cached, codec)
+
+
+def test_a_cancel_or_a_newer_emergency_during_the_tone_is_reported_once():
+    core, head = new_core(cached=(SHA, TONE)), Head()
+    core.on_command(head.cmd(M.PLAY, with_lead(media(
+        bid="e1", item="m2", sha=SHA2, prio=M.PRIO_EMERGENCY))), T0)
+    acts = core.on_command(head.cmd(M.PLAY, media(bid="e2", prio=M.PRIO_EMERGENCY)), T0 + 500)
+    assert core.current.bid == "e2" and events(acts, M.EV_ENDED) == []  # the tone: unreported
+    # The older emergency, once fetched, is over for good: preempted, reported once.
+    acts = core.media_ready(SHA2, T0 + 900)
+    assert [(e["bid"], e["reason"]) for e in events(acts, M.EV_ENDED)] == [("e1", "preempted")]
+    assert core.current.bid == "e2"
+    core, head = new_core(cached=(TONE,)), Head()
+    core.on_command(head.cmd(M.PLAY, with_lead(media(
+        bid="e1", item="m2", sha=SHA2, prio=M.PRIO_EMERGENCY))), T0)
+    acts = core.on_command(head.cmd(M.STOP, {"bid": "e1"}), T0 + 500)
+    assert core.current is None and len(core.schedule) == 0
+    assert not starts(core.media_ready(SHA2, T0 + 900))
+
+
 def test_event_order_is_ack_then_stop_then_start():
     core, head = new_core(), Head()
     core.on_command(head.cmd(M.PLAY, media(at=T0)), T0)

@@ -27,7 +27,8 @@ def all_tables():
     out = [("command", M.COMMAND_TABLE), ("time-request", M.TIME_REQUEST_TABLE),
            ("time-reply", M.TIME_REPLY_TABLE), ("birth", M.BIRTH_TABLE), ("caps", M.CAPS_TABLE),
            ("death", M.DEATH_TABLE), ("heartbeat", M.HEARTBEAT_TABLE), ("event", M.EVENT_TABLE),
-           ("schedule-item", M.SCHEDULE_ITEM_ARGS), ("schedule-early", M.EARLY_TABLE)]
+           ("schedule-item", M.SCHEDULE_ITEM_ARGS), ("schedule-early", M.EARLY_TABLE),
+           ("play-lead", M.LEAD_TABLE)]
     for kind in M.COMMANDS:
         out.append((kind, M.COMMAND_ARGS[kind]))
     for kind in M.EVENTS:
