@@ -5,6 +5,7 @@
 when the server stops. The web pages (headend/web/) are mounted when that package exists.
 """
 
+import asyncio
 import importlib
 import logging
 from contextlib import asynccontextmanager
@@ -66,6 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from headend.live.service import live_service
 
         await live_service(app).recover()
+        if app.state.programmes is not None:
+            # Programmes' relay segments are live sessions made on this loop, at their time.
+            from headend.services.programme_relays import ProgrammeRelays
+            from headend.services.programmes import CHANGED
+
+            app.state.programmes.relays = ProgrammeRelays(
+                loop=asyncio.get_running_loop(), live=live_service(app), settings=settings,
+                session_factory=session_factory)
+            CHANGED.set()  # a pass now hands over the relays that are due
         try:
             yield
         finally:

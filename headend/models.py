@@ -613,6 +613,8 @@ class ProgrammeOccurrence(Base):
     start_at: Mapped[datetime] = mapped_column(index=True)
     state: Mapped[str] = mapped_column(String(16))
     broadcast_id: Mapped[str | None] = mapped_column(String(48), index=True)
+    # Its relay segment's live session (headend/services/programme_relays.py), once started.
+    live_id: Mapped[str | None] = mapped_column(String(48))
     revision: Mapped[int | None] = mapped_column(Integer)  # the programme's, when it aired
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -831,6 +833,9 @@ class LiveSessionRecord(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     until: Mapped[datetime | None]
+    # The class its stream is sent in: live (2), or a programme's own (0 normal, 1 priority)
+    # for a programme's relay; None: live (rows from before it was kept).
+    prio: Mapped[int | None] = mapped_column(Integer)
 
 
 class MediaJob(Base):

@@ -305,7 +305,11 @@ class Health(BaseModel):
 # -- programmes (headend/services/programmes.py) ----------------------------------------------
 
 SEGMENTS_DOC = ('in order: {"media_id": "m..."} (a recording) | {"text": "...", "voice": '
-                '"north"|"central"|"south"} (read aloud) | {"chime": "start"|"end"}')
+                '"north"|"central"|"south"} (read aloud) | {"chime": "start"|"end"} | '
+                '{"relay": {"url": "http(s)://... (MP3, AAC, HLS m3u8)", "minutes": 1-240}} '
+                '(tiếp sóng; or "seconds": 5-14400; the last segment only: relayed live to '
+                'the targets after the segments before it, for that long, in the '
+                "programme's class)")
 
 
 class ProgrammeCreate(BaseModel):
@@ -375,6 +379,20 @@ class OccurrenceDevice(BaseModel):
     reason: str | None
 
 
+class OccurrenceRelayDevice(BaseModel):
+    id: str
+    state: str = Field(description="waiting, sent, playing, played, preempted, offline, "
+                                   "refused, ... (as GET /live/{id})")
+    reason: str | None
+
+
+class OccurrenceRelay(BaseModel):
+    id: str
+    state: str = Field(description="starting, live or ended")
+    reason: str | None = Field(None, description='why it ended: "until" at its window\'s end')
+    devices: list[OccurrenceRelayDevice]
+
+
 class OccurrencePublic(BaseModel):
     start: datetime
     slot: datetime = Field(description="its time by the rule: its id in .../occurrences/{slot}")
@@ -383,6 +401,9 @@ class OccurrencePublic(BaseModel):
     moved: bool
     broadcast_id: str | None
     devices: list[OccurrenceDevice]
+    live_id: str | None = Field(None, description="the relay segment's live session, once "
+                                "started (GET /live/{id})")
+    relay: OccurrenceRelay | None = Field(None, description="the relay's proof of play")
 
 
 class OccurrenceMove(BaseModel):

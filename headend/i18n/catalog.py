@@ -514,9 +514,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "programme.when": ("Lịch phát", "When"),
     "programme.segments": ("Các phần (phát lần lượt)", "Segments (played in order)"),
     "programme.segments_hint": ("Mỗi phần là một bản tin đã tải lên, một văn bản để máy đọc, "
-                                "hoặc nhạc hiệu. Để «không dùng» nếu không cần.",
-                                "Each segment is an uploaded recording, a text read aloud or "
-                                "a chime. Leave a row on «not used» if not needed."),
+                                "nhạc hiệu, hoặc tiếp sóng một đài (chỉ ở phần cuối). Để "
+                                "«không dùng» nếu không cần.",
+                                "Each segment is an uploaded recording, a text read aloud, a "
+                                "chime, or a relay of a station (the last segment only). "
+                                "Leave a row on «not used» if not needed."),
     "programme.volume": ("Âm lượng (0–100)", "Volume (0–100)"),
     "programme.volume_hint": ("để trống: âm lượng của cụm loa", "empty: the receiver's own"),
     "programme.volume_own": ("âm lượng của cụm loa", "the receiver's own"),
@@ -558,6 +560,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "segment.text_short": ("Máy đọc ({voice})", "Read aloud ({voice})"),
     "segment.chime": ("Nhạc hiệu", "Chime"),
     "segment.add": ("Thêm một phần", "Add a segment"),
+    "segment.relay": ("Tiếp sóng", "Relay"),
+    "segment.relay_url": ("Địa chỉ luồng (MP3, AAC hoặc HLS m3u8)",
+                          "Stream address (MP3, AAC or HLS m3u8)"),
+    "segment.relay_minutes": ("Thời lượng tiếp sóng (phút)", "Relay length (minutes)"),
+    "segment.relay_short": ("Tiếp sóng trong {length}", "Relay for {length}"),
     "chime.start": ("Nhạc hiệu mở đầu", "Opening chime"),
     "chime.end": ("Nhạc hiệu kết thúc", "Closing chime"),
     "when.weekly": ("Hằng tuần", "Every week"),
@@ -597,6 +604,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "proof.heard": ("đã phát {length}", "heard {length}"),
     "proof.detail": ("Chi tiết từng cụm loa", "Each receiver"),
     "proof.not_aired": ("lỗi khi chuẩn bị", "preparing it failed"),
+    "proof.relay": ("Tiếp sóng", "Relay"),
+    "proof.relay_detail": ("Các phiên phát trực tiếp", "Live sessions"),
     "import.title": ("Nhập lịch .ics", "Import an .ics"),
     "import.explain": ("Mỗi sự kiện trong tệp lịch thành một chương trình bản nháp (tên, giờ "
                        "bắt đầu, quy tắc lặp lại, ngày bỏ qua). Tệp lịch không có âm thanh và "

@@ -36,10 +36,11 @@ def play_delay_ms(settings: Settings, jitter_ms: int, codecs: list[str]) -> int:
 
 def stream_args(session: LiveSession, stream: LiveStream) -> dict[str, Any]:
     """The ``stream`` command's arguments (protocol/messages.py STREAM_ARGS): live class, so
-    it preempts normal and priority programmes and an emergency preempts it."""
+    it preempts normal and priority programmes and an emergency preempts it; a programme's
+    relay in its programme's class (``session.prio``)."""
     return planning.stream_fields(bid=session.bid, sid=stream.sid, sno=stream.sno,
                                   key_hex=stream.key.hex(), codec=stream.codec, rate=stream.rate,
-                                  until_ms=session.until_ms)
+                                  prio=session.prio, until_ms=session.until_ms)
 
 
 def stream_commands(session: LiveSession, device_ids: set[str] | None = None) -> list[Command]:

@@ -81,7 +81,7 @@ from headend.services.broadcasts import receiver_codecs, resolve_targets
 from headend.services.playlog import close_open_plays
 from headend.services.programme_media import _recording
 from headend.settings import Settings
-from protocol import topics
+from protocol import messages, topics
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,20 @@ class LiveService:
 
     # -- making a session ------------------------------------------------------------------
 
-    async def create(self, *, actor: User, source: Any, targets: Any, until: datetime | None,
-                     now: datetime | None = None) -> LiveSession:
+    async def create(self, *, actor: User | str, source: Any, targets: Any,
+                     until: datetime | None, now: datetime | None = None,
+                     prio: int = messages.PRIO_LIVE,
+                     live_id: str | None = None) -> LiveSession:
         """Check the request and make a ``starting`` session; nothing is sent to receivers
-        until its audio starts. Raises Invalid, Forbidden or ClockUntrusted."""
+        until its audio starts. Raises Invalid, Forbidden or ClockUntrusted. ``actor``: a
+        user, or a system actor (a string, e.g. a programme's relay: authorised where it
+        came in); ``prio`` the class of its stream; ``live_id`` an id chosen by the caller
+        (a programme's occurrence: one session, found again), Conflict if it is taken."""
+        if live_id is not None and live_id in self.sessions:
+            raise Conflict("live-exists", "live session %s exists" % live_id,
+                           "Phiên phát trực tiếp %s đã có" % live_id)
         live = await asyncio.to_thread(self._create, actor, source, targets, until,
-                                       now or datetime.now(UTC))
+                                       now or datetime.now(UTC), prio, live_id)
         self._register(live)
         self._start(live)
         self._forget_old()
@@ -148,8 +156,8 @@ class LiveService:
             self.attach(live.id)  # its audio is the relay's, never a socket's
             self._relays[live.id] = asyncio.create_task(self._run_relay(live))
 
-    def _create(self, actor, source, targets, until, now) -> LiveSession:
-        if not has_permission(actor.role, "broadcast"):
+    def _create(self, actor, source, targets, until, now, prio, live_id) -> LiveSession:
+        if isinstance(actor, User) and not has_permission(actor.role, "broadcast"):
             raise Forbidden("forbidden", "role %s may not go live" % actor.role,
                             "Bạn không có quyền phát trực tiếp")
         url = None
@@ -183,8 +191,9 @@ class LiveService:
                 raise Invalid("none-online", "no receiver of the chosen targets is online",
                               "Không có cụm loa nào ở nơi đã chọn đang trực tuyến")
             live = LiveSession(
-                id=new_session_id(), targets=targets, receivers=found, created_at=now,
-                created_by=actor.username, url=url,
+                id=live_id or new_session_id(), targets=targets, receivers=found,
+                created_at=now, url=url, prio=prio,
+                created_by=actor.username if isinstance(actor, User) else actor,
                 until_ms=None if until is None else int(until.timestamp() * 1000),
                 jitter_ms=planning.jitter_allowance_ms(self.settings,
                                                        [t.link for t in reachable]))

@@ -13,6 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from protocol import messages
+
 STARTING = "starting"
 LIVE = "live"
 ENDED = "ended"
@@ -109,6 +111,10 @@ class LiveSession:
     dead_air: dict | None = None
     fallbacks: int = 0
     resumes: int = 0  # times a head-end restart resumed it (a relay)
+    # The class its stream goes out in (protocol/messages.py PRIO_*): live, or a programme's
+    # own class for a programme's relay (a priority programme's relay is not preempted by a
+    # normal one, and a normal one's relay does not cut a priority programme).
+    prio: int = messages.PRIO_LIVE
 
     @property
     def bid(self) -> str:

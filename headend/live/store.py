@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from headend.live.session import ENDED, LiveSession, LiveTarget
 from headend.models import LiveSessionRecord
+from protocol import messages
 
 
 def save(db: Session, live: LiveSession) -> None:
@@ -37,6 +38,7 @@ def save(db: Session, live: LiveSession) -> None:
     row.created_by = live.created_by
     row.started_at = live.started_at
     row.ended_at = live.ended_at
+    row.prio = live.prio
     row.until = (None if live.until_ms is None
                  else datetime.fromtimestamp(live.until_ms / 1000, UTC))
 
@@ -52,7 +54,8 @@ def session_of(row: LiveSessionRecord) -> LiveSession:
         until_ms=None if row.until is None else int(row.until.timestamp() * 1000),
         state=row.state, reason=row.reason, started_at=row.started_at, ended_at=row.ended_at,
         sent=dict(row.sent or {}), stop_sent=row.state == ENDED, url=row.url,
-        fallbacks=row.fallbacks or 0, resumes=row.resumes or 0)
+        fallbacks=row.fallbacks or 0, resumes=row.resumes or 0,
+        prio=messages.PRIO_LIVE if row.prio is None else row.prio)
 
 
 def load(db: Session, *, keep_ended: int) -> list[LiveSession]:

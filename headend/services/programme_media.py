@@ -53,9 +53,34 @@ def cached_media(session: Session, segments: list[dict[str, Any]]) -> MediaItem 
     return session.get(MediaItem, row.media_id) if row is not None else None
 
 
+def recorded(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The segments joined into the programme's media: all but its relay."""
+    return [s for s in segments if "relay" not in s]
+
+
+def relay_of(segments: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The programme's relay of a stream ({"url", "seconds"}; its last segment), if any."""
+    return next((s["relay"] for s in segments if "relay" in s), None)
+
+
+def relay_offset_ms(recorded_ms: int | None) -> int:
+    """When the relay starts after the occurrence's start: after the recorded part (None:
+    there is none) and the pause that separates segments."""
+    return 0 if recorded_ms is None else recorded_ms + int(tones.PAUSE_S * 1000)
+
+
 def estimated_duration_ms(session: Session, segments: list[dict[str, Any]]) -> int:
-    """How long the joined media plays: exact once built, else from the recordings'
-    durations, the chimes' and a speaking-pace estimate of the texts."""
+    """How long the programme airs: its joined media (exact once built, else from the
+    recordings' durations, the chimes' and a speaking-pace estimate of the texts), then its
+    relay's window."""
+    relay, segments = relay_of(segments), recorded(segments)
+    recorded_ms = _joined_ms(session, segments) if segments else None
+    if relay is None:
+        return recorded_ms or 0
+    return relay_offset_ms(recorded_ms) + relay["seconds"] * 1000
+
+
+def _joined_ms(session: Session, segments: list[dict[str, Any]]) -> int:
     built = cached_media(session, segments)
     if built is not None:
         return built.duration_ms
@@ -94,7 +119,9 @@ def _speech(text: str, voice: str, work: Path, index: int) -> np.ndarray:
 
 def build_media(session: Session, *, settings: Settings, segments: list[dict[str, Any]],
                 title: str, actor: str) -> MediaItem:
-    """The media item that plays ``segments`` one after the other (built once per content)."""
+    """The media item that plays ``segments`` one after the other (built once per content;
+    a relay is not part of it)."""
+    segments = recorded(segments)
     digest = content_sha256(session, segments)
     built = session.get(ProgrammeMedia, digest)
     if built is not None and session.get(MediaItem, built.media_id) is not None:

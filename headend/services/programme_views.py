@@ -72,6 +72,24 @@ class Proof:
     open: int = 0  # receivers still waiting or playing (no outcome yet)
     misses: list[Miss] = field(default_factory=list)
     not_aired: str | None = None  # why the scheduler could not air it (its audit entry)
+    relay: "RelayProof | None" = None  # its relay segment's live session, once started
+
+
+@dataclass
+class RelayProof:
+    """An occurrence's relay: what its live session's receivers reported (states as
+    headend/live/devices.py names them)."""
+
+    live_id: str
+    state: str
+    reason: str | None
+    targeted: int = 0
+    played: int = 0
+    open: int = 0
+    misses: list[Miss] = field(default_factory=list)
+
+
+_RELAY_OPEN = ("waiting", "sent", "playing")
 
 
 def proof_of_play(session: Session, *, settings: Settings, programme: Programme, since: datetime,
@@ -96,8 +114,25 @@ def proof_of_play(session: Session, *, settings: Settings, programme: Programme,
             else:
                 proof.misses.append(Miss(device["id"], device["state"], device["reason"],
                                          details.get(device["id"]), heard.get(device["id"])))
+        if item["relay"] is not None:
+            proof.relay = _relay_proof(session, item["relay"])
         out.append(proof)
     return out
+
+
+def _relay_proof(session: Session, relay: dict[str, Any]) -> RelayProof:
+    proof = RelayProof(relay["id"], relay["state"], relay["reason"])
+    heard, _details = _reports(session, relay["id"])
+    for device in relay["devices"]:
+        proof.targeted += 1
+        if device["state"] == DELIVERY_PLAYED:
+            proof.played += 1
+        elif device["state"] in _RELAY_OPEN:
+            proof.open += 1
+        else:
+            proof.misses.append(Miss(device["id"], device["state"], device["reason"], None,
+                                     heard.get(device["id"])))
+    return proof
 
 
 def _air_failures(session: Session, programme_id: str) -> dict[str, str]:

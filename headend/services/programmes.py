@@ -64,6 +64,10 @@ CHIMES = ("start", "end")
 MAX_SEGMENTS = 50
 MAX_TEXT = 5000
 MAX_TITLE = 300
+# A relay segment's length: long enough to be worth the pull, at most a long broadcast of
+# the provincial station (a live session itself lasts at most 24 hours).
+RELAY_MIN_S = 5
+RELAY_MAX_S = 4 * 3600
 
 
 # Set after every change to what airs, where or when (an edit, an approval, a rejection, a
@@ -101,8 +105,10 @@ def _may(actor: User | str | None, permission: str) -> bool:
 # -- validation of what a programme is made of ------------------------------------------------
 
 def check_segments(session: Session, segments: Any) -> list[dict[str, Any]]:
-    """The segments, normalised: [{"media_id"} | {"text", "voice"} | {"chime"}]. A relay of a
-    stream ({"relay": url, "duration_s"}) is the slot kept for the live-and-relay work."""
+    """The segments, normalised: [{"media_id"} | {"text", "voice"} | {"chime"} |
+    {"relay": {"url", "seconds"}}]. A relay (tiếp sóng) of a stream is the last segment: the
+    recorded ones before it air as one broadcast, then the relay as a live session for its
+    window (headend/services/programme_relays.py)."""
     if not isinstance(segments, list) or not segments:
         raise Invalid("no-segments", "a programme needs at least one segment",
                       "Chương trình cần ít nhất một phần (bản tin, văn bản hoặc nhạc hiệu)")
@@ -114,7 +120,7 @@ def check_segments(session: Session, segments: Any) -> list[dict[str, Any]]:
         kinds = [k for k in ("media_id", "text", "chime", "relay")
                  if isinstance(segment, dict) and k in segment]
         if len(kinds) != 1:
-            raise _bad_segment(number, 'give one of "media_id", "text" or "chime"')
+            raise _bad_segment(number, 'give one of "media_id", "text", "chime" or "relay"')
         kind = kinds[0]
         if kind == "media_id":
             media_id = segment["media_id"]
@@ -138,9 +144,44 @@ def check_segments(session: Session, segments: Any) -> list[dict[str, Any]]:
                 raise _bad_segment(number, 'chime must be "start" or "end"')
             out.append({"chime": segment["chime"]})
         else:
-            raise Invalid("relay-not-yet", "segment %d: relays of a stream are not available "
-                          "yet" % number, "Phần %d: chưa hỗ trợ tiếp sóng" % number)
+            if number != len(segments):
+                raise Invalid("relay-not-last", "segment %d: a relay must be the programme's "
+                              "last segment" % number,
+                              "Phần %d: tiếp sóng phải là phần cuối của chương trình" % number)
+            out.append({"relay": _check_relay(number, segment["relay"])})
     return out
+
+
+def _check_relay(number: int, relay: Any) -> dict[str, Any]:
+    """{"url", "seconds"} from {"url", "minutes"} or {"url", "seconds"}: the live relay's
+    own URL check, a whole number of minutes or seconds within the bounds."""
+    from headend.live.relay import relay_url
+
+    if not isinstance(relay, dict) or "url" not in relay:
+        raise _bad_relay(number, 'give {"url": "http(s)://...", "minutes": N}',
+                         'cần {"url": "http(s)://...", "minutes": N}')
+    try:
+        url = relay_url(relay["url"])
+    except Invalid as exc:
+        raise Invalid(exc.code, "segment %d: %s" % (number, exc.message),
+                      "Phần %d: %s" % (number, exc.message_vi)) from None
+    units = [k for k in ("minutes", "seconds") if k in relay]
+    value = relay.get(units[0]) if len(units) == 1 else None
+    if type(value) is not int:
+        raise _bad_relay(number, 'give its length as a whole number of "minutes" (or '
+                         '"seconds")', 'cần thời lượng là số phút nguyên ("minutes")')
+    seconds = value * 60 if units[0] == "minutes" else value
+    if not RELAY_MIN_S <= seconds <= RELAY_MAX_S:
+        raise _bad_relay(number, "a relay lasts %d seconds to %d minutes"
+                         % (RELAY_MIN_S, RELAY_MAX_S // 60),
+                         "tiếp sóng kéo dài từ %d giây đến %d phút"
+                         % (RELAY_MIN_S, RELAY_MAX_S // 60))
+    return {"url": url, "seconds": seconds}
+
+
+def _bad_relay(number: int, why: str, why_vi: str) -> Invalid:
+    return Invalid("bad-relay", "segment %d: %s" % (number, why),
+                   "Phần %d (tiếp sóng) không hợp lệ: %s" % (number, why_vi))
 
 
 def _voices() -> tuple[str, ...]:
@@ -580,11 +621,19 @@ def withdraw_broadcasts(session: Session, *, settings: Settings, publisher: Publ
 
 # -- reading ----------------------------------------------------------------------------------
 
+# The state of an occurrence that is only a relay, by its live session's (state, ended at
+# its window's end): as a broadcast's would read.
+RELAY_STATES = {("starting", False): "playing", ("live", False): "playing",
+                ("ended", True): "played", ("ended", False): "interrupted"}
+
 def occurrence_states(session: Session, *, settings: Settings, programme: Programme,
                       start: datetime, end: datetime,
                       now: datetime | None = None) -> list[dict[str, Any]]:
     """Each occurrence in [start, end) with its state and, once aired, every receiver's
-    state and reason from its broadcast's deliveries."""
+    state and reason from its broadcast's deliveries; ``relay`` the relay segment's live
+    session with each receiver's state (programme_relays.relay_outcome), once started."""
+    from headend.services.programme_relays import relay_outcome
+
     now = now or datetime.now(UTC)
     out = []
     for occurrence in occurrences(session, settings=settings, programme=programme,
@@ -592,6 +641,8 @@ def occurrence_states(session: Session, *, settings: Settings, programme: Progra
         row = occurrence.row
         devices: list[dict[str, Any]] = []
         broadcast_id = row.broadcast_id if row is not None else None
+        live_id = row.live_id if row is not None and not occurrence.skipped else None
+        relay = relay_outcome(session, live_id) if live_id is not None else None
         if occurrence.skipped:
             state = "skipped"
         elif broadcast_id is not None:
@@ -601,13 +652,16 @@ def occurrence_states(session: Session, *, settings: Settings, programme: Progra
                        for d in session.scalars(select(Delivery).where(
                            Delivery.broadcast_id == broadcast_id)
                            .order_by(Delivery.device_id))]
+        elif relay is not None:  # only a relay: its session's state
+            state = RELAY_STATES.get((relay["state"], relay["reason"] == "until"), "relayed")
         elif programme.state != PROGRAMME_APPROVED:
             state = "unapproved"
         else:
             state = "planned" if occurrence.start > now else "missed"
         out.append({"start": occurrence.start, "slot": occurrence.slot, "state": state,
                     "moved": occurrence.start != occurrence.slot,
-                    "broadcast_id": broadcast_id, "devices": devices})
+                    "broadcast_id": broadcast_id, "devices": devices, "live_id": live_id,
+                    "relay": relay})
     return out
 
 

@@ -40,6 +40,7 @@ from headend.services import (
     audit,
     broadcasts,
     programme_media,
+    programme_relays,
     programme_windows,
     programmes,
 )
@@ -53,9 +54,11 @@ def actor_of(programme: Programme) -> str:
 
 
 def air_due(session: Session, *, settings: Settings, publisher: Publisher,
-            now: datetime | None = None) -> list[str]:
-    """Make the broadcasts of the approved occurrences starting within the lead time.
-    Returns the ids of the broadcasts made (or adopted) in this call."""
+            now: datetime | None = None,
+            relays: programme_relays.ProgrammeRelays | None = None) -> list[str]:
+    """Make the broadcasts of the approved occurrences starting within the lead time, and
+    hand their relays to ``relays`` (headend/services/programme_relays.py; None: relays are
+    not started). Returns the ids of the broadcasts made (or adopted) in this call."""
     now = now or datetime.now(UTC)
     made: list[str] = []
     lead = timedelta(seconds=settings.programme_lead_s)
@@ -65,13 +68,18 @@ def air_due(session: Session, *, settings: Settings, publisher: Publisher,
                                        programme=programme, now=now, actor=actor_of(programme))
         due = programmes.occurrences(session, settings=settings, programme=programme,
                                      start=now, end=now + lead, include_skipped=False)
+        recorded = bool(programme_media.recorded(programme.segments))
         for occurrence in due:
             row = occurrence.row
-            if row is not None and row.broadcast_id is not None \
-                    and row.revision == programme.approved_revision:
-                continue  # aired already
+            aired = row is not None and row.revision == programme.approved_revision \
+                and (row.broadcast_id is not None or not recorded)
             try:
-                made.append(_air(session, settings, publisher, programme, occurrence, now))
+                if not aired:
+                    bid = _air(session, settings, publisher, programme, occurrence, now)
+                    if bid is not None:
+                        made.append(bid)
+                if relays is not None:
+                    _plan_relay(session, settings, relays, programme, occurrence)
             except ServiceError as exc:
                 session.rollback()
                 log.warning("programme %s at %s not aired: %s", programme.id,
@@ -80,8 +88,11 @@ def air_due(session: Session, *, settings: Settings, publisher: Publisher,
     return made
 
 
-def media_of(session: Session, settings: Settings, programme: Programme) -> MediaItem:
-    """The programme's segments joined into one media item (built once per content)."""
+def media_of(session: Session, settings: Settings, programme: Programme) -> MediaItem | None:
+    """The programme's segments joined into one media item (built once per content); None
+    for a programme that is only a relay."""
+    if not programme_media.recorded(programme.segments):
+        return None
     return programme_media.build_media(session, settings=settings,
                                        segments=programme.segments, title=programme.title,
                                        actor=actor_of(programme))
@@ -126,13 +137,17 @@ def _record_failure(session: Session, programme: Programme,
 
 
 def _air(session: Session, settings: Settings, publisher: Publisher, programme: Programme,
-         occurrence: programmes.Occurrence, now: datetime) -> str:
+         occurrence: programmes.Occurrence, now: datetime) -> str | None:
+    """The occurrence's broadcast (None: the programme is only a relay) and its row."""
     actor = actor_of(programme)
     # The id the receivers' windows already carry (programme_windows.py): made once, and
     # found again after a crash between the broadcast and the occurrence's row.
-    broadcast_id = programme_windows.occurrence_broadcast_id(session, programme, occurrence)
-    if session.get(Broadcast, broadcast_id) is None:
-        media = media_of(session, settings, programme)
+    broadcast_id: str | None = programme_windows.occurrence_broadcast_id(
+        session, programme, occurrence)
+    media = media_of(session, settings, programme)
+    if media is None:
+        broadcast_id = None
+    elif session.get(Broadcast, broadcast_id) is None:
         broadcasts.create_broadcast(
             session, settings=settings, publisher=publisher, media_id=media.id,
             targets=programme.targets, priority=programme.priority,
@@ -146,12 +161,35 @@ def _air(session: Session, settings: Settings, publisher: Publisher, programme: 
                                   start_at=occurrence.start, state=OCCURRENCE_AIRED)
         session.add(row)
     row.broadcast_id = broadcast_id
+    if row.revision != programme.approved_revision:
+        row.live_id = None  # an earlier revision's relay; this one's is made anew
     row.revision = programme.approved_revision
     audit.record(session, actor=actor, action="programme.air", target=programme.id,
                  detail={"start": occurrence.start.isoformat(), "broadcast": broadcast_id,
                          "revision": programme.approved_revision})
     session.commit()
     return broadcast_id
+
+
+def _plan_relay(session: Session, settings: Settings, relays: programme_relays.ProgrammeRelays,
+                programme: Programme, occurrence: programmes.Occurrence) -> None:
+    """Hand the occurrence's relay to the loop, from the end of its recorded part (the
+    built media's own length) to its window's end."""
+    row = session.scalar(select(ProgrammeOccurrence).where(
+        ProgrammeOccurrence.programme_id == programme.id,
+        ProgrammeOccurrence.slot == occurrence.slot))
+    relay = programme_media.relay_of(programme.segments)
+    if relay is None or row is None or row.live_id is not None:
+        return
+    media = media_of(session, settings, programme)
+    start, end = programme_relays.relay_window(
+        occurrence.start, programme.segments, None if media is None else media.duration_ms)
+    bid = programme_windows.occurrence_broadcast_id(session, programme, occurrence)
+    relays.schedule(programme_relays.RelayPlan(
+        live_id=programme_relays.relay_live_id(bid), programme_id=programme.id,
+        revision=programme.approved_revision or 0, slot=occurrence.slot,
+        occurrence_start=occurrence.start, url=relay["url"], targets=programme.targets,
+        prio=broadcasts.PRIO_WIRE[programme.priority], start=start, end=end))
 
 
 class PeriodicThread:
@@ -218,6 +256,9 @@ class ProgrammeScheduler(PeriodicThread):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.windows = programme_windows.WindowSender()
+        # Set by the app once its live service and loop run (headend/app.py): until then
+        # relays are not started (the next pass hands them over).
+        self.relays: programme_relays.ProgrammeRelays | None = None
 
     def interval_s(self) -> float:
         return self.settings.programme_check_s
@@ -228,7 +269,8 @@ class ProgrammeScheduler(PeriodicThread):
     def run_once(self) -> list[str]:
         """One pass: the broadcasts due, then the windows due. Returns the broadcasts made."""
         with session_scope(self.session_factory) as session:
-            made = air_due(session, settings=self.settings, publisher=self.publisher)
+            made = air_due(session, settings=self.settings, publisher=self.publisher,
+                           relays=self.relays)
         with session_scope(self.session_factory) as session:
             send_windows(session, settings=self.settings, publisher=self.publisher,
                          sender=self.windows)

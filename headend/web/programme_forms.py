@@ -19,14 +19,15 @@ from headend.web.forms import start_from_form
 # RFC 5545 day codes, Monday first (datetime.weekday() order).
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 WHEN_KINDS = ("once", "weekly", "rule")
-SEGMENT_KINDS = ("media", "text", "chime")
+SEGMENT_KINDS = ("media", "text", "chime", "relay")
 EMPTY_ROWS = 2  # blank segment rows offered after the programme's own
 
 
 # -- segments -----------------------------------------------------------------------------
 
 def segments_from_form(kinds: list[str], media: list[str], texts: list[str], voices: list[str],
-                       chimes: list[str]) -> list[dict[str, Any]]:
+                       chimes: list[str], relay_urls: list[str] | None = None,
+                       relay_minutes: list[str] | None = None) -> list[dict[str, Any]]:
     """One segment per row whose kind is chosen, in the rows' order (a row left on "none" is
     not a segment). A chosen kind with nothing in it goes to the service, which names it."""
     out: list[dict[str, Any]] = []
@@ -37,7 +38,28 @@ def segments_from_form(kinds: list[str], media: list[str], texts: list[str], voi
             out.append({"text": at(texts, i), "voice": at(voices, i) or "north"})
         elif kind == "chime":
             out.append({"chime": at(chimes, i) or "start"})
+        elif kind == "relay":
+            out.append({"relay": dict(url=at(relay_urls or [], i),
+                                      **relay_length(at(relay_minutes or [], i)))})
     return out
+
+
+def relay_length(minutes: str) -> dict[str, Any]:
+    """The relay's length as typed in minutes: whole minutes, or a part of a minute in
+    seconds ("1.5" is 90 s); anything else as typed, for the service to refuse by name."""
+    text = minutes.strip().replace(",", ".")
+    if text.isdigit():
+        return {"minutes": int(text)}
+    try:
+        seconds = float(text) * 60
+    except ValueError:
+        return {"minutes": text}
+    return {"seconds": int(seconds)} if seconds == int(seconds) else {"minutes": text}
+
+
+def minutes_text(seconds: int) -> str:
+    """A relay's length in the form's minutes ("30", "0.75")."""
+    return str(seconds // 60) if seconds % 60 == 0 else ("%.2f" % (seconds / 60)).rstrip("0")
 
 
 def at(values: list[str], i: int) -> str:
@@ -45,17 +67,25 @@ def at(values: list[str], i: int) -> str:
     return values[i] if i < len(values) else ""
 
 
+def row(kind: str = "", media_id: str = "", text: str = "", voice: str = "north",
+        chime: str = "start", relay_url: str = "", relay_minutes: str = "") -> dict[str, str]:
+    """One segment row of the editor, as its fields show it."""
+    return {"kind": kind, "media_id": media_id, "text": text, "voice": voice or "north",
+            "chime": chime or "start", "relay_url": relay_url, "relay_minutes": relay_minutes}
+
+
 def segment_rows(segments: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The form's rows for these segments, and blank ones to add more."""
     rows = []
     for segment in segments:
         kind = ("media" if "media_id" in segment else "text" if "text" in segment
-                else "chime" if "chime" in segment else "")
-        rows.append({"kind": kind, "media_id": segment.get("media_id") or "",
-                     "text": segment.get("text") or "", "voice": segment.get("voice") or "north",
-                     "chime": segment.get("chime") or "start"})
-    return rows + [{"kind": "", "media_id": "", "text": "", "voice": "north", "chime": "start"}
-                   for _ in range(EMPTY_ROWS)]
+                else "chime" if "chime" in segment else "relay" if "relay" in segment else "")
+        relay = segment.get("relay") or {}
+        rows.append(row(kind, segment.get("media_id") or "", segment.get("text") or "",
+                        segment.get("voice") or "north", segment.get("chime") or "start",
+                        relay.get("url") or "",
+                        minutes_text(relay["seconds"]) if "seconds" in relay else ""))
+    return rows + [row() for _ in range(EMPTY_ROWS)]
 
 
 # -- when ---------------------------------------------------------------------------------

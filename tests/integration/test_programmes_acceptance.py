@@ -67,10 +67,10 @@ async def test_a_three_segment_programme_plays_three_times_on_its_village_only(
         await st.until(all_played, 20, "each occurrence shown played on each receiver")
 
 
-def programme_station(tmp_path, broker):
-    """A Station of thon-1 (2 receivers) and thon-2 (1) with an editor ("bientap") and a
-    leader ("lanhdao")."""
-    station = Station(tmp_path, broker, {"thon-1": 2, "thon-2": 1})
+def programme_station(tmp_path, broker, station=None):
+    """A Station of thon-1 (2 receivers) and thon-2 (1) (or ``station``) with an editor
+    ("bientap") and a leader ("lanhdao")."""
+    station = station or Station(tmp_path, broker, {"thon-1": 2, "thon-2": 1})
     engine = make_engine(Settings(data_dir=tmp_path / "headend").resolved_database_url)
     with make_session_factory(engine)() as session:
         create_user(session, username="bientap", password=PASSWORD, role="editor")

@@ -328,6 +328,18 @@ def test_skip_or_move_one_occurrence_from_the_programmes_page(app, editor, leade
 
 # -- proof of play -----------------------------------------------------------------------------
 
+def approved_now(session, settings, now: datetime, title: str, segments: list) -> Programme:
+    """A programme on Thôn Đông airing at ``now``, made, submitted and approved by admin."""
+    programme = programmes.create_programme(session, settings=settings, fields={
+        "title": title, "segments": segments, "targets": {"zones": ["thon-dong"]},
+        "start": now, "confirm_quiet": True}, actor="admin", now=now)
+    programmes.submit_programme(session, settings=settings, programme_id=programme.id,
+                                actor="admin", now=now)
+    programmes.approve_programme(session, settings=settings, programme_id=programme.id,
+                                 actor="admin", confirm_quiet=True, now=now)
+    return programme
+
+
 def seed_aired(app, station, media_id: str) -> tuple[str, str]:
     """An approved programme whose occurrence aired just now on Thôn Đông: d1 played it to
     the end, d2 was preempted after 1.5 s, d3's audio output failed. (programme, broadcast)"""
@@ -335,14 +347,7 @@ def seed_aired(app, station, media_id: str) -> tuple[str, str]:
     station.online("d1", "d2", "d3")
     now = datetime.now(UTC)
     with app.state.session_factory() as session:
-        programme = programmes.create_programme(session, settings=settings, fields={
-            "title": "Tin trưa", "segments": [{"media_id": media_id}],
-            "targets": {"zones": ["thon-dong"]}, "start": now, "confirm_quiet": True},
-            actor="admin", now=now)
-        programmes.submit_programme(session, settings=settings, programme_id=programme.id,
-                                    actor="admin", now=now)
-        programmes.approve_programme(session, settings=settings, programme_id=programme.id,
-                                     actor="admin", confirm_quiet=True, now=now)
+        programme = approved_now(session, settings, now, "Tin trưa", [{"media_id": media_id}])
         # The scheduler's part (headend/services/programmes_scheduler.py), made by hand: the
         # occurrence's broadcast and the row that links them.
         broadcast = broadcasts.create_broadcast(
@@ -608,3 +613,65 @@ def test_conflicts_are_checked_before_saving(app, editor, leader, recording):
     assert r.status_code == 200 and "data-check-ok" in r.text
     after = stored(app, pid)
     assert after.state == "approved" and "BYHOUR=6;BYMINUTE=0" in after.rrule
+
+
+# -- a relay segment (tiếp sóng) ---------------------------------------------------------------
+
+RADIO = "http://radio.example/vov1.mp3"
+
+
+def test_an_editor_adds_a_relay_in_minutes_and_the_page_describes_it(app, editor, recording):
+    assert "Tiếp sóng" in editor.get("/programmes/new").text
+    relay_form = dict(seg_kind=["chime", "relay", ""], seg_relay_url=["", RADIO, ""],
+                      seg_relay_minutes=["", "30", ""])
+    pid = programme_id(create(editor, recording, **relay_form))
+    assert stored(app, pid).segments == [{"chime": "start"},
+                                         {"relay": {"url": RADIO, "seconds": 1800}}]
+    page = editor.get("/programmes/" + pid).text
+    assert "Tiếp sóng trong 30:00" in page and RADIO in page
+    edit = editor.get("/programmes/%s/edit" % pid).text
+    assert 'value="%s"' % RADIO in edit and 'name="seg_relay_minutes" value="30"' in edit
+    # Part of a minute is kept in seconds; a bad address is the service's words, as typed.
+    r = editor.submit("/programmes/new", "/programmes/new", weekly_form(
+        recording, title="Nửa phút", at_time="06:30", seg_kind=["relay"],
+        seg_relay_url=[RADIO], seg_relay_minutes=["0,5"]))
+    assert stored(app, programme_id(r)).segments == [{"relay": {"url": RADIO, "seconds": 30}}]
+    r = editor.submit("/programmes/new", "/programmes/new", weekly_form(
+        recording, title="Sai", at_time="07:30", seg_kind=["relay"],
+        seg_relay_url=["rtsp://radio.example/x"], seg_relay_minutes=["10"]))
+    assert r.status_code == 422
+    assert "Chỉ tiếp sóng được từ địa chỉ http://" in r.text and "rtsp://radio.example/x" in r.text
+    editor.get("/lang/en?next=/")
+    assert "Relay for 30:00" in editor.get("/programmes/" + pid).text
+
+
+def test_a_relays_proof_of_play_is_its_live_sessions_receivers(app, station, editor):
+    from headend.live.session import ENDED, LiveSession, LiveTarget
+    from headend.live.store import save
+
+    settings = app.state.settings
+    now = datetime.now(UTC)
+    with app.state.session_factory() as session:
+        programme = approved_now(session, settings, now, "Tiếp sóng VOV",
+                                 [{"relay": {"url": RADIO, "minutes": 1}}])
+        # What the scheduler's relay left (headend/services/programme_relays.py).
+        save(session, LiveSession(
+            id="live-0123456789", targets=programme.targets, created_at=now,
+            created_by="programme:" + programme.id, until_ms=None, jitter_ms=50, url=RADIO,
+            receivers=[LiveTarget("d1", "mp3", True, "sim"), LiveTarget("d2", "mp3", False,
+                                                                      "sim")],
+            state=ENDED, reason="until", sent={"d1": "c1"}))
+        session.add(ProgrammeOccurrence(programme_id=programme.id, slot=now, start_at=now,
+                                        state="aired", live_id="live-0123456789",
+                                        revision=programme.approved_revision))
+        session.commit()
+        pid = programme.id
+    station.online("d1")
+    station.event("d1", "started", bid="live-0123456789")
+    station.event("d1", "ended", bid="live-0123456789", reason="finished", played=60000)
+    page = editor.get("/programmes/" + pid).text
+    proof = page.split('<ul class="proofs">')[1]
+    assert 'data-live="live-0123456789"' in proof and 'data-relay-played="1/2"' in proof
+    assert "1/2 đã phát" in proof and "đã đến giờ kết thúc" in proof
+    d2 = re.search(r'<li data-device="d2".*?</li>', proof, re.S).group(0)
+    assert "Mất kết nối" in d2

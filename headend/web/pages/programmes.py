@@ -117,6 +117,7 @@ def _editor(request: Request, session, form: dict[str, Any], rows: list[dict[str
         "media": list_media(session), "zones": list_zones(session),
         "devices": list_devices(session), "priorities": ("normal", "priority"),
         "day_codes": programme_forms.DAYS, "voices": VOICES,
+        "kinds": programme_forms.SEGMENT_KINDS,
         "quiet": programmes_time.quiet_hours(request.app.state.settings.quiet_hours_start,
                                              request.app.state.settings.quiet_hours_end)},
         status_code=status_code)
@@ -165,6 +166,7 @@ def typed_form(
         action: Annotated[str, Form()] = "save", title: Annotated[str, Form()] = "",
         seg_kind: FormList = [], seg_media: FormList = [],  # noqa: B006 (FastAPI copies)
         seg_text: FormList = [], seg_voice: FormList = [], seg_chime: FormList = [],  # noqa: B006
+        seg_relay_url: FormList = [], seg_relay_minutes: FormList = [],  # noqa: B006
         target: Annotated[str, Form()] = "all",
         zones: FormList = [], devices: FormList = [],  # noqa: B006
         priority: Annotated[str, Form()] = "normal", when: Annotated[str, Form()] = "once",
@@ -177,11 +179,12 @@ def typed_form(
             "at_time": at_time, "first_day": first_day, "until": until, "rrule": rrule,
             "volume": volume, "confirm_quiet": bool(confirm_quiet),
             "segments": programme_forms.segments_from_form(seg_kind, seg_media, seg_text,
-                                                           seg_voice, seg_chime)}
-    rows = [{"kind": kind, "media_id": programme_forms.at(seg_media, i),
-             "text": programme_forms.at(seg_text, i),
-             "voice": programme_forms.at(seg_voice, i) or "north",
-             "chime": programme_forms.at(seg_chime, i) or "start"}
+                                                           seg_voice, seg_chime, seg_relay_url,
+                                                           seg_relay_minutes)}
+    at = programme_forms.at
+    rows = [programme_forms.row(kind, at(seg_media, i), at(seg_text, i), at(seg_voice, i),
+                                at(seg_chime, i), at(seg_relay_url, i),
+                                at(seg_relay_minutes, i))
             for i, kind in enumerate(seg_kind)]
     # The rows typed, then blank rows again after them.
     return Typed(form, [r for r in rows if r["kind"]] + programme_forms.segment_rows([]),
