@@ -280,6 +280,9 @@ def test_who_may_go_live_and_open_its_audio(client, online):
     # One audio source per session.
     with client.websocket_connect(audio_url(live, operator)) as ws:
         ws.send_bytes(tone_chunks(0.1)[0])
+        # The first socket holds the audio once its login is checked (a database read).
+        wait_for(lambda: client.get("/api/v1/live/" + live["id"], headers=operator)
+                 .json()["state"] == "live", 10, "the first socket attached")
         assert close_code(audio_url(live, operator)) == 4409
         ws.close()
     assert wait_ended(client, operator, live["id"])["reason"] == "socket-closed"
