@@ -133,6 +133,8 @@ class Zone(Base):
     # ``volume_limit``; None: no lower limit then. Enforced by the receivers (the window's
     # ``early``) and checked when a programme is saved.
     early_volume_limit: Mapped[int | None] = mapped_column(Integer)
+    # Every receiver here takes CAP Exercise alerts (as Receiver.exercise marks one).
+    exercise: Mapped[bool | None] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Where it is, for CAP alerts: {"polygon": [[lat, lon], ...] | null, "geocodes":
     # [{"valueName": ..., "value": ...}]}, as headend/cap/area.py Zone.from_area reads it.

@@ -55,6 +55,8 @@ class ZoneArea(BaseModel):
 
 _VOLUME_LIMIT = ("the loudest a programme or a command may play here, 0-100 (emergencies "
                  "excepted); null: none. Enforced by the receivers too")
+_EXERCISE = ("every receiver of the zone takes CAP alerts of status Exercise (besides the "
+             "receivers marked one by one)")
 _EARLY_LIMIT = ("the loudest in the site's early-morning hours (early_hours_start-_end, "
                 "05:00-07:00 by default), 0-100; null: no lower limit then")
 
@@ -67,6 +69,7 @@ class ZonePublic(BaseModel):
     area: ZoneArea | None = None
     volume_limit: int | None = Field(None, description=_VOLUME_LIMIT)
     early_volume_limit: int | None = Field(None, description=_EARLY_LIMIT)
+    exercise: bool = Field(False, description=_EXERCISE)
 
 
 class ZoneCreate(BaseModel):
@@ -83,6 +86,7 @@ class ZoneUpdate(BaseModel):
     area: dict[str, Any] | None = Field(None, description="see ZoneArea; null removes it")
     volume_limit: Any = Field(None, description=_VOLUME_LIMIT + "; absent: unchanged")
     early_volume_limit: Any = Field(None, description=_EARLY_LIMIT + "; absent: unchanged")
+    exercise: Any = Field(None, description=_EXERCISE + "; absent: unchanged")
 
 
 class DevicePublic(BaseModel):

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -57,6 +57,7 @@ from headend.models import (
     MediaItem,
     Receiver,
     User,
+    Zone,
 )
 from headend.services import audit, broadcasts, cap_repeat, cap_resource, ledger, media, sites
 from headend.settings import Settings
@@ -216,7 +217,7 @@ def _zones_with_receivers(session: Session, zones: tuple[str, ...],
         return ()
     query = select(Receiver.zone_id).where(Receiver.zone_id.in_(zones))
     if exercise:
-        query = query.where(Receiver.exercise.is_(True))
+        query = query.where(_marked_for_exercises())
     have = set(session.scalars(query.group_by(Receiver.zone_id).having(func.count() > 0)))
     return tuple(zone for zone in zones if zone in have)
 
@@ -274,12 +275,18 @@ def _title(row: CapAlert) -> str:
     return (row.headline or "Cảnh báo %s" % row.identifier)[:300]
 
 
+def _marked_for_exercises():
+    """A receiver marked for exercises, or in a zone marked for them."""
+    return or_(Receiver.exercise.is_(True),
+               Receiver.zone_id.in_(select(Zone.id).where(Zone.exercise.is_(True))))
+
+
 def _exercise_receivers(session: Session, zones: list[str] | tuple[str, ...]) -> list[str]:
-    """The receivers of ``zones`` marked for exercises."""
+    """The receivers of ``zones`` marked for exercises (themselves or by their zone)."""
     if not zones:
         return []
     return list(session.scalars(select(Receiver.id).where(
-        Receiver.zone_id.in_(list(zones)), Receiver.exercise.is_(True)).order_by(Receiver.id)))
+        Receiver.zone_id.in_(list(zones)), _marked_for_exercises()).order_by(Receiver.id)))
 
 
 def _air(session: Session, *, settings: Settings, publisher: Publisher, row: CapAlert,

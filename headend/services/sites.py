@@ -109,8 +109,9 @@ _UNCHANGED: Any = object()
 
 def update_zone(session: Session, *, zone_id: str, name: str | None = None,
                 area: Any = _UNCHANGED, actor: User | str | None = None,
-                **limits: int | None) -> Zone:
-    """Rename a zone and/or set its area (``area=None`` removes it) and its volume limits
+                exercise: Any = None, **limits: int | None) -> Zone:
+    """Rename a zone and/or set its area (``area=None`` removes it), whether all its
+    receivers take CAP exercises (``exercise``; None: unchanged), and its volume limits
     (``volume_limit``, ``early_volume_limit``; None: none). The receivers get new limits
     with their window, which a change sends at the scheduler's next pass
     (programme_windows)."""
@@ -131,6 +132,11 @@ def update_zone(session: Session, *, zone_id: str, name: str | None = None,
             raise TypeError("unknown zone limit %r" % field)
         setattr(zone, field, check_volume_limit(value, field))
         changed[field] = value
+    if exercise is not None:
+        if not isinstance(exercise, bool):
+            raise Invalid("bad-field", "exercise is true or false",
+                          "Đánh dấu diễn tập phải là true hoặc false")
+        zone.exercise = changed["exercise"] = exercise
     audit.record(session, actor=actor, action="zone.update", target=zone_id, detail=changed)
     session.commit()
     return zone

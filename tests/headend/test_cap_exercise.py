@@ -82,3 +82,27 @@ def test_an_actual_alert_airs_on_every_receiver_marked_or_not(village, source_ke
     mark(village, "a2")
     bid = post(village.client, alert(), source_key).json()["broadcast_id"]
     assert plays(village, "a1") == plays(village, "a2") == [bid]
+
+
+def test_a_whole_zone_marked_for_exercises_takes_them_on_every_receiver(village, source_key,
+                                                                        session, as_operator):
+    r = village.client.patch("/api/v1/zones/van-lam", headers=village.headers,
+                             json={"exercise": True})
+    assert r.status_code == 200 and r.json()["exercise"] is True, r.text
+    for bad in ("yes", 1):
+        r = village.client.patch("/api/v1/zones/van-lam", headers=village.headers,
+                                 json={"exercise": bad})
+        assert r.status_code == 422, r.text
+    r = village.client.patch("/api/v1/zones/van-lam", headers=as_operator,
+                             json={"exercise": False})
+    assert r.status_code == 403  # a technician's (or an admin's) change, as a receiver's mark
+    answer = post(village.client, alert(status="Exercise"), source_key).json()
+    assert answer["outcome"] == "aired", answer
+    bid = answer["broadcast_id"]
+    # Every receiver of Văn Lâm (a3 offline: it is a target too), none of Xuân Áng.
+    assert session.get(Broadcast, bid).targets == {"devices": ["a1", "a2", "a3"]}
+    assert plays(village, "a1") == [bid] and plays(village, "a2") == [bid]
+    assert plays(village, "b1") == []
+    listed = {z["id"]: z["exercise"] for z in village.client.get(
+        "/api/v1/zones", headers=village.headers).json()}
+    assert listed == {"van-lam": True, "xuan-ang": False}

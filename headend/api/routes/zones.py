@@ -14,7 +14,8 @@ ZoneEditor = Annotated[User, Depends(require("zones"))]
 def _public(zone: Zone, receivers: int = 0, online: int = 0) -> ZonePublic:
     return ZonePublic(id=zone.id, name=zone.name, receivers=receivers, online=online,
                       area=zone.area, volume_limit=zone.volume_limit,
-                      early_volume_limit=zone.early_volume_limit)
+                      early_volume_limit=zone.early_volume_limit,
+                      exercise=bool(zone.exercise))
 
 
 @router.get("", response_model=list[ZonePublic])
@@ -38,5 +39,6 @@ def update_zone(zone_id: str, body: ZoneUpdate, session: SessionDep, user: ZoneE
     none; absent: unchanged)."""
     changes = {field: getattr(body, field) for field in ("area",) + sites.LIMITS
                if field in body.model_fields_set}
-    zone = sites.update_zone(session, zone_id=zone_id, name=body.name, actor=user, **changes)
+    zone = sites.update_zone(session, zone_id=zone_id, name=body.name, actor=user,
+                             exercise=body.exercise, **changes)
     return _public(zone)
