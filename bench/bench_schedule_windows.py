@@ -290,7 +290,7 @@ def window_pass(commune, service, sender, now, profile=None):
     return seconds, recorder.sent
 
 
-def simulated_day(commune, broker, args, now):
+def simulated_day(commune, args, now):
     """The window passes of 24 h from the receivers' births: schedule commands per receiver
     (count, payload bytes, MQTT bytes) and the times a window was sent."""
     sender = WindowSender()
@@ -425,7 +425,7 @@ def main(argv=None):
                 args.profile)
         for commune in communes[:args.day_communes]:
             day_now = now + timedelta(seconds=1)
-            sends, payload, wire, when = simulated_day(commune, broker, args, day_now)
+            sends, payload, wire, when = simulated_day(commune, args, day_now)
             n = len(commune.keys)
             mean = lambda c, n=n: sum(c.values()) / n  # noqa: E731
             print("bytes per receiver per day, %s (%d receivers, 24 h of window passes every "
