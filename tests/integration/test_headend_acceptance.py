@@ -50,9 +50,10 @@ class Station:
 
     With ``accounts_dir`` every MQTT client logs in as itself: the head-end exports its
     accounts there (Mosquitto's passwd/acl) and the broker, not yet started, is started on them.
+    With ``keep_bytes`` each receiver's sink keeps what it was given to play, for decoding.
     """
 
-    def __init__(self, tmp_path, broker, zones, accounts_dir=None, env=None):
+    def __init__(self, tmp_path, broker, zones, accounts_dir=None, env=None, keep_bytes=False):
         self.tmp = tmp_path
         self.broker = broker
         data = tmp_path / "headend"
@@ -85,7 +86,7 @@ class Station:
             env.update(LOAXA_MQTT_USERNAME=HEADEND_USER, LOAXA_MQTT_PASSWORD=MQTT_PASSWORD)
         self.server = HeadendProcess(data, mqtt=(broker.host, broker.port), env=env)
         self.fleet = Fleet(specs, site=SITE, broker=(broker.host, broker.port),
-                           workdir=str(tmp_path / "boards"))
+                           workdir=str(tmp_path / "boards"), keep_bytes=keep_bytes)
         self.http = None
         self.headers = {}
 
