@@ -16,6 +16,7 @@ except ImportError:  # MicroPython before 1.21
     import uasyncio as asyncio
 
 from firmware.core import DETAIL_NOT_CACHED
+from firmware.jitter import samples_past
 from firmware.mp3 import MAX_FRAME_BYTES, FrameReader
 from firmware.platform import SinkError
 from firmware.schedule import KIND_STREAM
@@ -165,7 +166,8 @@ class Player:
         ``anchor`` is the tick at which the stream's base time comes by the synced clock,
         recomputed every ``_ANCHOR_MS`` (that allocates; a frame does not). The first frame,
         and the first after lost ones, is written at its own time into an empty sink, so it is
-        heard then; every other frame is taken ``stream_lead_ms`` early and queues behind the
+        heard then (a first frame written late is entered where it is due: its past samples
+        are skipped); every other frame is taken ``stream_lead_ms`` early and queues behind the
         one playing, so nothing is heard between frames. A lost frame is silence of its own
         length: the stream stays on its timeline.
         """
@@ -211,13 +213,21 @@ class Player:
                         await sleep_ms(wait)
                     queued = False
                 if not opened:
+                    # The first frame is often written after its start (the amplifier's
+                    # settling, a first decode, a busy loop): the samples whose time has
+                    # passed are dropped, so the first one heard is heard at its own time.
+                    # Written whole, it would be late, and every frame queued behind it,
+                    # for the whole stream.
+                    skip = samples_past(frame, p.ticks_diff(p.ticks_ms(), anchor), rate)
                     sink.set_volume(volume)
-                    sink.open(info.codec, info.rate, 0)
+                    sink.open(info.codec, rate, skip)
                     opened = True
-                await sink.write(frame.payload)
-                if not queued:  # heard from now on (a late write is heard late, not early)
+                    heard_until = frame.at
+                    heard_rem = 0
+                elif not queued:  # heard from now on (a late write is heard late, not early)
                     heard_until = frame.at if frame.at > now else now
                     heard_rem = 0
+                await sink.write(frame.payload)
                 heard_rem += frame.samples * 1000
                 if heard_rem >= rate:
                     whole = heard_rem // rate
