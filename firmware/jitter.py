@@ -35,19 +35,6 @@ def seq_before(a, b):
     return a != b and ((b - a) & _SEQ_MASK) < _SEQ_HALF
 
 
-def samples_past(frame, now, rate):
-    """Samples of ``frame`` whose time has passed at stream time ``now`` (ms since base): what
-    a player starting on it late drops, so its first sample heard is the one due now and it
-    plays in step from there (not the frame's start, late for the whole stream). Small ints:
-    at most one frame's ms times the rate."""
-    late = now - frame.at
-    if late <= 0:
-        return 0
-    if late >= frame.duration_ms:
-        return frame.samples
-    return late * rate // 1000
-
-
 class ReleasedFrame:
     """The frame handed out by ``pop``; its payload stays valid until the next ``pop``/``reset``.
 

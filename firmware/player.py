@@ -16,7 +16,7 @@ except ImportError:  # MicroPython before 1.21
     import uasyncio as asyncio
 
 from firmware.core import DETAIL_NOT_CACHED
-from firmware.jitter import samples_past
+from firmware.live_entry import samples_past, units_past
 from firmware.mp3 import MAX_FRAME_BYTES, FrameReader
 from firmware.platform import SinkError
 from firmware.schedule import KIND_STREAM
@@ -25,6 +25,8 @@ from protocol.media import ADPCM_BLOCK_BYTES, adpcm_samples_per_block
 IO_BYTES = 2048           # file read and HTTP chunk; a multiple of the 256-byte ADPCM block
 _STREAM_POLL_MS = 20      # the stream player's longest sleep while its buffer is empty
 _ANCHOR_MS = 1000         # how often the stream player re-reads the clock (drift, new syncs)
+_LATE_OK_MS = 3           # a write into a dry sink this late is heard as it is (whole-ms
+                          # ticks, a wake-up a ms or two late); later, it is entered by units
 
 if hasattr(asyncio, "sleep_ms"):
     # MicroPython's: an int argument and a singleton generator, so a sleep allocates nothing
@@ -159,6 +161,11 @@ class Player:
         p = self._platform
         return p.ticks_add(p.ticks_ms(), self._clock.local_ms(network_ms) - self._ticks.now())
 
+    async def _end_stream(self, item):
+        await self._sink.drain()
+        self._sink.close()
+        self._done(item, None)
+
     async def _play_stream(self, item, volume, first_at, jitter):
         """Live frames from the jitter buffer to the sink, each heard at its play time.
 
@@ -212,6 +219,7 @@ class Player:
                     if wait > 0:
                         await sleep_ms(wait)
                     queued = False
+                payload = frame.payload
                 if not opened:
                     # The first frame is often written after its start (the amplifier's
                     # settling, a first decode, a busy loop): the samples whose time has
@@ -224,19 +232,36 @@ class Player:
                     opened = True
                     heard_until = frame.at
                     heard_rem = 0
-                elif not queued:  # heard from now on (a late write is heard late, not early)
-                    heard_until = frame.at if frame.at > now else now
+                elif not queued:
+                    late = p.ticks_diff(p.ticks_ms(), anchor) - frame.at
+                    if late > _LATE_OK_MS:
+                        # The sink ran dry and this frame came after its time: written whole
+                        # it would be heard late, and every frame after it. Its units whose
+                        # time has passed are dropped, the rest written at its own time.
+                        off, dropped = units_past(payload, info.codec,
+                                                  samples_past(frame, frame.at + late, rate))
+                        if off >= len(payload):  # none of it is still to come
+                            if not frame.last:
+                                continue
+                            await self._end_stream(item)
+                            return
+                        wait = (frame.at + (dropped * 1000 + rate - 1) // rate
+                                - p.ticks_diff(p.ticks_ms(), anchor))
+                        if wait > 0:
+                            await sleep_ms(wait)
+                        payload = payload[off:]  # a slice allocates: only for a late frame
+                        heard_until = frame.at  # then heard to its end at its own time
+                    else:  # heard from now on (a late write is heard late, not early)
+                        heard_until = frame.at if frame.at > now else now
                     heard_rem = 0
-                await sink.write(frame.payload)
+                await sink.write(payload)
                 heard_rem += frame.samples * 1000
                 if heard_rem >= rate:
                     whole = heard_rem // rate
                     heard_until += whole
                     heard_rem -= whole * rate
                 if frame.last:
-                    await sink.drain()
-                    sink.close()
-                    self._done(item, None)
+                    await self._end_stream(item)
                     return
         except asyncio.CancelledError:
             raise

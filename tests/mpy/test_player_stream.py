@@ -16,6 +16,7 @@ except ImportError:  # MicroPython before 1.21
     import uasyncio as asyncio
 
 from firmware.jitter import JitterBuffer
+from firmware.live_entry import samples_past, units_past
 from firmware.player import Player, sleep_ms
 from firmware.schedule import KIND_STREAM, Item, StreamInfo
 
@@ -50,12 +51,15 @@ class LogSink:
     def __init__(self, board):
         self.board = board
         self.log = []
+        self.stall_ms = []  # per write: how far the ticks move on while it is written
 
     def open(self, codec, rate, skip_samples=0):
         self.log.append(("open", codec, rate, skip_samples))
 
     async def write(self, buf):
         self.log.append(("write", self.board.t, len(buf)))
+        if self.stall_ms:
+            self.board.t += self.stall_ms.pop(0)
         await asyncio.sleep(0)
 
     async def drain(self):
@@ -87,17 +91,19 @@ class SameClock:
         return local_ms
 
 
-async def play_two_frames(first_play_at):
-    """A stream of two frames, the first due at ``first_play_at``, played at ``NOW``: the
-    sink's log."""
+async def play_frames(first_play_at, count=2, stall_ms=()):
+    """A stream of ``count`` frames, the first due at ``first_play_at``, played from ``NOW``
+    (the ticks move on by ``stall_ms[i]`` during write i): the sink's log."""
     board = StillBoard()
+    board.sink.stall_ms = list(stall_ms)
     clock = SameClock(board)
     done = []
     player = Player(board, clock, clock, None, 500, lambda item, error: done.append(error))
     jitter = JitterBuffer(4, len(PAYLOAD))
     jitter.reset(RATE)
-    for seq in (0, 1):
-        assert jitter.push(seq, first_play_at + seq * FRAME_MS, SAMPLES, seq == 1, PAYLOAD, NOW)
+    for seq in range(count):
+        assert jitter.push(seq, first_play_at + seq * FRAME_MS, SAMPLES, seq == count - 1,
+                           PAYLOAD, NOW)
     info = StreamInfo("s1", 1, None, "adpcm", RATE, None, "t", NOW)
     item = Item("live", KIND_STREAM, None, None, 3, None, {}, NOW, 1, info)
     player.start(item, 0, 100, NOW, jitter)
@@ -111,7 +117,7 @@ async def play_two_frames(first_play_at):
 
 async def test_a_first_frame_written_late_is_heard_from_the_sample_due_now():
     late_ms = 50  # the first frame began 50 ms before the player could write it
-    log = await play_two_frames(NOW - late_ms)
+    log = await play_frames(NOW - late_ms)
     opened = log[0]
     assert opened[:3] == ("open", "adpcm", RATE), log
     skip = opened[3]
@@ -123,14 +129,35 @@ async def test_a_first_frame_written_late_is_heard_from_the_sample_due_now():
 
 
 async def test_a_first_frame_written_on_time_is_heard_whole():
-    log = await play_two_frames(NOW)
+    log = await play_frames(NOW)
     assert log[0] == ("open", "adpcm", RATE, 0), log
     assert [e[0] for e in log] == ["open", "write", "write", "close"], log
 
 
-def test_samples_past_is_what_a_late_start_drops():
-    from firmware.jitter import samples_past
+async def test_a_frame_late_into_a_dry_sink_is_entered_at_its_next_block():
+    # The first frame plays on time; then the loop (or the network) stalls 60 ms past its
+    # end: the sink has run dry when the second frame is written. The blocks of it whose time
+    # has passed (two ADPCM blocks cover 60 ms) are not played, the rest is written at its own
+    # time, and the third frame queues behind it: the stream stays in step.
+    log = await play_frames(NOW, count=3, stall_ms=(FRAME_MS + 60,))
+    assert log[0] == ("open", "adpcm", RATE, 0), log
+    writes = [e[2] for e in log if e[0] == "write"]
+    assert writes == [len(PAYLOAD), len(PAYLOAD) - 2 * 256, len(PAYLOAD)], log
 
+
+def test_units_past_are_whole_blocks_or_mpeg_frames():
+    adpcm = bytes(4 * 256)  # four 505-sample blocks
+    assert units_past(adpcm, "adpcm", 0) == (0, 0)
+    assert units_past(adpcm, "adpcm", 1) == (256, 505)
+    assert units_past(adpcm, "adpcm", 960) == (512, 1010)
+    assert units_past(adpcm, "adpcm", 4 * 505) == (1024, 2020)  # none left
+    # Two MPEG-2 Layer III frames, 144 bytes each (32 kbit/s, 16 kHz, 576 samples).
+    mp3 = (bytes([0xFF, 0xF3, 0x48, 0xC4]) + bytes(140)) * 2
+    assert units_past(mp3, "mp3", 100) == (144, 576)
+    assert units_past(mp3, "mp3", 577) == (288, 1152)
+
+
+def test_samples_past_is_what_a_late_start_drops():
     jitter = JitterBuffer(2, 16)
     jitter.reset(RATE)
     jitter.push(0, 5000, SAMPLES, False, bytes(16), 5000)
