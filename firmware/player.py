@@ -25,8 +25,12 @@ from protocol.media import ADPCM_BLOCK_BYTES, adpcm_samples_per_block
 IO_BYTES = 2048           # file read and HTTP chunk; a multiple of the 256-byte ADPCM block
 _STREAM_POLL_MS = 20      # the stream player's longest sleep while its buffer is empty
 _ANCHOR_MS = 1000         # how often the stream player re-reads the clock (drift, new syncs)
-_LATE_OK_MS = 3           # a write into a dry sink this late is heard as it is (whole-ms
-                          # ticks, a wake-up a ms or two late); later, it is entered by units
+# A write into a sink that ran dry up to this late is heard as it is: after a lost frame the
+# player sleeps until the next is due, and the wake-up is often a few ms late on a busy board
+# (10 ms seen with MicroPython receivers on a loaded machine); entering by units would cost a
+# whole ADPCM block or MPEG frame (32-36 ms) of audio for it. Later than this, the frame is
+# entered at its next whole unit.
+_LATE_OK_MS = 15
 
 if hasattr(asyncio, "sleep_ms"):
     # MicroPython's: an int argument and a singleton generator, so a sleep allocates nothing
