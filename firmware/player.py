@@ -177,8 +177,9 @@ class Player:
         ``anchor`` is the tick at which the stream's base time comes by the synced clock,
         recomputed every ``_ANCHOR_MS`` (that allocates; a frame does not). The first frame,
         and the first after lost ones, is written at its own time into an empty sink, so it is
-        heard then (a first frame written late is entered where it is due: its past samples
-        are skipped); every other frame is taken ``stream_lead_ms`` early and queues behind the
+        heard then (firmware/live_entry.py: a first frame written late is entered at the
+        sample due, one late into a sink that ran dry at its next whole block or MPEG frame);
+        every other frame is taken ``stream_lead_ms`` early and queues behind the
         one playing, so nothing is heard between frames. A lost frame is silence of its own
         length: the stream stays on its timeline.
         """
