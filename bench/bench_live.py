@@ -346,9 +346,11 @@ async def loaxa_run(workdir, broker, n, args):
                 if c == codec][:12]))
         for d in ids:
             p = st.played(d, live["id"])
-            print("  %s %s m2e p50 %.1f ms, clock error %.1f ms, underruns %s" % (
+            # The clock error at the first sample is the offset the receiver keeps (its
+            # sink plays on from there); the median is the clock's over the session.
+            print("  %s %s m2e p50 %.1f ms, clock error %.1f ms (first %.1f), underruns %s" % (
                 d, codec_of.get(d), pct(measure(speaker, {d: heard[d]})[0], 50),
-                pct(sync[d], 50),
+                pct(sync[d], 50), sync[d][0] if sync[d] else float("nan"),
                 [(round(t - p[0].started_true, 3), round(g, 3)) for t, g in p[0].gaps]
                 if p else None))
     by_codec = {c: pct(measure(speaker, {d: h for d, h in heard.items()

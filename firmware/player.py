@@ -16,6 +16,7 @@ except ImportError:  # MicroPython before 1.21
     import uasyncio as asyncio
 
 from firmware.core import DETAIL_NOT_CACHED
+from firmware.live_entry import samples_past, units_past
 from firmware.mp3 import MAX_FRAME_BYTES, FrameReader
 from firmware.platform import SinkError
 from firmware.schedule import KIND_STREAM
@@ -24,6 +25,12 @@ from protocol.media import ADPCM_BLOCK_BYTES, adpcm_samples_per_block
 IO_BYTES = 2048           # file read and HTTP chunk; a multiple of the 256-byte ADPCM block
 _STREAM_POLL_MS = 20      # the stream player's longest sleep while its buffer is empty
 _ANCHOR_MS = 1000         # how often the stream player re-reads the clock (drift, new syncs)
+# A write into a sink that ran dry up to this late is heard as it is: after a lost frame the
+# player sleeps until the next is due, and the wake-up is often a few ms late on a busy board
+# (10 ms seen with MicroPython receivers on a loaded machine); entering by units would cost a
+# whole ADPCM block or MPEG frame (32-36 ms) of audio for it. Later than this, the frame is
+# entered at its next whole unit.
+_LATE_OK_MS = 15
 
 if hasattr(asyncio, "sleep_ms"):
     # MicroPython's: an int argument and a singleton generator, so a sleep allocates nothing
@@ -158,6 +165,11 @@ class Player:
         p = self._platform
         return p.ticks_add(p.ticks_ms(), self._clock.local_ms(network_ms) - self._ticks.now())
 
+    async def _end_stream(self, item):
+        await self._sink.drain()
+        self._sink.close()
+        self._done(item, None)
+
     async def _play_stream(self, item, volume, first_at, jitter):
         """Live frames from the jitter buffer to the sink, each heard at its play time.
 
@@ -165,7 +177,9 @@ class Player:
         ``anchor`` is the tick at which the stream's base time comes by the synced clock,
         recomputed every ``_ANCHOR_MS`` (that allocates; a frame does not). The first frame,
         and the first after lost ones, is written at its own time into an empty sink, so it is
-        heard then; every other frame is taken ``stream_lead_ms`` early and queues behind the
+        heard then (firmware/live_entry.py: a first frame written late is entered at the
+        sample due, one late into a sink that ran dry at its next whole block or MPEG frame);
+        every other frame is taken ``stream_lead_ms`` early and queues behind the
         one playing, so nothing is heard between frames. A lost frame is silence of its own
         length: the stream stays on its timeline.
         """
@@ -210,23 +224,49 @@ class Player:
                     if wait > 0:
                         await sleep_ms(wait)
                     queued = False
+                payload = frame.payload
                 if not opened:
+                    # The first frame is often written after its start (the amplifier's
+                    # settling, a first decode, a busy loop): the samples whose time has
+                    # passed are dropped, so the first one heard is heard at its own time.
+                    # Written whole, it would be late, and every frame queued behind it,
+                    # for the whole stream.
+                    skip = samples_past(frame, p.ticks_diff(p.ticks_ms(), anchor), rate)
                     sink.set_volume(volume)
-                    sink.open(info.codec, info.rate, 0)
+                    sink.open(info.codec, rate, skip)
                     opened = True
-                await sink.write(frame.payload)
-                if not queued:  # heard from now on (a late write is heard late, not early)
-                    heard_until = frame.at if frame.at > now else now
+                    heard_until = frame.at
                     heard_rem = 0
+                elif not queued:
+                    late = p.ticks_diff(p.ticks_ms(), anchor) - frame.at
+                    if late > _LATE_OK_MS:
+                        # The sink ran dry and this frame came after its time: written whole
+                        # it would be heard late, and every frame after it. Its units whose
+                        # time has passed are dropped, the rest written at its own time.
+                        off, dropped = units_past(payload, info.codec,
+                                                  samples_past(frame, frame.at + late, rate))
+                        if off >= len(payload):  # none of it is still to come
+                            if not frame.last:
+                                continue
+                            await self._end_stream(item)
+                            return
+                        wait = (frame.at + (dropped * 1000 + rate - 1) // rate
+                                - p.ticks_diff(p.ticks_ms(), anchor))
+                        if wait > 0:
+                            await sleep_ms(wait)
+                        payload = payload[off:]  # a slice allocates: only for a late frame
+                        heard_until = frame.at  # then heard to its end at its own time
+                    else:  # heard from now on (a late write is heard late, not early)
+                        heard_until = frame.at if frame.at > now else now
+                    heard_rem = 0
+                await sink.write(payload)
                 heard_rem += frame.samples * 1000
                 if heard_rem >= rate:
                     whole = heard_rem // rate
                     heard_until += whole
                     heard_rem -= whole * rate
                 if frame.last:
-                    await sink.drain()
-                    sink.close()
-                    self._done(item, None)
+                    await self._end_stream(item)
                     return
         except asyncio.CancelledError:
             raise

@@ -94,6 +94,7 @@ class MpRecordingSink(Sink):
         self.current = None        # number of the open playback
         self._counter = None
         self._rate = 0
+        self._skip = 0
         self._started = False
         self._cursor = 0           # true µs when everything written so far has been heard
         self._samples = 0
@@ -118,6 +119,7 @@ class MpRecordingSink(Sink):
         self.current = self.count
         self._counter = counter_for(codec)
         self._rate = rate
+        self._skip = skip_samples
         self._started = False
         self._samples = self._bytes = self._writes = 0
         self._sha = hashlib.sha256()
@@ -140,7 +142,7 @@ class MpRecordingSink(Sink):
         now = true_us()
         if not self._started:
             self._started = True
-            self._cursor = now
+            self._cursor = now - self._skip * 1000000 // self._rate  # skipped: not heard
             report({"k": "start", "n": self.current, "t": now, "local": self.clock.rtc_ms()})
         elif now > self._cursor + 1000:
             report({"k": "gap", "n": self.current, "t": self._cursor, "us": now - self._cursor})

@@ -4,7 +4,9 @@ It keeps time like a DMA-fed DAC: once opened, the first ``write`` starts the au
 time is the start a listener under the horn would hear) and every write adds its audio duration
 to the play cursor. ``write`` returns while less than ``buffer_ms`` of audio is queued, so the
 firmware is paced at real time as on the board. A write that arrives after the cursor ran out is
-an underrun: a gap a listener would hear, recorded as such.
+an underrun: a gap a listener would hear, recorded as such. The ``skip_samples`` of ``open``
+are dropped from the start, as the Sink interface says: the first sample heard is sample
+``skip_samples`` of what was written (decode, then drop them, to get what was heard).
 
 Each playback is one ``Playback`` record: codec, rate, skipped samples, start and end by true
 time and by the receiver's own clock, a running SHA-256 and byte count of what was written
@@ -140,7 +142,8 @@ class RecordingSink(PlaybackLog, Sink):
         if playback.started_true is None:
             playback.started_true = now
             playback.started_local = self._local_ms()
-            self._cursor = now
+            # The skipped samples are not heard: they take no time (a late start in step).
+            self._cursor = now - playback.skip_samples / float(playback.rate or 1)
         elif now > self._cursor + 0.001:
             playback.gaps.append((self._cursor, now - self._cursor))
             self._cursor = now

@@ -12,6 +12,7 @@ datasheets say.
 
 import importlib
 import sys
+import time
 import types
 
 import pytest
@@ -154,10 +155,11 @@ def test_vs1053_volume_register_and_frame_rounding(board):
     assert vs.volume_register(100) == 0x0000
     assert vs.volume_register(50) == 0x3232      # -25 dB both channels
     assert vs.volume_register(0) == 0xFEFE       # muted
-    assert vs.frames_to_drop(0, 16000) == 0
-    assert vs.frames_to_drop(287, 16000) == 0    # under half a 576-sample frame: keep it
-    assert vs.frames_to_drop(288, 16000) == 1
-    assert vs.frames_to_drop(1152 + 600, 44100) == 2
+    assert vs.late_start(0, 16000) == (0, 0)
+    # A frame begun is dropped, the next held back to its time (576 - 100 samples: 29 ms).
+    assert vs.late_start(100, 16000) == (1, 29)
+    assert vs.late_start(576, 16000) == (1, 0)
+    assert vs.late_start(1152 + 600, 44100) == (2, 12)
 
 
 async def test_vs1053_sink_feeds_32_byte_chunks_and_drops_a_late_frame(board):
@@ -172,8 +174,11 @@ async def test_vs1053_sink_feeds_32_byte_chunks_and_drops_a_late_frame(board):
     spi.writes.clear()
     # Two MPEG-2 Layer III frames, 144 bytes each (32 kbit/s, 16 kHz).
     frames = bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x01" * 140 + bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x02" * 140
-    sink.open("mp3", 16000, skip_samples=400)  # a late start: more than half a frame left over
+    sink.open("mp3", 16000, skip_samples=400)  # a late start, 400 samples into the first frame
+    called = time.monotonic()
     await sink.write(frames)                   # the first frame is dropped
+    # ... and the second is held back to its own time: 176 samples, 11 ms (a sleep's floor).
+    assert time.monotonic() - called >= 0.010
     # Whole chunks only: the last 16 bytes wait in the stage for the next frame or the end fill.
     assert [len(w) for w in spi.writes] == [32, 32, 32, 32]
     assert spi.writes[0] == bytes([0xFF, 0xF3, 0x48, 0xC4]) + b"\x02" * 28

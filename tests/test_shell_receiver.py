@@ -371,7 +371,8 @@ async def test_live_stream_frames_play_in_order_and_a_lost_one_is_skipped(tmp_pa
         rx._on_message("loaxa/v1/xa/stream/s1", memoryview(payload), False)
     await until(lambda: any(e["k"] == "ended" for e in rx.mqtt.sent("evt")))
     sink = rx.platform.sink
-    assert [e[:4] for e in sink.log if e[0] == "open"] == [("open", "adpcm", 16000, 0)]
+    # Opened once (the skip is whatever the loop was late writing the first frame: in step).
+    assert [e[:3] for e in sink.log if e[0] == "open"] == [("open", "adpcm", 16000)]
     assert sink.bytes == 4 * 256 and sink.log[-1] == ("close",)
     assert rx.core.jitter.stats["lost"] == 1
     ended = rx.mqtt.sent("evt")[-1]

@@ -21,8 +21,9 @@ one being written is not touched until its handler ran. ``write(buf, offset, len
 MicroPython's stream write with an offset (py/stream.c): no slice for a late start's partial
 block. Nothing is allocated per block.
 
-``skip_samples`` (a late start's remainder, less than one block) is dropped from the start of
-the first decoded block: the start is sample-accurate.
+``skip_samples`` (a late start's remainder, less than one block, from a file; or the late part
+of a live stream's first frame, several blocks) is dropped from the start of the first decoded
+blocks: the start is sample-accurate.
 
 Volume: the DAC has no volume register, so PCM is attenuated in place with ``I2S.shift`` in
 6 dB steps (0..-36 dB over 100..1); 0 shifts by 15 bits (silence) and still plays in real time,

@@ -20,9 +20,11 @@ was written, SCI_STATUS must say VS1053; otherwise ``SinkError`` names the chip 
 check (the board refuses to start with an audio path that cannot play).
 
 A late start skips whole MP3 frames: the shell seeks whole frames in the file and passes the
-remainder (less than one frame) as ``skip_samples``; the chip cannot drop part of a frame, so
-the sink drops one more frame when the remainder is at least half a frame. The start error is
-then at most half a frame (18 ms at 16 kHz MPEG-2, 13 ms at 44.1 kHz MPEG-1).
+remainder (less than one frame) as ``skip_samples``, a live stream's player the late part of
+its first frame (several MPEG frames). The chip cannot drop part of a frame, so the sink drops
+every frame already begun and holds the first byte of the next back until its time (up to a
+frame, 36 ms at 16 kHz, of silence first): the start is on time to the ms, not rounded to the
+nearest frame (which was up to 18 ms off: a pole out of step with its neighbours).
 """
 
 import time
@@ -119,11 +121,13 @@ def samples_per_frame(rate):
     return 1152 if rate >= 32000 else 576
 
 
-def frames_to_drop(skip_samples, rate):
-    """Whole frames to drop for a late start of ``skip_samples``, rounded to the nearest
-    frame (the chip cannot start inside a frame)."""
+def late_start(skip_samples, rate):
+    """``(whole frames to drop, ms to hold the first byte back)`` for a late start of
+    ``skip_samples``: the chip cannot start inside a frame, so every frame already begun is
+    dropped and the next one is sent at its own time."""
     spf = samples_per_frame(rate)
-    return (skip_samples + spf // 2) // spf
+    frames = (skip_samples + spf - 1) // spf
+    return frames, (frames * spf - skip_samples) * 1000 // rate
 
 
 class VS1053Sink(Sink):
@@ -157,6 +161,7 @@ class VS1053Sink(Sink):
         self._paced = PacedWrite(self._feed)
         self._failed = None   # why the chip is unusable (reported by the next open)
         self._drop = 0
+        self._hold_ms = 0
         self.volume = 70
         self._testing = False  # the sine test runs (self_test)
         self.is_open = False
@@ -280,7 +285,7 @@ class VS1053Sink(Sink):
             except SinkError as e:
                 self._failed = str(e)
                 raise
-        self._drop = frames_to_drop(skip_samples, rate)
+        self._drop, self._hold_ms = late_start(skip_samples, rate)
         self._discard()
         self._kbps = 10000  # none seen yet: short sleeps, and the longest bound
         self._sleep_ms = _DREQ_POLL_MS
@@ -317,6 +322,10 @@ class VS1053Sink(Sink):
     def _feed(self):
         """One step of a write (``PacedWrite``): send whole chunks while DREQ is high, refill
         the stage from the source; DONE, or the ms to sleep while DREQ is low."""
+        if self._hold_ms:  # a late start: the first frame kept goes out at its own time
+            hold = self._hold_ms
+            self._hold_ms = 0
+            return hold
         stage = self._stage
         while True:
             while self._sent + CHUNK <= self._staged:
@@ -386,6 +395,7 @@ class VS1053Sink(Sink):
             return
         self.is_open = False
         self._drop = 0
+        self._hold_ms = 0
         try:
             if not self._cancelled():
                 self.hard_reset()  # the chip did not acknowledge the cancel: start it afresh

@@ -63,7 +63,9 @@ def best_match(source, heard):
 
 def on_true_time(played, pcm):
     """What a listener heard from the first sample on, by true time: the sink's underruns
-    (a frame that never came, or came too late) put back as silence where they were heard."""
+    (a frame that never came, or came too late) put back as silence where they were heard.
+    The samples the sink was told to skip (a late start entered where it was due) are not."""
+    pcm = pcm[played.skip_samples:]
     out = []
     taken = 0
     for at, gap in played.gaps:

@@ -83,6 +83,21 @@ async def test_stop_cuts_short_and_a_new_open_ends_the_previous(fake_time):
     assert second.how == "stopped" and second.started_true is None  # nothing was heard
 
 
+async def test_skipped_samples_are_not_heard_so_a_late_start_ends_on_time(fake_time):
+    # A receiver that came in 505 samples late into a two-block frame hears only the rest:
+    # the frame ends when it would have, and the next write (queued on time) is no gap.
+    sink = RecordingSink(("adpcm",), now=fake_time, buffer_ms=0)
+    sink.open("adpcm", 16000, skip_samples=505)
+    started = fake_time.s
+    await sink.write(bytes(ADPCM_BLOCK_BYTES * 2))
+    assert fake_time.s == pytest.approx(started + 505 / 16000)
+    await sink.write(bytes(ADPCM_BLOCK_BYTES))
+    sink.close()
+    played = sink.playbacks[0]
+    assert played.gaps == []
+    assert played.ended_true == pytest.approx(started + 2 * 505 / 16000)
+
+
 async def test_a_late_write_is_recorded_as_a_gap(fake_time):
     sink = RecordingSink(("adpcm",), now=fake_time, buffer_ms=0)
     sink.open("adpcm", 16000)
