@@ -21,7 +21,7 @@
    subscriber seeing the last): the broker's fan-out of those N publishes.
 
     .venv/bin/python bench/bench_headend.py [--receivers 200,1000] [--heartbeats 20000]
-        [--share 1000] [--amp-settle-ms MS]
+        [--share 1000] [--amp-settle-ms MS] [--amp-hold standby]
 
 Bounded: every wait has a timeout, every load loop a count; the broker, the head-end and the
 simulator processes are stopped at the end.
@@ -577,6 +577,9 @@ def main(argv=None):
                         help="LOAXA_EMERGENCY_LEAD_MS for the head-end (default: its own)")
     parser.add_argument("--amp-settle-ms", type=int, default=None,
                         help="the receivers' amp_settle_ms (default: the firmware's, 300)")
+    parser.add_argument("--amp-hold", default=None,
+                        help="the receivers' amp_hold (firmware/config.py: off, standby, "
+                        "HH:MM-HH:MM); with standby their boards get a mute line (GPIO21)")
     parser.add_argument("--share", type=int, default=1000,
                         help="receivers for the head-end's share against the bare fan-out "
                         "(0: skip)")
@@ -586,6 +589,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.receivers.split(",") if x]
     overrides = {} if args.amp_settle_ms is None else {"amp_settle_ms": args.amp_settle_ms}
+    if args.amp_hold is not None:
+        overrides.update({"amp_hold": args.amp_hold, "pins": {"amp_mute": 21}})
     command = "%s %s" % (".venv/bin/python bench/bench_headend.py", shlex.join(argv or sys.argv[1:]))
     tmp = Path(tempfile.mkdtemp(prefix="loaxa-bench-headend-"))
     # The broker settings the head-end's `export-mosquitto` writes for production: Mosquitto's

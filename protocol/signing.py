@@ -55,9 +55,9 @@ class HmacKey:
         self._outer = hashlib.sha256(self._opad) if _COPIES else None
 
     def digest(self, *parts):
-        if self._inner is not None:
-            inner = self._inner.copy()
-            outer = self._outer.copy()
+        if self._inner is not None:  # only where hashes copy (_COPIES): not on the board
+            inner = self._inner.copy()  # type: ignore[attr-defined]
+            outer = self._outer.copy()  # type: ignore[attr-defined]
         else:
             inner = hashlib.sha256(self._ipad)
             outer = hashlib.sha256(self._opad)
