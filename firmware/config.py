@@ -35,13 +35,16 @@ SECRET_KEYS = ("key", "password")
 # them is a strapping pin that must hold a level at reset (GPIO0, 12) or a line of the flash
 # (GPIO6-11) or of the WROVER's PSRAM (GPIO16 CS, GPIO17 CLK): the VS1053's xDCS and RESET sat
 # on 16/17 once, which would fight the PSRAM. 32/33 are free on a WROVER (no 32 kHz crystal).
-DEFAULT_PINS = {"amp": 25, "led": 2, "mains": 34, "dc_adc": 35, "amp_fault": 39,
+DEFAULT_PINS = {"amp": 25, "amp_mute": None, "led": 2, "mains": 34, "dc_adc": 35, "amp_fault": 39,
                 "vs_sck": 18, "vs_mosi": 23, "vs_miso": 19, "vs_xcs": 5, "vs_xdcs": 32,
                 "vs_dreq": 4, "vs_reset": 33, "i2s_sck": 26, "i2s_ws": 27, "i2s_sd": 22}
 
 # What each pin does, for validation: the board's own signals, then each sink's. Outputs (and
 # the SPI/I2S clocks and data out) cannot sit on GPIO34-39, which are input only.
 BOARD_OUTPUT_PINS = ("amp", "led")
+# Outputs a board may have (None: it has not): the amplifier's mute line, on boards whose
+# amplifier module brings one out (e.g. GPIO21), driven to ``amp_mute_level`` to mute.
+OPTIONAL_OUTPUT_PINS = ("amp_mute",)
 BOARD_INPUT_PINS = ("mains", "dc_adc", "amp_fault")
 SINK_PINS = {"vs1053": (("vs_sck", "vs_mosi", "vs_xcs", "vs_xdcs", "vs_reset"),
                         ("vs_miso", "vs_dreq")),
@@ -69,6 +72,15 @@ DEFAULTS = {
     "emergency_volume": 100,
     "cache_bytes": 2000000,
     "amp_settle_ms": 300,        # relay on this long before the first sample
+    # How the amplifier is held when idle (firmware/core.py, ``amp_standby`` below): "off"
+    # (the relay open: no idle draw or hum; a play waits amp_settle_ms), "standby" (powered
+    # and muted at every hour: a play waits only amp_unmute_ms), or "HH:MM-HH:MM" (standby in
+    # those local hours, off outside; may cross midnight). Standby needs pins.amp_mute: a
+    # board without one keeps the relay off when idle whatever this says.
+    "amp_hold": "off",
+    "amp_unmute_ms": 20,         # mute released this long before the first sample
+    "amp_mute_level": 1,         # the level of pins.amp_mute that mutes (1: active high)
+    "utc_offset_min": 420,       # local time for amp_hold's hours (Vietnam: UTC+7, no DST)
     "stream_lead_ms": 100,       # live frames go to the sink this early, queued behind the
                                  # one playing (less than the sink's own buffer: VS1053 FIFO
                                  # and I2S DMA hold ~0.5 s, the simulator's 120 ms)
@@ -132,6 +144,7 @@ def validate(cfg):
         if not isinstance(cfg[name], int) or cfg[name] < 1:
             raise ConfigError("%s must be a positive integer" % name)
     validate_pins(cfg)
+    validate_amp(cfg)
     minutes = cfg.get("offline_reboot_min")
     if not isinstance(minutes, int) or isinstance(minutes, bool) or minutes < 0:
         raise ConfigError("offline_reboot_min must be a whole number of minutes (0: never)")
@@ -199,6 +212,44 @@ def _der_size(der):
     return 2 + count + size
 
 
+def _hhmm(text):
+    """Minutes of the day of "HH:MM", or None."""
+    if len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+        return None
+    hours, minutes = int(text[:2]), int(text[3:])
+    return hours * 60 + minutes if hours < 24 and minutes < 60 else None
+
+
+def amp_standby(cfg):
+    """What ``amp_hold`` asks of the core (``ReceiverCore(amp_standby=...)``): None (off),
+    "always", or (from, to) minutes of the local day. Raises ConfigError if malformed."""
+    hold = cfg.get("amp_hold")
+    if hold == "off":
+        return None
+    if hold == "standby":
+        return "always"
+    if isinstance(hold, str) and len(hold) == 11 and hold[5] == "-":
+        start, end = _hhmm(hold[:5]), _hhmm(hold[6:])
+        if start is not None and end is not None and start != end:
+            return (start, end)
+    raise ConfigError('amp_hold must be "off", "standby" or "HH:MM-HH:MM" (local hours)')
+
+
+def validate_amp(cfg):
+    amp_standby(cfg)
+    for name, lo, hi in (("amp_settle_ms", 0, 5000), ("amp_unmute_ms", 0, 1000),
+                         ("utc_offset_min", -720, 840)):
+        value = cfg.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ConfigError("%s must be a whole number from %d to %d" % (name, lo, hi))
+    if cfg.get("amp_mute_level") not in (0, 1) or isinstance(cfg.get("amp_mute_level"), bool):
+        raise ConfigError("amp_mute_level must be 0 or 1 (the level that mutes)")
+
+
+def has_amp_mute(cfg):
+    return cfg["pins"].get("amp_mute") is not None
+
+
 def validate_pins(cfg):
     """Refuse pins the board cannot give: not an ESP32 GPIO, a flash line (always), a PSRAM line
     (when ``psram``), an output on an input-only GPIO, or one GPIO for two signals. Only the
@@ -207,8 +258,9 @@ def validate_pins(cfg):
     pins = cfg["pins"]
     outputs, inputs = SINK_PINS.get(cfg.get("sink"), ((), ()))
     used = {}
+    optional = [n for n in OPTIONAL_OUTPUT_PINS if pins.get(n) is not None]
     for names, output in ((BOARD_OUTPUT_PINS, True), (BOARD_INPUT_PINS, False),
-                          (outputs, True), (inputs, False)):
+                          (optional, True), (outputs, True), (inputs, False)):
         for name in names:
             gpio = pins.get(name)
             if not isinstance(gpio, int) or isinstance(gpio, bool) or gpio not in ESP32_GPIOS:

@@ -40,6 +40,8 @@ Actions are tuples whose first element names them::
                                      wait for the exact moment) or the moment the amplifier
                                      relay has settled, whichever is later
     (AMP, on)                        switch the amplifier relay on (True) or off (False)
+    (MUTE, on)                       assert (True) or release (False) the amplifier's mute
+                                     line; only on a board that has one (``amp_mute``)
     (SYNC_REQUEST,)                  send a time request (firmware/sync_cadence.py: when)
     (STOP, item, reason)             cut the playing ``item`` short (preempted, cancelled, ...)
     (FETCH, media)                   make one attempt to fetch media (dict: item, url, sha,
@@ -114,6 +116,15 @@ Choices (where the protocol leaves room):
 - the amplifier relay closes ``amp_settle_ms`` before a scheduled start (no thump in the first
   words), at once for an item that starts now (whose first sample then waits for it), and
   opens when nothing plays and nothing starts within ``amp_settle_ms``;
+- how the amplifier is held when idle (``amp_standby``, the installation's ``amp_hold``): off
+  (the relay open, the default: no idle draw, no hum) or, on a board with a mute line
+  (``amp_mute``), standby always or in some local hours: the relay stays closed with the
+  mute asserted, so a play waits only ``amp_unmute_ms`` for the unmute instead of the
+  settle (an emergency's first words ~300 ms sooner). On such a board the mute is asserted
+  whenever nothing plays (also before the relay closes and opens: no pop either way) and
+  released as a play (or the periodic test's tone) starts; its first sample waits for the
+  settle and the unmute, whichever ends later. Standby in hours is judged by the synced
+  clock (before the first sync: off);
 - the media of scheduled items is fetched ahead, earliest start first, as far as it fits
   ``cache_budget`` (set by the shell: what the media cache may hold) together with what plays
   and what starts earlier; a later item's fetch waits until earlier ones have played (their
@@ -168,12 +179,15 @@ SUBSCRIBE = "subscribe"
 UNSUBSCRIBE = "unsubscribe"
 PERSIST = "persist"
 AMP = "amp"
+MUTE = "mute"
 SYNC_REQUEST = "sync_request"
 UPDATE = "update"
 SELFTEST = "selftest"
 SELFTEST_ABORT = "selftest_abort"
 REKEY = "rekey"
 REKEY_CONFIRMED = "rekey_confirmed"
+
+STANDBY_ALWAYS = "always"       # amp_standby: held powered and muted at every hour
 
 IDLE = "idle"
 PLAYING = "playing"
@@ -224,12 +238,17 @@ class ReceiverCore:
     ``timesync_ms``: the time-sync cadence (firmware/sync_cadence.py); ``random_below(n)``:
     an int in [0, n) (the board's), to spread a fleet's time requests; none: 0.
     ``reset_nonce``: this boot's nonce for one ``reset_floor`` (64 hex digits from the board's
-    RNG; the shell puts it in the birth), None: no reset is accepted."""
+    RNG; the shell puts it in the birth), None: no reset is accepted. ``amp_mute``: the
+    board has an amplifier mute line, which needs ``amp_unmute_ms`` from release to sound;
+    ``amp_standby``: how the amplifier is held when idle (``firmware.config.amp_standby``:
+    None off, ``STANDBY_ALWAYS``, or ``(from_min, to_min)`` local minutes of the day, the
+    local time being the network time plus ``utc_offset_min``); standby needs the mute line."""
 
     def __init__(self, device, site, key, codecs=("mp3", "adpcm"), volume=70,
                  emergency_volume=100, state=None, jitter_slots=16, jitter_slot_bytes=4096,
                  guard=None, amp_settle_ms=0, timesync_burst=5, timesync_ms=300000,
-                 random_below=None, reset_nonce=None):
+                 random_below=None, reset_nonce=None, amp_mute=False, amp_unmute_ms=0,
+                 amp_standby=None, utc_offset_min=0):
         self.device = device
         self.site = site
         self.codecs = codecs
@@ -249,6 +268,12 @@ class ReceiverCore:
         self._sync = SyncCadence(timesync_burst, timesync_ms, random_below)
         self.amp_settle_ms = amp_settle_ms
         self._amp_since = None      # network ms the relay closed; None while it is open
+        self.amp_mute = amp_mute
+        self.amp_unmute_ms = amp_unmute_ms if amp_mute else 0
+        self.amp_standby = amp_standby if amp_mute else None  # no mute line: no standby
+        self.utc_offset_min = utc_offset_min
+        self._muted = True          # the mute line as last set (the board boots it asserted)
+        self._unmuted_at = None     # network ms the mute was released; None while asserted
         self._done = []             # bids recently ended
         self._held = []             # payloads received before the first sync
         self._arrivals = 0
@@ -509,6 +534,8 @@ class ReceiverCore:
         self._fetches.shift(step_ms)
         if self._amp_since is not None:
             self._amp_since += step_ms
+        if self._unmuted_at is not None:
+            self._unmuted_at += step_ms
         if self.current is not None and self.started_at is not None:
             # The play began at the same instant, now read on the corrected clock: its played
             # time stays what was heard (a resync mid-play once logged 21 s heard as 0 ms).
@@ -886,19 +913,60 @@ class ReceiverCore:
 
     def _relay(self, now, acts):
         """The amplifier relay: closed while something plays or starts within the settle time
-        (it settles before the first sample), open otherwise."""
-        wanted = self.current is not None or self.state == TESTING
+        (it settles before the first sample), or while the amplifier is held in standby; open
+        otherwise. The mute (a board with the line): asserted whenever nothing sounds."""
+        sounding = self.current is not None or self.state == TESTING
+        wanted = sounding or self._standby(now)
         if not wanted and self.synced:
             for it in self.schedule:  # a start to come (not one waiting for its media)
                 if now < it.start_ref() <= now + self.amp_settle_ms:
                     wanted = True
                     break
+        if not sounding:
+            self._mute(True, now, acts)  # before the relay opens: no pop
         if wanted and self._amp_since is None:
-            self._amp_since = now
-            acts.append((AMP, True))
+            self._close_relay(now, acts)
         elif not wanted and self._amp_since is not None:
             self._amp_since = None
             acts.append((AMP, False))
+
+    def _close_relay(self, now, acts):
+        self._mute(True, now, acts)  # before the relay closes: the power-up is not heard
+        self._amp_since = now
+        acts.append((AMP, True))
+
+    def _mute(self, on, now, acts):
+        if self.amp_mute and on != self._muted:
+            self._muted = on
+            self._unmuted_at = None if on else now
+            acts.append((MUTE, on))
+
+    def _sound_from(self, now, acts):
+        """Make the amplifier pass sound (relay closed, mute released); return the network
+        time from which it does: its settle and its unmute both over."""
+        if self._amp_since is None:
+            self._close_relay(now, acts)
+        self._mute(False, now, acts)
+        ready = self._amp_since + self.amp_settle_ms
+        if self._unmuted_at is not None and self._unmuted_at + self.amp_unmute_ms > ready:
+            ready = self._unmuted_at + self.amp_unmute_ms
+        return ready
+
+    def _standby(self, now):
+        """Whether the amplifier is held powered (muted) now: the installation's ``amp_hold``."""
+        hold = self.amp_standby
+        if hold is None:
+            return False
+        if hold == STANDBY_ALWAYS:
+            return True
+        if not self.synced:
+            return False  # local hours mean nothing before the clock is set
+        # Minutes of the local day; the epoch ms is a long int on the board, the rest small.
+        minute = (now // 60000 + self.utc_offset_min) % 1440
+        start, end = hold
+        if start <= end:
+            return start <= minute < end
+        return minute >= start or minute < end  # across midnight, e.g. 18:00-06:00
 
     def _ended(self, item, reason, detail, played_ms, now, acts):
         if item.lead:
@@ -944,10 +1012,7 @@ class ReceiverCore:
             else:
                 self._fold_stream_stats()
             self.jitter.reset(item.stream.rate)
-        if self._amp_since is None:
-            self._amp_since = now
-            acts.append((AMP, True))
-        first = self._amp_since + self.amp_settle_ms
+        first = self._sound_from(now, acts)
         acts.append((START, item, skip, self._volume_for(item, start), first if first > start else start))
         if item.lead:
             return
@@ -1095,12 +1160,7 @@ class ReceiverCore:
             return
         self._transition("test")
         self._testing = args
-        settle = self.amp_settle_ms
-        if self._amp_since is None:
-            self._amp_since = now
-            acts.append((AMP, True))
-        else:
-            settle = max(0, self._amp_since + self.amp_settle_ms - now)
+        settle = max(0, self._sound_from(now, acts) - now)
         acts.append((SELFTEST, args["run"], args.get("lvl") or SELFTEST_LEVEL,
                      args.get("ms") or SELFTEST_TONE_MS, settle))
 

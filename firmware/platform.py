@@ -113,6 +113,11 @@ class Platform:
         """Switch the power amplifier relay."""
         raise NotImplementedError
 
+    def amplifier_mute(self, on):
+        """Assert (True) or release the amplifier's mute line; called only on a board whose
+        config names one (pins.amp_mute). The board boots with it asserted."""
+        raise NotImplementedError
+
     def amplifier_fault(self):
         return False
 

@@ -236,7 +236,9 @@ class Receiver:
             guard=DurableGuard(current_key, self.device, self._before_command),
             amp_settle_ms=cfg["amp_settle_ms"], timesync_burst=cfg["timesync_burst"],
             timesync_ms=cfg["timesync_s"] * 1000, random_below=platform.random_below,
-            reset_nonce=reset_nonce)
+            reset_nonce=reset_nonce, amp_mute=configuration.has_amp_mute(cfg),
+            amp_unmute_ms=cfg["amp_unmute_ms"], amp_standby=configuration.amp_standby(cfg),
+            utc_offset_min=cfg["utc_offset_min"])
         pending = self.credentials.pending
         if pending is not None:
             self.core.set_pending_key(pending["rid"], key_from_hex(pending["key"]))
@@ -408,7 +410,8 @@ class Receiver:
         """Stop the player, switch the amplifier off and close the MQTT link (errors ignored:
         the receiver is going down either way)."""
         self._stop_player()
-        self._set_amp(False)  # the core is going down with the shell: no action to wait for
+        self._set_mute(True)  # the core is going down with the shell: no action to wait for
+        self._set_amp(False)
         try:
             await self.mqtt.close()
         except Exception:
@@ -685,7 +688,7 @@ class Receiver:
         # time.
         later = []
         for act in acts:
-            if act[0] in (C.START, C.STOP, C.VOLUME, C.AMP, C.SELFTEST_ABORT):
+            if act[0] in (C.START, C.STOP, C.VOLUME, C.AMP, C.MUTE, C.SELFTEST_ABORT):
                 self._apply_now((act,))
             else:
                 later.append(act)
@@ -715,6 +718,8 @@ class Receiver:
                     self._stop_player()
             elif kind == C.AMP:
                 self._set_amp(act[1])
+            elif kind == C.MUTE:
+                self._set_mute(act[1])
             elif kind == C.FETCH:
                 self.fetcher.add(act[1])
             elif kind == C.PIN:
@@ -830,6 +835,11 @@ class Receiver:
         if on != self._amp_on:
             self.platform.amplifier(on)
             self._amp_on = on
+
+    def _set_mute(self, on):
+        """The amplifier's mute line (a board with one: the core sends MUTE only then)."""
+        if self.core.amp_mute:
+            self.platform.amplifier_mute(on)
 
     # -- scheduler -----------------------------------------------------------------------
 

@@ -71,7 +71,12 @@ def _zones(text: str) -> list[tuple[str, str]]:
 
 def cmd_provision(args) -> int:
     from headend.errors import ServiceError
-    from headend.services.provisioning import export_mosquitto, provision_fleet, receiver_config
+    from headend.services.provisioning import (
+        amplifier_config,
+        export_mosquitto,
+        provision_fleet,
+        receiver_config,
+    )
 
     settings = _settings(args)
     session = _session(settings)
@@ -79,9 +84,16 @@ def cmd_provision(args) -> int:
     try:
         broker = (args.broker_host or settings.mqtt_host,
                   args.broker_port or (settings.broker_tls_port if tls else settings.mqtt_port))
+        try:
+            amplifier = amplifier_config(args.amp_hold, args.amp_mute_pin)
+        except ValueError as exc:
+            print("loaxa headend provision: %s" % exc, file=sys.stderr)
+            return 2
         fleet = provision_fleet(session, settings=settings, receivers=args.receivers,
                                 zones=_zones(args.zones), codecs=tuple(args.codecs.split(",")),
                                 prefix=args.prefix, broker=broker, tls=tls, actor="cli")
+        if amplifier:
+            fleet["amplifier"] = amplifier  # each receiver's config gets it (receiver_config)
         if args.mosquitto_dir:
             for path in export_mosquitto(session, settings=settings,
                                          directory=Path(args.mosquitto_dir)):
@@ -305,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "once (default: LOAXA_BROKER_TLS)")
     p.add_argument("--config-dir", help="also write each receiver's config.json here "
                                         "(DIR/<id>.json, holds its secrets)")
+    p.add_argument("--amp-hold", help='how the amplifiers are held when idle: "off" (the '
+                   'default), "standby" or "HH:MM-HH:MM" local (docs/flashing.md)')
+    p.add_argument("--amp-mute-pin", type=int,
+                   help="the GPIO of the amplifier's mute line on these boards (standby needs it)")
     p.set_defaults(func=cmd_provision)
 
     p = sub.add_parser("export-mosquitto", help="write Mosquitto passwd, acl and conf files")

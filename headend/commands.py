@@ -29,7 +29,7 @@ from headend.models import CommandCounter, Receiver
 from headend.planning import Outgoing, new_command_id, outgoing_command
 from headend.planning import now_ms as now_ms  # where the services and the MQTT side find it
 from protocol import messages
-from protocol.signing import key_from_hex
+from protocol.signing import HmacKey, key_from_hex
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,23 @@ def chunks(items: list, size: int = _CHUNK):
         yield items[i:i + size]
 
 
+# Each receiver's signing key, opened (AES-GCM under the KEK) and its HMAC pads absorbed once,
+# by (receiver, stored value): a rotation or a re-seal stores a new value, which misses and is
+# opened afresh. The MQTT service keeps the same keys in memory for the reports already.
+_KEYS: dict[tuple[str, str], HmacKey] = {}
+_KEYS_MAX = 20000  # a few sites' receivers with a rotation's second key each; then start over
+
+
+def _signing_key(session: Session, device_id: str, stored: str) -> HmacKey:
+    key = _KEYS.get((device_id, stored))
+    if key is None:
+        key = HmacKey(key_from_hex(open_stored(session, device_id, stored)))
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        _KEYS[(device_id, stored)] = key
+    return key
+
+
 def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: int,
             now: int | None = None) -> list[Outgoing]:
     """Sign ``commands`` with each receiver's key and the next counter (persisted in
@@ -238,7 +255,7 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
     trusted = CLOCK.now_ms()  # raises ClockUntrusted before anything is written
     now = trusted if now is None else now
     device_ids = sorted({c.device_id for c in commands})
-    keys: dict[str, bytes] = {}
+    keys: dict[str, HmacKey] = {}
     last: dict[str, int] = {}
     # The counters stay locked until commit: the API and the ingest thread sign at once, and
     # two commands with one counter make the receiver refuse the second. Only this function
@@ -248,7 +265,7 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
         for dev, key_hex in session.execute(
                 select(Receiver.id, Receiver.device_key).where(Receiver.id.in_(part))):
             try:
-                keys[dev] = key_from_hex(open_stored(session, dev, key_hex))
+                keys[dev] = _signing_key(session, dev, key_hex)
             except DeviceKeyError as exc:  # one bad row must not stop an emergency to all
                 log.error("%s: its commands are dropped", exc)
         for dev, ctr in session.execute(select(CommandCounter.device_id, CommandCounter.last_ctr)
@@ -257,6 +274,7 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
             last[dev] = ctr
     known = set(last)
     out = []
+    checked: set[int] = set()  # the args objects checked already (an emergency shares one)
     for command in commands:
         key = keys.get(command.device_id)
         if key is None:
@@ -270,7 +288,9 @@ def prepare(session: Session, *, site_id: str, commands: list[Command], ttl_s: i
                         "it as future-counter", command.device_id, ctr - now)
         out.append(outgoing_command(key, site_id=site_id, device_id=command.device_id,
                                     kind=command.kind, args=command.args, ctr=ctr, now_ms=now,
-                                    ttl_s=ttl_s, cmd_id=command.cmd_id))
+                                    ttl_s=ttl_s, cmd_id=command.cmd_id,
+                                    checked=id(command.args) in checked))
+        checked.add(id(command.args))  # checked by the line above, or it raised
     # Bulk writes (executemany): one statement for the updated counters, one for the new ones.
     table: Table = CommandCounter.__table__  # type: ignore[assignment]
     updated = [{"dev": d, "ctr": c} for d, c in last.items() if d in known]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from protocol import messages, topics
+from protocol.signing import HmacKey
 
 QOS_COMMAND = 1   # a command must arrive: the broker keeps it for a receiver briefly away
 QOS_TIME_REPLY = 0  # a late time reply is worse than none: the receiver asks again
@@ -59,14 +60,15 @@ def command_expiry_ms(now_ms: int, ttl_s: int) -> int:
     return now_ms + ttl_s * 1000
 
 
-def outgoing_command(key: bytes, *, site_id: str, device_id: str, kind: str,
+def outgoing_command(key: bytes | HmacKey, *, site_id: str, device_id: str, kind: str,
                      args: dict[str, Any], ctr: int, now_ms: int, ttl_s: int,
-                     cmd_id: str) -> Outgoing:
+                     cmd_id: str, checked: bool = False) -> Outgoing:
     """One command signed with the device's key, on its command topic. ``ctr`` comes from
     ``protocol.messages.next_counter``; the command expires ``ttl_s`` after ``now_ms``.
-    Raises ProtocolError for arguments the receiver would refuse."""
+    Raises ProtocolError for arguments the receiver would refuse (``checked``: these very
+    ``args`` were checked for ``kind`` already, for another receiver)."""
     payload = messages.sign_command(key, device_id, kind, args, ctr,
-                                    command_expiry_ms(now_ms, ttl_s), cmd_id)
+                                    command_expiry_ms(now_ms, ttl_s), cmd_id, checked)
     return Outgoing(device_id, topics.device_topic(site_id, device_id, topics.CMD), payload,
                     QOS_COMMAND, ctr)
 

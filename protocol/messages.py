@@ -439,9 +439,12 @@ def command_body(device, kind, args, ctr, exp, cmd_id):
                                         "k": kind, "a": args}))
 
 
-def sign_command(key, device, kind, args, ctr, exp, cmd_id):
-    """The signed wire payload of a command (see protocol.signing)."""
-    check_args(kind, args)
+def sign_command(key, device, kind, args, ctr, exp, cmd_id, checked=False):
+    """The signed wire payload of a command (see protocol.signing). ``key``: bytes or a
+    ``protocol.signing.HmacKey``; ``checked``: ``args`` were checked for ``kind`` already
+    (one emergency's play arguments, shared by many receivers' commands)."""
+    if not checked:
+        check_args(kind, args)
     return seal(key, command_body(device, kind, args, ctr, exp, cmd_id))
 
 

@@ -34,8 +34,15 @@ def _xor_pad(key, byte):
     return out
 
 
+# CPython's hash objects copy their state; MicroPython's do not. Where they do, a key keeps the
+# two hashes with its pads already absorbed and each MAC starts from copies of them (half the
+# compression rounds of a short message; the head-end signs a thousand commands at once).
+_COPIES = hasattr(hashlib.sha256(), "copy")
+
+
 class HmacKey:
-    """A key with its inner and outer pads computed once, for repeated signing (audio frames)."""
+    """A key with its inner and outer pads computed once, for repeated signing (audio frames,
+    and the head-end's commands: one per receiver, kept while its stored key is unchanged)."""
 
     def __init__(self, key):
         if isinstance(key, str):
@@ -44,12 +51,18 @@ class HmacKey:
             key = hashlib.sha256(key).digest()
         self._ipad = _xor_pad(key, 0x36)
         self._opad = _xor_pad(key, 0x5C)
+        self._inner = hashlib.sha256(self._ipad) if _COPIES else None
+        self._outer = hashlib.sha256(self._opad) if _COPIES else None
 
     def digest(self, *parts):
-        inner = hashlib.sha256(self._ipad)
+        if self._inner is not None:  # only where hashes copy (_COPIES): not on the board
+            inner = self._inner.copy()  # type: ignore[attr-defined]
+            outer = self._outer.copy()  # type: ignore[attr-defined]
+        else:
+            inner = hashlib.sha256(self._ipad)
+            outer = hashlib.sha256(self._opad)
         for part in parts:
             inner.update(part)
-        outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())
         return outer.digest()
 
@@ -80,8 +93,11 @@ def key_from_hex(text):
 
 
 def seal(key, body, domain=b""):
-    """Return the signed wire form of ``body`` (bytes); ``domain`` is MACed before the body."""
-    return hexlify(HmacKey(key).digest(domain, body)) + b"\n" + body
+    """Return the signed wire form of ``body`` (bytes); ``domain`` is MACed before the body.
+    ``key``: bytes, or an ``HmacKey`` made from them once for many messages."""
+    if not isinstance(key, HmacKey):
+        key = HmacKey(key)
+    return hexlify(key.digest(domain, body)) + b"\n" + body
 
 
 def open_sealed(key, payload, domain=b""):

@@ -47,6 +47,17 @@ def flash_root():
     return None
 
 
+def _last_change_to(changes, t, value):
+    """The true time of the last change in ``changes`` ((time, value), in order) at or before
+    ``t``, if it was to ``value`` (still so at ``t``); else None."""
+    last = None
+    for at, v in changes:
+        if at > t:
+            break
+        last = (at, v)
+    return last[0] if last is not None and last[1] == value else None
+
+
 class HostPlatform(Platform):
     """A simulated receiver board.
 
@@ -92,6 +103,12 @@ class HostPlatform(Platform):
         # Recorded: what the firmware did to the board.
         self.amp_on = False
         self.amp_changes = []   # (true time s, on)
+        self.muted = True       # the mute line (a board that has one boots it asserted)
+        self.mute_changes = []  # (true time s, muted)
+        # The simulated amplifier itself: how long it takes, by true time, before it passes
+        # sound once its relay closed, and once its mute was released (``audible_from``).
+        self.relay_settle_ms = 300
+        self.unmute_ms = 20
         self.led_pattern = "off"
         self.led_changes = []   # (true time s, pattern)
         self.reboots = []       # true time s of each reboot request
@@ -154,6 +171,28 @@ class HostPlatform(Platform):
         if on != self.amp_on:
             self.amp_on = on
             self.amp_changes.append((time.time(), on))
+
+    def amplifier_mute(self, on):
+        on = bool(on)
+        if on != self.muted:
+            self.muted = on
+            self.mute_changes.append((time.time(), on))
+
+    def audible_from(self, t):
+        """The amplifier as a listener hears it: the first true time (s) from ``t`` at which it
+        passes sound, or None if it does not then (relay open, or muted). It does so once its
+        relay has been closed ``relay_settle_ms`` and (a board with a mute line) its mute
+        released ``unmute_ms``, both by the switching recorded up to ``t``."""
+        closed = _last_change_to(self.amp_changes, t, True)
+        if closed is None:
+            return None
+        ready = closed + self.relay_settle_ms / 1000.0
+        if self.mute_changes:
+            released = _last_change_to(self.mute_changes, t, False)
+            if released is None:
+                return None
+            ready = max(ready, released + self.unmute_ms / 1000.0)
+        return max(t, ready)
 
     def amplifier_fault(self):
         return self.amp_fault

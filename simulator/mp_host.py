@@ -25,7 +25,7 @@ Report lines (``k`` names the kind; true times ``t`` in µs since the epoch)::
     {"k": "gap", "n", "t", "us"}                                 an underrun
     {"k": "vol", "n", "t", "v"}                                  a volume change
     {"k": "end", "n", "t", "local", "how", "bytes", "writes", "samples", "sha"}
-    {"k": "amp", "t", "on"} · {"k": "led", "t", "p"} · {"k": "reboot", "t"}
+    {"k": "amp", "t", "on"} · {"k": "mute", "t", "on"} · {"k": "led", "t", "p"} · {"k": "reboot", "t"}
 """
 
 import errno
@@ -271,6 +271,9 @@ class MpHostPlatform(Platform):
         if on != self.amp_on:
             self.amp_on = on
             report({"k": "amp", "t": true_us(), "on": on})
+
+    def amplifier_mute(self, on):
+        report({"k": "mute", "t": true_us(), "on": bool(on)})
 
     def amplifier_fault(self):
         return self.amp_fault

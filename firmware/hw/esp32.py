@@ -110,6 +110,11 @@ class Esp32Platform(Platform):
         self.storage_dir = storage_dir
         self._cfg = cfg
         self._amp = Pin(pins["amp"], Pin.OUT, value=0)
+        # The mute line, on boards that have one: asserted from the first instant, so the
+        # amplifier is never heard powering up (firmware/core.py releases it for a play).
+        self._mute_level = cfg.get("amp_mute_level", 1)
+        self._mute = (None if pins.get("amp_mute") is None
+                      else Pin(pins["amp_mute"], Pin.OUT, value=self._mute_level))
         self._led = Pin(pins["led"], Pin.OUT, value=0)
         self._mains = Pin(pins["mains"], Pin.IN)
         # No Pin.PULL_UP: GPIO34-39 (39 by default) have no internal pulls and MicroPython
@@ -185,6 +190,10 @@ class Esp32Platform(Platform):
 
     def amplifier(self, on):
         self._amp.value(1 if on else 0)
+
+    def amplifier_mute(self, on):
+        if self._mute is not None:
+            self._mute.value(self._mute_level if on else 1 - self._mute_level)
 
     def amplifier_fault(self):
         return self._fault.value() == 0

@@ -63,8 +63,20 @@ def _dt(ms: int) -> datetime:
 
 # -- targets -------------------------------------------------------------------------------
 
-def resolve_targets(session: Session, targets: Any) -> list[Receiver]:
-    """The receivers named by ``{"all": true} | {"zones": [...]} | {"devices": [...]}``."""
+# What sending a broadcast reads of each receiver: rows of these columns, not ORM objects (a
+# thousand of those cost an emergency tens of milliseconds before its first command leaves).
+SEND_COLUMNS = (Receiver.id, Receiver.online, Receiver.codec, Receiver.capabilities)
+
+
+def resolve_targets(session: Session, targets: Any, columns: tuple = ()) -> list[Any]:
+    """The receivers named by ``{"all": true} | {"zones": [...]} | {"devices": [...]}``:
+    ``Receiver`` objects, or rows of ``columns`` (which include ``Receiver.id``) if given."""
+    def query():
+        return select(*columns) if columns else select(Receiver)
+
+    def fetch(statement):
+        return list(session.execute(statement).all() if columns else session.scalars(statement))
+
     if not isinstance(targets, dict) or len([k for k in ("all", "zones", "devices")
                                              if targets.get(k)]) != 1:
         raise Invalid("bad-targets", 'targets must be {"all": true}, {"zones": [...]} or '
@@ -72,7 +84,7 @@ def resolve_targets(session: Session, targets: Any) -> list[Receiver]:
     if targets.get("all"):
         if targets["all"] is not True:
             raise Invalid("bad-targets", '"all" must be true', "Giá trị 'all' phải là true")
-        receivers = list(session.scalars(select(Receiver).order_by(Receiver.id)))
+        receivers = fetch(query().order_by(Receiver.id))
     elif targets.get("zones"):
         zones = _id_list(targets["zones"], "zones")
         known = set(session.scalars(select(Zone.id).where(Zone.id.in_(zones))))
@@ -80,13 +92,12 @@ def resolve_targets(session: Session, targets: Any) -> list[Receiver]:
         if unknown:
             raise Invalid("unknown-zone", "unknown zone(s): %s" % ", ".join(unknown),
                           "Không có thôn/xóm: %s" % ", ".join(unknown))
-        receivers = list(session.scalars(select(Receiver).where(Receiver.zone_id.in_(zones))
-                                         .order_by(Receiver.id)))
+        receivers = fetch(query().where(Receiver.zone_id.in_(zones)).order_by(Receiver.id))
     else:
         devices = _id_list(targets["devices"], "devices")
         receivers = []
         for part in chunks(devices):
-            receivers += session.scalars(select(Receiver).where(Receiver.id.in_(part)))
+            receivers += fetch(query().where(Receiver.id.in_(part)))
         known = {r.id for r in receivers}
         unknown = [d for d in devices if d not in known]
         if unknown:
@@ -107,7 +118,7 @@ def _id_list(value: Any, name: str) -> list[str]:
 
 # -- play commands -------------------------------------------------------------------------
 
-def receiver_codecs(receiver: Receiver) -> list[str]:
+def receiver_codecs(receiver: Any) -> list[str]:
     """What this receiver decodes: its birth's declaration, else its provisioned codec."""
     caps = receiver.capabilities or {}
     declared = caps.get("codecs") if isinstance(caps, dict) else None
@@ -116,7 +127,7 @@ def receiver_codecs(receiver: Receiver) -> list[str]:
     return [receiver.codec]
 
 
-def play_args(settings: Settings, broadcast: Broadcast, receiver: Receiver,
+def play_args(settings: Settings, broadcast: Broadcast, receiver: Any,
               at_ms: int | None) -> dict[str, Any] | None:
     """The ``play`` arguments for one receiver, in a rendition it can decode (None if none)."""
     rendition = planning.rendition_for(receiver_codecs(receiver), broadcast.media.renditions)
@@ -207,7 +218,7 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
         if priority == "emergency" and start_at > now + PAST_TOLERANCE:
             raise Invalid("emergency-later", "an emergency plays now: leave start_at empty",
                           "Tin khẩn cấp phát ngay: không đặt giờ phát")
-    receivers = resolve_targets(session, targets)
+    receivers = resolve_targets(session, targets, SEND_COLUMNS)
     emergency = priority == "emergency"
     scheduled = start_at is not None and start_at > now
     now_ms_ = _ms(now)
@@ -243,9 +254,12 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
     lead_from = max(now_ms_, now_ms())
     commands = []
     rows = []
+    # Receivers that decode the same codecs and start at the same time get the same play
+    # arguments: made (and checked, in ``prepare``) once, shared read-only by their commands.
+    shared_args: dict[tuple, dict[str, Any] | None] = {}
     for receiver in receivers:
         row = {"broadcast_id": broadcast.id, "device_id": receiver.id, "stop_pending": False,
-               "updated_at": now}
+               "updated_at": now, "command_id": None, "sent_at": None}
         rows.append(row)
         if not receiver.online:
             row.update(deliveries.initial(deliveries.OFFLINE_AT_SEND))
@@ -254,19 +268,25 @@ def create_broadcast(session: Session, *, settings: Settings, publisher: Publish
         # receiver; elsewhere it plays as soon as fetched, from the beginning.
         device_at = (planning.emergency_at_ms(settings, lead_from, receiver.id in cached)
                      if emergency else at_ms)
-        command = play_command(settings, broadcast, receiver, device_at)
-        if command is None:
+        codecs = tuple(receiver_codecs(receiver))
+        if (codecs, device_at) not in shared_args:
+            shared = play_args(settings, broadcast, receiver, device_at)
+            opening = (planning.rendition_for(codecs, tone.renditions)
+                       if tone is not None and device_at is None and shared else None)
+            if opening is not None:
+                shared["lead"] = planning.lead_fields(tone.id, opening)
+            shared_args[(codecs, device_at)] = shared
+        args = shared_args[(codecs, device_at)]
+        if args is None:
             row.update(deliveries.initial(deliveries.NO_CODEC))
             continue
-        if tone is not None and device_at is None:
-            opening = planning.rendition_for(receiver_codecs(receiver), tone.renditions)
-            if opening is not None:
-                command.args["lead"] = planning.lead_fields(tone.id, opening)
+        command = Command(receiver.id, messages.PLAY, args, new_command_id(broadcast.id))
         row.update(deliveries.initial(deliveries.SENT), command_id=command.cmd_id, sent_at=now)
         commands.append(command)
-    # One multi-row insert: an emergency to a thousand receivers must not cost a thousand
-    # round trips before the first command leaves.
-    session.execute(insert(Delivery), rows)
+    # One multi-row insert (Core, every row with the same keys: no ORM bookkeeping): an
+    # emergency to a thousand receivers must not cost a thousand round trips, or the ORM's
+    # per-row work, before the first command leaves.
+    session.execute(insert(Delivery.__table__), rows)
     broadcast.state = summarise(broadcast, [row["state"] for row in rows], now)
     outgoing = prepare(session, site_id=settings.site_id, commands=commands,
                        ttl_s=settings.command_ttl_s, now=now_ms_)

@@ -76,8 +76,28 @@ def receiver_config(fleet: dict[str, Any], device: dict[str, Any]) -> dict[str, 
     technician adds the link (Wi-Fi name and password) of the pole's site."""
     broker = dict(fleet["broker"])
     broker.update({"user": device["mqtt_user"], "password": device["mqtt_password"]})
-    return {"device": device["id"], "site": fleet["site"], "key": device["key"],
-            "broker": broker, "sink": "i2s" if device.get("codec") == "adpcm" else "vs1053"}
+    config = {"device": device["id"], "site": fleet["site"], "key": device["key"],
+              "broker": broker, "sink": "i2s" if device.get("codec") == "adpcm" else "vs1053"}
+    config.update(fleet.get("amplifier") or {})  # the installation's, from amplifier_config
+    return config
+
+
+def amplifier_config(amp_hold: str | None, amp_mute_pin: int | None) -> dict[str, Any]:
+    """How the site's amplifiers are held when idle, for every receiver's config.json
+    (firmware/config.py ``amp_hold``, ``pins.amp_mute``), checked as the receiver will check
+    it: {} leaves the firmware's defaults (relay off when idle, no mute line)."""
+    from firmware import config as receiver
+
+    out: dict[str, Any] = {}
+    if amp_hold is not None:
+        receiver.amp_standby({"amp_hold": amp_hold})  # ConfigError (a ValueError) if malformed
+        out["amp_hold"] = amp_hold
+    if amp_mute_pin is not None:
+        pins = dict(receiver.DEFAULT_PINS, amp_mute=amp_mute_pin)
+        for sink in receiver.SINK_PINS:  # receivers get either sink (receiver_config)
+            receiver.validate_pins({"pins": pins, "sink": sink})
+        out["pins"] = {"amp_mute": amp_mute_pin}
+    return out
 
 
 def device_acl_lines() -> list[str]:

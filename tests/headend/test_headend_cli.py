@@ -33,6 +33,26 @@ def test_provision_writes_a_fleet_file_and_broker_files(tmp_path):
     assert not {d["id"] for d in more} & {d["id"] for d in doc["devices"]}
 
 
+def test_provision_sets_how_the_amplifiers_are_held_in_every_receivers_config(tmp_path,
+                                                                               capsys):
+    from firmware import config as receiver
+
+    data, configs = tmp_path / "var", tmp_path / "configs"
+    base = ["--data-dir", str(data), "provision", "--receivers", "2", "--zones", "thon-1",
+            "--fleet", str(tmp_path / "fleet.json"), "--config-dir", str(configs)]
+    assert main(base + ["--amp-hold", "5am-10pm"]) == 2
+    assert main(base + ["--amp-hold", "standby", "--amp-mute-pin", "7"]) == 2  # a flash line
+    assert "amp_hold must be" in capsys.readouterr().err
+    assert not configs.exists()  # nothing provisioned by a refused call
+    assert main(base + ["--amp-hold", "05:00-22:00", "--amp-mute-pin", "21"]) == 0
+    for path in sorted(configs.glob("*.json")):
+        doc = json.loads(path.read_text())
+        doc["link"] = {"type": "wifi", "ssid": "cot-loa", "password": "mat-khau-wifi"}
+        cfg = receiver.validate(receiver.merge(receiver.DEFAULTS, doc))  # as the board reads it
+        assert receiver.amp_standby(cfg) == (5 * 60, 22 * 60) and receiver.has_amp_mute(cfg)
+        assert cfg["pins"]["amp"] == 25  # the other pins keep their defaults
+
+
 def test_create_user_refuses_a_duplicate_unless_asked_to_update(tmp_path, capsys):
     data = str(tmp_path / "var")
     assert main(["--data-dir", data, "create-user", "lan", "--role", "operator",
