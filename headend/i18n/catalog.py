@@ -367,6 +367,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
                            "no audio from the microphone for 3 seconds"),
     "live.reason.no-audio": ("micrô không gửi tiếng", "the microphone never sent audio"),
     "live.reason.relay-failed": ("lỗi tiếp sóng trên máy chủ", "the server's relay failed"),
+    "live.reason.programme-changed": ("chương trình đã được sửa, bỏ hoặc xóa",
+                                      "its programme was changed, skipped or deleted"),
     "live.reason.encoder-failed": ("lỗi mã hóa âm thanh trên máy chủ",
                                    "the server's audio encoder failed"),
     "live.reason.clock-untrusted": ("đồng hồ máy chủ không đáng tin", "the server's clock is "

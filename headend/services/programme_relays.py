@@ -15,7 +15,10 @@ where it waits for its start, checks that the occurrence still airs as approved,
 the session as the system actor ``programme:<id>`` with an id of its own occurrence
 (``relay_live_id``: one session per occurrence and revision, found again after a restart).
 The occurrence's row records the live id; its proof of play (``relay_outcome``) is the live
-session's device states.
+session's device states. A relay on the air whose programme is edited, rejected or deleted,
+or whose occurrence is skipped or moved, is ended at the scheduler's next pass
+(``end_changed``, reason "programme-changed"); one resumed after a head-end restart runs to
+its window's end (its plan is not kept across the restart).
 """
 
 import asyncio
@@ -41,6 +44,9 @@ from headend.services import audit, programme_media
 from headend.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Why a programme's relay ended before its window's end (a live session's ``reason``).
+PROGRAMME_CHANGED = "programme-changed"
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class ProgrammeRelays:
         self.settings = settings
         self.session_factory = session_factory
         self._pending: dict[str, concurrent.futures.Future] = {}
+        self._running: dict[str, RelayPlan] = {}  # live id -> the plan it was made from
 
     def schedule(self, plan: RelayPlan) -> bool:
         """Hand ``plan`` to the loop unless it is there already or its session exists
@@ -134,8 +141,30 @@ class ProgrammeRelays:
                         plan.start.isoformat(), exc.message)
             await asyncio.to_thread(self._failed, plan, exc)
             return None
+        self._running[live.id] = plan
         await asyncio.to_thread(self._record, plan, live.id)
         return live.id
+
+    def end_changed(self) -> list[str]:
+        """End the relays on the air whose occurrence no longer airs as planned (the
+        programme edited, rejected or deleted, the occurrence skipped or moved): a relay
+        never runs outside its programme's window (called from the scheduler's thread on
+        every pass, woken at once by a change). Returns the live ids ended."""
+        ended = []
+        for live_id, plan in list(self._running.items()):
+            live = self.live.sessions.get(live_id)
+            if live is None or live.over:
+                del self._running[live_id]
+                continue
+            if self._still_airs(plan):
+                continue
+            del self._running[live_id]
+            asyncio.run_coroutine_threadsafe(self.live.end(live_id, PROGRAMME_CHANGED),
+                                             self.loop).result(timeout=30)
+            log.info("programme %s: relay %s ended (the programme changed)",
+                     plan.programme_id, live_id)
+            ended.append(live_id)
+        return ended
 
     def _still_airs(self, plan: RelayPlan) -> bool:
         """The programme approved at the planned revision, the occurrence neither skipped

@@ -267,7 +267,10 @@ class ProgrammeScheduler(PeriodicThread):
         return programmes.CHANGED
 
     def run_once(self) -> list[str]:
-        """One pass: the broadcasts due, then the windows due. Returns the broadcasts made."""
+        """One pass: the relays whose programme changed ended, the broadcasts due, then the
+        windows due. Returns the broadcasts made."""
+        if self.relays is not None:
+            self.relays.end_changed()
         with session_scope(self.session_factory) as session:
             made = air_due(session, settings=self.settings, publisher=self.publisher,
                            relays=self.relays)

@@ -82,3 +82,50 @@ async def test_a_programme_plays_its_chime_then_relays_the_station_until_its_end
 async def _played(st, pid, window):
     [occurrence] = await st.get("/api/v1/programmes/%s/occurrences" % pid, **window)
     return all(d["state"] == "played" for d in occurrence["devices"]) or None
+
+
+async def test_a_relay_on_the_air_ends_when_its_programme_is_deleted(tmp_path, mosquitto_broker):
+    source = speech_with_clicks(seconds=6.0, seed=6)
+    radio = StreamServer(tmp_path / "radio", source)
+    st = station(tmp_path, mosquitto_broker, {"thon-1": 2}, default_dead_air=True,
+                 programme_check_s=1, quiet_hours_end="22:00")
+    programme_station(tmp_path, mosquitto_broker, st)
+    with radio:
+        async with st:
+            village = st.zones["thon-1"]
+            editor = await _login(st, "bientap")
+            leader = await _login(st, "lanhdao")
+            start = (datetime.now(UTC) + timedelta(seconds=20)).replace(microsecond=0)
+            pid = await approved(st, editor, leader, {
+                "title": "Tiếp sóng VOV", "targets": {"zones": ["thon-1"]},
+                "segments": [{"relay": {"url": radio.url("/live.mp3"), "minutes": 5}}],
+                "start": start.isoformat()})
+            window = {"from": (start - timedelta(minutes=1)).isoformat(),
+                      "to": (start + timedelta(minutes=1)).isoformat()}
+
+            async def on_air():
+                [occurrence] = await st.get("/api/v1/programmes/%s/occurrences" % pid,
+                                            **window)
+                live_id = occurrence["live_id"]
+                return live_id if live_id and all(
+                    st.fleet[d].sink.current is not None for d in village) else None
+
+            live_id = await st.until(on_air, 60, "the relay on the air")
+            r = await st.http.delete("/api/v1/programmes/" + pid, headers=editor)
+            assert r.status_code == 204, r.text
+            deleted = datetime.now(UTC).timestamp()
+
+            async def ended():
+                live = await st.get("/api/v1/live/" + live_id)
+                return live if live["state"] == "ended" else None
+
+            live = await st.until(ended, 15, "the relay ended")
+            assert live["reason"] == "programme-changed"
+            for device in village:
+                await st.until(lambda d=device: st.fleet[d].sink.current is None, 10,
+                               "the relay stopped on " + device)
+                relay, _pcm = heard(st, device, live_id)
+                print("%s: relay stopped %.2f s after the programme was deleted"
+                      % (device, relay.ended_true - deleted))
+                assert relay.ended_true - deleted < 10, device
+            assert not st.fleet.crashed()
