@@ -46,7 +46,9 @@ def migrated_postgres(postgres_server):
     return url.rsplit("/", 1)[1]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The PostgreSQL run of each API test is in the slow suite (``make test-slow``, which CI
+# runs after ``make test``): the same tests on a second database double their time.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def database_url(request):
     """The head-end's promise, "SQLite by default, PostgreSQL by URL with no code change",
     checked by running every API test on both: "" is the default SQLite file."""
