@@ -153,6 +153,7 @@ Choices (where the protocol leaves room):
 """
 
 from firmware import reasons as R
+from firmware.daily import in_hours
 from firmware.fetch_policy import FetchPolicy
 from firmware.guard import AUTH_REASONS, MALFORMED_REASONS, CommandGuard
 from firmware.jitter import JitterBuffer
@@ -272,6 +273,12 @@ class ReceiverCore:
         self.amp_unmute_ms = amp_unmute_ms if amp_mute else 0
         self.amp_standby = amp_standby if amp_mute else None  # no mute line: no standby
         self.utc_offset_min = utc_offset_min
+        # Local (from_min, to_min) as daily hours on the network clock: (phase ms, length ms).
+        self._standby_hours = None
+        if self.amp_standby is not None and self.amp_standby != STANDBY_ALWAYS:
+            start, end = self.amp_standby
+            self._standby_hours = ((start - utc_offset_min) * 60000,
+                                   (end - start) % 1440 * 60000)
         self._muted = True          # the mute line as last set (the board boots it asserted)
         self._unmuted_at = None     # network ms the mute was released; None while asserted
         self._done = []             # bids recently ended
@@ -961,12 +968,8 @@ class ReceiverCore:
             return True
         if not self.synced:
             return False  # local hours mean nothing before the clock is set
-        # Minutes of the local day; the epoch ms is a long int on the board, the rest small.
-        minute = (now // 60000 + self.utc_offset_min) % 1440
-        start, end = hold
-        if start <= end:
-            return start <= minute < end
-        return minute >= start or minute < end  # across midnight, e.g. 18:00-06:00
+        hours = self._standby_hours  # set with amp_standby's hours: across midnight too
+        return hours is not None and in_hours(hours[0], hours[1], now)
 
     def _ended(self, item, reason, detail, played_ms, now, acts):
         if item.lead:

@@ -8,12 +8,12 @@ zone without daylight saving, such as Asia/Ho_Chi_Minh; elsewhere the head-end's
 moves them). Times are epoch ms, integers (never floats on the ESP32).
 """
 
-DAY_MS = 86400000
+from firmware.daily import DAY_MS, in_hours
 
 
 def in_early(early, t):
     """Whether ``t`` falls in the early hours ``early`` (None: never)."""
-    return early is not None and (t - early["from"]) % DAY_MS < early["len"]
+    return early is not None and in_hours(early["from"], early["len"], t)
 
 
 def limit_at(vmax, early, t):
