@@ -128,7 +128,7 @@ class ProgrammeRelays:
         delay = (plan.start - datetime.now(UTC)).total_seconds()
         if delay > 0:
             await asyncio.sleep(delay)
-        if not await asyncio.to_thread(self._still_airs, plan):
+        if datetime.now(UTC) >= plan.end or await asyncio.to_thread(self._changed, plan):
             log.info("programme %s: relay at %s not started (changed since)",
                      plan.programme_id, plan.start.isoformat())
             return None
@@ -156,7 +156,9 @@ class ProgrammeRelays:
             if live is None or live.over:
                 del self._running[live_id]
                 continue
-            if self._still_airs(plan):
+            # At its window's end the session ends itself (reason "until"): only a change
+            # to the programme or the occurrence ends it here.
+            if not self._changed(plan):
                 continue
             del self._running[live_id]
             asyncio.run_coroutine_threadsafe(self.live.end(live_id, PROGRAMME_CHANGED),
@@ -166,19 +168,17 @@ class ProgrammeRelays:
             ended.append(live_id)
         return ended
 
-    def _still_airs(self, plan: RelayPlan) -> bool:
-        """The programme approved at the planned revision, the occurrence neither skipped
-        nor moved since, and its window not over."""
+    def _changed(self, plan: RelayPlan) -> bool:
+        """The programme is no longer approved at the planned revision, or the occurrence
+        was skipped or moved since the plan was made."""
         with self.session_factory() as db:
             programme = db.get(Programme, plan.programme_id)
             if programme is None or programme.state != PROGRAMME_APPROVED \
                     or programme.approved_revision != plan.revision:
-                return False
+                return True
             row = _row(db, plan)
-            if row is not None and (row.state == OCCURRENCE_SKIPPED
-                                    or row.start_at != plan.occurrence_start):
-                return False
-        return datetime.now(UTC) < plan.end
+            return row is not None and (row.state == OCCURRENCE_SKIPPED
+                                        or row.start_at != plan.occurrence_start)
 
     def _record(self, plan: RelayPlan, live_id: str) -> None:
         with self.session_factory() as db:

@@ -4,7 +4,12 @@ an approved occurrence over with its window and class (no broker, no loop: the r
 recorded at the hand-over; tests/integration/test_programme_relay.py airs one for real).
 A real SQLite file."""
 
+import asyncio
+import dataclasses
+import threading
+import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from test_programmes import (  # noqa: F401 - fixtures
@@ -26,6 +31,7 @@ from headend.live.planning import stream_commands
 from headend.live.session import ENDED, LiveSession, LiveTarget, new_stream
 from headend.live.store import save
 from headend.models import ProgrammeOccurrence
+from headend.services.programme_relays import ProgrammeRelays
 from headend.services.programmes_scheduler import air_due
 from protocol import messages
 
@@ -51,6 +57,32 @@ class Handed:
     def schedule(self, plan):
         self.plans.append(plan)
         return True
+
+
+class LiveSessions:
+    """Stands in for the live service at its door: sessions made and ended, by reason."""
+
+    def __init__(self):
+        self.sessions = {}
+        self.ended = []
+
+    async def create(self, *, live_id, **_):
+        self.sessions[live_id] = SimpleNamespace(id=live_id, over=False)
+        return self.sessions[live_id]
+
+    async def end(self, live_id, reason):
+        self.sessions[live_id].over = True
+        self.ended.append((live_id, reason))
+
+
+@pytest.fixture
+def loop_thread():
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
 
 
 def air(app, relays):
@@ -184,3 +216,37 @@ def test_a_programme_that_is_only_a_relay_has_no_broadcast_and_shows_the_relays_
     assert after["relay"]["reason"] == "until"
     assert [(d["id"], d["state"]) for d in after["relay"]["devices"]] == [
         ("a1", "sent"), ("a2", "offline")]
+
+
+def test_a_relay_at_its_windows_end_ends_itself_and_one_whose_programme_changed_is_ended(
+        client, app, commune, as_editor, as_leader, any_hour, loop_thread):  # noqa: F811
+    """The scheduler's pass that falls just after a relay's window ended must not call it
+    "programme-changed" (the session ends itself, reason "until"); an edit does end it."""
+    start = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    made = create(client, as_editor, body("unused", start=start.isoformat(),
+                                          segments=[relay(seconds=20)]))
+    approve(client, made, as_editor, as_leader)
+    handed = Handed()
+    air(app, handed)
+    [plan] = handed.plans
+    live = LiveSessions()
+    relays = ProgrammeRelays(loop=loop_thread, live=live, settings=app.state.settings,
+                             session_factory=app.state.session_factory)
+    now = datetime.now(UTC)
+    short = dataclasses.replace(plan, start=now, end=now + timedelta(milliseconds=300))
+    assert relays.schedule(short)
+    assert relays._pending[short.live_id].result(timeout=10) == short.live_id
+    time.sleep(0.4)  # its window is over; the live service has not ended it yet
+    assert relays.end_changed() == [] and live.ended == []
+    live.sessions[short.live_id].over = True  # as the live service ends it at "until"
+
+    later = dataclasses.replace(plan, live_id=plan.live_id + "-b", start=now,
+                                end=now + timedelta(minutes=1))
+    assert relays.schedule(later)
+    assert relays._pending[later.live_id].result(timeout=10) == later.live_id
+    assert relays.end_changed() == []
+    r = client.patch("/api/v1/programmes/%s" % made["id"], headers=as_editor,
+                     json={"segments": [relay(seconds=30)]})
+    assert r.status_code == 200 and r.json()["state"] == "submitted", r.text
+    assert relays.end_changed() == [later.live_id]
+    assert live.ended == [(later.live_id, "programme-changed")]
