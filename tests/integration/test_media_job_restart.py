@@ -16,7 +16,7 @@ from headend.process import HeadendProcess, free_port
 from headend.services.users import create_user
 from headend.settings import Settings
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow: two head-end starts and an hour of audio
 
 PASSWORD = "mat-khau-khoi-dong"
 

@@ -30,6 +30,7 @@ def speechlike(path: Path, seconds: int, seed: int) -> Path:
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # make test-slow: minutes of audio converted while the page watches
 @pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("node") is None,
                     reason="needs Debian's chromium and node (make setup installs both)")
 def test_an_upload_shows_its_progress_and_lands_in_the_library_in_chromium(
