@@ -337,9 +337,13 @@ async def loaxa_run(workdir, broker, n, args):
             heard[d] = (p.started_true,
                         on_true_time(p, decode_to_pcm(p.codec, bytes(p.data), RATE)))
         crashed = st.fleet.crashed()
+        headend_log = st.server.log_text()
     watch.stop()
     m2e, skews, got, expected = measure(speaker, heard)
     if args.verbose:
+        for line in headend_log.splitlines():
+            if " live " in line and live["id"] in line:
+                print("  head-end:", line.strip()[-160:])
         for codec in ("mp3", "adpcm"):
             print("  %s slack of the first frames: %s" % (codec, [
                 round(play_at - 1000 * t) for t, c, play_at, *_ in watch.frames

@@ -90,6 +90,7 @@ MAX_AHEAD = timedelta(hours=24)
 _WATCH_S = 0.2
 _PUSH_S = 2.0  # an encoder that takes no audio for this long has failed
 _JOIN_CHECK_S = 1.0  # how often targets that were offline are looked at again
+_SLOW_COMMANDS_S = 0.1  # the stream commands' send logged as a warning past this
 
 
 def _failure(task: asyncio.Task | None) -> BaseException | None:
@@ -336,6 +337,7 @@ class LiveService:
         # Recorded before they go out: a late joiner's check (``_join_late``) must not send
         # them again, and an ending while they go out stops them.
         live.sent = {c.device_id: c.cmd_id for c in commands}
+        began = time.monotonic()
         async with self._sending[live.id]:
             try:
                 await asyncio.to_thread(self._send, commands, "live.start", live)
@@ -347,8 +349,12 @@ class LiveService:
         live.playable_ms = now_ms() + self.settings.live_amp_settle_ms + live.jitter_ms
         if sent is not None:
             sent.set()
-        log.info("live %s: %d receivers, %s, play delay %d ms", live.id, len(commands),
-                 "+".join(live.streams), self.delay_ms(live))
+        took_s = time.monotonic() - began
+        # A warning when slow: the first frames wait for the commands (see run_audio).
+        log.log(logging.WARNING if took_s > _SLOW_COMMANDS_S else logging.INFO,
+                "live %s: %d receivers, %s, play delay %d ms, commands out in %.0f ms",
+                live.id, len(commands), "+".join(live.streams), self.delay_ms(live),
+                1000 * took_s)
 
     async def _pump(self, live: LiveSession, encoder: CodecEncoder, timeline: PcmTimeline,
                     sent: asyncio.Event):

@@ -1,11 +1,11 @@
 """Issue 10 acceptance 2, end to end: delivered ahead, played offline.
 
-An approved programme of two occurrences a minute apart reaches its village's receivers as
+An approved programme of three occurrences a minute apart reaches its village's receivers as
 their schedule window (a signed ``schedule`` command) with its media, long before the
 broadcasts are made (``programme_lead_s`` is 5 s here, so the window is the only way the cut
 receiver learns of them). A leader moves the second occurrence while both are online: the
-change reaches them before the first airs. Then one receiver's link is cut; it plays both
-occurrences on time from its own clock (its recording sink shows them), the other plays each
+change reaches them before the first airs. Then one receiver's link is cut until after the
+last; it plays all three occurrences on time from its own clock (its recording sink shows them), the other plays each
 once although it also got the broadcast's ``play`` (same broadcast id), and once the cut one
 is back its queued reports make the head-end show every occurrence played there too, at the
 time it really played. The head-end as its own process, real Mosquitto, simulated receivers
@@ -40,7 +40,7 @@ async def test_a_receiver_cut_off_before_air_time_plays_its_window_and_reports_w
         pid = await approved(st, editor, leader, {
             "title": "Bản tin trưa", "targets": {"zones": ["thon-1"]},
             "segments": [{"media_id": recording}, {"chime": "end"}],
-            "start": start.isoformat(), "rrule": "FREQ=MINUTELY;INTERVAL=1;COUNT=2"})
+            "start": start.isoformat(), "rrule": "FREQ=MINUTELY;INTERVAL=1;COUNT=3"})
 
         def holds(device, times):
             """The receiver holds plays at exactly these times, their media in its cache."""
@@ -49,7 +49,7 @@ async def test_a_receiver_cut_off_before_air_time_plays_its_window_and_reports_w
             return sorted(it.at for it in items) == sorted(_ms(t) for t in times) and all(
                 shell.cache.has(it.sha) for it in items)
 
-        planned = [start, start + timedelta(minutes=1)]
+        planned = [start + timedelta(minutes=i) for i in range(3)]
         await st.until(lambda: all(holds(d, planned) for d in village), 30,
                        "the window and its media on every receiver of thon-1")
         assert not any(st.fleet[d].receiver.core.schedule for d in other)
@@ -60,7 +60,7 @@ async def test_a_receiver_cut_off_before_air_time_plays_its_window_and_reports_w
         r = await st.http.post("/api/v1/programmes/%s/occurrences/%s/move" % (pid, slot),
                                headers=leader, json={"to": moved.isoformat()})
         assert r.status_code == 204, r.text
-        airs = [planned[0], moved]
+        airs = [planned[0], moved, planned[2]]
         await st.until(lambda: all(holds(d, airs) for d in village), 20,
                        "the moved occurrence in every window")
         assert datetime.now(UTC) < airs[0] - timedelta(seconds=5), "too slow to test offline"
@@ -71,16 +71,16 @@ async def test_a_receiver_cut_off_before_air_time_plays_its_window_and_reports_w
         async def occurrences():
             got = await st.get("/api/v1/programmes/%s/occurrences" % pid,
                                **{"from": (start - timedelta(minutes=1)).isoformat(),
-                                  "to": (start + timedelta(minutes=3)).isoformat()})
-            return got if len(got) == 2 and all(o["broadcast_id"] for o in got) else None
+                                  "to": (start + timedelta(minutes=4)).isoformat()})
+            return got if len(got) == 3 and all(o["broadcast_id"] for o in got) else None
 
-        aired = await st.until(occurrences, (airs[1] - datetime.now(UTC)).total_seconds() + 20,
-                               "both occurrences aired")
+        aired = await st.until(occurrences, (airs[-1] - datetime.now(UTC)).total_seconds() + 20,
+                               "the three occurrences aired")
         bids = [o["broadcast_id"] for o in aired]
-        wait_s = (airs[1] - datetime.now(UTC)).total_seconds() + 30
+        wait_s = (airs[-1] - datetime.now(UTC)).total_seconds() + 30
         await st.until(lambda: all(st.played(d, b) and st.played(d, b)[-1].finished
                                    for d in village for b in bids), wait_s,
-                       "both occurrences played on both receivers of thon-1")
+                       "the three occurrences played on both receivers of thon-1")
         for bid, at in zip(bids, airs, strict=True):
             for device in village:
                 # Once: the window's item and the broadcast's play are one broadcast id.
@@ -94,7 +94,7 @@ async def test_a_receiver_cut_off_before_air_time_plays_its_window_and_reports_w
 
         got = await st.get("/api/v1/programmes/%s/occurrences" % pid,
                            **{"from": start.isoformat(),
-                              "to": (start + timedelta(minutes=3)).isoformat()})
+                              "to": (start + timedelta(minutes=4)).isoformat()})
         assert "played" not in states(got, cut)  # nothing of it reached the head-end yet
 
         st.fleet.restore(cut)
@@ -102,10 +102,10 @@ async def test_a_receiver_cut_off_before_air_time_plays_its_window_and_reports_w
         async def all_played():
             got = await st.get("/api/v1/programmes/%s/occurrences" % pid,
                                **{"from": start.isoformat(),
-                                  "to": (start + timedelta(minutes=3)).isoformat()})
-            return all(states(got, d) == ["played", "played"] for d in village)
+                                  "to": (start + timedelta(minutes=4)).isoformat()})
+            return all(states(got, d) == ["played"] * 3 for d in village)
 
-        await st.until(all_played, 40, "the head-end to show both occurrences played on both")
+        await st.until(all_played, 40, "the head-end to show the three occurrences played on both")
         for bid, at in zip(bids, airs, strict=True):
             detail = await st.get("/api/v1/broadcasts/" + bid)
             (row,) = [d for d in detail["devices"] if d["id"] == cut]
